@@ -1,0 +1,1 @@
+"""The ``cryofield`` command line: one thin module per command."""

@@ -1,0 +1,147 @@
+"""What the commands share: input arguments, output checks, progress bars, index files."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from cryofield.errors import InputError
+from cryofield.io import ParticleTable, export_stack, load_legacy_pickle, read_particles
+
+
+def command_parser(subparsers, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
+    """A subcommand parser whose ``--help`` ends with worked examples."""
+    return subparsers.add_parser(
+        name, help=summary, description=summary,
+        epilog="examples:\n" + textwrap.indent(textwrap.dedent(examples).strip(), "  "),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """``IN`` and the options that say where its images and metadata are."""
+    parser.add_argument("input", metavar="IN", type=Path,
+                        help="particles: .mrcs/.mrc stack, .txt list of stacks, RELION .star, cryoSPARC .cs")
+    parser.add_argument("--datadir", type=Path, help="folder holding the image stacks the metadata names")
+    parser.add_argument("--poses", type=Path, help="poses from another file (.pkl, .star or .cs)")
+    parser.add_argument("--ctf", type=Path, help="CTF parameters from another file (.pkl, .star or .cs)")
+    parser.add_argument("--apix", type=float, help="pixel size in Angstrom (overrides the files)")
+
+
+def load_table(args: argparse.Namespace) -> ParticleTable:
+    """Read ``args.input`` with the input options."""
+    return read_particles(args.input, datadir=args.datadir, poses=args.poses, ctf=args.ctf, apix=args.apix)
+
+
+def inputs_of(args: argparse.Namespace) -> list[Path]:
+    """Every input file named on the command line."""
+    names = [args.input, getattr(args, "poses", None), getattr(args, "ctf", None),
+             getattr(args, "ind", None), getattr(args, "exclude", None)]
+    return [Path(p) for p in names if p is not None]
+
+
+def check_outputs(outputs: list[Path], inputs: list[Path], table: ParticleTable | None = None) -> None:
+    """Refuse outputs that would overwrite an input (or a stack the input reads) or have no folder."""
+    protected = {p.resolve() for p in inputs if p.exists()}
+    if table is not None:
+        for sid in np.unique(table.refs.stack_id):
+            protected.add(table.refs.stack(int(sid)).path.resolve())
+    for out in outputs:
+        if not out.parent.resolve().is_dir():
+            raise InputError(out, "output folder does not exist")
+        if out.resolve() in protected:
+            raise InputError(out, "output would overwrite an input; choose another name")
+
+
+def stack_and_star(out: Path) -> tuple[Path, Path]:
+    """``OUT.mrcs`` and ``OUT.star`` from ``-o OUT.mrcs`` (or ``-o OUT.star``)."""
+    ext = out.suffix.lower()
+    if ext == ".star":
+        return out.with_suffix(".mrcs"), out
+    if ext in (".mrcs", ".mrc"):
+        return out, out.with_suffix(".star")
+    raise InputError(out, "output must end in .mrcs (with a matching .star beside it) or .star")
+
+
+def has_metadata(table: ParticleTable) -> bool:
+    """Whether the table carries per-particle metadata worth a STAR file."""
+    return table.record.kind != "none" or any(table.present().values())
+
+
+def progress_bar(total: int, description: str) -> tqdm:
+    """A progress bar on stderr with ETA and images per second."""
+    return tqdm(total=total, desc=description, unit="img", unit_scale=True, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.1, disable=None)
+
+
+def read_indices(path: Path, n: int) -> np.ndarray:
+    """Particle indices from ``.npy``, ``.txt`` (whitespace-separated) or a cryoDRGN ``.pkl``.
+
+    Returns sorted unique 0-based indices; raises ``InputError`` for values that are not
+    integers or fall outside ``[0, n)``.
+    """
+    ext = path.suffix.lower()
+    if not path.is_file():
+        raise InputError(path, "file not found")
+    try:
+        if ext == ".npy":
+            values = np.load(path, allow_pickle=False)
+        elif ext == ".pkl":
+            values = np.asarray(load_legacy_pickle(path))
+        elif ext in (".txt", ".csv", ".ind"):
+            values = np.loadtxt(path, dtype=np.float64, ndmin=1, delimiter="," if ext == ".csv" else None)
+        else:
+            raise InputError(path, "index file must be .npy, .txt or .pkl")
+    except ValueError as exc:
+        raise InputError(path, f"not a list of particle indices ({exc})") from None
+    values = np.asarray(values).ravel()
+    if values.dtype == bool:
+        if len(values) != n:
+            raise InputError(path, f"boolean mask of {len(values)} values for {n} particles")
+        return np.flatnonzero(values)
+    if values.size and not np.all(np.equal(np.mod(values, 1), 0)):
+        bad = int(np.flatnonzero(np.mod(values, 1))[0])
+        raise InputError(path, f"entry {bad + 1} ({values[bad]}) is not an integer index")
+    values = values.astype(np.int64)
+    outside = (values < 0) | (values >= n)
+    if outside.any():
+        bad = int(np.flatnonzero(outside)[0])
+        raise InputError(path, f"entry {bad + 1}: index {values[bad]} is outside 0..{n - 1} "
+                               f"({n} particles)")
+    return np.unique(values)
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """``-o OUT.mrcs`` and ``--chunk-size`` for commands that write a new stack."""
+    parser.add_argument("-o", "--output", type=Path, required=True,
+                        help="output .mrcs; a matching .star is written beside it when the input "
+                             "has metadata")
+    parser.add_argument("-b", "--chunk-size", type=int, default=512,
+                        help="images read, processed and written at a time (default 512)")
+
+
+def write_transformed_stack(args: argparse.Namespace, table: ParticleTable, label: str,
+                            transform, box_size: int | None = None,
+                            pixel_size_angstrom: np.ndarray | None = None) -> None:
+    """Stream ``table`` through ``transform`` into ``args.output`` (+ .star), with a progress bar."""
+    if table.n == 0:
+        raise InputError(args.input, "holds no particles")
+    if args.chunk_size < 1:
+        raise InputError(None, f"--chunk-size must be positive, got {args.chunk_size}")
+    stack, star = stack_and_star(args.output)
+    star = star if has_metadata(table) else None
+    check_outputs([stack] + ([star] if star else []), inputs_of(args), table)
+    start = time.perf_counter()
+    with progress_bar(table.n, label) as bar:
+        new = export_stack(table, stack, star, transform=transform, box_size=box_size,
+                           pixel_size_angstrom=pixel_size_angstrom, chunk_size=args.chunk_size,
+                           progress=bar.update)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {stack} ({new.n} images, {new.box_size} x {new.box_size} px, "
+          f"{new.pixel_size_angstrom[0]:.4f} A/px)" + (f" and {star}" if star else "")
+          + f" in {elapsed:.1f} s ({new.n / max(elapsed, 1e-9):.0f} images/s)")

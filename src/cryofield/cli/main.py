@@ -1,0 +1,48 @@
+"""``cryofield``: the command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from cryofield import __version__
+from cryofield.cli import downsample, info, invert, phase_flip, select
+from cryofield.errors import InputError
+
+COMMANDS = [info, downsample, phase_flip, invert, select]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cryofield",
+        description="Reconstruct flexible and mixed macromolecules from cryo-EM particle images.",
+        epilog="Run 'cryofield COMMAND --help' for the options and examples of a command.")
+    parser.add_argument("--version", action="version", version=f"cryofield {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add_parser(subparsers).set_defaults(run=module.run)
+    return parser
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"cryofield: warning: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
+    try:
+        args.run(args)
+    except InputError as exc:
+        print(f"cryofield {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cryofield: interrupted; no output was written", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""``cryofield phase-flip``: correct the sign of the CTF in particle images."""
+
+from __future__ import annotations
+
+import torch
+
+from cryofield.cli._common import (
+    add_input_arguments,
+    add_output_arguments,
+    command_parser,
+    load_table,
+    write_transformed_stack,
+)
+from cryofield.imaging import phase_flip
+
+NAME = "phase-flip"
+
+
+def add_parser(subparsers):
+    parser = command_parser(subparsers, NAME, "Phase-flip particle images: multiply each image's Fourier "
+                            "transform by the sign of its CTF.", """
+        cryofield phase-flip particles.star -o particles.flipped.mrcs
+        cryofield phase-flip particles.mrcs --ctf ctf.pkl -o particles.flipped.mrcs
+        """)
+    add_input_arguments(parser)
+    add_output_arguments(parser)
+    return parser
+
+
+def run(args) -> None:
+    table = load_table(args)
+    ctf = torch.from_numpy(table.ctf_array())
+
+    def flip(images, indices):
+        with torch.no_grad():
+            return phase_flip(torch.from_numpy(images), ctf[indices]).numpy()
+
+    write_transformed_stack(args, table, NAME, flip)

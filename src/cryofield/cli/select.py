@@ -1,0 +1,64 @@
+"""``cryofield select``: write a subset of particles as .star, .cs or .mrcs + .star."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import (
+    add_input_arguments,
+    check_outputs,
+    command_parser,
+    inputs_of,
+    load_table,
+    progress_bar,
+    read_indices,
+)
+from cryofield.errors import InputError
+from cryofield.io import export_stack, write_particles
+from cryofield.io._atomic import atomic_outputs
+
+
+def add_parser(subparsers):
+    parser = command_parser(subparsers, "select", "Write a subset of particles, in their original order, "
+                            "as .star (layout, optics table and every column kept), .cs (every field "
+                            "kept) or .mrcs plus a matching .star.", """
+        cryofield select particles.star --ind keep.npy -o subset.star
+        cryofield select particles.cs --exclude junk.txt -o clean.cs
+        cryofield select particles.star --ind cluster3.pkl -o cluster3.mrcs   # images + cluster3.star
+        """)
+    add_input_arguments(parser)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ind", type=Path, help="indices to keep (.npy, .txt or cryoDRGN .pkl; 0-based)")
+    which.add_argument("--exclude", type=Path, help="indices to drop (.npy, .txt or .pkl; 0-based)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="output .star, .cs or .mrcs")
+    parser.add_argument("-b", "--chunk-size", type=int, default=512, help="images per chunk for .mrcs output")
+    return parser
+
+
+def run(args) -> None:
+    table = load_table(args)
+    chosen = read_indices(args.ind or args.exclude, table.n)
+    if args.exclude is not None:
+        chosen = np.setdiff1d(np.arange(table.n), chosen)
+    if len(chosen) == 0:
+        raise InputError(args.ind or args.exclude, "selects no particles")
+    subset = table.subset(chosen)
+    out: Path = args.output
+    ext = out.suffix.lower()
+    if ext in (".mrcs", ".mrc"):
+        star = out.with_suffix(".star")
+        check_outputs([out, star], inputs_of(args), table)
+        with progress_bar(subset.n, "select") as bar:
+            export_stack(subset, out, star, chunk_size=args.chunk_size, progress=bar.update)
+        print(f"wrote {subset.n} of {table.n} particles to {out} and {star}")
+        return
+    if ext not in (".star", ".cs"):
+        raise InputError(out, "output must end in .star, .cs or .mrcs")
+    if ext == ".cs" and table.record.kind != "cs":
+        raise InputError(out, "a .cs output needs a cryoSPARC .cs input; write .star or .mrcs instead")
+    check_outputs([out], inputs_of(args))
+    with atomic_outputs(out) as (temp,):
+        write_particles(subset, temp)
+    print(f"wrote {subset.n} of {table.n} particles to {out}")

@@ -1,0 +1,24 @@
+"""Exceptions that describe bad input in words a user can act on.
+
+The command line turns :class:`InputError` into one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class InputError(ValueError):
+    """An input file (or a value in it) that cryofield cannot use.
+
+    Parameters
+    ----------
+    path : str or PathLike or None
+        The file at fault; it starts the message.
+    message : str
+        What is wrong, in one line, naming the row where there is one.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, message: str):
+        self.path = None if path is None else os.fspath(path)
+        super().__init__(f"{self.path}: {message}" if self.path else message)

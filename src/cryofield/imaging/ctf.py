@@ -1,0 +1,81 @@
+"""Contrast transfer function, batched over particles with different parameters."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cryofield.fourier import rfft_frequencies
+
+
+def _wavelength_angstrom(voltage_kv: torch.Tensor) -> torch.Tensor:
+    volts = voltage_kv * 1e3
+    return 12.2642598 / torch.sqrt(volts + 0.97848e-6 * volts**2)
+
+
+def compute_ctf(freqs: torch.Tensor, defocus_u_angstrom: torch.Tensor,
+                defocus_v_angstrom: torch.Tensor, defocus_angle_deg: torch.Tensor,
+                voltage_kv: torch.Tensor, cs_mm: torch.Tensor, amplitude_contrast: torch.Tensor,
+                phase_shift_deg: torch.Tensor, bfactor: torch.Tensor | None = None) -> torch.Tensor:
+    """Evaluate the CTF of :mod:`cryofield.conventions` for a batch of particles.
+
+    Parameters
+    ----------
+    freqs : Tensor, shape (B or 1, ..., 2)
+        Spatial frequencies ``(kx, ky)`` in 1/Angstrom (cycles per pixel over pixel size).
+    defocus_u_angstrom, defocus_v_angstrom, defocus_angle_deg, voltage_kv, cs_mm,
+    amplitude_contrast, phase_shift_deg : Tensor, shape (B,)
+        Per-particle parameters (Angstrom, degrees, kV, mm).
+    bfactor : Tensor, shape (B,), optional
+        B-factor in Angstrom^2 of the envelope ``exp(-B k^2 / 4)``.
+
+    Returns
+    -------
+    Tensor, shape (B, ...)
+        The CTF at each frequency.
+    """
+    extra = freqs.dim() - 2  # lattice dimensions besides batch and (kx, ky)
+
+    def per_particle(p: torch.Tensor) -> torch.Tensor:
+        return p.to(freqs).reshape((-1,) + (1,) * extra)
+
+    kx, ky = freqs[..., 0], freqs[..., 1]
+    k2 = kx**2 + ky**2
+    angle = torch.atan2(ky, kx)
+    dfu, dfv = per_particle(defocus_u_angstrom), per_particle(defocus_v_angstrom)
+    astigmatism_angle = per_particle(defocus_angle_deg) * math.pi / 180
+    df = 0.5 * (dfu + dfv + (dfu - dfv) * torch.cos(2 * (angle - astigmatism_angle)))
+    lam = _wavelength_angstrom(per_particle(voltage_kv))
+    cs = per_particle(cs_mm) * 1e7
+    gamma = 2 * math.pi * (-0.5 * df * lam * k2 + 0.25 * cs * lam**3 * k2**2) \
+        - per_particle(phase_shift_deg) * math.pi / 180
+    w = per_particle(amplitude_contrast)
+    ctf = -w * torch.cos(gamma) + torch.sqrt(1 - w**2) * torch.sin(gamma)
+    if bfactor is not None:
+        ctf = ctf * torch.exp(-per_particle(bfactor) * k2 / 4)
+    return ctf
+
+
+def phase_flip(images: torch.Tensor, ctf_params: torch.Tensor) -> torch.Tensor:
+    """Multiply each image's Fourier transform by the sign of its CTF.
+
+    Parameters
+    ----------
+    images : Tensor, shape (B, D, D)
+    ctf_params : Tensor, shape (B, 9)
+        Rows of :meth:`cryofield.io.ParticleTable.ctf_array` (box, pixel size, defocus U/V,
+        angle, kV, Cs, amplitude contrast, phase shift).
+
+    Returns
+    -------
+    Tensor, shape (B, D, D)
+        The phase-flipped images; contrast sign unchanged where the CTF is positive.
+    """
+    size = images.shape[-1]
+    work = images.to(torch.float64) if images.dtype == torch.float64 else images.float()
+    lattice = rfft_frequencies(size, size, dtype=work.dtype, device=work.device)
+    freqs = lattice[None] / ctf_params[:, 1].to(work).reshape(-1, 1, 1, 1)
+    ctf = compute_ctf(freqs, *ctf_params[:, 2:].to(work).unbind(-1))
+    flipped = torch.fft.irfft2(torch.fft.rfft2(work) * torch.sign(ctf), s=(size, size))
+    return flipped.to(images.dtype)

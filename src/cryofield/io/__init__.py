@@ -1,0 +1,19 @@
+"""Particle and map I/O: RELION STAR (3.0 to 5), cryoSPARC .cs, MRC stacks, cryoDRGN files.
+
+The entry point is :func:`read_particles`, which returns a :class:`ParticleTable`; the
+export functions write any subset back in the format it came from. This layer never
+imports torch.
+"""
+
+from cryofield.io.export import export_stack, restack, write_particles
+from cryofield.io.legacy import load_legacy_pickle
+from cryofield.io.mrc import MrcStack, MrcStackWriter, write_mrc
+from cryofield.io.readers import read_particles
+from cryofield.io.star import StarBlock, read_star, write_star
+from cryofield.io.table import ImageRefs, ParticleTable, SourceRecord
+
+__all__ = [
+    "ImageRefs", "MrcStack", "export_stack", "MrcStackWriter", "ParticleTable", "SourceRecord", "StarBlock",
+    "load_legacy_pickle", "read_particles", "read_star", "restack", "write_mrc",
+    "write_particles", "write_star",
+]

@@ -1,0 +1,294 @@
+"""``ParticleTable``: per-particle images and metadata, whatever file they came from."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from cryofield.conventions import CTF_COLUMNS
+from cryofield.errors import InputError
+from cryofield.io.mrc import MrcStack
+from cryofield.io.star import StarBlock
+
+#: Per-particle CTF fields, in the order of ``CTF_COLUMNS[2:]``.
+CTF_FIELDS = CTF_COLUMNS[2:]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageRefs:
+    """Where each particle's image lives: a stack (as named in the metadata) and an index.
+
+    Attributes
+    ----------
+    stack_names : tuple of str
+        Unique stack paths as written in the metadata.
+    stack_id : ndarray, shape (N,), int32
+        Index into ``stack_names`` per particle.
+    image_index : ndarray, shape (N,), int64
+        0-based image index within the stack.
+    metadata_path : Path
+        The file the names were read from (names are relative to its folder), also named
+        in error messages.
+    datadir : Path or None
+        Folder to look in first (``--datadir``).
+    """
+
+    stack_names: tuple[str, ...]
+    stack_id: np.ndarray
+    image_index: np.ndarray
+    metadata_path: Path
+    datadir: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.image_index)
+
+    def subset(self, indices: np.ndarray) -> ImageRefs:
+        """References of the particles ``indices`` (same stacks)."""
+        return replace(self, stack_id=self.stack_id[indices], image_index=self.image_index[indices])
+
+    def names(self) -> np.ndarray:
+        """``"000001@path"`` per particle, as RELION names images; shape (N,), object."""
+        stacks = np.asarray(self.stack_names, dtype=object)[self.stack_id]
+        return np.array([f"{i + 1:06d}@{s}" for i, s in zip(self.image_index, stacks)], dtype=object)
+
+    def candidates(self, name: str) -> list[Path]:
+        """Where a stack named ``name`` is looked for, in order."""
+        written = Path(name)
+        places = []
+        if self.datadir is not None:
+            places += [self.datadir / written, self.datadir / written.name]
+        places.append(written)
+        if not written.is_absolute():
+            places.append(self.metadata_path.parent / written)
+        return places
+
+    @functools.cache  # noqa: B019  (refs are immutable and few)
+    def stack(self, stack_id: int) -> MrcStack:
+        """The opened stack ``stack_id``, found by :meth:`candidates`.
+
+        Raises
+        ------
+        InputError
+            Naming the metadata file, the first row that uses the stack, and where it was
+            looked for.
+        """
+        name = self.stack_names[stack_id]
+        for place in self.candidates(name):
+            if place.is_file():
+                return MrcStack.open(place)
+        row = int(np.flatnonzero(self.stack_id == stack_id)[0]) + 1
+        looked = ", ".join(str(p) for p in self.candidates(name))
+        hint = "" if self.datadir else "; pass --datadir"
+        raise InputError(self.metadata_path, f"row {row}: image stack {name} not found "
+                                             f"(looked in {looked}){hint}")
+
+    def validate(self) -> None:
+        """Check that every stack exists and every index is inside its stack.
+
+        Raises
+        ------
+        InputError
+            The first missing stack or out-of-range index, with its row.
+        """
+        for sid in range(len(self.stack_names)):
+            mask = self.stack_id == sid
+            if not mask.any():
+                continue
+            stack = self.stack(sid)
+            past = mask & (self.image_index >= len(stack))
+            if past.any():
+                row = int(np.flatnonzero(past)[0])
+                raise InputError(self.metadata_path,
+                                 f"row {row + 1}: image {self.image_index[row] + 1}@"
+                                 f"{self.stack_names[sid]} is past the end of {stack.path} "
+                                 f"({len(stack)} images)")
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
+        """Images of particles ``indices`` as float32, shape (K, ny, nx)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        sids = self.stack_id[indices]
+        out: np.ndarray | None = None
+        for sid in np.unique(sids):
+            where = np.flatnonzero(sids == sid)
+            local = self.image_index[indices[where]]
+            stack = self.stack(int(sid))
+            if local.size and local.max() >= len(stack):
+                row = int(indices[where][np.argmax(local >= len(stack))])
+                raise InputError(self.metadata_path, f"row {row + 1}: image {self.image_index[row] + 1}"
+                                                     f"@{self.stack_names[sid]} is past the end of "
+                                                     f"{stack.path} ({len(stack)} images)")
+            images = stack.read(local)
+            if out is None:
+                out = np.empty((len(indices),) + images.shape[1:], np.float32)
+            elif images.shape[1:] != out.shape[1:]:
+                raise InputError(stack.path, f"images are {images.shape[1:]}, but other stacks "
+                                             f"of {self.metadata_path} hold {out.shape[1:]}")
+            out[where] = images
+        if out is None:
+            return np.empty((0, 0, 0), np.float32)
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class SourceRecord:
+    """The original metadata rows of each particle, kept for export.
+
+    Attributes
+    ----------
+    kind : {"star", "cs", "none"}
+    path : Path or None
+    rows : ndarray, shape (N,), int64
+        Row of each particle in the original table.
+    star : dict of str to StarBlock, or None
+        All blocks of a STAR source (tables unsubset).
+    particles_block : str or None
+        Name of the STAR block that lists the particles.
+    cs : structured ndarray or None
+        The whole cryoSPARC table.
+    """
+
+    kind: Literal["star", "cs", "none"]
+    path: Path | None
+    rows: np.ndarray
+    star: dict[str, StarBlock] | None = None
+    particles_block: str | None = None
+    cs: np.ndarray | None = None
+
+    def star_rows(self) -> pd.DataFrame:
+        """The particles' original STAR rows, in table order."""
+        return self.star[self.particles_block].table.iloc[self.rows].reset_index(drop=True)
+
+
+@dataclass(frozen=True, eq=False)
+class ParticleTable:
+    """Particle images and per-particle metadata.
+
+    Attributes
+    ----------
+    refs : ImageRefs
+        Image references (stack and index) per particle.
+    pixel_size_angstrom : ndarray, shape (N,), float64
+    box_size_px : ndarray, shape (N,), int64, or None
+        Image size from the metadata; ``None`` to read it from the stacks.
+    ctf : DataFrame or None
+        Columns ``CTF_FIELDS`` (defocus in Angstrom, angles in degrees, kV, mm).
+    rotations_or_none : ndarray, shape (N, 3, 3), float64, or None
+        ``R`` per particle (see :mod:`cryofield.conventions`).
+    shifts_angstrom : ndarray, shape (N, 2), float64, or None
+        ``(x, y)`` shift with RELION's sign.
+    optics_group : ndarray, shape (N,), int64
+    record : SourceRecord
+        The original rows, for export.
+    """
+
+    refs: ImageRefs
+    pixel_size_angstrom: np.ndarray
+    box_size_px: np.ndarray | None
+    ctf: pd.DataFrame | None
+    rotations_or_none: np.ndarray | None
+    shifts_angstrom: np.ndarray | None
+    optics_group: np.ndarray
+    record: SourceRecord
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    @property
+    def n(self) -> int:
+        """Number of particles."""
+        return len(self.refs)
+
+    @property
+    def source(self) -> Path:
+        """The file the table was read from."""
+        return self.refs.metadata_path
+
+    @property
+    def rotations(self) -> np.ndarray:
+        """Rotation matrices ``R``, shape (N, 3, 3); raises ``InputError`` if the input has none."""
+        if self.rotations_or_none is None:
+            raise InputError(self.source, "no particle poses (rotations); pass --poses")
+        return self.rotations_or_none
+
+    @property
+    def shifts_px(self) -> np.ndarray:
+        """``(x, y)`` shifts in pixels of the stored images, RELION's sign, shape (N, 2)."""
+        if self.shifts_angstrom is None:
+            if self.rotations_or_none is not None:
+                return np.zeros((self.n, 2))
+            raise InputError(self.source, "no particle shifts; pass --poses")
+        return self.shifts_angstrom / self.pixel_size_angstrom[:, None]
+
+    @property
+    def box_size(self) -> int:
+        """Image size in pixels (square images), from the metadata or the first stack."""
+        if self.box_size_px is not None and len(self.box_size_px):
+            sizes = np.unique(self.box_size_px)
+            if len(sizes) > 1:
+                raise InputError(self.source, f"particles of different box sizes {sizes.tolist()}")
+            return int(sizes[0])
+        if self.n == 0:
+            raise InputError(self.source, "no particles")
+        shape = self.refs.stack(int(self.refs.stack_id[0])).shape
+        if shape[1] != shape[2]:
+            raise InputError(self.refs.stack(int(self.refs.stack_id[0])).path,
+                             f"images are {shape[1]} x {shape[2]}; cryofield needs square images")
+        return shape[1]
+
+    def ctf_array(self) -> np.ndarray:
+        """CTF parameters, shape (N, 9), columns ``conventions.CTF_COLUMNS``.
+
+        Raises
+        ------
+        InputError
+            The input has no CTF parameters.
+        """
+        if self.ctf is None:
+            raise InputError(self.source, "no CTF parameters; pass --ctf")
+        out = np.empty((self.n, 9))
+        out[:, 0] = self.box_size
+        out[:, 1] = self.pixel_size_angstrom
+        out[:, 2:] = self.ctf[list(CTF_FIELDS)].to_numpy(np.float64)
+        return out
+
+    def images(self, indices: np.ndarray | None = None) -> np.ndarray:
+        """Read images, shape (K, D, D), float32 (``indices`` default: all, in order)."""
+        if indices is None:
+            indices = np.arange(self.n)
+        return self.refs.read(np.asarray(indices, dtype=np.int64))
+
+    def iter_chunks(self, chunk_size: int = 1024) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(indices, images)`` over all particles in order, ``chunk_size`` at a time."""
+        for start in range(0, self.n, chunk_size):
+            indices = np.arange(start, min(start + chunk_size, self.n))
+            yield indices, self.images(indices)
+
+    def subset(self, indices: np.ndarray) -> ParticleTable:
+        """The particles ``indices`` (in that order) as a new table."""
+        indices = np.asarray(indices, dtype=np.int64)
+
+        def take(a):
+            return None if a is None else a[indices]
+
+        return ParticleTable(
+            refs=self.refs.subset(indices),
+            pixel_size_angstrom=self.pixel_size_angstrom[indices],
+            box_size_px=take(self.box_size_px),
+            ctf=None if self.ctf is None else self.ctf.iloc[indices].reset_index(drop=True),
+            rotations_or_none=take(self.rotations_or_none),
+            shifts_angstrom=take(self.shifts_angstrom),
+            optics_group=self.optics_group[indices],
+            record=replace(self.record, rows=self.record.rows[indices]),
+        )
+
+    def present(self) -> dict[str, bool]:
+        """Which metadata the table holds."""
+        return {"ctf": self.ctf is not None, "rotations": self.rotations_or_none is not None,
+                "shifts": self.shifts_angstrom is not None}
+
