@@ -2,8 +2,12 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from cryofield.conventions import (cryosparc_pose_to_matrix, matrix_to_relion_euler, relion_euler_to_matrix,
-                                   rotvec_to_matrix)
+from cryofield.conventions import (
+    cryosparc_pose_to_matrix,
+    matrix_to_relion_euler,
+    relion_euler_to_matrix,
+    rotvec_to_matrix,
+)
 
 
 def test_relion_matrix_is_transpose_of_active_zyz(rng):

@@ -30,7 +30,7 @@ def add_parser(subparsers):
 
 def run(args) -> None:
     table = load_table(args)
-    old = table.box_size if table.n else 0
+    old = table.check_images() if table.n else 0
     if table.n and not 1 <= args.box <= old:
         raise InputError(args.input, f"new box {args.box} must be between 1 and the current box {old}")
 

@@ -30,9 +30,10 @@ def downsample_images(images: torch.Tensor, size: int) -> torch.Tensor:
     """Downsample square images by cropping their Fourier transform.
 
     Keeps the frequencies ``-size//2 .. (size-1)//2`` of each axis (the centred
-    ``size x size`` window around the origin at ``D//2``) and scales so that pixel values,
-    and hence the image mean, are preserved. Exact for content band-limited below the new
-    Nyquist frequency; works for even and odd sizes.
+    ``size x size`` window) and scales so that pixel values, and hence the image mean, are
+    preserved. The origin stays put: pixel ``D//2`` of the input and pixel ``d//2`` of the
+    output are the same point, for even and odd sizes alike, as the conventions require.
+    Exact for content band-limited below the new Nyquist frequency.
 
     Parameters
     ----------
@@ -54,9 +55,10 @@ def downsample_images(images: torch.Tensor, size: int) -> torch.Tensor:
     if size == big:
         return images.clone()
     work = images if images.dtype in (torch.float32, torch.float64) else images.float()
-    spectrum = torch.fft.rfft2(work)
+    # move the origin (index D//2) to index 0 so that the crop keeps it fixed, and back after
+    spectrum = torch.fft.rfft2(torch.roll(work, (-(big // 2), -(big // 2)), dims=(-2, -1)))
     n_pos, n_neg = (size - 1) // 2 + 1, size // 2  # rows for k >= 0 and k < 0
     rows = torch.cat([spectrum[..., :n_pos, :], spectrum[..., big - n_neg:, :]], dim=-2)
     cropped = rows[..., : size // 2 + 1]
     out = torch.fft.irfft2(cropped, s=(size, size)) * (size / big) ** 2
-    return out.to(images.dtype)
+    return torch.roll(out, (size // 2, size // 2), dims=(-2, -1)).to(images.dtype)

@@ -175,8 +175,8 @@ def export_stack(table: ParticleTable, stack_path: str | os.PathLike,
     ParticleTable
         The table of the written stack.
     """
-    table.refs.validate()
-    box_size = table.box_size if box_size is None else int(box_size)
+    image_box = table.check_images()
+    box_size = image_box if box_size is None else int(box_size)
     apix = table.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom
     outputs = [Path(stack_path)] + ([Path(star_path)] if star_path is not None else [])
     with atomic_outputs(*outputs) as temps:

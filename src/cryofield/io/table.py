@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -88,14 +89,20 @@ class ImageRefs:
         raise InputError(self.metadata_path, f"row {row}: image stack {name} not found "
                                              f"(looked in {looked}){hint}")
 
-    def validate(self) -> None:
-        """Check that every stack exists and every index is inside its stack.
+    def validate(self) -> tuple[int, int] | None:
+        """Check that every stack exists, every index is inside its stack, and image sizes agree.
+
+        Returns
+        -------
+        tuple of int or None
+            ``(ny, nx)`` of the images (``None`` when there are no particles).
 
         Raises
         ------
         InputError
-            The first missing stack or out-of-range index, with its row.
+            The first missing stack, out-of-range index or odd-sized stack, with its row.
         """
+        shape = None
         for sid in range(len(self.stack_names)):
             mask = self.stack_id == sid
             if not mask.any():
@@ -108,6 +115,12 @@ class ImageRefs:
                                  f"row {row + 1}: image {self.image_index[row] + 1}@"
                                  f"{self.stack_names[sid]} is past the end of {stack.path} "
                                  f"({len(stack)} images)")
+            if shape is None:
+                shape = stack.shape[1:]
+            elif stack.shape[1:] != shape:
+                raise InputError(stack.path, f"images are {stack.shape[1]} x {stack.shape[2]}, but other "
+                                             f"stacks of {self.metadata_path} hold {shape[0]} x {shape[1]}")
+        return shape
 
     def read(self, indices: np.ndarray) -> np.ndarray:
         """Images of particles ``indices`` as float32, shape (K, ny, nx)."""
@@ -241,6 +254,22 @@ class ParticleTable:
                              f"images are {shape[1]} x {shape[2]}; cryofield needs square images")
         return shape[1]
 
+    def check_images(self) -> int:
+        """Check every image reference (see :meth:`ImageRefs.validate`) and return the box size.
+
+        The stacks are authoritative: where the metadata name another box size (as in some
+        hand-edited files), a warning says so and the stacks' size is returned.
+        """
+        shape = self.refs.validate()
+        if shape is None:
+            raise InputError(self.source, "no particles")
+        if shape[0] != shape[1]:
+            raise InputError(self.source, f"images are {shape[0]} x {shape[1]}; cryofield needs square images")
+        if self.box_size_px is not None and len(self.box_size_px) and self.box_size != shape[0]:
+            warnings.warn(f"{self.source}: metadata say box {self.box_size} px but the stacks hold "
+                          f"{shape[0]} px images; using the stacks", stacklevel=2)
+        return shape[0]
+
     def ctf_array(self) -> np.ndarray:
         """CTF parameters, shape (N, 9), columns ``conventions.CTF_COLUMNS``.
 
@@ -252,6 +281,8 @@ class ParticleTable:
         if self.ctf is None:
             raise InputError(self.source, "no CTF parameters; pass --ctf")
         out = np.empty((self.n, 9))
+        if self.n == 0:
+            return out
         out[:, 0] = self.box_size
         out[:, 1] = self.pixel_size_angstrom
         out[:, 2:] = self.ctf[list(CTF_FIELDS)].to_numpy(np.float64)
