@@ -100,12 +100,15 @@ def test_reads_only_what_it_is_asked(tmp_path):
     with MrcStackWriter(path, (n, box, box), 1.0) as writer:
         for _ in range(n // 200):
             writer.write(np.ones((200, box, box), np.float32))
+    # VmHWM (this process's peak RSS) rather than ru_maxrss, which a child inherits from pytest
     probe = (
-        "import resource, sys, numpy as np\n"
+        "import re, sys, numpy as np\n"
         "from cryofield.io import MrcStack\n"
-        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "def peak():\n"
+        "    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "before = peak()\n"
         "out = MrcStack.open(sys.argv[1]).read(np.array(sys.argv[2:], dtype=int))\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)\n"
+        "print((peak() - before) / 1024)\n"
     )
     few = subprocess.run([sys.executable, "-c", probe, str(path), "0", "1999", "1000"],
                          capture_output=True, text=True, check=True)
