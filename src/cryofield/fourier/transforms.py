@@ -55,10 +55,16 @@ def downsample_images(images: torch.Tensor, size: int) -> torch.Tensor:
     if size == big:
         return images.clone()
     work = images if images.dtype in (torch.float32, torch.float64) else images.float()
-    # move the origin (index D//2) to index 0 so that the crop keeps it fixed, and back after
-    spectrum = torch.fft.rfft2(torch.roll(work, (-(big // 2), -(big // 2)), dims=(-2, -1)))
+    spectrum = torch.fft.rfft2(work)
     n_pos, n_neg = (size - 1) // 2 + 1, size // 2  # rows for k >= 0 and k < 0
-    rows = torch.cat([spectrum[..., :n_pos, :], spectrum[..., big - n_neg:, :]], dim=-2)
-    cropped = rows[..., : size // 2 + 1]
-    out = torch.fft.irfft2(cropped, s=(size, size)) * (size / big) ** 2
-    return torch.roll(out, (size // 2, size // 2), dims=(-2, -1)).to(images.dtype)
+    rows = torch.cat([spectrum[..., :n_pos, : size // 2 + 1], spectrum[..., big - n_neg:, : size // 2 + 1]], dim=-2)
+    # The FFT's origin is index 0, ours is D//2 (and d//2 after): the phase ramp that moves
+    # one onto the other is 1 when D and d are both even, and a small complex factor otherwise.
+    shift = (big // 2) / big - (size // 2) / size
+    if shift:
+        ky = torch.fft.fftfreq(size, 1 / size, dtype=work.dtype, device=work.device)
+        kx = torch.fft.rfftfreq(size, 1 / size, dtype=work.dtype, device=work.device)
+        rows = rows * torch.polar(torch.ones_like(ky), 2 * torch.pi * ky * shift)[:, None] \
+            * torch.polar(torch.ones_like(kx), 2 * torch.pi * kx * shift)
+    out = torch.fft.irfft2(rows, s=(size, size))
+    return out.mul_((size / big) ** 2).to(images.dtype)
