@@ -43,6 +43,9 @@ def test_txt_list_of_stacks(tmp_path, write_stack, rng):
     table = read_particles(tmp_path / "list.txt")
     assert table.n == 5 and table.pixel_size_angstrom[0] == 2.0
     np.testing.assert_allclose(table.images(), np.concatenate([a, b]), rtol=1e-6)
+    (tmp_path / "bad.txt").write_text("a.mrcs\nsub/missing.mrcs\n")
+    with pytest.raises(InputError, match="bad.txt: row 2: image stack sub/missing.mrcs not found"):
+        read_particles(tmp_path / "bad.txt")
 
 
 def test_cryosparc_blob_path_with_leading_marker_and_zero_rows(data, tmp_path):

@@ -179,14 +179,14 @@ def export_stack(table: ParticleTable, stack_path: str | os.PathLike,
     box_size = image_box if box_size is None else int(box_size)
     apix = table.pixel_size_angstrom if pixel_size_angstrom is None else pixel_size_angstrom
     outputs = [Path(stack_path)] + ([Path(star_path)] if star_path is not None else [])
+    names_relative_to = outputs[-1] if star_path is not None else Path(stack_path).with_suffix(".star")
     with atomic_outputs(*outputs) as temps:
         with MrcStackWriter(temps[0], (table.n, box_size, box_size), float(apix[0])) as writer:
             for indices, images in table.iter_chunks(chunk_size):
                 writer.write(images if transform is None else transform(images, indices))
                 if progress is not None:
                     progress(len(indices))
-        new = restack(table, stack_path, outputs[-1] if star_path else Path(stack_path).with_suffix(".star"),
-                      box_size, apix)
+        new = restack(table, stack_path, names_relative_to, box_size, apix)
         if star_path is not None:
             write_particles(new, temps[1])
     return new

@@ -78,11 +78,14 @@ def read_particles(path: str | os.PathLike, datadir: str | os.PathLike | None = 
 # -- stacks ----------------------------------------------------------------------------------
 
 def _read_stacks(path: Path, names: list[str], datadir: Path | None) -> dict:
-    refs = ImageRefs(tuple(names), np.zeros(0, np.int32), np.zeros(0, np.int64), path, datadir)
-    stacks = [refs.stack(i) for i in range(len(names))]
+    # one row per stack first, so that a missing stack is reported by its line
+    lines = ImageRefs(tuple(names), np.arange(len(names), dtype=np.int32), np.zeros(len(names), np.int64),
+                      path, datadir)
+    stacks = [lines.stack(i) for i in range(len(names))]
     counts = [len(s) for s in stacks]
     refs = ImageRefs(tuple(names), np.repeat(np.arange(len(names), dtype=np.int32), counts),
-                     np.concatenate([np.arange(c) for c in counts]).astype(np.int64), path, datadir)
+                     np.concatenate([np.arange(c) for c in counts]).astype(np.int64), path, datadir,
+                     lines._opened)
     apix = next((s.pixel_size_angstrom for s in stacks if s.pixel_size_angstrom), None)
     n = len(refs)
     return dict(refs=refs, record=SourceRecord("none", path, np.arange(n)),

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -45,6 +44,8 @@ class ImageRefs:
     image_index: np.ndarray
     metadata_path: Path
     datadir: Path | None = None
+    #: stacks opened so far, by stack id (shared with subsets)
+    _opened: dict[int, MrcStack] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.image_index)
@@ -69,7 +70,6 @@ class ImageRefs:
             places.append(self.metadata_path.parent / written)
         return places
 
-    @functools.cache  # noqa: B019  (refs are immutable and few)
     def stack(self, stack_id: int) -> MrcStack:
         """The opened stack ``stack_id``, found by :meth:`candidates`.
 
@@ -79,10 +79,13 @@ class ImageRefs:
             Naming the metadata file, the first row that uses the stack, and where it was
             looked for.
         """
+        if stack_id in self._opened:
+            return self._opened[stack_id]
         name = self.stack_names[stack_id]
         for place in self.candidates(name):
             if place.is_file():
-                return MrcStack.open(place)
+                self._opened[stack_id] = MrcStack.open(place)
+                return self._opened[stack_id]
         row = int(np.flatnonzero(self.stack_id == stack_id)[0]) + 1
         looked = ", ".join(str(p) for p in self.candidates(name))
         hint = "" if self.datadir else "; pass --datadir"
