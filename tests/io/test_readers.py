@@ -130,6 +130,7 @@ def test_missing_pixel_size_asks_for_apix(tmp_path, write_stack):
     assert read_particles(tmp_path / "s.mrcs", apix=1.2).pixel_size_angstrom.tolist() == [1.2, 1.2]
 
 
+@pytest.mark.filterwarnings("ignore:.*_rlnAmplitudeContrast")
 def test_bad_values_are_named_by_row(tmp_path):
     (tmp_path / "p.star").write_text("data_\nloop_\n_rlnImageName\n_rlnImagePixelSize\n_rlnDefocusU\n"
                                      "_rlnVoltage\n_rlnSphericalAberration\n"

@@ -270,7 +270,7 @@ class ParticleTable:
             raise InputError(self.source, f"images are {shape[0]} x {shape[1]}; cryofield needs square images")
         if self.box_size_px is not None and len(self.box_size_px) and self.box_size != shape[0]:
             warnings.warn(f"{self.source}: metadata say box {self.box_size} px but the stacks hold "
-                          f"{shape[0]} px images; using the stacks", stacklevel=2)
+                          f"{shape[0]} px images; using the stacks", stacklevel=1)
         return shape[0]
 
     def ctf_array(self) -> np.ndarray:

@@ -84,7 +84,7 @@ def make_toy_dataset(outdir: str | os.PathLike, n: int = 1000, box: int = 64, ap
     for s, centres in enumerate([_BLOBS_A, _BLOBS_A + _ARM_MOVE]):
         sel = state == s
         clean[sel] = _project_blobs(centres, _RADII, rotations[sel], shifts_px[sel], box, apix)
-    params = torch.from_numpy(ctf[list(CTF_COLUMNS[2:])].to_numpy())
+    params = torch.tensor(ctf[list(CTF_COLUMNS[2:])].to_numpy())
     freqs = rfft_frequencies(box, box, dtype=torch.float64)[None] / apix
     transfer = compute_ctf(freqs, *params.unbind(-1))
     images = -torch.fft.irfft2(torch.fft.rfft2(torch.from_numpy(clean).double()) * transfer, s=(box, box))
