@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from cryofield.cli._common import (
     add_input_arguments,
     add_output_arguments,
@@ -12,7 +10,6 @@ from cryofield.cli._common import (
     write_transformed_stack,
 )
 from cryofield.errors import InputError
-from cryofield.fourier import downsample_images
 
 
 def add_parser(subparsers):
@@ -29,6 +26,10 @@ def add_parser(subparsers):
 
 
 def run(args) -> None:
+    import torch  # here, not at the top: `cryofield info` should not pay for it
+
+    from cryofield.fourier import downsample_images
+
     table = load_table(args)
     old = table.check_images() if table.n else 0
     if table.n and not 1 <= args.box <= old:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import torch
-
 from cryofield.cli._common import (
     add_input_arguments,
     add_output_arguments,
@@ -11,7 +9,6 @@ from cryofield.cli._common import (
     load_table,
     write_transformed_stack,
 )
-from cryofield.imaging import phase_flip
 
 NAME = "phase-flip"
 
@@ -28,6 +25,10 @@ def add_parser(subparsers):
 
 
 def run(args) -> None:
+    import torch  # here, not at the top: `cryofield info` should not pay for it
+
+    from cryofield.imaging import phase_flip
+
     table = load_table(args)
     ctf = torch.from_numpy(table.ctf_array())
 

@@ -110,11 +110,11 @@ def _particles_block(path: Path, blocks: dict[str, StarBlock]) -> str:
     raise InputError(path, "no particle table (a loop with _rlnImageName)")
 
 
-def _merge_optics(path: Path, blocks: dict[str, StarBlock], particles: pd.DataFrame) -> pd.DataFrame:
-    """Per-particle columns, with the optics group's values where the particle has none."""
+def _merge_optics(path: Path, blocks: dict[str, StarBlock], particles: pd.DataFrame) -> dict[str, pd.Series]:
+    """Per-particle columns by name, with the optics group's values where the particle has none."""
     optics = blocks.get("optics")
     if optics is None or optics.table is None or "rlnOpticsGroup" not in particles.columns:
-        return particles
+        return {c: particles[c] for c in particles.columns}
     table = optics.table
     groups = table["rlnOpticsGroup"].to_numpy()
     row_of = pd.Index(groups).get_indexer(particles["rlnOpticsGroup"].to_numpy())
@@ -126,10 +126,10 @@ def _merge_optics(path: Path, blocks: dict[str, StarBlock], particles: pd.DataFr
     for column in table.columns:
         if column not in merged:
             merged[column] = pd.Series(table[column].to_numpy()[row_of])
-    return pd.DataFrame(merged)
+    return merged
 
 
-def _numeric(path: Path, df: pd.DataFrame, column: str) -> np.ndarray:
+def _numeric(path: Path, df: dict[str, pd.Series], column: str) -> np.ndarray:
     values = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64)
     bad = ~np.isfinite(values)
     if bad.any():
@@ -158,7 +158,7 @@ def _read_star(path: Path, datadir: Path | None) -> dict:
     block_name = _particles_block(path, blocks)
     raw = blocks[block_name].table
     df = _merge_optics(path, blocks, raw)
-    n = len(df)
+    n = len(raw)
     names, stack_id, image_index = _split_image_names(path, df["rlnImageName"])
     refs = ImageRefs(names, stack_id, image_index, path, datadir)
 

@@ -19,8 +19,6 @@ import pandas as pd
 
 from cryofield.errors import InputError
 
-_NEXT_BLOCK = re.compile(rb"^[ \t]*data_", re.MULTILINE)
-
 
 @dataclass
 class StarBlock:
@@ -79,8 +77,8 @@ def read_star(path: str | os.PathLike) -> dict[str, StarBlock]:
             line = raw.decode("utf-8", "replace").strip()
             if labels is not None and line and not line.startswith(("_", "#")):
                 # first data row of a loop: hand the whole body to the C parser
-                body_end = _NEXT_BLOCK.search(mm, pos)
-                body_stop = _trim_trailing_comments(mm, pos, body_end.start() if body_end else size)
+                body_end = mm.find(b"\ndata_", pos)  # a plain search: a regex here costs seconds
+                body_stop = _trim_trailing_comments(mm, pos, body_end + 1 if body_end >= 0 else size)
                 block.table = _parse_loop(path, mm, pos, body_stop, labels, line_no)
                 labels = None
                 line_no += mm[pos:body_stop].count(b"\n")
@@ -153,16 +151,16 @@ def _parse_loop(path: Path, mm: mmap.mmap, start: int, stop: int, labels: list[s
     return table
 
 
-def _format_column(values: pd.Series) -> np.ndarray:
+def _format_column(values: pd.Series) -> list[str]:
+    """Text of one column: floats in their shortest exact form, strings quoted if they hold blanks."""
     if pd.api.types.is_float_dtype(values):
-        return np.array([repr(float(v)) for v in values.to_numpy()], dtype=object)
-    text = values.astype(str).to_numpy(dtype=object)
-    # keep strings with blanks as one value
-    needs_quotes = np.fromiter((" " in s or s == "" for s in text), bool, len(text))
-    if needs_quotes.any():
-        text = text.copy()
-        text[needs_quotes] = ['"' + s + '"' for s in text[needs_quotes]]
-    return text
+        return [repr(v) for v in values.to_numpy(np.float64).tolist()]
+    text = values.astype(str)
+    if not pd.api.types.is_numeric_dtype(values):
+        blank = text.str.contains(" ", regex=False) | text.eq("")
+        if blank.any():
+            text = text.where(~blank, '"' + text + '"')
+    return text.tolist()
 
 
 def write_star(path: str | os.PathLike, blocks: dict[str, StarBlock]) -> None:
@@ -189,7 +187,6 @@ def write_star(path: str | os.PathLike, blocks: dict[str, StarBlock]) -> None:
                 fh.write(f"_{name} #{i}\n")
             if len(block.table):
                 columns = [_format_column(block.table[c]) for c in block.table.columns]
-                rows = np.stack(columns, axis=1)
-                fh.write("\n".join(" ".join(row) for row in rows))
+                fh.write("\n".join(map(" ".join, zip(*columns))))
                 fh.write("\n")
             fh.write("\n")

@@ -106,23 +106,23 @@ class ImageRefs:
             The first missing stack, out-of-range index or odd-sized stack, with its row.
         """
         shape = None
-        for sid in range(len(self.stack_names)):
-            mask = self.stack_id == sid
-            if not mask.any():
-                continue
-            stack = self.stack(sid)
-            past = mask & (self.image_index >= len(stack))
-            if past.any():
-                row = int(np.flatnonzero(past)[0])
-                raise InputError(self.metadata_path,
-                                 f"row {row + 1}: image {self.image_index[row] + 1}@"
-                                 f"{self.stack_names[sid]} is past the end of {stack.path} "
-                                 f"({len(stack)} images)")
+        used = np.unique(self.stack_id)
+        lengths = np.zeros(len(self.stack_names), np.int64)
+        for sid in used:  # one header per stack, O(stacks)
+            stack = self.stack(int(sid))
+            lengths[sid] = len(stack)
             if shape is None:
                 shape = stack.shape[1:]
             elif stack.shape[1:] != shape:
                 raise InputError(stack.path, f"images are {stack.shape[1]} x {stack.shape[2]}, but other "
                                              f"stacks of {self.metadata_path} hold {shape[0]} x {shape[1]}")
+        past = self.image_index >= lengths[self.stack_id]  # O(particles), vectorised
+        if past.any():
+            row = int(np.argmax(past))
+            sid = int(self.stack_id[row])
+            raise InputError(self.metadata_path, f"row {row + 1}: image {self.image_index[row] + 1}@"
+                                                 f"{self.stack_names[sid]} is past the end of "
+                                                 f"{self.stack(sid).path} ({lengths[sid]} images)")
         return shape
 
     def read(self, indices: np.ndarray) -> np.ndarray:
