@@ -1,7 +1,7 @@
 import numpy as np
 
 from cryofield.io import read_particles
-from cryofield.simulate import make_toy_dataset
+from cryofield.simulate.toy import make_toy_dataset
 
 
 def test_toy_dataset_reads_back_with_its_truth(tmp_path):

@@ -6,9 +6,18 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from cryofield import conventions
-from cryofield.so3 import (cryosparc_pose_to_matrix, euler_to_matrix, geodesic_distance, matrix_to_cryosparc_pose,
-                           matrix_to_euler, matrix_to_quaternion, matrix_to_rotvec, quaternion_to_matrix,
-                           random_rotations, rotvec_to_matrix)
+from cryofield.so3 import (
+    cryosparc_pose_to_matrix,
+    euler_to_matrix,
+    geodesic_distance,
+    matrix_to_cryosparc_pose,
+    matrix_to_euler,
+    matrix_to_quaternion,
+    matrix_to_rotvec,
+    quaternion_to_matrix,
+    random_rotations,
+    rotvec_to_matrix,
+)
 
 
 @pytest.fixture

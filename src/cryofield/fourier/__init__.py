@@ -1,9 +1,17 @@
 """Fourier-space tools: centred FFT/Hartley transforms, cropping and padding, lattices, masks
-and radial shells (torch, batched over leading axes)."""
+and radial shells (torch, batched over leading axes).
+"""
 
 from cryofield.fourier.centered import crop_center, fft_center, ht_center, ifft_center, iht_center, pad_center
-from cryofield.fourier.lattice import (ball_mask, centered_coords, lattice, radial_sum, radius, shell_index,
-                                       soft_ball_mask)
+from cryofield.fourier.lattice import (
+                                       ball_mask,
+                                       centered_coords,
+                                       lattice,
+                                       radial_sum,
+                                       radius,
+                                       shell_index,
+                                       soft_ball_mask,
+)
 from cryofield.fourier.transforms import downsample_images, rfft_frequencies
 
 __all__ = [

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from cryofield.fourier import rfft_frequencies
+from cryofield.fourier import lattice, rfft_frequencies
 
 
 def _wavelength_angstrom(voltage_kv: torch.Tensor) -> torch.Tensor:
@@ -79,3 +79,24 @@ def phase_flip(images: torch.Tensor, ctf_params: torch.Tensor) -> torch.Tensor:
     ctf = compute_ctf(freqs, *ctf_params[:, 2:].to(work).unbind(-1))
     flipped = torch.fft.irfft2(torch.fft.rfft2(work) * torch.sign(ctf), s=(size, size))
     return flipped.to(images.dtype)
+
+
+def ctf_on_lattice(ctf_params: torch.Tensor, size: int, *, bfactor: torch.Tensor | None = None) -> torch.Tensor:
+    """CTF of each particle on the centred ``size x size`` lattice.
+
+    Parameters
+    ----------
+    ctf_params : Tensor, shape (B, 9)
+        Rows of :meth:`cryofield.io.ParticleTable.ctf_array` (column 1, the pixel size,
+        sets the frequencies; column 0 is not used).
+    size : int
+        Box size of the images the CTF applies to.
+    bfactor : Tensor, shape (B,), optional
+
+    Returns
+    -------
+    Tensor, shape (B, size, size)
+    """
+    freqs = lattice(size, 2, dtype=ctf_params.dtype, device=ctf_params.device)[None] \
+        / ctf_params[:, 1].reshape(-1, 1, 1, 1)
+    return compute_ctf(freqs, *ctf_params[:, 2:].unbind(-1), bfactor=bfactor)

@@ -1,9 +1,18 @@
 """Rotations (torch): conversions between every convention cryofield meets, sampling, distances."""
 
-from cryofield.so3.rotations import (cryosparc_pose_to_matrix, euler_to_matrix, geodesic_distance,
-                                     matrix_to_cryosparc_pose, matrix_to_euler, matrix_to_quaternion,
-                                     matrix_to_rotvec, quaternion_to_matrix, random_rotations, rotation_about_x,
-                                     rotvec_to_matrix)
+from cryofield.so3.rotations import (
+                                     cryosparc_pose_to_matrix,
+                                     euler_to_matrix,
+                                     geodesic_distance,
+                                     matrix_to_cryosparc_pose,
+                                     matrix_to_euler,
+                                     matrix_to_quaternion,
+                                     matrix_to_rotvec,
+                                     quaternion_to_matrix,
+                                     random_rotations,
+                                     rotation_about_x,
+                                     rotvec_to_matrix,
+)
 
 __all__ = [
     "cryosparc_pose_to_matrix", "euler_to_matrix", "geodesic_distance", "matrix_to_cryosparc_pose",

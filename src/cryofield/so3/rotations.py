@@ -97,7 +97,7 @@ def cryosparc_pose_to_matrix(pose: torch.Tensor) -> torch.Tensor:
 
 
 def matrix_to_cryosparc_pose(rot: torch.Tensor) -> torch.Tensor:
-    """cryoSPARC ``alignments3D/pose`` rotation vectors from ``R``, (..., 3, 3) -> (..., 3)."""
+    """CryoSPARC ``alignments3D/pose`` rotation vectors from ``R``, (..., 3, 3) -> (..., 3)."""
     return matrix_to_rotvec(rot.transpose(-1, -2))
 
 

@@ -1,0 +1,169 @@
+"""Central slices, in-plane shifts and backprojection on centred Fourier lattices.
+
+A particle image's transform is the central slice ``V^(R^T (kx, ky, 0))`` of the volume's
+(the conventions of :mod:`cryofield.conventions`); these functions sample and accumulate
+such slices with trilinear interpolation, batched over particles, on any device.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cryofield.fourier import fft_center, ifft_center, lattice
+
+
+def slice_coordinates(rotations: torch.Tensor, size: int) -> torch.Tensor:
+    """3D frequency of each pixel of each particle's central slice.
+
+    Parameters
+    ----------
+    rotations : Tensor, shape (B, 3, 3)
+        ``R`` per particle.
+    size : int
+        Box size ``D``.
+
+    Returns
+    -------
+    Tensor, shape (B, D, D, 3)
+        ``R^T (kx, ky, 0)`` as ``(x, y, z)`` in cycles per box (``i - D//2`` units).
+    """
+    k2 = lattice(size, 2, normalized=False, dtype=rotations.dtype, device=rotations.device)
+    k3 = torch.cat([k2, torch.zeros_like(k2[..., :1])], dim=-1)  # (D, D, 3)
+    return torch.einsum("yxi,bij->byxj", k3, rotations)  # row vector k^T R == (R^T k)^T
+
+
+def extract_slices(volume_ft: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Central slices of a centred 3D transform, by trilinear interpolation.
+
+    Parameters
+    ----------
+    volume_ft : Tensor, shape (D, D, D), complex or real (e.g. Hartley)
+        Centred transform, array axes ``[z, y, x]``.
+    rotations : Tensor, shape (B, 3, 3)
+
+    Returns
+    -------
+    Tensor, shape (B, D, D), dtype of ``volume_ft``
+        Zero outside the lattice.
+    """
+    size = volume_ft.shape[-1]
+    real_dtype = volume_ft.real.dtype
+    coords = slice_coordinates(rotations.to(real_dtype), size) + size // 2  # array index, (x, y, z)
+    grid = (coords * (2.0 / (size - 1)) - 1.0)[None]  # (1, B, D, D, 3), align_corners=True
+    if volume_ft.is_complex():
+        channels = torch.stack([volume_ft.real, volume_ft.imag])[None]
+    else:
+        channels = volume_ft[None, None]
+    out = F.grid_sample(channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    return torch.complex(out[0], out[1]) if volume_ft.is_complex() else out[0]
+
+
+def shift_phase(size: int, shifts_px: torch.Tensor) -> torch.Tensor:
+    """Phase factors that translate images by ``shifts_px`` (content moves by ``+t``).
+
+    Parameters
+    ----------
+    size : int
+        Box size ``D``.
+    shifts_px : Tensor, shape (B, 2)
+        ``(x, y)`` translation in pixels.
+
+    Returns
+    -------
+    Tensor, shape (B, D, D), complex
+        ``exp(-2 pi i k . t)`` on the centred lattice; multiply a centred transform by it.
+        An image with RELION shift ``s`` (centre at ``-s``) is centred by ``t = +s``.
+    """
+    k = lattice(size, 2, normalized=True, dtype=shifts_px.dtype, device=shifts_px.device)
+    phase = -2 * torch.pi * torch.einsum("yxi,bi->byx", k, shifts_px)
+    return torch.polar(torch.ones_like(phase), phase)
+
+
+def project(volume: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+    """Projections of a real volume through the central-slice theorem, (D,D,D) -> (B, D, D).
+
+    The transform of ``volume`` is interpolated trilinearly, so fine detail near Nyquist is
+    damped; pad the volume (``fourier.pad_center``) for more accurate projections.
+    """
+    slices = extract_slices(fft_center(volume, 3), rotations)
+    return ifft_center(slices, 2).real
+
+
+class Backprojector:
+    """Accumulate CTF-weighted central slices into a 3D transform and reconstruct a volume.
+
+    The estimate at each 3D frequency is ``sum_i c_i X_i / (sum_i c_i^2 + lambda)``: the
+    least-squares solution for images ``X_i = c_i V^`` plus a Wiener-style regulariser
+    ``lambda`` that keeps poorly sampled frequencies from blowing up.
+
+    Parameters
+    ----------
+    size : int
+        Box size ``D``.
+    dtype : torch.dtype
+        Accumulator precision (float64 default).
+    device : torch.device or str, optional
+    """
+
+    def __init__(self, size: int, *, dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None):
+        self.size = size
+        self.numerator = torch.zeros(2, size**3, dtype=dtype, device=device)  # real, imaginary
+        self.weights = torch.zeros(size**3, dtype=dtype, device=device)
+        self.count = 0
+
+    def insert(self, images_ft: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor | None = None) -> None:
+        """Add a batch of centred image transforms.
+
+        Parameters
+        ----------
+        images_ft : Tensor, shape (B, D, D), complex
+            Centred transforms of centred (shift-corrected) images, with the sign of the
+            density (invert stored particles first).
+        rotations : Tensor, shape (B, 3, 3)
+        ctf : Tensor, shape (B, D, D), optional
+            CTF on the same centred lattice; ``None`` for CTF-free images.
+        """
+        size = self.size
+        dtype = self.weights.dtype
+        coords = slice_coordinates(rotations.to(dtype), size) + size // 2  # (B, D, D, 3) x, y, z
+        inside = (coords >= 0).all(-1) & (coords <= size - 1).all(-1)
+        inside &= lattice(size, 2, normalized=False, dtype=dtype, device=coords.device).norm(dim=-1) <= size // 2
+        coords = coords[inside]  # (P, 3)
+        values = images_ft[inside]
+        c = torch.ones(len(values), dtype=dtype, device=coords.device) if ctf is None else ctf[inside].to(dtype)
+        data = torch.stack([values.real.to(dtype), values.imag.to(dtype)]) * c
+        weight = c * c
+        base = coords.floor().long().clamp(0, size - 2)
+        frac = coords - base
+        for dz in (0, 1):
+            for dy in (0, 1):
+                for dx in (0, 1):
+                    w = ((frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
+                         * (frac[:, 2] if dz else 1 - frac[:, 2]))
+                    index = ((base[:, 2] + dz) * size + base[:, 1] + dy) * size + base[:, 0] + dx
+                    self.numerator.index_add_(1, index, data * w)
+                    self.weights.index_add_(0, index, weight * w)
+        self.count += len(images_ft)
+
+    def merge(self, other: Backprojector) -> None:
+        """Add another accumulator of the same size (e.g. the other half-set)."""
+        self.numerator += other.numerator
+        self.weights += other.weights
+        self.count += other.count
+
+    def volume_ft(self, regularization: float = 1e-2) -> torch.Tensor:
+        """The regularised 3D transform, (D, D, D) complex.
+
+        ``lambda = regularization * mean(weights)`` over the sampled frequencies.
+        """
+        sampled = self.weights > 0
+        lam = regularization * (self.weights[sampled].mean() if sampled.any() else 1.0)
+        estimate = self.numerator / (self.weights + lam)
+        shape = (self.size,) * 3
+        return torch.complex(estimate[0], estimate[1]).reshape(shape)
+
+    def reconstruct(self, regularization: float = 1e-2) -> torch.Tensor:
+        """The real-space volume ``[z, y, x]``, (D, D, D)."""
+        return ifft_center(self.volume_ft(regularization), 3).real
