@@ -7,10 +7,10 @@ import sys
 import warnings
 
 from cryofield import __version__
-from cryofield.cli import backproject, downsample, info, invert, phase_flip, select
+from cryofield.cli import backproject, downsample, info, invert, phase_flip, select, simulate
 from cryofield.errors import InputError
 
-COMMANDS = [info, downsample, phase_flip, invert, select, backproject]
+COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
-"""Fourier-space tools: centred FFT/Hartley transforms, cropping and padding, lattices, masks
-and radial shells (torch, batched over leading axes).
+"""Fourier-space tools: centred FFT/Hartley transforms, crop/pad, lattices, masks, radial shells.
+
+All in torch, batched over leading axes.
 """
 
 from cryofield.fourier.centered import crop_center, fft_center, ht_center, ifft_center, iht_center, pad_center

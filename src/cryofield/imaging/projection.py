@@ -10,7 +10,23 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cryofield.fourier import fft_center, ifft_center, lattice
+from cryofield.fourier import centered_coords, fft_center, ifft_center, lattice
+
+
+def trilinear_apodization(size: int, *, dtype: torch.dtype = torch.float64,
+                          device: torch.device | str | None = None) -> torch.Tensor:
+    """The real-space envelope that trilinear interpolation on a ``size^3`` lattice imposes.
+
+    Interpolating a transform trilinearly multiplies the real-space map by
+    ``sinc^2(x / size) sinc^2(y / size) sinc^2(z / size)``; divide a map by this before
+    slicing its transform (or a backprojected map after) to undo it.
+
+    Returns
+    -------
+    Tensor, shape (size, size, size)
+    """
+    u = torch.sinc(centered_coords(size, dtype=dtype, device=device) / size) ** 2
+    return u[:, None, None] * u[None, :, None] * u[None, None, :]
 
 
 def slice_coordinates(rotations: torch.Tensor, size: int) -> torch.Tensor:
@@ -33,24 +49,30 @@ def slice_coordinates(rotations: torch.Tensor, size: int) -> torch.Tensor:
     return torch.einsum("yxi,bij->byxj", k3, rotations)  # row vector k^T R == (R^T k)^T
 
 
-def extract_slices(volume_ft: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
+def extract_slices(volume_ft: torch.Tensor, rotations: torch.Tensor, size: int | None = None) -> torch.Tensor:
     """Central slices of a centred 3D transform, by trilinear interpolation.
 
     Parameters
     ----------
-    volume_ft : Tensor, shape (D, D, D), complex or real (e.g. Hartley)
+    volume_ft : Tensor, shape (M, M, M), complex or real (e.g. Hartley)
         Centred transform, array axes ``[z, y, x]``.
     rotations : Tensor, shape (B, 3, 3)
+    size : int, optional
+        Lattice of the slices, ``D`` (default ``M``). With ``M = s D`` (the transform of a
+        volume zero-padded ``s`` times), the slices are sampled every ``s`` voxels: the
+        transform of the ``D x D`` projection, with the interpolation accuracy of the
+        oversampled volume.
 
     Returns
     -------
     Tensor, shape (B, D, D), dtype of ``volume_ft``
         Zero outside the lattice.
     """
-    size = volume_ft.shape[-1]
+    big = volume_ft.shape[-1]
+    size = big if size is None else size
     real_dtype = volume_ft.real.dtype
-    coords = slice_coordinates(rotations.to(real_dtype), size) + size // 2  # array index, (x, y, z)
-    grid = (coords * (2.0 / (size - 1)) - 1.0)[None]  # (1, B, D, D, 3), align_corners=True
+    coords = slice_coordinates(rotations.to(real_dtype), size) * (big / size) + big // 2  # index, (x, y, z)
+    grid = (coords * (2.0 / (big - 1)) - 1.0)[None]  # (1, B, D, D, 3), align_corners=True
     if volume_ft.is_complex():
         channels = torch.stack([volume_ft.real, volume_ft.imag])[None]
     else:
@@ -165,5 +187,11 @@ class Backprojector:
         return torch.complex(estimate[0], estimate[1]).reshape(shape)
 
     def reconstruct(self, regularization: float = 1e-2) -> torch.Tensor:
-        """The real-space volume ``[z, y, x]``, (D, D, D)."""
+        """The real-space volume ``[z, y, x]``, (D, D, D).
+
+        Not divided by :func:`trilinear_apodization`: without oversampling, that division
+        amplifies the box corners up to 15-fold, which costs more than the edge damping it
+        undoes (measured: FSC against the truth unchanged for a full map, much worse for a
+        compact one).
+        """
         return ifft_center(self.volume_ft(regularization), 3).real
