@@ -62,8 +62,9 @@ class VolumeProjector:
 
     Volumes are zero-padded twice in real space and divided by the trilinear apodization
     before their transform is sliced (every other voxel, see :func:`extract_slices`), so
-    interpolation stays accurate up to Nyquist. The CTF and shifts are applied on the ``D x D`` lattice, so the images are
-    exactly ``-(CTF * slice)`` there, as reconstruction assumes.
+    interpolation stays accurate up to Nyquist. The CTF and shifts are applied on the
+    ``D x D`` lattice, so the images are exactly ``-(CTF * slice)`` there, as
+    reconstruction assumes.
 
     Parameters
     ----------
