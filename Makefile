@@ -29,6 +29,7 @@ test: install lint
 
 bench: install
 	$(PY) benchmarks/bench_io.py
+	$(PY) benchmarks/bench_recon.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache build src/*.egg-info

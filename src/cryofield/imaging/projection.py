@@ -117,7 +117,9 @@ class Backprojector:
 
     The estimate at each 3D frequency is ``sum_i c_i X_i / (sum_i c_i^2 + lambda)``: the
     least-squares solution for images ``X_i = c_i V^`` plus a Wiener-style regulariser
-    ``lambda`` that keeps poorly sampled frequencies from blowing up.
+    ``lambda`` that keeps poorly sampled frequencies from blowing up. Only the half of each
+    slice with ``kx > 0`` (and ``kx = 0, ky >= 0``) is splatted; Friedel symmetry of real
+    images supplies the other half when the volume is formed.
 
     Parameters
     ----------
@@ -128,12 +130,17 @@ class Backprojector:
     device : torch.device or str, optional
     """
 
+    #: the 8 corners of a voxel cell, (8, 3) as (x, y, z) offsets
+    _CORNERS = torch.tensor([[x, y, z] for z in (0, 1) for y in (0, 1) for x in (0, 1)])
+
     def __init__(self, size: int, *, dtype: torch.dtype = torch.float64,
                  device: torch.device | str | None = None):
         self.size = size
-        self.numerator = torch.zeros(2, size**3, dtype=dtype, device=device)  # real, imaginary
-        self.weights = torch.zeros(size**3, dtype=dtype, device=device)
+        self.sums = torch.zeros(3, size**3, dtype=dtype, device=device)  # c Re X, c Im X, c^2
         self.count = 0
+        k = lattice(size, 2, normalized=False, dtype=dtype, device=device)
+        half = (k[..., 0] > 0) | ((k[..., 0] == 0) & (k[..., 1] >= 0))
+        self._keep = half & (k.norm(dim=-1) <= size // 2)  # (D, D): pixels splatted
 
     def insert(self, images_ft: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor | None = None) -> None:
         """Add a batch of centred image transforms.
@@ -147,32 +154,25 @@ class Backprojector:
         ctf : Tensor, shape (B, D, D), optional
             CTF on the same centred lattice; ``None`` for CTF-free images.
         """
-        size = self.size
-        dtype = self.weights.dtype
-        coords = slice_coordinates(rotations.to(dtype), size) + size // 2  # (B, D, D, 3) x, y, z
-        inside = (coords >= 0).all(-1) & (coords <= size - 1).all(-1)
-        inside &= lattice(size, 2, normalized=False, dtype=dtype, device=coords.device).norm(dim=-1) <= size // 2
-        coords = coords[inside]  # (P, 3)
-        values = images_ft[inside]
-        c = torch.ones(len(values), dtype=dtype, device=coords.device) if ctf is None else ctf[inside].to(dtype)
-        data = torch.stack([values.real.to(dtype), values.imag.to(dtype)]) * c
-        weight = c * c
-        base = coords.floor().long().clamp(0, size - 2)
+        size, dtype = self.size, self.sums.dtype
+        keep = self._keep
+        coords = slice_coordinates(rotations.to(dtype), size)[:, keep] + size // 2  # (B, P, 3) x, y, z
+        values = images_ft[:, keep]
+        c = torch.ones_like(values.real, dtype=dtype) if ctf is None else ctf[:, keep].to(dtype)
+        data = torch.stack([values.real.to(dtype) * c, values.imag.to(dtype) * c, c * c])  # (3, B, P)
+        base = coords.floor().clamp(0, size - 2)
         frac = coords - base
-        for dz in (0, 1):
-            for dy in (0, 1):
-                for dx in (0, 1):
-                    w = ((frac[:, 0] if dx else 1 - frac[:, 0]) * (frac[:, 1] if dy else 1 - frac[:, 1])
-                         * (frac[:, 2] if dz else 1 - frac[:, 2]))
-                    index = ((base[:, 2] + dz) * size + base[:, 1] + dy) * size + base[:, 0] + dx
-                    self.numerator.index_add_(1, index, data * w)
-                    self.weights.index_add_(0, index, weight * w)
+        corners = self._CORNERS.to(coords.device)
+        # trilinear weights and flat voxel indices of the 8 corners: (B, P, 8)
+        w = torch.where(corners.bool(), frac[..., None, :], 1 - frac[..., None, :]).prod(-1)
+        cell = base.long()[..., None, :] + corners
+        index = (cell[..., 2] * size + cell[..., 1]) * size + cell[..., 0]
+        self.sums.index_add_(1, index.reshape(-1), (data[..., None] * w).reshape(3, -1))
         self.count += len(images_ft)
 
     def merge(self, other: Backprojector) -> None:
         """Add another accumulator of the same size (e.g. the other half-set)."""
-        self.numerator += other.numerator
-        self.weights += other.weights
+        self.sums += other.sums
         self.count += other.count
 
     def volume_ft(self, regularization: float = 1e-2) -> torch.Tensor:
@@ -180,11 +180,17 @@ class Backprojector:
 
         ``lambda = regularization * mean(weights)`` over the sampled frequencies.
         """
-        sampled = self.weights > 0
-        lam = regularization * (self.weights[sampled].mean() if sampled.any() else 1.0)
-        estimate = self.numerator / (self.weights + lam)
-        shape = (self.size,) * 3
-        return torch.complex(estimate[0], estimate[1]).reshape(shape)
+        size = self.size
+        sums = self.sums.reshape(3, size, size, size)
+        # Friedel mates: k -> -k is index i -> 2 (D//2) - i, a flip (and a roll of one for even D)
+        mirror = torch.flip(sums, dims=(1, 2, 3))
+        if size % 2 == 0:
+            mirror = torch.roll(mirror, shifts=(1, 1, 1), dims=(1, 2, 3))
+        numerator = torch.complex(sums[0] + mirror[0], sums[1] - mirror[1])
+        weights = sums[2] + mirror[2]
+        sampled = weights > 0
+        lam = regularization * (weights[sampled].mean() if sampled.any() else 1.0)
+        return numerator / (weights + lam)
 
     def reconstruct(self, regularization: float = 1e-2) -> torch.Tensor:
         """The real-space volume ``[z, y, x]``, (D, D, D).
