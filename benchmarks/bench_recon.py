@@ -21,8 +21,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 CRYOFIELD = str(Path(sys.executable).with_name("cryofield"))
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
