@@ -145,3 +145,26 @@ def write_transformed_stack(args: argparse.Namespace, table: ParticleTable, labe
     print(f"wrote {stack} ({new.n} images, {new.box_size} x {new.box_size} px, "
           f"{new.pixel_size_angstrom[0]:.4f} A/px)" + (f" and {star}" if star else "")
           + f" in {elapsed:.1f} s ({new.n / max(elapsed, 1e-9):.0f} images/s)")
+
+
+def read_volume(path: Path, apix: float | None = None):
+    """A map as ``(float32 [z, y, x] array, pixel size)``; ``apix`` overrides the header."""
+    from cryofield.io import read_map
+
+    volume, header = read_map(path)
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise InputError(path, f"map is {volume.shape}; a cube is needed")
+    pixel = apix or header
+    if not pixel:
+        raise InputError(path, "no pixel size in the header; pass --apix")
+    return volume, float(pixel)
+
+
+def write_volume(args: argparse.Namespace, volume: np.ndarray, apix: float) -> None:
+    """Write ``volume`` to ``args.output`` atomically, refusing to overwrite an input."""
+    from cryofield.io import write_map
+    from cryofield.io._atomic import atomic_outputs
+
+    check_outputs([args.output], inputs_of(args))
+    with atomic_outputs(args.output) as (temp,):
+        write_map(temp, volume, apix)

@@ -7,10 +7,22 @@ import sys
 import warnings
 
 from cryofield import __version__
-from cryofield.cli import backproject, downsample, info, invert, phase_flip, select, simulate
+from cryofield.cli import (
+    backproject,
+    downsample,
+    flip_hand,
+    fsc,
+    info,
+    invert,
+    mask,
+    phase_flip,
+    select,
+    sharpen,
+    simulate,
+)
 from cryofield.errors import InputError
 
-COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject]
+COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand]
 
 
 def build_parser() -> argparse.ArgumentParser:

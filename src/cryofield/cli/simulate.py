@@ -19,12 +19,36 @@ def add_parser(subparsers):
         cryofield simulate --volume a.mrc --volume b.mrc --counts 3000 7000 --shift-px 4 -o mix/
         cryofield simulate --volume map.mrc -n 5000 --ctf-from run_data.star --tilt-pairs --tilt-deg 45 -o tilt/
         cryofield simulate --volume map.mrc -n 1000 --no-ctf --snr inf -o clean/
+        cryofield simulate --pdb 1ake.pdb --pdb 4ake.pdb --states 20 --box 64 --apix 1.5 -n 20000 --snr 0.1 -o ake/
+        cryofield simulate --pdb 1ake.pdb --rotate A:122-159 --axis A:121:CA,A:122:CA --angles 0 45 \\
+            --box 64 --apix 1.5 -n 10000 --population gaussian --means 2 7 --widths 1 1 -o lid/
         """)
-    parser.add_argument("--volume", type=Path, action="append", required=True,
-                        help="a map (repeat for several states)")
+    sources = parser.add_argument_group("sources (maps or atomic models)")
+    sources.add_argument("--volume", type=Path, action="append", help="a map (repeat for several states)")
+    sources.add_argument("--pdb", type=Path, action="append",
+                         help="an atomic model (PDB/mmCIF); two of them: a trajectory from the first to the second")
+    sources.add_argument("--ca-only", action="store_true", help="render C-alpha atoms only")
+    sources.add_argument("--resolution", type=float, help="rendering resolution in A (default 2 x --apix)")
+    sources.add_argument("--box", type=int, help="box size in pixels (atomic models)")
+    sources.add_argument("--states", type=int, default=10, help="states along a trajectory or rotation (default 10)")
+    motion = parser.add_argument_group("rigid motions of part of one atomic model")
+    motion.add_argument("--rotate", help="atoms that move, e.g. 'A:122-159' or 'A:30-59,A:60-72'")
+    motion.add_argument("--axis", help="rotation axis through two atoms, e.g. 'A:121:CA,A:122:CA'")
+    motion.add_argument("--angles", type=float, nargs=2, default=(0.0, 60.0), metavar=("FROM", "TO"),
+                        help="angle range in degrees (default 0 60)")
+    motion.add_argument("--circular", action="store_true", help="a full turn (0..360) instead of --angles")
+    motion.add_argument("--rotate2", help="a second moving part: a 2-D grid of angle pairs")
+    motion.add_argument("--axis2", help="axis of the second part")
+    motion.add_argument("--angles2", type=float, nargs=2, default=(0.0, 60.0), metavar=("FROM", "TO"))
+    motion.add_argument("--random-configs", type=int, metavar="K",
+                        help="K random configurations (angles uniform in the ranges) instead of a grid")
+    pop = parser.add_argument_group("population over states")
+    pop.add_argument("-n", "--particles", type=int, help="number of particles")
+    pop.add_argument("--population", choices=["uniform", "gaussian"], default="uniform")
+    pop.add_argument("--means", type=float, nargs="+", help="gaussian: means along the states (state units)")
+    pop.add_argument("--widths", type=float, nargs="+", help="gaussian: standard deviations (state units)")
+    pop.add_argument("--counts", type=int, nargs="+", help="particles per state")
     parser.add_argument("-o", "--outdir", type=Path, required=True)
-    parser.add_argument("-n", "--particles", type=int, help="number of particles (states drawn uniformly)")
-    parser.add_argument("--counts", type=int, nargs="+", help="particles per state, one count per --volume")
     parser.add_argument("--apix", type=float, help="pixel size in A (default: the first map's header)")
     parser.add_argument("--snr", type=float, default=float("inf"), help="signal/noise variance (default inf: none)")
     parser.add_argument("--snr-radius", type=float, help="measure the signal variance inside this radius (px)")
@@ -45,9 +69,116 @@ def add_parser(subparsers):
 
 
 def run(args) -> None:
-    from cryofield.io import read_map, read_particles
+    from cryofield.io import read_particles
+    from cryofield.simulate.atomic import population
     from cryofield.simulate.dataset import write_dataset
     from cryofield.simulate.particles import Imaging
+
+    volumes, coordinates, apix = _sources(args)
+    rng = np.random.default_rng(args.seed)
+    n_states = len(volumes)
+    if args.counts is not None:
+        if len(args.counts) != n_states or min(args.counts) < 0:
+            raise InputError(None, f"--counts needs {n_states} non-negative counts, one per state")
+        kind = "counts"
+    elif not args.particles:
+        raise InputError(None, "say how many particles: -n N or --counts N1 N2 ...")
+    else:
+        kind = args.population
+    try:
+        states = population(n_states, args.particles or 0, rng, kind=kind, means=args.means, widths=args.widths,
+                            counts=args.counts)
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+    if len(states) == 0:
+        raise InputError(None, "no particles to simulate")
+    ctf_from = None
+    if args.ctf_from is not None:
+        source = read_particles(args.ctf_from, apix=apix) if args.ctf_from.suffix != ".pkl" else None
+        if source is not None and source.ctf is not None:  # box and pixel size are set by the simulation
+            ctf_from = np.column_stack([np.zeros((source.n, 2)), source.ctf.to_numpy(float)])
+        elif source is None:
+            from cryofield.io import load_legacy_pickle
+
+            ctf_from = np.asarray(load_legacy_pickle(args.ctf_from), float)
+        if ctf_from is None or ctf_from.ndim != 2 or ctf_from.shape[1] != 9 or not len(ctf_from):
+            raise InputError(args.ctf_from, "has no CTF parameters")
+    imaging = Imaging(pixel_size_angstrom=apix, snr=args.snr, snr_radius_px=args.snr_radius, shift_px=args.shift_px,
+                      defocus_range_angstrom=tuple(args.defocus), voltage_kv=args.voltage, cs_mm=args.cs,
+                      amplitude_contrast=args.amp_contrast, bfactor=args.bfactor, ctf=not args.no_ctf)
+    total = len(states) * (2 if args.tilt_pairs else 1)
+    start = time.perf_counter()
+    with progress_bar(total, "simulate") as bar:
+        paths = write_dataset(args.outdir, volumes, states, imaging, ctf_from=ctf_from,
+                              coordinates=coordinates[states],
+                              tilt_deg=args.tilt_deg if args.tilt_pairs else None, seed=args.seed,
+                              chunk_size=args.chunk_size, progress=bar.update)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {len(states)} particles ({volumes[0].shape[-1]} px, {apix:.4f} A/px, {len(volumes)} states) to "
+          f"{paths.stack} and {paths.star}" + (f", tilt partners to {paths.tilt_star}" if args.tilt_pairs else "")
+          + f"; truth in {paths.truth} in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f} images/s)")
+
+
+def _sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """The maps of every state, their true coordinates (states, d), and the pixel size."""
+    if bool(args.volume) == bool(args.pdb):
+        raise InputError(None, "give either --volume maps or --pdb models")
+    if args.volume:
+        return _volume_sources(args)
+    from cryofield.io import read_atomic_model
+    from cryofield.simulate import atomic
+
+    if not args.box or not args.apix:
+        raise InputError(args.pdb[0], "atomic models need --box and --apix")
+    resolution = args.resolution or 2 * args.apix
+    models = [read_atomic_model(p) for p in args.pdb]
+    try:
+        if len(models) == 2:
+            model, frames = atomic.interpolation_trajectory(models[0], models[1], args.states)
+            coordinates = np.linspace(0, 1, args.states)[:, None]
+        elif len(models) > 2:
+            raise ValueError("one model, or two for a trajectory")
+        elif args.rotate:
+            model, frames, coordinates = _rigid_frames(args, models[0], atomic)
+        else:
+            model, frames, coordinates = models[0], models[0].coords_angstrom[None], np.zeros((1, 1))
+    except ValueError as exc:
+        raise InputError(args.pdb[-1], str(exc)) from None
+    keep = model.atom_name == "CA" if args.ca_only else np.ones(len(model), bool)
+    coords0, weights = atomic.atom_weights(model, args.ca_only)  # the first frame's atoms, rendered
+    center = (weights[:, None] * coords0).sum(0) / weights.sum()  # one frame of reference for all states
+    volumes = [atomic.render(frame[keep], weights, args.box, args.apix, resolution, center) for frame in frames]
+    return volumes, coordinates, args.apix
+
+
+def _rigid_frames(args, model, atomic):
+    if not args.axis:
+        raise ValueError("--rotate needs --axis")
+    motions = [atomic.rigid_motion(model, args.rotate, args.axis)]
+    ranges = [(0.0, 360.0) if args.circular else tuple(args.angles)]
+    if args.rotate2:
+        if not args.axis2:
+            raise ValueError("--rotate2 needs --axis2")
+        motions.append(atomic.rigid_motion(model, args.rotate2, args.axis2))
+        ranges.append(tuple(args.angles2))
+    if args.random_configs:
+        rng = np.random.default_rng(args.seed + 1)
+        angles = np.column_stack([rng.uniform(lo, hi, args.random_configs) for lo, hi in ranges])
+    else:
+        axes = [np.linspace(lo, hi, args.states, endpoint=not (args.circular and i == 0))
+                for i, (lo, hi) in enumerate(ranges)]
+        angles = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
+    frames = []
+    for row in angles:
+        coords = model.coords_angstrom
+        for motion, angle in zip(motions, row):
+            coords = motion.apply(coords, angle)
+        frames.append(coords)
+    return model, np.stack(frames), angles
+
+
+def _volume_sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:
+    from cryofield.io import read_map
 
     volumes, header_apix = [], None
     for path in args.volume:
@@ -61,38 +192,4 @@ def run(args) -> None:
     apix = args.apix or header_apix
     if not apix:
         raise InputError(args.volume[0], "no pixel size in the header; pass --apix")
-    rng = np.random.default_rng(args.seed)
-    if args.counts is not None:
-        if len(args.counts) != len(volumes) or min(args.counts) < 0:
-            raise InputError(None, f"--counts needs {len(volumes)} non-negative counts, one per --volume")
-        states = rng.permutation(np.repeat(np.arange(len(volumes)), args.counts))
-    elif args.particles:
-        states = rng.integers(0, len(volumes), args.particles)
-    else:
-        raise InputError(None, "say how many particles: -n N or --counts N1 N2 ...")
-    if len(states) == 0:
-        raise InputError(None, "no particles to simulate")
-    ctf_from = None
-    if args.ctf_from is not None:
-        source = read_particles(args.ctf_from, apix=apix) if args.ctf_from.suffix != ".pkl" else None
-        if source is not None:
-            ctf_from = source.ctf_array() if source.ctf is not None else None
-        else:
-            from cryofield.io import load_legacy_pickle
-
-            ctf_from = np.asarray(load_legacy_pickle(args.ctf_from), float)
-        if ctf_from is None or ctf_from.ndim != 2 or ctf_from.shape[1] != 9 or not len(ctf_from):
-            raise InputError(args.ctf_from, "has no CTF parameters")
-    imaging = Imaging(pixel_size_angstrom=apix, snr=args.snr, snr_radius_px=args.snr_radius, shift_px=args.shift_px,
-                      defocus_range_angstrom=tuple(args.defocus), voltage_kv=args.voltage, cs_mm=args.cs,
-                      amplitude_contrast=args.amp_contrast, bfactor=args.bfactor, ctf=not args.no_ctf)
-    total = len(states) * (2 if args.tilt_pairs else 1)
-    start = time.perf_counter()
-    with progress_bar(total, "simulate") as bar:
-        paths = write_dataset(args.outdir, volumes, states, imaging, ctf_from=ctf_from,
-                              tilt_deg=args.tilt_deg if args.tilt_pairs else None, seed=args.seed,
-                              chunk_size=args.chunk_size, progress=bar.update)
-    elapsed = time.perf_counter() - start
-    print(f"wrote {len(states)} particles ({volumes[0].shape[-1]} px, {apix:.4f} A/px, {len(volumes)} states) to "
-          f"{paths.stack} and {paths.star}" + (f", tilt partners to {paths.tilt_star}" if args.tilt_pairs else "")
-          + f"; truth in {paths.truth} in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f} images/s)")
+    return volumes, np.arange(len(volumes), dtype=float)[:, None], apix

@@ -1,5 +1,24 @@
-"""Validation metrics: FSC between maps, and the resolution it implies."""
+"""Validation metrics: FSC and resolution, masks, B-factors, and ground-truth scores."""
 
 from cryofield.metrics.fsc import fsc, resolution_at
+from cryofield.metrics.maps import (
+                                    apply_bfactor,
+                                    auto_mask,
+                                    flip_hand,
+                                    guinier_bfactor,
+                                    normalized_mse,
+                                    radial_amplitude,
+)
+from cryofield.metrics.scores import (
+                                    adjusted_rand_index,
+                                    evaluation_images,
+                                    generated_pairs,
+                                    latent_pc_spearman,
+                                    per_image_fsc,
+)
 
-__all__ = ["fsc", "resolution_at"]
+__all__ = [
+    "adjusted_rand_index", "apply_bfactor", "auto_mask", "evaluation_images", "flip_hand", "fsc",
+    "generated_pairs", "guinier_bfactor", "latent_pc_spearman", "normalized_mse", "per_image_fsc",
+    "radial_amplitude", "resolution_at",
+]
