@@ -71,7 +71,8 @@ def test_populations(rng):
 def test_simulate_command_with_atomic_models(data, tmp_path, capsys):
     pdb = data / "pdb"
     assert main(["simulate", "--pdb", str(pdb / "1ake_closed.pdb"), "--pdb", str(pdb / "4ake_open_chainA_aligned.pdb"),
-                 "--states", "4", "--box", "48", "--apix", "2", "-n", "40", "--snr", "1", "-o", str(tmp_path / "t")]) == 0
+                 "--states", "4", "--box", "48", "--apix", "2", "-n", "40", "--snr", "1",
+                 "-o", str(tmp_path / "t")]) == 0
     truth = np.load(tmp_path / "t/truth.npz")
     assert truth["coordinates"].shape == (40, 1) and set(np.unique(truth["coordinates"])) <= {0, 1 / 3, 2 / 3, 1}
     maps = [read_map(tmp_path / f"t/truth_vols/vol_{i:03d}.mrc") for i in range(4)]
