@@ -18,8 +18,7 @@ def _ctf_reference(kx, ky, dfu, dfv, angle_deg, kv, cs_mm, w, phase_deg):
     return -w * np.cos(gamma) + np.sqrt(1 - w**2) * np.sin(gamma)
 
 
-def test_wavelength_at_300kv():
-    # known value: 0.019687 A at 300 kV
+def test_pure_phase_shift():
     ctf = compute_ctf(torch.tensor([[[0.1, 0.0]]], dtype=torch.float64), *[torch.tensor([v], dtype=torch.float64)
                       for v in (0.0, 0.0, 0.0, 300.0, 0.0, 0.0, -90.0)])
     # with df = Cs = w = 0 and phase -90 deg: gamma = pi/2, CTF = sin(pi/2) = 1 at any k
@@ -65,3 +64,16 @@ def test_phase_flip_gives_positive_transfer(rng, box, dfv, angle):
     expected = torch.fft.irfft2(torch.fft.rfft2(clean) * ctf.abs(), s=(box, box))
     torch.testing.assert_close(flipped, expected)
     assert phase_flip(observed.float(), params).dtype == torch.float32
+
+
+def test_hand_computed_value():
+    """300 kV (lambda 0.0196875 A), df 1 um, Cs 2.7 mm, w 0.1, at |k| = 0.1/A:
+    gamma = 2 pi (-0.5 * 1e4 * 0.0196875 * 0.01 + 0.25 * 2.7e7 * 0.0196875^3 * 1e-4) = -6.15264 rad,
+    CTF = -0.1 cos(gamma) + sqrt(0.99) sin(gamma) = 0.030373. With astigmatism 12000/8000 A at
+    30 degrees, the direction 75 degrees has cos(2 (75 - 30)) = 0: the mean defocus, the same value."""
+    p = [torch.tensor([v], dtype=torch.float64) for v in (1e4, 1e4, 0.0, 300.0, 2.7, 0.1, 0.0)]
+    assert compute_ctf(torch.tensor([[[0.1, 0.0]]], dtype=torch.float64), *p).item() == pytest.approx(0.030373,
+                                                                                                        abs=1e-6)
+    p[0], p[1], p[2] = (torch.tensor([v], dtype=torch.float64) for v in (12000.0, 8000.0, 30.0))
+    k = torch.tensor([[[0.1 * math.cos(math.radians(75)), 0.1 * math.sin(math.radians(75))]]], dtype=torch.float64)
+    assert compute_ctf(k, *p).item() == pytest.approx(0.030373, abs=1e-6)
