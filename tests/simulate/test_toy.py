@@ -1,6 +1,6 @@
 import numpy as np
 
-from cryofield.io import read_particles
+from cryofield.io import read_map, read_particles
 from cryofield.simulate.toy import make_toy_dataset
 
 
@@ -14,6 +14,8 @@ def test_toy_dataset_reads_back_with_its_truth(tmp_path):
     np.testing.assert_allclose(table.ctf_array(), truth["ctf"], rtol=1e-12)
     state_a = np.loadtxt(paths["state_a"], dtype=int)
     assert len(state_a) == 20 and np.all(truth["state"][state_a] == 0)
+    a, b = (read_map(paths["volumes"] / f"vol_{i:03d}.mrc")[0] for i in (0, 1))
+    assert a.min() >= 0 and np.abs(a - b).max() > 0.1 * a.max()  # two different states
     images = table.images()
     assert np.isfinite(images).all() and images.std() > 0
 
