@@ -94,3 +94,17 @@ def test_simulate_command_with_atomic_models(data, tmp_path, capsys):
 
     assert main(["simulate", "--pdb", str(pdb / "1ake_closed.pdb"), "-n", "5", "-o", str(tmp_path / "x")]) == 2
     assert "need --box and --apix" in capsys.readouterr().err
+
+
+def test_random_configurations_ctf_from_and_snr_radius(data, tmp_path):
+    pdb = data / "pdb/1ake_closed.pdb"
+    assert main(["simulate", "--pdb", str(pdb), "--rotate", "A:122-159", "--axis", "A:121:CA,A:122:CA",
+                 "--angles", "-20", "20", "--random-configs", "5", "--box", "48", "--apix", "2", "-n", "30",
+                 "--ctf-from", str(data / "relion/relion31.star"), "--snr", "2", "--snr-radius", "15",
+                 "-o", str(tmp_path / "r")]) == 0
+    truth = np.load(tmp_path / "r/truth.npz")
+    angles = np.unique(truth["coordinates"])
+    assert len(angles) <= 5 and angles.min() >= -20 and angles.max() <= 20
+    source = read_particles(data / "relion/relion31.star").ctf["defocus_u_angstrom"].to_numpy()
+    assert set(truth["ctf"][:, 2]) <= set(source)  # defocus drawn from the star file
+    assert np.all(truth["ctf"][:, 1] == 2.0) and np.all(truth["ctf"][:, 0] == 48)
