@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser, progress_bar
+from cryofield.cli._common import command_parser, progress_bar, read_volume
 from cryofield.errors import InputError
 
 
@@ -178,18 +178,11 @@ def _rigid_frames(args, model, atomic):
 
 
 def _volume_sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:
-    from cryofield.io import read_map
-
-    volumes, header_apix = [], None
+    volumes, apix = [], args.apix
     for path in args.volume:
-        volume, apix = read_map(path)
-        if volume.ndim != 3 or len(set(volume.shape)) != 1:
-            raise InputError(path, f"map is {volume.shape}; simulation needs a cube")
+        volume, pixel = read_volume(path, apix)  # the first map's pixel size holds for all
         if volumes and volume.shape != volumes[0].shape:
             raise InputError(path, f"map is {volume.shape}, the first is {volumes[0].shape}")
         volumes.append(volume)
-        header_apix = header_apix or apix
-    apix = args.apix or header_apix
-    if not apix:
-        raise InputError(args.volume[0], "no pixel size in the header; pass --apix")
+        apix = apix or pixel
     return volumes, np.arange(len(volumes), dtype=float)[:, None], apix

@@ -3,20 +3,28 @@
 All in torch, batched over leading axes.
 """
 
-from cryofield.fourier.centered import crop_center, fft_center, ht_center, ifft_center, iht_center, pad_center
+from cryofield.fourier.centered import (
+                                        crop_center,
+                                        fft_center,
+                                        ht_center,
+                                        ifft_center,
+                                        iht_center,
+                                        pad_center,
+                                        reflect_center,
+)
 from cryofield.fourier.lattice import (
-                                       ball_mask,
-                                       centered_coords,
-                                       lattice,
-                                       radial_sum,
-                                       radius,
-                                       shell_index,
-                                       soft_ball_mask,
+                                        ball_mask,
+                                        centered_coords,
+                                        lattice,
+                                        radial_sum,
+                                        radius,
+                                        shell_index,
+                                        soft_ball_mask,
 )
 from cryofield.fourier.transforms import downsample_images, rfft_frequencies
 
 __all__ = [
     "ball_mask", "centered_coords", "crop_center", "downsample_images", "fft_center", "ht_center",
-    "ifft_center", "iht_center", "lattice", "pad_center", "radial_sum", "radius", "rfft_frequencies",
+    "ifft_center", "iht_center", "lattice", "pad_center", "radial_sum", "radius", "reflect_center", "rfft_frequencies",
     "shell_index", "soft_ball_mask",
 ]

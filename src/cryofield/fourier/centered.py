@@ -108,3 +108,25 @@ def pad_center(x: torch.Tensor, size: int, ndim: int = 2) -> torch.Tensor:
     start = size // 2 - small // 2
     out[(Ellipsis,) + (slice(start, start + small),) * ndim] = x
     return out
+
+
+def reflect_center(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """Mirror through the origin along ``dims``: index ``i -> 2 (D//2) - i`` (the origin stays put).
+
+    On a centred transform this maps frequency ``k`` to ``-k`` (Friedel mates); on a map it
+    inverts the hand. For even ``D`` the plane ``i = 0`` (frequency ``-D/2``, or the box
+    edge) has no partner inside the box and stays in place.
+
+    Parameters
+    ----------
+    x : Tensor
+    dims : tuple of int
+        Axes to mirror.
+
+    Returns
+    -------
+    Tensor, same shape
+    """
+    flipped = torch.flip(x, dims)
+    even = tuple(d for d in dims if x.shape[d] % 2 == 0)
+    return torch.roll(flipped, (1,) * len(even), even) if even else flipped

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cryofield.fourier import centered_coords, fft_center, ifft_center, lattice
+from cryofield.fourier import centered_coords, fft_center, ifft_center, lattice, reflect_center
 
 
 def trilinear_apodization(size: int, *, dtype: torch.dtype = torch.float64,
@@ -182,10 +182,7 @@ class Backprojector:
         """
         size = self.size
         sums = self.sums.reshape(3, size, size, size)
-        # Friedel mates: k -> -k is index i -> 2 (D//2) - i, a flip (and a roll of one for even D)
-        mirror = torch.flip(sums, dims=(1, 2, 3))
-        if size % 2 == 0:
-            mirror = torch.roll(mirror, shifts=(1, 1, 1), dims=(1, 2, 3))
+        mirror = reflect_center(sums, (1, 2, 3))  # the Friedel mate -k of every k
         numerator = torch.complex(sums[0] + mirror[0], sums[1] - mirror[1])
         weights = sums[2] + mirror[2]
         sampled = weights > 0

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from cryofield.fourier import fft_center, ifft_center, lattice, radial_sum, shell_index
+from cryofield.fourier import fft_center, ifft_center, lattice, radial_sum, reflect_center, shell_index
 
 
 def auto_mask(volume: np.ndarray, pixel_size_angstrom: float, *, threshold: float | None = None,
@@ -109,12 +109,19 @@ def apply_bfactor(volume: torch.Tensor, pixel_size_angstrom: float, bfactor: flo
 
 
 def flip_hand(volume: np.ndarray | torch.Tensor):
-    """Mirror a map through its origin plane ``z = 0`` (index ``D//2`` stays put), inverting its hand."""
-    size = volume.shape[0]
-    flipped = volume[::-1] if isinstance(volume, np.ndarray) else torch.flip(volume, dims=(0,))
-    if size % 2 == 0:  # index i -> D - i, so that D//2 maps to itself
-        flipped = np.roll(flipped, 1, axis=0) if isinstance(volume, np.ndarray) else torch.roll(flipped, 1, 0)
-    return np.ascontiguousarray(flipped) if isinstance(volume, np.ndarray) else flipped
+    """Mirror a map through its origin plane ``z = 0`` (index ``D//2`` stays put), inverting its hand.
+
+    Parameters
+    ----------
+    volume : ndarray or Tensor, shape (D, D, D)
+
+    Returns
+    -------
+    ndarray or Tensor (as given), shape (D, D, D)
+    """
+    if isinstance(volume, np.ndarray):
+        return reflect_center(torch.from_numpy(volume), (0,)).numpy()
+    return reflect_center(volume, (0,))
 
 
 def normalized_mse(predicted: torch.Tensor, truth: torch.Tensor) -> float:

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cryofield.conventions import CTF_COLUMNS
 from cryofield.io import ImageRefs, MrcStackWriter, ParticleTable, SourceRecord, write_map, write_particles
 from cryofield.io._atomic import atomic_outputs
 from cryofield.simulate.particles import Imaging, VolumeProjector, draw_ctf, draw_poses, simulate_chunks
 from cryofield.so3 import rotation_about_x
 
-CTF_FIELDS = ("defocus_u_angstrom", "defocus_v_angstrom", "defocus_angle_deg", "voltage_kv", "cs_mm",
-              "amplitude_contrast", "phase_shift_deg")
+CTF_FIELDS = CTF_COLUMNS[2:]
 
 
 @dataclass(frozen=True)
