@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import add_input_arguments, command_parser, inputs_of, load_table, progress_bar, read_indices
+from cryofield.cli._common import (
+    add_input_arguments,
+    check_outputs,
+    command_parser,
+    inputs_of,
+    load_table,
+    progress_bar,
+    read_indices,
+)
 from cryofield.errors import InputError
 
 
@@ -44,18 +52,17 @@ def run(args) -> None:
         table = table.subset(read_indices(args.ind, table.n))
     table.rotations  # noqa: B018  (raises a clear error when the input has no poses)
     outdir: Path = args.outdir
+    names = ["volume.mrc", "half_a.mrc", "half_b.mrc", "fsc.txt", "fsc.png"]
     if outdir.exists() and not outdir.is_dir():
         raise InputError(outdir, "exists and is not a folder")
-    if outdir.resolve() in {p.resolve().parent for p in inputs_of(args)} and \
-            any((outdir / n).resolve() in {p.resolve() for p in inputs_of(args)} for n in ("volume.mrc",)):
-        raise InputError(outdir, "would overwrite an input")
+    if outdir.is_dir():
+        check_outputs([outdir / n for n in names], inputs_of(args), table)
     with progress_bar(table.n, "backproject") as bar:
         result = backproject_table(table, invert=not args.uninvert_data, regularization=args.reg,
                                    chunk_size=args.chunk_size, seed=args.seed, device=torch.device(args.device),
                                    progress=bar.update)
     outdir.mkdir(parents=True, exist_ok=True)
     apix = result.pixel_size_angstrom
-    names = ["volume.mrc", "half_a.mrc", "half_b.mrc", "fsc.txt", "fsc.png"]
     with atomic_outputs(*(outdir / n for n in names)) as temps:
         for temp, volume in zip(temps[:3], (result.volume, result.half_a, result.half_b)):
             write_map(temp, volume.cpu().numpy(), apix)
