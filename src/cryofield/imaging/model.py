@@ -1,0 +1,79 @@
+"""Rendering any volume model (a function of 3D frequency) as slices or volumes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+
+from cryofield.fourier import ifft_center, lattice
+from cryofield.imaging.projection import slice_coordinates
+
+
+class VolumeModel(Protocol):
+    """Anything that gives a Hermitian Fourier transform ``F(k, z)`` at 3D frequencies.
+
+    ``model(coords, z)`` takes coordinates (B, P, 3) or (P, 3) as fractions of the box and
+    latents (B, zdim) or ``None``, and returns complex values (B, P) or (P,). Decoders in
+    :mod:`cryofield.nn` satisfy it by their shape, so this layer never imports them.
+    """
+
+    def __call__(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Complex ``F`` at ``coords`` (box fractions) for latents ``z``."""
+
+
+def half_lattice_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Pixels of the centred ``size x size`` lattice rendered directly, (D, D) bool.
+
+    Inside the circle ``|k| < D/2`` and in the half-plane ``kx > 0`` or ``kx = 0, ky >= 0``;
+    every other pixel inside the circle is the Friedel mate of one of these.
+    """
+    k = lattice(size, 2, normalized=False, device=device)
+    half = (k[..., 0] > 0) | ((k[..., 0] == 0) & (k[..., 1] >= 0))
+    return half & (k.norm(dim=-1) < size / 2)
+
+
+def render_slices(model: VolumeModel, rotations: torch.Tensor, size: int,
+                  z: torch.Tensor | None = None) -> torch.Tensor:
+    """Central slices of a model's transform, evaluating it once per Friedel pair inside the circle.
+
+    Parameters
+    ----------
+    model : VolumeModel
+    rotations : Tensor, shape (B, 3, 3)
+    size : int
+        ``D``.
+    z : Tensor, shape (B, zdim), optional
+
+    Returns
+    -------
+    Tensor, shape (B, D, D), complex
+        Zero outside the circle ``|k| < D/2``.
+    """
+    device = rotations.device
+    half = half_lattice_mask(size, device)
+    coords = slice_coordinates(rotations.float(), size)[:, half] / size  # (B, P, 3)
+    values = model(coords, z)
+    out = torch.zeros((len(rotations), size, size), dtype=values.dtype, device=device)
+    out[:, half] = values
+    iy, ix = torch.nonzero(half, as_tuple=True)
+    c = size // 2
+    out[:, 2 * c - iy, 2 * c - ix] = values.conj()  # the mates -k (the origin maps to itself)
+    return out
+
+
+def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, *,
+                  chunk: int = 1 << 16) -> torch.Tensor:
+    """The real-space volume ``[z, y, x]`` (D, D, D) of a model, for one latent ``z`` (zdim,) or none.
+
+    The transform is evaluated inside the sphere ``|k| < D/2`` only (zero outside), in chunks
+    of ``chunk`` points.
+    """
+    k = lattice(size, 3, normalized=False)
+    inside = k.norm(dim=-1) < size / 2
+    coords = k[inside] / size
+    zb = None if z is None else z.reshape(1, -1)
+    values = torch.cat([model(coords[i:i + chunk][None], zb)[0] for i in range(0, len(coords), chunk)])
+    volume_ft = torch.zeros((size,) * 3, dtype=values.dtype)
+    volume_ft[inside] = values
+    return ifft_center(volume_ft, 3).real

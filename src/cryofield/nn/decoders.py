@@ -1,0 +1,75 @@
+"""Coordinate-network volume decoders with exact Hermitian (Friedel) symmetry."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cryofield.nn.mlp import ResidualMLP
+
+
+def canonical_half(coords: torch.Tensor) -> torch.Tensor:
+    """Whether each point lies in the canonical half-space of Friedel pairs, (..., 3) -> (...).
+
+    The half-space is ``z > 0``, or ``z = 0`` and ``y > 0``, or ``z = y = 0`` and ``x >= 0``, so
+    exactly one of ``k`` and ``-k`` is canonical (the origin is its own mate).
+    """
+    x, y, z = coords.unbind(-1)
+    return (z > 0) | ((z == 0) & ((y > 0) | ((y == 0) & (x >= 0))))
+
+
+class VolumeDecoder(nn.Module):
+    """``F(k, z)``: a positional encoding and a residual MLP, Hermitian by construction.
+
+    The MLP gives the real and imaginary parts of ``F`` on the canonical half-space; a point
+    of the other half is evaluated at its mate ``-k`` and conjugated, so ``F(-k) =
+    conj(F(k))`` holds exactly and the volume is real. The Hartley transform is ``Re F -
+    Im F``. Satisfies :class:`cryofield.imaging.VolumeModel`.
+
+    Parameters
+    ----------
+    encoding : nn.Module
+        Maps (..., 3) box-fraction coordinates to (..., ``encoding.out_dim``).
+    zdim : int
+        Latent dimension (0 for a single volume).
+    hidden, layers : int
+        MLP width and hidden layers.
+    """
+
+    def __init__(self, encoding: nn.Module, zdim: int = 0, hidden: int = 256, layers: int = 3):
+        super().__init__()
+        self.encoding = encoding
+        self.zdim = zdim
+        self.mlp = ResidualMLP(encoding.out_dim + zdim, hidden, layers, 2)
+
+    def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Evaluate ``F`` at ``coords``.
+
+        Parameters
+        ----------
+        coords : Tensor, shape (B, P, 3) or (P, 3)
+            Frequencies as fractions of the box (``k / D``), ``(x, y, z)``.
+        z : Tensor, shape (B, zdim), optional
+            One latent per batch item (required when ``zdim > 0``).
+
+        Returns
+        -------
+        Tensor, shape (B, P) or (P,), complex
+        """
+        flip = ~canonical_half(coords)
+        canonical = torch.where(flip[..., None], -coords, coords)
+        features = self.encoding(canonical)
+        if self.zdim:
+            if z is None:
+                raise ValueError("this decoder needs a latent z")
+            if features.dim() == 2:
+                features = features.expand(len(z), -1, -1)
+                flip = flip.expand(len(z), -1)
+            features = torch.cat([features, z[:, None, :].to(features.dtype).expand(-1, features.shape[1], -1)], -1)
+        out = self.mlp(features).float()
+        real, imag = out[..., 0], out[..., 1]
+        imag = torch.where(flip, -imag, imag)
+        origin = (coords == 0).all(-1)  # its own mate: F(0) is real
+        if origin.any():
+            imag = torch.where(origin.expand_as(imag), torch.zeros_like(imag), imag)
+        return torch.complex(real, imag)

@@ -1,0 +1,65 @@
+"""Image encoders for the VAE: a diagonal Gaussian posterior over the latent z."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cryofield.nn.mlp import ResidualMLP
+
+
+class ImageEncoder(nn.Module):
+    """``(mu, logvar)`` of ``q(z | X)`` from the (masked, flattened) pixels of an image.
+
+    Parameters
+    ----------
+    in_dim : int
+        Pixels fed in (those inside the circular mask).
+    hidden, layers : int
+    zdim : int
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int):
+        super().__init__()
+        self.zdim = zdim
+        self.mlp = ResidualMLP(in_dim, hidden, layers, 2 * zdim)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, in_dim) -> mu (B, zdim), logvar (B, zdim)."""
+        out = self.mlp(pixels).float()
+        return out[:, : self.zdim], out[:, self.zdim:]
+
+
+class TiltPairEncoder(nn.Module):
+    """The seed's tilt-pair encoder (section 3.7.2): one MLP per image, concatenated, a second MLP.
+
+    Parameters
+    ----------
+    in_dim : int
+        Pixels per image.
+    hidden, layers : int
+        Width and depth of both MLPs.
+    zdim : int
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int):
+        super().__init__()
+        self.zdim = zdim
+        self.per_image = ResidualMLP(in_dim, hidden, layers, hidden)
+        self.joint = ResidualMLP(2 * hidden, hidden, layers, 2 * zdim)
+
+    def forward(self, pixels: torch.Tensor, tilted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two (B, in_dim) images of each particle -> mu (B, zdim), logvar (B, zdim)."""
+        h = torch.cat([torch.relu(self.per_image(pixels)), torch.relu(self.per_image(tilted))], -1)
+        out = self.joint(h).float()
+        return out[:, : self.zdim], out[:, self.zdim:]
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """A sample ``mu + exp(logvar / 2) * eps`` of the posterior, differentiable in both."""
+    return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, exp(logvar)) || N(0, I))`` per batch item, (B, zdim) -> (B,)."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
