@@ -10,6 +10,7 @@ from cryofield import __version__
 from cryofield.cli import (
     backproject,
     downsample,
+    eval_vol,
     flip_hand,
     fsc,
     info,
@@ -19,10 +20,13 @@ from cryofield.cli import (
     select,
     sharpen,
     simulate,
+    train_nn,
+    train_vae,
 )
 from cryofield.errors import InputError
 
-COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand]
+COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
+            train_nn, train_vae, eval_vol]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,18 +62,33 @@ def render_slices(model: VolumeModel, rotations: torch.Tensor, size: int,
     return out
 
 
-def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, *,
+def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, *, model_box: int | None = None,
                   chunk: int = 1 << 16) -> torch.Tensor:
     """The real-space volume ``[z, y, x]`` (D, D, D) of a model, for one latent ``z`` (zdim,) or none.
 
-    The transform is evaluated inside the sphere ``|k| < D/2`` only (zero outside), in chunks
-    of ``chunk`` points.
+    Parameters
+    ----------
+    model : VolumeModel
+    size : int
+        Output box ``D``.
+    z : Tensor, shape (zdim,), optional
+    model_box : int, optional
+        The box the model was trained at (default ``size``). A smaller ``size`` renders the
+        same map downsampled (Fourier-cropped; the pixel size grows by ``model_box / size``).
+    chunk : int
+        Points evaluated at a time.
+
+    Returns
+    -------
+    Tensor, shape (D, D, D)
+        The transform is evaluated inside the sphere ``|k| < D/2`` only (zero outside).
     """
+    model_box = model_box or size
     k = lattice(size, 3, normalized=False)
     inside = k.norm(dim=-1) < size / 2
-    coords = k[inside] / size
+    coords = k[inside] / model_box
     zb = None if z is None else z.reshape(1, -1)
     values = torch.cat([model(coords[i:i + chunk][None], zb)[0] for i in range(0, len(coords), chunk)])
     volume_ft = torch.zeros((size,) * 3, dtype=values.dtype)
     volume_ft[inside] = values
-    return ifft_center(volume_ft, 3).real
+    return ifft_center(volume_ft, 3).real * (size / model_box) ** 3

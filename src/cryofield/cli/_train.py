@@ -1,0 +1,111 @@
+"""What ``train-nn`` and ``train-vae`` share: options, data preparation, the run."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import add_input_arguments, load_table, progress_bar, read_indices
+from cryofield.errors import InputError
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
+    """Options of the established tool where they overlap, with cryofield's defaults."""
+    add_input_arguments(parser)
+    parser.add_argument("-o", "--outdir", type=Path, required=True, help="work directory")
+    parser.add_argument("--ind", type=Path, help="train on these particles only (.npy, .txt or .pkl)")
+    parser.add_argument("--uninvert-data", action="store_true", help="do not flip the data's contrast")
+    parser.add_argument("--window-r", type=float, default=0.85, help="soft real-space window radius (default 0.85)")
+    model = parser.add_argument_group("model")
+    if vae:
+        model.add_argument("--zdim", type=int, default=8, help="latent dimension (default 8)")
+        model.add_argument("--enc-dim", type=int, default=256, help="encoder width (default 256)")
+        model.add_argument("--enc-layers", type=int, default=3, help="encoder hidden layers (default 3)")
+        model.add_argument("--beta", type=float, help="KL weight (default 1/zdim)")
+    model.add_argument("--dec-dim", type=int, default=256, help="decoder width (default 256)")
+    model.add_argument("--dec-layers", type=int, default=3, help="decoder hidden layers (default 3)")
+    model.add_argument("--pe-type", choices=["gaussian", "geom_full", "geom_lowf"], default="gaussian",
+                       help="positional encoding (default gaussian)")
+    model.add_argument("--pe-dim", type=int, help="frequencies per axis (default box/2)")
+    model.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
+    run = parser.add_argument_group("training")
+    run.add_argument("-n", "--epochs", type=int, default=20, help="epochs (default 20)")
+    run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
+    run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    run.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
+    run.add_argument("--no-amp", action="store_true", help="full fp32 instead of bf16 mixed precision")
+    run.add_argument("--resume", action="store_true", help="continue a run in OUTDIR from its last checkpoint")
+    run.add_argument("--seed", type=int, default=0)
+
+
+def _digest(path: Path | None) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_training(args: argparse.Namespace, vae: bool) -> None:
+    """Prepare the data, save the resolved config, train, and write the results."""
+    import torch
+
+    from cryofield import __version__
+    from cryofield.data import prepare_particles
+    from cryofield.imaging import render_volume
+    from cryofield.io import write_map
+    from cryofield.train import TrainConfig, posterior_means, train
+
+    outdir: Path = args.outdir
+    if args.resume and not (outdir / "checkpoints/last.pt").is_file():
+        raise InputError(outdir, "no checkpoint to resume from")
+    table = load_table(args)
+    if args.ind is not None:
+        table = table.subset(read_indices(args.ind, table.n))
+    table.rotations  # noqa: B018  (a clear error when there are no poses)
+    with progress_bar(table.n, "prepare") as bar:
+        data = prepare_particles(table, invert=not args.uninvert_data, window_r=args.window_r, progress=bar.update)
+    config = TrainConfig(
+        particles=str(args.input), outdir=str(outdir), poses=args.poses and str(args.poses),
+        ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
+        apix=args.apix, zdim=args.zdim if vae else 0, enc_dim=getattr(args, "enc_dim", 256),
+        enc_layers=getattr(args, "enc_layers", 3), dec_dim=args.dec_dim, dec_layers=args.dec_layers,
+        pe_type=args.pe_type, pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, beta=getattr(args, "beta", None), uninvert_data=args.uninvert_data,
+        window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
+        box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
+        versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                  "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.poses, args.ctf) if p}})
+    outdir.mkdir(parents=True, exist_ok=True)
+    config.save(outdir / "config.json")
+    bars: dict[int, object] = {}
+
+    def progress(done: int, epoch: int) -> None:
+        if epoch not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[epoch] = progress_bar(len(data), f"epoch {epoch + 1}/{config.epochs}")
+        bar = bars[epoch]
+        bar.update(done - bar.n)
+
+    def log(record: dict) -> None:
+        print(f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
+              + f", {record['images_per_second']:.0f} images/s")
+
+    models = train(config, data, resume=args.resume, progress=progress, log=log)
+    for bar in bars.values():
+        bar.close()
+    if vae:
+        np.save(outdir / "z.npy", posterior_means(models, data))
+        print(f"wrote {outdir}/z.npy (posterior means, {len(data)} x {config.zdim}) and checkpoints")
+    else:
+        with torch.no_grad():
+            volume = render_volume(models.decoder, data.box) * data.scale
+        write_map(outdir / "volume.mrc", volume.numpy(), data.pixel_size_angstrom)
+        print(f"wrote {outdir}/volume.mrc ({data.box}^3, {data.pixel_size_angstrom:.4f} A/px) and checkpoints")

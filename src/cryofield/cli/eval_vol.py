@@ -1,0 +1,75 @@
+"""``cryofield eval-vol``: maps from a trained model, one per latent z."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import command_parser
+from cryofield.errors import InputError
+
+NAME = "eval-vol"
+
+
+def add_parser(subparsers):
+    parser = command_parser(subparsers, NAME, "Write the volumes of a trained model: one map per latent z "
+                            "(or the single volume of train-nn), positive density, pixel size in the header.", """
+        cryofield eval-vol run/ -o maps/                       # train-nn: maps/vol_000.mrc
+        cryofield eval-vol run/ --z 0.5 -1.2 0 0 0 0 0 0 -o maps/
+        cryofield eval-vol run/ --z-file centers.txt -o maps/ --box 64 --flip --lowpass 6
+        """)
+    parser.add_argument("workdir", type=Path)
+    parser.add_argument("-o", "--outdir", type=Path, required=True)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--z", type=float, nargs="+", help="one latent (zdim numbers)")
+    which.add_argument("--z-file", type=Path, help="latents, one per row (.txt or .npy)")
+    parser.add_argument("--box", type=int, help="render at this smaller box (Fourier-cropped)")
+    parser.add_argument("--apix", type=float, help="pixel size in A to write (default: the training data's)")
+    parser.add_argument("--flip", action="store_true", help="invert the hand")
+    parser.add_argument("--lowpass", type=float, help="low-pass at this resolution (A)")
+    return parser
+
+
+def run(args) -> None:
+    import torch
+
+    from cryofield.imaging import half_lattice_mask, render_volume
+    from cryofield.io import write_map
+    from cryofield.io._atomic import atomic_outputs
+    from cryofield.metrics import apply_bfactor, flip_hand
+    from cryofield.train import TrainConfig, load_models
+
+    if not (args.workdir / "config.json").is_file() or not (args.workdir / "checkpoints/last.pt").is_file():
+        raise InputError(args.workdir, "not a trained work directory (config.json and checkpoints/last.pt)")
+    config = TrainConfig.load(args.workdir / "config.json")
+    _, models = load_models(args.workdir, config.box, int(half_lattice_mask(config.box).sum()))
+    if config.zdim:
+        if args.z is not None:
+            zs = np.asarray(args.z, float)[None]
+        elif args.z_file is not None:
+            zs = np.load(args.z_file) if args.z_file.suffix == ".npy" else np.loadtxt(args.z_file, ndmin=2)
+        else:
+            raise InputError(args.workdir, f"this model has zdim {config.zdim}: pass --z or --z-file")
+        zs = np.asarray(zs, float).reshape(len(zs), -1)
+        if zs.shape[1] != config.zdim:
+            raise InputError(args.z_file or args.workdir, f"latents have {zs.shape[1]} values; the model has "
+                                                          f"zdim {config.zdim}")
+    else:
+        zs = np.zeros((1, 0))
+    box = args.box or config.box
+    if not 1 < box <= config.box:
+        raise InputError(args.workdir, f"--box {box} must be at most the training box {config.box}")
+    apix = args.apix or config.data_pixel_size * config.box / box
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    paths = [args.outdir / f"vol_{i:03d}.mrc" for i in range(len(zs))]
+    with atomic_outputs(*paths) as temps, torch.no_grad():
+        for temp, z in zip(temps, zs):
+            volume = render_volume(models.decoder, box, torch.from_numpy(z).float() if config.zdim else None,
+                                   model_box=config.box) * config.data_scale
+            if args.lowpass:
+                volume = apply_bfactor(volume, apix, 0.0, args.lowpass)
+            if args.flip:
+                volume = flip_hand(volume)
+            write_map(temp, volume.numpy(), apix)
+    print(f"wrote {len(paths)} map(s) to {args.outdir}/ ({box}^3, {apix:.4f} A/px)")

@@ -1,0 +1,22 @@
+"""``cryofield train-vae``: a distribution of volumes, with a latent z per image."""
+
+from __future__ import annotations
+
+from cryofield.cli._common import command_parser
+from cryofield.cli._train import add_training_arguments, run_training
+
+NAME = "train-vae"
+
+
+def add_parser(subparsers):
+    parser = command_parser(subparsers, NAME, "Train a VAE: an image encoder infers a latent z per particle and a "
+                            "coordinate network decodes (k, z) to the volume's transform.", """
+        cryofield train-vae particles.star -o run/ --zdim 8 -n 20
+        cryofield train-vae particles.cs --datadir /data/P12 -o run/ --zdim 1 --beta 0.5
+        """)
+    add_training_arguments(parser, vae=True)
+    return parser
+
+
+def run(args) -> None:
+    run_training(args, vae=True)

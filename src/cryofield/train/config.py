@@ -1,0 +1,64 @@
+"""Typed training configuration, saved resolved in ``WORKDIR/config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (``train-nn`` when ``zdim == 0``, ``train-vae`` otherwise).
+
+    Units: ``window_r`` is a fraction of the box radius; ``lr`` is Adam's step size.
+    """
+
+    particles: str
+    outdir: str
+    poses: str | None = None
+    ctf: str | None = None
+    datadir: str | None = None
+    ind: str | None = None
+    apix: float | None = None
+    zdim: int = 0
+    enc_dim: int = 256
+    enc_layers: int = 3
+    dec_dim: int = 256
+    dec_layers: int = 3
+    pe_type: str = "gaussian"
+    pe_dim: int | None = None
+    feat_sigma: float = 0.5
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-4
+    beta: float | None = None  # KL weight; default 1 / zdim
+    uninvert_data: bool = False
+    window_r: float = 0.85
+    amp: bool = True
+    checkpoint: int = 5
+    seed: int = 0
+    device: str = "cpu"
+    # filled in from the data when training starts
+    box: int = 0
+    data_pixel_size: float = 0.0
+    data_scale: float = 1.0
+    versions: dict = field(default_factory=dict)
+
+    @property
+    def kl_weight(self) -> float:
+        """``beta``, or ``1 / zdim`` when unset."""
+        return self.beta if self.beta is not None else (1.0 / self.zdim if self.zdim else 0.0)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write as indented JSON."""
+        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TrainConfig:
+        """Read a ``config.json`` written by :meth:`save`."""
+        values = json.loads(Path(path).read_text())
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})

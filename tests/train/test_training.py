@@ -1,0 +1,67 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cryofield.cli.main import main
+from cryofield.io import read_map
+from cryofield.simulate.toy import make_toy_dataset
+
+SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "2", "--dec-layers", "2", "-b", "16"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), n=120, box=24, apix=5.0, snr=20, seed=1)["star"]
+
+
+def test_train_nn_outputs_and_learning(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train-nn", str(toy), "-o", str(out), "-n", "4", "--lr", "3e-3", "--checkpoint", "2"]
+                + SMALL[2:4] + SMALL[6:]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["zdim"] == 0 and config["box"] == 24 and config["data_pixel_size"] == 5.0
+    assert config["versions"]["inputs_sha256"][str(toy)]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3] and log[-1]["mse"] < log[0]["mse"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["epoch_0001.pt", "epoch_0003.pt", "last.pt"]
+    volume, apix = read_map(out / "volume.mrc")
+    assert volume.shape == (24, 24, 24) and apix == 5.0
+    truth, _ = read_map(toy.parent / "truth_vols/vol_000.mrc")
+    assert np.corrcoef(volume.ravel(), truth.ravel())[0, 1] > 0.3  # positive density, the right object
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)  # no pickled objects
+    assert state["epoch"] == 3
+
+
+def test_resume_continues_exactly(toy, tmp_path):
+    args = ["train-vae", str(toy), "--zdim", "2", "--checkpoint", "1", "--seed", "3"] + SMALL
+    assert main(args + ["-o", str(tmp_path / "straight"), "-n", "3"]) == 0
+    assert main(args + ["-o", str(tmp_path / "resumed"), "-n", "2"]) == 0
+    assert main(args + ["-o", str(tmp_path / "resumed"), "-n", "3", "--resume"]) == 0
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["models"]
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["models"]
+    for part in ("decoder", "encoder"):
+        for name, tensor in a[part].items():
+            torch.testing.assert_close(b[part][name], tensor, atol=0, rtol=0)
+    np.testing.assert_array_equal(np.load(tmp_path / "straight/z.npy"), np.load(tmp_path / "resumed/z.npy"))
+
+
+def test_vae_latents_and_eval_vol(toy, tmp_path, capsys):
+    out = tmp_path / "vae"
+    assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "3", "-n", "2"] + SMALL) == 0
+    z = np.load(out / "z.npy")
+    assert z.shape == (120, 3) and np.isfinite(z).all()
+    np.savetxt(tmp_path / "z.txt", z[:4])
+    assert main(["eval-vol", str(out), "--z-file", str(tmp_path / "z.txt"), "-o", str(tmp_path / "maps"),
+                 "--box", "16", "--flip", "--lowpass", "15"]) == 0
+    maps = sorted((tmp_path / "maps").iterdir())
+    assert [p.name for p in maps] == [f"vol_{i:03d}.mrc" for i in range(4)]
+    volume, apix = read_map(maps[0])
+    assert volume.shape == (16, 16, 16) and apix == pytest.approx(5.0 * 24 / 16)
+    capsys.readouterr()
+    assert main(["eval-vol", str(out), "-o", str(tmp_path / "x")]) == 2
+    assert "pass --z or --z-file" in capsys.readouterr().err
+    assert main(["eval-vol", str(out), "--z", "1", "2", "-o", str(tmp_path / "x")]) == 2
+    assert "zdim 3" in capsys.readouterr().err
+    assert main(["train-nn", str(toy), "-o", str(tmp_path / "none"), "--resume"]) == 2
