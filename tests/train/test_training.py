@@ -65,3 +65,18 @@ def test_vae_latents_and_eval_vol(toy, tmp_path, capsys):
     assert main(["eval-vol", str(out), "--z", "1", "2", "-o", str(tmp_path / "x")]) == 2
     assert "zdim 3" in capsys.readouterr().err
     assert main(["train-nn", str(toy), "-o", str(tmp_path / "none"), "--resume"]) == 2
+
+
+def test_eval_images_and_evaluate(toy, tmp_path, capsys):
+    out = tmp_path / "vae"
+    assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "2", "-n", "2"] + SMALL) == 0
+    assert main(["eval-images", str(out), "-o", str(tmp_path / "z.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), np.load(out / "z.npy"), atol=1e-5)
+    assert np.load(tmp_path / "z.logvar.npy").shape == (120, 2) and np.load(tmp_path / "z.loss.npy").shape == (120,)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--truth", str(toy.parent), "--images", "10", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["images_scored"] == 10 and 2 <= scores["per_image_fsc"]["resolution_px_mean"] <= 24
+    assert -1 <= scores["per_image_fsc"]["auc_mean"] <= 1 and np.array(scores["spearman"]).shape == (2, 1)
+    assert -1 <= scores["ari"] <= 1 and scores["nmse"] >= 0
+    assert main(["evaluate", str(out), "--truth", str(tmp_path)]) == 2

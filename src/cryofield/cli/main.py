@@ -10,7 +10,9 @@ from cryofield import __version__
 from cryofield.cli import (
     backproject,
     downsample,
+    eval_images,
     eval_vol,
+    evaluate,
     flip_hand,
     fsc,
     info,
@@ -26,7 +28,7 @@ from cryofield.cli import (
 from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
-            train_nn, train_vae, eval_vol]
+            train_nn, train_vae, eval_vol, eval_images, evaluate]
 
 
 def build_parser() -> argparse.ArgumentParser:

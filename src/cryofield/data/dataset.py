@@ -50,7 +50,8 @@ class PreparedParticles:
 
 
 def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
-                      chunk_size: int = 1024, progress: Callable[[int], None] | None = None) -> PreparedParticles:
+                      scale: float | None = None, chunk_size: int = 1024,
+                      progress: Callable[[int], None] | None = None) -> PreparedParticles:
     """Read, window, transform, centre and normalise every image of ``table``.
 
     Parameters
@@ -62,6 +63,9 @@ def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: fl
     window_r : float
         Soft real-space circular window: 1 inside ``window_r`` of the box radius, falling to
         0 at the edge (0 to switch off).
+    scale : float, optional
+        Normalisation to divide by (a trained model's); default: the RMS of the first 2,000
+        images' coefficients.
     chunk_size : int
     progress : callable, optional
 
@@ -84,7 +88,8 @@ def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: fl
         images[indices] = (sign * ft[:, half]).to(torch.complex64)
         if progress is not None:
             progress(len(indices))
-    scale = float(images[: min(len(images), 2000)].abs().pow(2).mean().sqrt())
+    if scale is None:
+        scale = float(images[: min(len(images), 2000)].abs().pow(2).mean().sqrt())
     images /= scale
     ctf = None
     if table.ctf is not None:

@@ -160,9 +160,33 @@ def load_models(outdir: str | Path, box: int, n_pixels: int) -> tuple[TrainConfi
 @torch.no_grad()
 def posterior_means(models: Models, data: PreparedParticles, batch_size: int = 512) -> np.ndarray:
     """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order."""
-    out = []
+    return evaluate_images(models, data, batch_size, losses=False)[0]
+
+
+@torch.no_grad()
+def evaluate_images(models: Models, data: PreparedParticles, batch_size: int = 256,
+                    losses: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Posterior means and log-variances (N, zdim), and each image's loss (N,) at ``z = mu``.
+
+    The loss is the mean squared error between the image and the model's slice (times the
+    CTF), over the half-lattice pixels inside the circle, in the normalised units of
+    training. Without an encoder (``train-nn``) the latents are (N, 0).
+    """
+    means, logvars, errors = [], [], []
     for start in range(0, len(data), batch_size):
         sl = slice(start, start + batch_size)
-        mu, _ = models.encoder(encoder_input(data.images[sl], None if data.ctf is None else data.ctf[sl]))
-        out.append(mu)
-    return torch.cat(out).numpy()
+        images = data.images[sl]
+        ctf = None if data.ctf is None else data.ctf[sl]
+        if models.encoder is not None:
+            mu, logvar = models.encoder(encoder_input(images, ctf))
+        else:
+            mu = logvar = torch.zeros((len(images), 0))
+        means.append(mu)
+        logvars.append(logvar)
+        if losses:
+            predicted = models.decoder(slice_coords(data, data.rotations[sl]), mu if models.encoder else None)
+            if ctf is not None:
+                predicted = predicted * ctf
+            errors.append((predicted - images).abs().pow(2).mean(-1))
+    return (torch.cat(means).numpy(), torch.cat(logvars).numpy(),
+            torch.cat(errors).numpy() if losses else None)
