@@ -1,5 +1,8 @@
-"""Example data shipped with cryofield: adenylate kinase, closed (PDB 1AKE chain A) and open (4AKE chain A,
-superposed on 1AKE). Public-domain PDB entries, used by ``make demo``."""
+"""Example data shipped with cryofield.
+
+Adenylate kinase, closed (PDB 1AKE chain A) and open (4AKE chain A, superposed on 1AKE):
+public-domain PDB entries, used by ``make demo``.
+"""
 
 from __future__ import annotations
 

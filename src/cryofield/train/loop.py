@@ -1,9 +1,10 @@
 """The training loop for neural volumes: single (``zdim = 0``) or a VAE over images.
 
 The model predicts each particle's centred transform at the half-lattice pixels inside the
-circle, ``CTF * F(R^T k, z)``; the loss is the mean squared error against the data (plus
-``beta * KL`` for the VAE). Checkpoints hold model, optimiser, epoch and RNG state as
-tensors and plain values, loaded with ``weights_only=True``.
+circle, ``CTF * F(R^T k, z)``; the loss is the mean squared error per pixel against the
+data, plus ``beta * KL / P`` for the VAE (the KL of an image spread over its ``P`` pixels).
+Checkpoints hold model, optimiser, epoch and RNG state as tensors and plain values, loaded
+with ``weights_only=True``.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def train(config: TrainConfig, data: PreparedParticles, *, resume: bool = False,
         for start in range(0, n, config.batch_size):
             indices = order[start:start + config.batch_size]
             mse, kl = step_loss(models, data, indices, config)
-            loss = mse + config.kl_weight * kl
+            # mse is a mean over the P pixels of an image and kl a sum over z for the image: divide the
+            # KL by P so that both are per pixel, as in the seed's objective (else z collapses)
+            loss = mse + config.kl_weight * kl / data.images.shape[1]
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
