@@ -114,5 +114,3 @@ def encoder_input(images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tenso
     """
     x = images if ctf is None else images * torch.sign(ctf)
     return torch.cat([x.real, x.imag], -1).float()
-
-
