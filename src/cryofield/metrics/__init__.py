@@ -2,23 +2,17 @@
 
 from cryofield.metrics.fsc import fsc, resolution_at
 from cryofield.metrics.maps import (
-                                    apply_bfactor,
-                                    auto_mask,
-                                    flip_hand,
-                                    guinier_bfactor,
-                                    normalized_mse,
-                                    radial_amplitude,
+    apply_bfactor,
+    auto_mask,
+    flip_hand,
+    guinier_bfactor,
+    normalized_mse,
+    radial_amplitude,
 )
-from cryofield.metrics.scores import (
-                                    adjusted_rand_index,
-                                    evaluation_images,
-                                    generated_pairs,
-                                    latent_pc_spearman,
-                                    per_image_fsc,
-)
+from cryofield.metrics.scores import adjusted_rand_index, evaluation_images, latent_pc_spearman, per_image_fsc
 
 __all__ = [
     "adjusted_rand_index", "apply_bfactor", "auto_mask", "evaluation_images", "flip_hand", "fsc",
-    "generated_pairs", "guinier_bfactor", "latent_pc_spearman", "normalized_mse", "per_image_fsc",
+    "guinier_bfactor", "latent_pc_spearman", "normalized_mse", "per_image_fsc",
     "radial_amplitude", "resolution_at",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import torch
@@ -100,10 +100,3 @@ def adjusted_rand_index(labels: np.ndarray, states: np.ndarray) -> float:
     from sklearn.metrics import adjusted_rand_score
 
     return float(adjusted_rand_score(np.asarray(states), np.asarray(labels)))
-
-
-def generated_pairs(indices: np.ndarray, generate: Callable[[int], torch.Tensor],
-                    truth: Callable[[int], torch.Tensor]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-    """``(generate(i), truth(i))`` for each image index, lazily (for :func:`per_image_fsc`)."""
-    for i in indices:
-        yield generate(int(i)), truth(int(i))
