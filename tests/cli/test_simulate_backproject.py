@@ -39,6 +39,9 @@ def test_mixture_counts_tilt_pairs_and_noise(data, tmp_path):
     angle = np.degrees(np.arccos((np.trace(untilted.rotations.transpose(0, 2, 1) @ tilted.rotations, axis1=1,
                                            axis2=2) - 1) / 2))
     np.testing.assert_allclose(angle, 30, atol=1e-6)
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    stage = np.array([[1, 0, 0], [0, c, -s], [0, s, c]])  # the stage tilts the specimen in the lab frame
+    np.testing.assert_allclose(tilted.rotations, stage @ untilted.rotations, atol=1e-5)
     images = untilted.images()
     assert images.shape == (40, 64, 64) and np.isfinite(images).all()
 

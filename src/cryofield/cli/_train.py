@@ -26,18 +26,30 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
         model.add_argument("--enc-dim", type=int, default=256, help="encoder width (default 256)")
         model.add_argument("--enc-layers", type=int, default=3, help="encoder hidden layers (default 3)")
         model.add_argument("--beta", type=float, help="KL weight (default 1/zdim)")
+        model.add_argument("--tilt", type=Path, help="tilted partner of each particle (.star/.cs/.mrcs), same order")
+        model.add_argument("--tilt-deg", type=float, default=45.0,
+                           help="stage tilt about x in degrees, for --tilt files without poses (default 45)")
     model.add_argument("--dec-dim", type=int, default=256, help="decoder width (default 256)")
     model.add_argument("--dec-layers", type=int, default=3, help="decoder hidden layers (default 3)")
     model.add_argument("--pe-type", choices=["gaussian", "geom_full", "geom_lowf"], default="gaussian",
                        help="positional encoding (default gaussian)")
     model.add_argument("--pe-dim", type=int, help="frequencies per axis (default box/2)")
     model.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
+    model.add_argument("--domain", choices=["fourier", "hartley"], default="fourier",
+                       help="decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)")
     run = parser.add_argument_group("training")
     run.add_argument("-n", "--epochs", type=int, default=20, help="epochs (default 20)")
     run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
     run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
     run.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
-    run.add_argument("--no-amp", action="store_true", help="full fp32 instead of bf16 mixed precision")
+    run.add_argument("--no-amp", action="store_true", help="full fp32 instead of bf16/fp16 mixed precision")
+    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    run.add_argument("--lazy", action="store_true",
+                     help="read images as needed through a shuffling buffer (memory independent of N)")
+    run.add_argument("--buffer-size", type=int, default=8192, help="--lazy: images in the buffer (default 8192)")
+    run.add_argument("--refine-poses", action="store_true",
+                     help="learn a rotation and shift correction per particle; writes OUTDIR/poses.npz")
+    run.add_argument("--pose-lr", type=float, default=1e-3, help="step size of the pose corrections (default 1e-3)")
     run.add_argument("--resume", action="store_true", help="continue a run in OUTDIR from its last checkpoint")
     run.add_argument("--seed", type=int, default=0)
 
@@ -52,38 +64,80 @@ def _digest(path: Path | None) -> str | None:
     return h.hexdigest()
 
 
+def _tilt_table(args: argparse.Namespace, table):
+    """The tilted partners' table (CTF from the untilted particles where it has none) and their poses."""
+    from dataclasses import replace
+
+    from cryofield.so3 import rotation_about_x
+
+    tilt = load_table(argparse.Namespace(input=args.tilt, datadir=args.datadir, poses=None, ctf=None, apix=args.apix))
+    if args.ind is not None:
+        tilt = tilt.subset(read_indices(args.ind, tilt.n))
+    if tilt.n != table.n:
+        raise InputError(args.tilt, f"{tilt.n} tilted images for {table.n} particles; they must pair up in order")
+    if tilt.ctf is None and table.ctf is not None:
+        tilt = replace(tilt, ctf=table.ctf)
+    if tilt.rotations_or_none is not None:
+        return tilt, tilt.rotations, tilt.shifts_px
+    # a stage tilt rotates the specimen in the microscope's frame: R_tilt = Rx(tilt) R
+    return tilt, rotation_about_x(args.tilt_deg).numpy() @ table.rotations, table.shifts_px
+
+
+def prepare_data(args: argparse.Namespace, table, vae: bool, scale: float | None = None):
+    """In-memory or lazy training data, tilted partners attached (``scale``: a trained model's)."""
+    from cryofield.data import LazyParticles, prepare_particles
+
+    tilt = _tilt_table(args, table) if vae and args.tilt is not None else None
+    invert, window_r = not args.uninvert_data, args.window_r
+    if args.lazy:
+        tilted = None if tilt is None else LazyParticles(tilt[0], invert=invert, window_r=window_r, scale=1.0,
+                                                         rotations=tilt[1], shifts_px=tilt[2])
+        return LazyParticles(table, invert=invert, window_r=window_r, scale=scale, tilted=tilted)
+    with progress_bar(table.n * (2 if tilt else 1), "prepare") as bar:
+        data = prepare_particles(table, invert=invert, window_r=window_r, scale=scale, progress=bar.update)
+        if tilt is not None:
+            data.tilted = prepare_particles(tilt[0], invert=invert, window_r=window_r, scale=data.scale,
+                                            rotations=tilt[1], shifts_px=tilt[2], progress=bar.update)
+    return data
+
+
 def run_training(args: argparse.Namespace, vae: bool) -> None:
-    """Prepare the data, save the resolved config, train, and write the results."""
+    """Prepare the data, save the resolved config, train, and write the results (rank 0 under torchrun)."""
     import torch
 
     from cryofield import __version__
-    from cryofield.data import prepare_particles
     from cryofield.imaging import render_volume
     from cryofield.io import write_map
-    from cryofield.train import TrainConfig, posterior_means, train
+    from cryofield.train import TrainConfig, init_runtime, posterior_means, train
 
     outdir: Path = args.outdir
     if args.resume and not (outdir / "checkpoints/last.pt").is_file():
         raise InputError(outdir, "no checkpoint to resume from")
+    runtime = init_runtime(args.device)
+    if args.refine_poses and runtime.world_size > 1:
+        raise InputError(outdir, "--refine-poses runs in a single process, not under torchrun")
     table = load_table(args)
     if args.ind is not None:
         table = table.subset(read_indices(args.ind, table.n))
     table.rotations  # noqa: B018  (a clear error when there are no poses)
-    with progress_bar(table.n, "prepare") as bar:
-        data = prepare_particles(table, invert=not args.uninvert_data, window_r=args.window_r, progress=bar.update)
+    data = prepare_data(args, table, vae)
+    tilt = getattr(args, "tilt", None)
     config = TrainConfig(
         particles=str(args.input), outdir=str(outdir), poses=args.poses and str(args.poses),
         ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
         apix=args.apix, zdim=args.zdim if vae else 0, enc_dim=getattr(args, "enc_dim", 256),
         enc_layers=getattr(args, "enc_layers", 3), dec_dim=args.dec_dim, dec_layers=args.dec_layers,
-        pe_type=args.pe_type, pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
+        domain=args.domain, pe_type=args.pe_type, pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, beta=getattr(args, "beta", None), uninvert_data=args.uninvert_data,
         window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
-        box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
+        device=str(runtime.device), lazy=args.lazy, buffer_size=args.buffer_size, tilt=tilt and str(tilt),
+        tilt_deg=getattr(args, "tilt_deg", 45.0), refine_poses=args.refine_poses, pose_lr=args.pose_lr,
+        world_size=runtime.world_size, box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
         versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                  "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.poses, args.ctf) if p}})
-    outdir.mkdir(parents=True, exist_ok=True)
-    config.save(outdir / "config.json")
+                  "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.poses, args.ctf, tilt) if p}})
+    if runtime.is_main:
+        outdir.mkdir(parents=True, exist_ok=True)
+        config.save(outdir / "config.json")
     bars: dict[int, object] = {}
 
     def progress(done: int, epoch: int) -> None:
@@ -98,14 +152,23 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
         print(f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
               + f", {record['images_per_second']:.0f} images/s")
 
-    models = train(config, data, resume=args.resume, progress=progress, log=log)
+    models = train(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log)
     for bar in bars.values():
         bar.close()
+    if not runtime.is_main:
+        return
+    if models.poses is not None:
+        d_rotation, d_shift = (t.cpu().double().numpy() for t in models.poses.all())
+        rotations, shifts = table.rotations @ d_rotation, table.shifts_px + d_shift
+        np.savez(outdir / "poses.npz", rotations=rotations, shifts_px=shifts)
+        angles = np.degrees(np.linalg.norm(models.poses.rotvec.weight.detach().cpu().numpy(), axis=1))
+        print(f"wrote {outdir}/poses.npz (refined rotations and shifts; median correction {np.median(angles):.2f} deg, "
+              f"{np.median(np.linalg.norm(d_shift, axis=1)):.2f} px)")
     if vae:
         np.save(outdir / "z.npy", posterior_means(models, data))
         print(f"wrote {outdir}/z.npy (posterior means, {len(data)} x {config.zdim}) and checkpoints")
     else:
         with torch.no_grad():
-            volume = render_volume(models.decoder, data.box) * data.scale
+            volume = render_volume(models.decoder.cpu(), data.box) * data.scale
         write_map(outdir / "volume.mrc", volume.numpy(), data.pixel_size_angstrom)
         print(f"wrote {outdir}/volume.mrc ({data.box}^3, {data.pixel_size_angstrom:.4f} A/px) and checkpoints")

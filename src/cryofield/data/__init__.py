@@ -1,5 +1,14 @@
-"""Training data: particle images prepared once (windowed, transformed, centred, normalised)."""
+"""Training data: particle images prepared (windowed, transformed, centred, normalised) in memory or lazily."""
 
-from cryofield.data.dataset import PreparedParticles, encoder_input, prepare_particles
+from cryofield.data.dataset import (
+    LazyParticles,
+    ParticleSource,
+    PreparedParticles,
+    encoder_input,
+    epoch_plan,
+    prepare_particles,
+    rms_scale,
+)
 
-__all__ = ["PreparedParticles", "encoder_input", "prepare_particles"]
+__all__ = ["LazyParticles", "ParticleSource", "PreparedParticles", "encoder_input", "epoch_plan",
+           "prepare_particles", "rms_scale"]

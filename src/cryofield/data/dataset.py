@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cryofield.fourier import fft_center, lattice, soft_ball_mask
@@ -35,6 +36,8 @@ class PreparedParticles:
         The normalisation divided out (standard deviation of the raw coefficients).
     box : int
     pixel_size_angstrom : float
+    tilted : PreparedParticles or None
+        The tilted partner of each particle (tilt-pair data), same order and scale.
     """
 
     images: torch.Tensor
@@ -44,13 +47,34 @@ class PreparedParticles:
     scale: float
     box: int
     pixel_size_angstrom: float
+    tilted: PreparedParticles | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
+    @property
+    def n_pixels(self) -> int:
+        """``P``, the half-lattice pixels per image."""
+        return len(self.coords)
+
+    def subset(self, positions: torch.Tensor | np.ndarray) -> PreparedParticles:
+        """The particles at ``positions`` (in that order), tilted partners included."""
+        positions = torch.as_tensor(positions, dtype=torch.long)
+        return PreparedParticles(
+            self.images[positions], self.coords, self.rotations[positions],
+            None if self.ctf is None else self.ctf[positions], self.scale, self.box, self.pixel_size_angstrom,
+            None if self.tilted is None else self.tilted.subset(positions))
+
+    def load(self, indices: np.ndarray) -> PreparedParticles:
+        """The particles ``indices`` (a :class:`ParticleSource` method; in memory this is :meth:`subset`)."""
+        if len(indices) == len(self) and np.array_equal(indices, np.arange(len(self))):
+            return self
+        return self.subset(indices)
+
 
 def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
-                      scale: float | None = None, chunk_size: int = 1024,
+                      scale: float | None = None, rotations: np.ndarray | None = None,
+                      shifts_px: np.ndarray | None = None, check: bool = True, chunk_size: int = 1024,
                       progress: Callable[[int], None] | None = None) -> PreparedParticles:
     """Read, window, transform, centre and normalise every image of ``table``.
 
@@ -66,6 +90,12 @@ def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: fl
     scale : float, optional
         Normalisation to divide by (a trained model's); default: the RMS of the first 2,000
         images' coefficients.
+    rotations : ndarray, shape (N, 3, 3), optional
+        Poses to use instead of the table's (e.g. those of tilted partners).
+    shifts_px : ndarray, shape (N, 2), optional
+        Shifts to centre by instead of the table's.
+    check : bool
+        Check every image reference first (skip when the table was checked already).
     chunk_size : int
     progress : callable, optional
 
@@ -73,9 +103,9 @@ def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: fl
     -------
     PreparedParticles
     """
-    size = table.check_images()
-    rotations = torch.from_numpy(table.rotations).float()
-    shifts = torch.from_numpy(table.shifts_px).float()
+    size = table.check_images() if check else table.box_size
+    rotations = torch.from_numpy(table.rotations if rotations is None else rotations).float()
+    shifts = torch.from_numpy(table.shifts_px if shifts_px is None else shifts_px).float()
     half = half_lattice_mask(size)
     window = soft_ball_mask(size, window_r * size / 2, (1 - window_r) * size / 2) if window_r else None
     sign = -1.0 if invert else 1.0
@@ -89,7 +119,7 @@ def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: fl
         if progress is not None:
             progress(len(indices))
     if scale is None:
-        scale = float(images[: min(len(images), 2000)].abs().pow(2).mean().sqrt())
+        scale = rms_scale(images)
     images /= scale
     ctf = None
     if table.ctf is not None:
@@ -114,3 +144,119 @@ def encoder_input(images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tenso
     """
     x = images if ctf is None else images * torch.sign(ctf)
     return torch.cat([x.real, x.imag], -1).float()
+
+
+def rms_scale(images: torch.Tensor, n: int = 2000) -> float:
+    """The normalisation of a dataset: RMS of the first ``n`` images' coefficients, (N, P) -> float."""
+    return float(images[: min(len(images), n)].abs().pow(2).mean().sqrt())
+
+
+class LazyParticles:
+    """Particles prepared on demand from their stacks, for datasets larger than memory.
+
+    Holds only the per-particle metadata; :meth:`load` reads, windows, transforms and
+    centres the requested images (sorted indices read nearly sequentially). Training
+    reads it through :func:`epoch_plan` buffers, so peak memory does not grow with ``N``.
+
+    Parameters
+    ----------
+    table : ParticleTable
+        With rotations; shifts and CTF used where present.
+    invert, window_r
+        As in :func:`prepare_particles`.
+    scale : float, optional
+        Normalisation (default: from the first 2,000 images).
+    rotations, shifts_px : ndarray, optional
+        Poses overriding the table's.
+    tilted : LazyParticles, optional
+        The tilted partners, same order.
+    """
+
+    def __init__(self, table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
+                 scale: float | None = None, rotations: np.ndarray | None = None,
+                 shifts_px: np.ndarray | None = None, tilted: LazyParticles | None = None):
+        self.table = table
+        self.box = table.check_images()
+        self.invert, self.window_r = invert, window_r
+        self.rotations = table.rotations if rotations is None else rotations
+        self.shifts_px = table.shifts_px if shifts_px is None else shifts_px
+        self.tilted = tilted
+        self.coords = lattice(self.box, 2, normalized=False)[half_lattice_mask(self.box)]
+        self.pixel_size_angstrom = float(table.pixel_size_angstrom.mean())
+        self.scale = 1.0
+        if scale is None:
+            first = np.arange(min(table.n, 2000))
+            scale = rms_scale(self._prepare(first, 1.0, with_tilt=False).images)
+        self.scale = scale
+        if tilted is not None:
+            tilted.scale = scale
+
+    def __len__(self) -> int:
+        return self.table.n
+
+    @property
+    def n_pixels(self) -> int:
+        """``P``, the half-lattice pixels per image."""
+        return len(self.coords)
+
+    def _prepare(self, indices: np.ndarray, scale: float, with_tilt: bool = True) -> PreparedParticles:
+        data = prepare_particles(self.table.subset(indices), invert=self.invert, window_r=self.window_r,
+                                 scale=scale, rotations=self.rotations[indices], shifts_px=self.shifts_px[indices],
+                                 check=False)
+        if with_tilt and self.tilted is not None:
+            data.tilted = self.tilted.load(indices)
+        return data
+
+    def load(self, indices: np.ndarray) -> PreparedParticles:
+        """The particles ``indices`` (sorted for sequential reads), prepared, in that order."""
+        return self._prepare(np.asarray(indices, dtype=np.int64), self.scale)
+
+
+ParticleSource = PreparedParticles | LazyParticles
+
+
+def epoch_plan(n: int, batch_size: int, generator: torch.Generator, *, buffer_size: int | None = None,
+               chunk_size: int = 1024, rank: int = 0, world_size: int = 1) -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """The order in which one epoch visits the particles: buffers of particles, and batches within each.
+
+    Without ``buffer_size`` one buffer holds everything and the batches follow a uniform
+    random permutation. With it (lazy loading), contiguous chunks of ``chunk_size``
+    particles are taken in random order, ``buffer_size / chunk_size`` chunks at a time,
+    and shuffled within that buffer: reads stay sequential and memory stays bounded.
+
+    Every process computes the same plan from the same generator state; with
+    ``world_size > 1`` each global batch is split between the processes (rank ``r`` takes
+    items ``r, r + world_size, ...``), so together they take the same steps as one process
+    (global batches smaller than ``world_size`` are skipped).
+
+    Parameters
+    ----------
+    n, batch_size : int
+        Particles, and global batch size.
+    generator : torch.Generator
+        Advanced by this call.
+    buffer_size, chunk_size : int, optional
+    rank, world_size : int
+
+    Returns
+    -------
+    list of (ndarray, list of ndarray)
+        Per buffer: the sorted indices this process loads, and its batches (particle indices).
+    """
+    if buffer_size is None:
+        buffers = [torch.randperm(n, generator=generator).numpy()]
+    else:
+        starts = np.arange(0, n, chunk_size)
+        chunk_order = starts[torch.randperm(len(starts), generator=generator).numpy()]
+        per_buffer = max(1, buffer_size // chunk_size)
+        buffers = []
+        for i in range(0, len(chunk_order), per_buffer):
+            members = np.concatenate([np.arange(s, min(s + chunk_size, n)) for s in chunk_order[i:i + per_buffer]])
+            buffers.append(members[torch.randperm(len(members), generator=generator).numpy()])
+    plan = []
+    for order in buffers:
+        batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+        batches = [b[rank::world_size] for b in batches if len(b) >= world_size]
+        if batches:
+            plan.append((np.sort(np.concatenate(batches)), batches))
+    return plan

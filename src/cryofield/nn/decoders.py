@@ -21,10 +21,16 @@ def canonical_half(coords: torch.Tensor) -> torch.Tensor:
 class VolumeDecoder(nn.Module):
     """``F(k, z)``: a positional encoding and a residual MLP, Hermitian by construction.
 
-    The MLP gives the real and imaginary parts of ``F`` on the canonical half-space; a point
-    of the other half is evaluated at its mate ``-k`` and conjugated, so ``F(-k) =
-    conj(F(k))`` holds exactly and the volume is real. The Hartley transform is ``Re F -
-    Im F``. Satisfies :class:`cryofield.imaging.VolumeModel`.
+    The MLP is evaluated once per Friedel pair, at the canonical point ``k``; a point of the
+    other half takes its mate's value conjugated, so ``F(-k) = conj(F(k))`` holds exactly
+    and the volume is real. Its two outputs are, by ``domain``:
+
+    - ``"fourier"``: ``Re F(k)`` and ``Im F(k)``;
+    - ``"hartley"``: the Hartley transform at the pair, ``H(k) = Re F - Im F`` and
+      ``H(-k) = Re F + Im F``.
+
+    The two are an orthogonal change of basis of the last layer (the same model class, a
+    different parameterisation). Satisfies :class:`cryofield.imaging.VolumeModel`.
 
     Parameters
     ----------
@@ -34,12 +40,18 @@ class VolumeDecoder(nn.Module):
         Latent dimension (0 for a single volume).
     hidden, layers : int
         MLP width and hidden layers.
+    domain : {"fourier", "hartley"}
+        What the two outputs are (above).
     """
 
-    def __init__(self, encoding: nn.Module, zdim: int = 0, hidden: int = 256, layers: int = 3):
+    def __init__(self, encoding: nn.Module, zdim: int = 0, hidden: int = 256, layers: int = 3,
+                 domain: str = "fourier"):
         super().__init__()
+        if domain not in ("fourier", "hartley"):
+            raise ValueError(f"domain must be 'fourier' or 'hartley', not {domain!r}")
         self.encoding = encoding
         self.zdim = zdim
+        self.domain = domain
         self.mlp = ResidualMLP(encoding.out_dim + zdim, hidden, layers, 2)
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
@@ -68,6 +80,8 @@ class VolumeDecoder(nn.Module):
             features = torch.cat([features, z[:, None, :].to(features.dtype).expand(-1, features.shape[1], -1)], -1)
         out = self.mlp(features).float()
         real, imag = out[..., 0], out[..., 1]
+        if self.domain == "hartley":  # (H(k), H(-k)) -> (Re F(k), Im F(k))
+            real, imag = 0.5 * (out[..., 0] + out[..., 1]), 0.5 * (out[..., 1] - out[..., 0])
         imag = torch.where(flip, -imag, imag)
         origin = (coords == 0).all(-1)  # its own mate: F(0) is real
         if origin.any():

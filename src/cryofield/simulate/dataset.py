@@ -61,7 +61,7 @@ def write_dataset(outdir: str | os.PathLike, volumes: list[np.ndarray], states: 
     ctf_from : ndarray, shape (M, 9), optional
         CTF rows to draw from (with replacement) instead of the defocus range.
     tilt_deg : float, optional
-        Also write a tilt partner of each particle, volume rotated by ``R Rx(tilt)``.
+        Also write a tilt partner of each particle, pose ``Rx(tilt) R`` (a stage tilt about x).
     seed : int
     chunk_size : int
     progress : callable, optional
@@ -90,7 +90,7 @@ def write_dataset(outdir: str | os.PathLike, volumes: list[np.ndarray], states: 
                              outdir / "tilt.star" if tilt_deg is not None else None)
     jobs = [(paths.stack, paths.star, rotations, seed)]
     if tilt_deg is not None:
-        tilted = rotations @ rotation_about_x(tilt_deg).numpy()
+        tilted = rotation_about_x(tilt_deg).numpy() @ rotations  # the stage tilts the specimen in the lab frame
         jobs.append((paths.tilt_stack, paths.tilt_star, tilted, seed + 1))
     finals = [p for job in jobs for p in job[:2]] + [paths.truth] + paths.volumes
     with atomic_outputs(*finals) as temps:

@@ -1,6 +1,8 @@
-"""Training neural volumes: typed configs, the loop with checkpoints and resume, evaluation."""
+"""Training neural volumes: typed configs, the loop with checkpoints and resume, devices and processes, evaluation."""
 
 from cryofield.train.config import TrainConfig
+from cryofield.train.distributed import Runtime, init_runtime, resolve_device
 from cryofield.train.loop import Models, build_models, evaluate_images, load_models, posterior_means, train
 
-__all__ = ["Models", "TrainConfig", "build_models", "evaluate_images", "load_models", "posterior_means", "train"]
+__all__ = ["Models", "Runtime", "TrainConfig", "build_models", "evaluate_images", "init_runtime", "load_models",
+           "posterior_means", "resolve_device", "train"]

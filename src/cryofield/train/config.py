@@ -13,7 +13,10 @@ from pathlib import Path
 class TrainConfig:
     """Every setting of a training run (``train-nn`` when ``zdim == 0``, ``train-vae`` otherwise).
 
-    Units: ``window_r`` is a fraction of the box radius; ``lr`` is Adam's step size.
+    Units: ``window_r`` is a fraction of the box radius; ``lr`` is Adam's step size;
+    ``tilt_deg`` degrees; ``pose_lr`` the step size of the pose corrections (radians and
+    pixels). ``device`` is ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or
+    ``"cuda:N"``; ``buffer_size`` is the shuffling buffer of ``lazy`` loading, in images.
     """
 
     particles: str
@@ -28,6 +31,7 @@ class TrainConfig:
     enc_layers: int = 3
     dec_dim: int = 256
     dec_layers: int = 3
+    domain: str = "fourier"
     pe_type: str = "gaussian"
     pe_dim: int | None = None
     feat_sigma: float = 0.5
@@ -40,7 +44,14 @@ class TrainConfig:
     amp: bool = True
     checkpoint: int = 5
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
+    lazy: bool = False
+    buffer_size: int = 8192
+    tilt: str | None = None
+    tilt_deg: float = 45.0
+    refine_poses: bool = False
+    pose_lr: float = 1e-3
+    world_size: int = 1
     # filled in from the data when training starts
     box: int = 0
     data_pixel_size: float = 0.0

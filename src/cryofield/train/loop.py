@@ -3,8 +3,13 @@
 The model predicts each particle's centred transform at the half-lattice pixels inside the
 circle, ``CTF * F(R^T k, z)``; the loss is the mean squared error per pixel against the
 data, plus ``beta * KL / P`` for the VAE (the KL of an image spread over its ``P`` pixels).
-Checkpoints hold model, optimiser, epoch and RNG state as tensors and plain values, loaded
-with ``weights_only=True``.
+With tilt pairs the encoder sees both images and the decoder predicts both. With pose
+refinement each particle's rotation and shift carry a learned correction.
+
+Checkpoints hold model, optimisers, scaler, epoch and RNG state as tensors and plain
+values, loaded with ``weights_only=True``. Under ``torchrun`` every process runs this loop
+on its share of each batch (:func:`cryofield.data.epoch_plan`) with the networks wrapped in
+``DistributedDataParallel``; rank 0 writes the outputs.
 """
 
 from __future__ import annotations
@@ -17,64 +22,155 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from cryofield.data import PreparedParticles, encoder_input
-from cryofield.nn import ImageEncoder, VolumeDecoder, kl_divergence, make_encoding, reparameterize
+from cryofield.data import ParticleSource, PreparedParticles, encoder_input, epoch_plan
+from cryofield.nn import (
+    ImageEncoder,
+    PoseCorrections,
+    TiltPairEncoder,
+    VolumeDecoder,
+    kl_divergence,
+    make_encoding,
+    reparameterize,
+)
 from cryofield.train.config import TrainConfig
+from cryofield.train.distributed import Runtime, autocast, needs_grad_scaler, resolve_device
 
 
 @dataclass
 class Models:
-    """The decoder and, for a VAE, the encoder."""
+    """The decoder and, for a VAE, the encoder; with pose refinement, the pose corrections."""
 
     decoder: VolumeDecoder
-    encoder: ImageEncoder | None
+    encoder: ImageEncoder | TiltPairEncoder | None
+    poses: PoseCorrections | None = None
 
-    def parameters(self):
-        """All trainable parameters."""
+    def parameters(self) -> list[nn.Parameter]:
+        """The networks' trainable parameters (not the pose corrections: they have their own optimiser)."""
         params = list(self.decoder.parameters())
         return params + (list(self.encoder.parameters()) if self.encoder is not None else [])
 
     def state_dict(self) -> dict:
-        """Plain state dicts of both networks."""
+        """Plain state dicts of every part."""
         return {"decoder": self.decoder.state_dict(),
-                "encoder": self.encoder.state_dict() if self.encoder is not None else {}}
+                "encoder": self.encoder.state_dict() if self.encoder is not None else {},
+                "poses": self.poses.state_dict() if self.poses is not None else {}}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict`."""
         self.decoder.load_state_dict(state["decoder"])
         if self.encoder is not None:
             self.encoder.load_state_dict(state["encoder"])
+        if self.poses is not None:
+            self.poses.load_state_dict(state["poses"])
+
+    def to(self, device: torch.device) -> Models:
+        """Move every part to ``device`` (in place); returns ``self``."""
+        for part in (self.decoder, self.encoder, self.poses):
+            if part is not None:
+                part.to(device)
+        return self
 
 
-def build_models(config: TrainConfig, box: int, n_pixels: int) -> Models:
-    """The networks a configuration describes, for images of ``box`` with ``n_pixels`` half-lattice pixels."""
+def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int | None = None) -> Models:
+    """The networks a configuration describes.
+
+    Parameters
+    ----------
+    config : TrainConfig
+    box : int
+        Image size ``D``.
+    n_pixels : int
+        Half-lattice pixels per image ``P`` (the encoder sees ``2P`` numbers per image).
+    n_particles : int, optional
+        Needed for pose refinement (one correction per particle).
+    """
     torch.manual_seed(config.seed)
     encoding = make_encoding(config.pe_type, box, config.pe_dim, config.feat_sigma, seed=config.seed)
-    decoder = VolumeDecoder(encoding, config.zdim, config.dec_dim, config.dec_layers)
-    encoder = ImageEncoder(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim) if config.zdim else None
-    return Models(decoder, encoder)
+    decoder = VolumeDecoder(encoding, config.zdim, config.dec_dim, config.dec_layers, domain=config.domain)
+    encoder = None
+    if config.zdim:
+        kind = TiltPairEncoder if config.tilt else ImageEncoder
+        encoder = kind(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim)
+    poses = None
+    if config.refine_poses:
+        if n_particles is None:
+            raise ValueError("pose refinement needs the number of particles")
+        poses = PoseCorrections(n_particles)
+    return Models(decoder, encoder, poses)
 
 
-def slice_coords(data: PreparedParticles, rotations: torch.Tensor) -> torch.Tensor:
-    """3D coordinates (B, P, 3), box fractions, of the data's pixels for these rotations."""
-    k3 = torch.cat([data.coords, torch.zeros(len(data.coords), 1)], -1)  # (P, 3)
-    return torch.einsum("pi,bij->bpj", k3, rotations) / data.box
+def slice_coords(coords: torch.Tensor, rotations: torch.Tensor, box: int) -> torch.Tensor:
+    """3D frequencies ``R^T (kx, ky, 0) / D`` (B, P, 3), box fractions, of 2D pixels ``coords`` (P, 2)."""
+    k3 = torch.cat([coords, torch.zeros(len(coords), 1, device=coords.device)], -1)  # (P, 3)
+    return torch.einsum("pi,bij->bpj", k3, rotations) / box
 
 
-def step_loss(models: Models, data: PreparedParticles, indices: torch.Tensor, config: TrainConfig,
-              *, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mse, kl)`` of a batch (``kl`` is 0 without an encoder)."""
-    images = data.images[indices]
-    ctf = None if data.ctf is None else data.ctf[indices]
+def _shift_phase(coords: torch.Tensor, shifts_px: torch.Tensor, box: int) -> torch.Tensor:
+    """``exp(-2 pi i k . t / D)`` (B, P) at pixels ``coords`` (P, 2) for shifts (B, 2): centres by ``t``."""
+    angle = -2 * torch.pi * (shifts_px @ coords.T) / box
+    return torch.polar(torch.ones_like(angle), angle)
+
+
+def _to(batch: PreparedParticles, device: torch.device) -> PreparedParticles:
+    if batch.images.device == device:
+        return batch
+
+    def move(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.to(device, non_blocking=True)
+
+    return PreparedParticles(move(batch.images), move(batch.coords), move(batch.rotations), move(batch.ctf),
+                             batch.scale, batch.box, batch.pixel_size_angstrom,
+                             None if batch.tilted is None else _to(batch.tilted, device))
+
+
+def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, indices: torch.Tensor | None = None,
+              sample: bool = True, amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mse, kl)`` of a batch, means over its images (``kl`` is 0 without an encoder).
+
+    Parameters
+    ----------
+    models : Models
+        The networks (possibly wrapped for distributed training).
+    batch : PreparedParticles
+        The batch's images, poses and CTF, on the networks' device.
+    config : TrainConfig
+    indices : Tensor, shape (B,), optional
+        The batch's particle indices (needed for pose refinement).
+    sample : bool
+        Draw ``z`` from the posterior (training) or take its mean.
+    amp : bool, optional
+        Mixed precision (default ``config.amp``).
+    """
+    device = batch.images.device
+    images, ctf, rotations = batch.images, batch.ctf, batch.rotations
+    tilted = batch.tilted
+    if models.poses is not None:
+        d_rotation, d_shift = models.poses(indices.to(device))
+        rotations = rotations @ d_rotation
+        images = images * _shift_phase(batch.coords, d_shift, batch.box)
     z = None
-    kl = torch.zeros(())
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.amp and config.device == "cpu"):
+    kl = torch.zeros((), device=device)
+    with autocast(device, config.amp if amp is None else amp):
         if models.encoder is not None:
-            mu, logvar = models.encoder(encoder_input(images, ctf))
+            x = encoder_input(images, ctf)
+            if tilted is not None:
+                mu, logvar = models.encoder(x, encoder_input(tilted.images, tilted.ctf))
+            else:
+                mu, logvar = models.encoder(x)
             z = reparameterize(mu, logvar) if sample else mu
             kl = kl_divergence(mu, logvar).mean()
-        predicted = models.decoder(slice_coords(data, data.rotations[indices]), z)
+        coords = slice_coords(batch.coords, rotations, batch.box)
+        if tilted is not None:  # both images of each particle, from the same z
+            tilt_rotations = tilted.rotations if models.poses is None else tilted.rotations @ d_rotation
+            coords = torch.cat([coords, slice_coords(batch.coords, tilt_rotations, batch.box)])
+            z = None if z is None else torch.cat([z, z])
+        predicted = models.decoder(coords, z)
+    if tilted is not None:
+        images = torch.cat([images, tilted.images])
+        ctf = None if ctf is None else torch.cat([ctf, tilted.ctf])
     if ctf is not None:
         predicted = predicted * ctf
     mse = (predicted - images).abs().pow(2).mean()
@@ -85,7 +181,18 @@ def _rng_state(generator: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
 
 
-def train(config: TrainConfig, data: PreparedParticles, *, resume: bool = False,
+def _wrap(models: Models, runtime: Runtime) -> Models:
+    """The networks as this process calls them: wrapped in DistributedDataParallel across processes."""
+    if runtime.world_size == 1:
+        return models
+    if models.poses is not None:
+        raise ValueError("pose refinement runs in a single process (not under torchrun)")
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return Models(DistributedDataParallel(models.decoder, device_ids=ids),
+                  None if models.encoder is None else DistributedDataParallel(models.encoder, device_ids=ids))
+
+
+def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None = None, resume: bool = False,
           progress: Callable[[int, int], None] | None = None,
           log: Callable[[dict], None] | None = None) -> Models:
     """Train for ``config.epochs`` epochs (continuing from the last checkpoint when ``resume``).
@@ -93,103 +200,159 @@ def train(config: TrainConfig, data: PreparedParticles, *, resume: bool = False,
     Parameters
     ----------
     config : TrainConfig
-    data : PreparedParticles
+    data : PreparedParticles or LazyParticles
+        In memory, or read through a shuffling buffer of ``config.buffer_size`` images.
+    runtime : Runtime, optional
+        Device and process group (default: ``config.device``, one process).
     resume : bool
-        Continue from ``OUTDIR/checkpoints/last.pt`` exactly: model, optimiser, epoch, RNG.
+        Continue from ``OUTDIR/checkpoints/last.pt``: model, optimisers, scaler, epoch, RNG
+        (exactly, in a single process).
     progress : callable, optional
-        ``progress(images_done_in_epoch, epoch)`` after each batch.
+        ``progress(images_done_in_epoch, epoch)`` after each batch (rank 0).
     log : callable, optional
-        Receives the per-epoch record also appended to ``OUTDIR/log.jsonl``.
+        Receives the per-epoch record also appended to ``OUTDIR/log.jsonl`` (rank 0).
 
     Returns
     -------
     Models
+        On ``runtime.device``.
     """
+    runtime = runtime or Runtime(resolve_device(config.device))
     outdir = Path(config.outdir)
-    (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    models = build_models(config, data.box, data.images.shape[1])
+    if runtime.is_main:
+        (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    models = build_models(config, data.box, data.n_pixels, len(data)).to(runtime.device)
     optimizer = torch.optim.Adam(models.parameters(), lr=config.lr)
+    pose_optimizer = None if models.poses is None else torch.optim.SparseAdam(models.poses.parameters(),
+                                                                               lr=config.pose_lr)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=needs_grad_scaler(runtime.device, config.amp))
     sampler = torch.Generator().manual_seed(config.seed)
     start_epoch = 0
     if resume:
-        state = torch.load(outdir / "checkpoints/last.pt", weights_only=True)
+        state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=runtime.device)
         models.load_state_dict(state["models"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"]["torch"])
-        sampler.set_state(state["rng"]["sampler"])
+        if pose_optimizer is not None:
+            pose_optimizer.load_state_dict(state["pose_optimizer"])
+        if state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        sampler.set_state(state["rng"]["sampler"].cpu())
         start_epoch = int(state["epoch"]) + 1
+    if runtime.world_size > 1:  # the same plan everywhere, different noise in each process
+        torch.manual_seed(config.seed + 7919 * runtime.rank + start_epoch)
+    net = _wrap(models, runtime)
     n = len(data)
+    in_memory = isinstance(data, PreparedParticles)
+    buffer_size = config.buffer_size if config.lazy else None
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
-        order = torch.randperm(n, generator=sampler)
-        total_mse = total_kl = 0.0
-        for start in range(0, n, config.batch_size):
-            indices = order[start:start + config.batch_size]
-            mse, kl = step_loss(models, data, indices, config)
-            # mse is a mean over the P pixels of an image and kl a sum over z for the image: divide the
-            # KL by P so that both are per pixel, as in the seed's objective (else z collapses)
-            loss = mse + config.kl_weight * kl / data.images.shape[1]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total_mse += mse.item() * len(indices)
-            total_kl += kl.item() * len(indices)
-            if progress is not None:
-                progress(min(start + config.batch_size, n), epoch)
+        plan = epoch_plan(n, config.batch_size, sampler, buffer_size=buffer_size, rank=runtime.rank,
+                          world_size=runtime.world_size)
+        totals = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # mse, kl, images
+        done = 0
+        for members, batches in plan:
+            buffer = data if in_memory else data.load(members)
+            for indices in batches:
+                positions = indices if in_memory else np.searchsorted(members, indices)
+                batch = _to(buffer.subset(positions), runtime.device)
+                mse, kl = step_loss(net, batch, config, indices=torch.from_numpy(indices))
+                loss = mse + config.kl_weight * kl / data.n_pixels
+                optimizer.zero_grad(set_to_none=True)
+                if pose_optimizer is not None:
+                    pose_optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                if pose_optimizer is not None:
+                    scaler.step(pose_optimizer)
+                scaler.update()
+                totals += torch.stack([mse.detach() * len(indices), kl.detach() * len(indices),
+                                       torch.tensor(float(len(indices)), device=runtime.device)]).double()
+                done += len(indices) * runtime.world_size
+                if progress is not None and runtime.is_main:
+                    progress(min(done, n), epoch)
+        totals = runtime.all_sum(totals).cpu()
         seconds = time.perf_counter() - started
-        record = {"epoch": epoch, "mse": total_mse / n, "kl": total_kl / n, "seconds": round(seconds, 3),
-                  "images_per_second": round(n / seconds, 1)}
+        seen = max(float(totals[2]), 1.0)
+        record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
+                  "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+        if not runtime.is_main:
+            continue
         with open(outdir / "log.jsonl", "a") as fh:
             fh.write(json.dumps(record) + "\n")
         if log is not None:
             log(record)
         if (epoch + 1) % config.checkpoint == 0 or epoch + 1 == config.epochs:
             state = {"models": models.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                     "rng": _rng_state(sampler)}
+                     "scaler": scaler.state_dict(), "rng": _rng_state(sampler)}
+            if pose_optimizer is not None:
+                state["pose_optimizer"] = pose_optimizer.state_dict()
             torch.save(state, outdir / "checkpoints" / f"epoch_{epoch:04d}.pt")
             torch.save(state, outdir / "checkpoints" / "last.pt")
     return models
 
 
-def load_models(outdir: str | Path, box: int, n_pixels: int) -> tuple[TrainConfig, Models]:
-    """The configuration and trained networks of a work directory (last checkpoint)."""
+def load_models(outdir: str | Path, box: int, n_pixels: int,
+                device: str | torch.device = "cpu") -> tuple[TrainConfig, Models]:
+    """The configuration and trained networks of a work directory (last checkpoint), pose corrections excluded."""
     outdir = Path(outdir)
     config = TrainConfig.load(outdir / "config.json")
-    models = build_models(config, box, n_pixels)
-    models.load_state_dict(torch.load(outdir / "checkpoints/last.pt", weights_only=True)["models"])
-    return config, models
+    models = build_models(_without_poses(config), box, n_pixels)
+    state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=device)["models"]
+    models.load_state_dict({**state, "poses": {}})
+    return config, models.to(torch.device(device))
+
+
+def _without_poses(config: TrainConfig) -> TrainConfig:
+    from dataclasses import replace
+    return replace(config, refine_poses=False)
 
 
 @torch.no_grad()
-def posterior_means(models: Models, data: PreparedParticles, batch_size: int = 512) -> np.ndarray:
+def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512) -> np.ndarray:
     """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order."""
     return evaluate_images(models, data, batch_size, losses=False)[0]
 
 
 @torch.no_grad()
-def evaluate_images(models: Models, data: PreparedParticles, batch_size: int = 256,
-                    losses: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256, losses: bool = True,
+                    chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Posterior means and log-variances (N, zdim), and each image's loss (N,) at ``z = mu``.
 
     The loss is the mean squared error between the image and the model's slice (times the
     CTF), over the half-lattice pixels inside the circle, in the normalised units of
-    training. Without an encoder (``train-nn``) the latents are (N, 0).
+    training (for tilt pairs, over both images). Without an encoder (``train-nn``) the
+    latents are (N, 0). Lazy sources are read ``chunk_size`` images at a time.
     """
+    device = next(models.decoder.parameters()).device
     means, logvars, errors = [], [], []
-    for start in range(0, len(data), batch_size):
-        sl = slice(start, start + batch_size)
-        images = data.images[sl]
-        ctf = None if data.ctf is None else data.ctf[sl]
-        if models.encoder is not None:
-            mu, logvar = models.encoder(encoder_input(images, ctf))
-        else:
-            mu = logvar = torch.zeros((len(images), 0))
-        means.append(mu)
-        logvars.append(logvar)
-        if losses:
-            predicted = models.decoder(slice_coords(data, data.rotations[sl]), mu if models.encoder else None)
-            if ctf is not None:
-                predicted = predicted * ctf
-            errors.append((predicted - images).abs().pow(2).mean(-1))
+    for start in range(0, len(data), chunk_size):
+        chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
+        for first in range(0, len(chunk), batch_size):
+            batch = _to(chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))), device)
+            if models.encoder is not None:
+                x = encoder_input(batch.images, batch.ctf)
+                if batch.tilted is not None:
+                    mu, logvar = models.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))
+                else:
+                    mu, logvar = models.encoder(x)
+            else:
+                mu = logvar = torch.zeros((len(batch), 0), device=device)
+            means.append(mu.cpu())
+            logvars.append(logvar.cpu())
+            if losses:
+                errors.append(_image_losses(models, batch, mu if models.encoder is not None else None).cpu())
     return (torch.cat(means).numpy(), torch.cat(logvars).numpy(),
             torch.cat(errors).numpy() if losses else None)
+
+
+def _image_losses(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
+    """Per-image mean squared error (B,) of the model's (CTF-weighted) slices at ``z``, fp32."""
+    parts = [batch] if batch.tilted is None else [batch, batch.tilted]
+    total = torch.zeros(len(batch), device=batch.images.device)
+    for part in parts:
+        predicted = models.decoder(slice_coords(batch.coords, part.rotations, batch.box), z)
+        if part.ctf is not None:
+            predicted = predicted * part.ctf
+        total += (predicted - part.images).abs().pow(2).mean(-1)
+    return total / len(parts)

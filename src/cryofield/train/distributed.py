@@ -1,0 +1,73 @@
+"""Devices, mixed precision and multi-process training (``torchrun``)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where this process trains: its device, its rank among ``world_size`` processes."""
+
+    device: torch.device
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes the outputs (rank 0)."""
+        return self.rank == 0
+
+    def all_sum(self, values: torch.Tensor) -> torch.Tensor:
+        """``values`` summed over the processes (itself in a single process)."""
+        if self.world_size > 1:
+            values = values.clone()
+            dist.all_reduce(values)
+        return values
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else the CPU; any other name as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def init_runtime(device: str = "auto") -> Runtime:
+    """The calling process's :class:`Runtime`, joining the process group when launched by ``torchrun``.
+
+    ``torchrun --nproc-per-node K`` sets ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK``; the
+    group uses NCCL on GPUs and gloo on CPUs, and each process takes GPU ``LOCAL_RANK``.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    resolved = resolve_device(device)
+    if world_size <= 1:
+        return Runtime(resolved)
+    if resolved.type == "cuda":
+        resolved = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(resolved)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if resolved.type == "cuda" else "gloo")
+    return Runtime(resolved, dist.get_rank(), dist.get_world_size())
+
+
+def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """Mixed precision for the networks: bf16 on CPUs and on GPUs that have it, fp16 on older GPUs."""
+    return torch.autocast(device.type, dtype=amp_dtype(device), enabled=enabled)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype:
+    """The reduced precision used on ``device``."""
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return torch.float16
+    return torch.bfloat16
+
+
+def needs_grad_scaler(device: torch.device, amp: bool) -> bool:
+    """Whether training must scale its loss (fp16 only: bf16 has fp32's exponent range)."""
+    return amp and amp_dtype(device) == torch.float16

@@ -1,0 +1,191 @@
+"""Lazy loading, distributed training, tilt pairs, pose refinement and the Hartley domain."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from cryofield.cli.main import main
+from cryofield.data import LazyParticles, PreparedParticles, epoch_plan, prepare_particles
+from cryofield.imaging import half_lattice_mask
+from cryofield.io import read_map, read_particles
+from cryofield.nn import PoseCorrections, VolumeDecoder, make_encoding
+from cryofield.simulate.toy import make_toy_dataset
+from cryofield.train import Models, TrainConfig
+from cryofield.train.loop import slice_coords, step_loss
+
+SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "2", "--dec-layers", "2", "-b", "16"]
+NN_SMALL = ["--dec-dim", "32", "--dec-layers", "2", "-b", "16"]
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), n=120, box=24, apix=5.0, snr=20, seed=1)["star"]
+
+
+@pytest.mark.parametrize("buffer_size", [None, 64])
+def test_epoch_plan_visits_every_particle_once(buffer_size):
+    generator = torch.Generator().manual_seed(0)
+    plan = epoch_plan(1000, 16, generator, buffer_size=buffer_size, chunk_size=32)
+    batches = [b for _, bs in plan for b in bs]
+    np.testing.assert_array_equal(np.sort(np.concatenate(batches)), np.arange(1000))
+    for members, bs in plan:
+        np.testing.assert_array_equal(members, np.sort(np.concatenate(bs)))
+        if buffer_size:  # a buffer is two whole chunks: bounded memory, sequential reads
+            assert len(members) <= buffer_size and len(np.unique(members // 32)) <= 2
+    assert len(plan) == (1 if buffer_size is None else 1000 // 64 + 1)
+    # two processes split each global batch and together take the same steps
+    shares = [epoch_plan(1000, 16, torch.Generator().manual_seed(0), buffer_size=buffer_size, chunk_size=32,
+                         rank=r, world_size=2) for r in (0, 1)]
+    for i, (_, bs) in enumerate(plan):
+        for j, b in enumerate(bs):
+            np.testing.assert_array_equal(np.sort(np.concatenate([shares[0][i][1][j], shares[1][i][1][j]])), np.sort(b))
+
+
+def test_lazy_particles_match_in_memory(toy):
+    table = read_particles(toy)
+    memory = prepare_particles(table)
+    lazy = LazyParticles(table)
+    assert lazy.scale == pytest.approx(memory.scale) and len(lazy) == len(memory)
+    indices = np.array([3, 4, 5, 60, 119])
+    part = lazy.load(indices)
+    torch.testing.assert_close(part.images, memory.images[indices])
+    torch.testing.assert_close(part.ctf, memory.ctf[indices])
+    torch.testing.assert_close(part.rotations, memory.rotations[indices])
+
+
+def test_train_vae_lazy(toy, tmp_path):
+    out = tmp_path / "lazy"
+    assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "2", "-n", "2", "--lazy", "--buffer-size", "48"]
+                + SMALL) == 0
+    assert np.load(out / "z.npy").shape == (120, 2)
+    config = json.loads((out / "config.json").read_text())
+    assert config["lazy"] and config["buffer_size"] == 48 and config["device"] == "cpu"
+
+
+def test_two_processes_agree_with_one(toy, tmp_path):
+    """torchrun with 2 gloo ranks takes the same steps as 1 process (each rank half of every batch)."""
+    args = ["train-nn", str(toy), "-n", "2", "--no-amp", "--lr", "1e-3"] + NN_SMALL
+    assert main(args + ["-o", str(tmp_path / "one")]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                             "-m", "cryofield", *args, "-o", str(tmp_path / "two")],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "two/config.json").read_text())["world_size"] == 2
+    one = torch.load(tmp_path / "one/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
+    two = torch.load(tmp_path / "two/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
+    for name, tensor in one.items():
+        torch.testing.assert_close(two[name], tensor, atol=2e-5, rtol=1e-4)
+    log_one = json.loads((tmp_path / "one/log.jsonl").read_text().splitlines()[-1])
+    log_two = json.loads((tmp_path / "two/log.jsonl").read_text().splitlines()[-1])
+    assert log_two["mse"] == pytest.approx(log_one["mse"], rel=1e-4)
+
+
+def test_tilt_pairs(toy, tmp_path):
+    sim = tmp_path / "tilt"
+    assert main(["simulate", "--volume", str(toy.parent / "truth_vols/vol_000.mrc"), "-n", "64", "--snr", "5",
+                 "--tilt-pairs", "--tilt-deg", "40", "-o", str(sim)]) == 0
+    out = tmp_path / "run"
+    assert main(["train-vae", str(sim / "particles.star"), "--tilt", str(sim / "tilt.star"), "-o", str(out),
+                 "--zdim", "2", "-n", "2"] + SMALL) == 0
+    assert np.load(out / "z.npy").shape == (64, 2)
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)["models"]["encoder"]
+    assert any(name.startswith("joint.") for name in state)  # the tilt-pair encoder
+    # a tilt stack without poses: the stage tilt gives them
+    assert main(["select", str(sim / "tilt.star"), "--ind", str(_all(tmp_path, 64)), "-o",
+                 str(tmp_path / "tilt.mrcs")]) == 0
+    assert main(["train-vae", str(sim / "particles.star"), "--tilt", str(tmp_path / "tilt.mrcs"), "--tilt-deg", "40",
+                 "-o", str(tmp_path / "run2"), "--zdim", "2", "-n", "1"] + SMALL) == 0
+    assert main(["eval-images", str(out), "-o", str(tmp_path / "z.npy")]) == 0
+    np.testing.assert_allclose(np.load(tmp_path / "z.npy"), np.load(out / "z.npy"), atol=1e-5)
+    assert main(["train-vae", str(sim / "particles.star"), "--tilt", str(toy), "-o", str(tmp_path / "bad"),
+                 "--zdim", "2"]) == 2
+
+
+def _all(tmp_path, n):
+    path = tmp_path / "all.txt"
+    np.savetxt(path, np.arange(n), fmt="%d")
+    return path
+
+
+class _Blobs(torch.nn.Module):
+    """An analytic volume: Gaussian blobs, ``F(k) = sum exp(-2 pi^2 s^2 |k|^2 - 2 pi i k.c)`` (k in 1/px)."""
+
+    def __init__(self, centres, width=1.5):
+        super().__init__()
+        self.centres, self.width = centres, width
+
+    def forward(self, coords, z=None):
+        envelope = torch.exp(-2 * torch.pi ** 2 * self.width ** 2 * coords.pow(2).sum(-1))
+        phase = -2 * torch.pi * coords @ self.centres.T
+        return (envelope[..., None] * torch.polar(torch.ones_like(phase), phase)).sum(-1)
+
+
+def test_pose_refinement_recovers_known_errors():
+    box, n = 32, 24
+    g = torch.Generator().manual_seed(0)
+    volume = _Blobs(torch.randn(6, 3, generator=g) * 4)
+    half = half_lattice_mask(box)
+    from cryofield.fourier import lattice
+    coords = lattice(box, 2, normalized=False)[half]
+    from cryofield.so3 import random_rotations
+    nominal = random_rotations(n, generator=g, dtype=torch.float32)
+    truth = PoseCorrections(n)
+    with torch.no_grad():
+        truth.rotvec.weight.copy_(torch.randn(n, 3, generator=g) * np.radians(4))
+        truth.shift.weight.copy_(torch.randn(n, 2, generator=g) * 0.8)
+    with torch.no_grad():
+        d_rotation, d_shift = truth(torch.arange(n))
+        # images centred with the nominal shifts while the particles sit at nominal + d_shift
+        clean = volume(slice_coords(coords, nominal @ d_rotation, box))
+        angle = -2 * torch.pi * (d_shift @ coords.T) / box
+        images = clean * torch.polar(torch.ones_like(angle), -angle)
+    data = PreparedParticles(images, coords, nominal, None, 1.0, box, 1.0)
+    models = Models(volume, None, PoseCorrections(n))
+    config = TrainConfig(particles="", outdir="", amp=False)
+    optimizer = torch.optim.SparseAdam(models.poses.parameters(), lr=0.01)
+    indices = torch.arange(n)
+    first = None
+    for _ in range(300):
+        mse, _ = step_loss(models, data, config, indices=indices)
+        first = first if first is not None else mse.item()
+        optimizer.zero_grad()
+        mse.backward()
+        optimizer.step()
+    assert mse.item() < 0.01 * first
+    with torch.no_grad():
+        rot_error = np.degrees((models.poses.rotvec.weight - truth.rotvec.weight).norm(dim=1).numpy())
+        shift_error = (models.poses.shift.weight - truth.shift.weight).norm(dim=1).numpy()
+        rot_before = np.degrees(truth.rotvec.weight.norm(dim=1).numpy())
+    assert np.median(rot_before) > 4 and np.median(rot_error) < 0.05 and np.quantile(rot_error, 0.9) < 0.5
+    assert np.median(shift_error) < 0.01 and np.quantile(shift_error, 0.9) < 0.1
+
+
+def test_refine_poses_and_hartley_domain_commands(toy, tmp_path):
+    out = tmp_path / "refine"
+    assert main(["train-nn", str(toy), "-o", str(out), "-n", "4", "--lr", "3e-3", "--refine-poses",
+                 "--domain", "hartley"] + NN_SMALL) == 0
+    poses = np.load(out / "poses.npz")
+    table = read_particles(toy)
+    assert poses["rotations"].shape == (120, 3, 3) and poses["shifts_px"].shape == (120, 2)
+    np.testing.assert_allclose(poses["rotations"], table.rotations, atol=0.1)  # small corrections after 4 short epochs
+    np.testing.assert_allclose(np.linalg.det(poses["rotations"]), 1, atol=1e-5)
+    assert json.loads((out / "config.json").read_text())["domain"] == "hartley"
+    volume, _ = read_map(out / "volume.mrc")
+    truth, _ = read_map(toy.parent / "truth_vols/vol_000.mrc")
+    assert np.corrcoef(volume.ravel(), truth.ravel())[0, 1] > 0.2  # the Hartley parameterisation learns too
+
+
+def test_hartley_decoder_is_hermitian():
+    decoder = VolumeDecoder(make_encoding("gaussian", 16, None, 0.5), 0, 32, 2, domain="hartley")
+    k = torch.randn(50, 3) * 0.2
+    with torch.no_grad():
+        a, b = decoder(k), decoder(-k)
+    torch.testing.assert_close(b, a.conj())
+    with pytest.raises(ValueError, match="domain"):
+        VolumeDecoder(make_encoding("gaussian", 16, None, 0.5), domain="real")
