@@ -100,3 +100,18 @@ def test_latent_spearman_and_ari():
     states = rng.integers(0, 3, 300)
     assert adjusted_rand_index((states + 1) % 3, states) == pytest.approx(1.0)
     assert abs(adjusted_rand_index(rng.integers(0, 3, 300), states)) < 0.05
+
+
+def test_pose_error_aligns_the_frame():
+    from cryofield.metrics import pose_error
+    from cryofield.so3 import random_rotations, rotation_about_x
+
+    truth = random_rotations(50, generator=torch.Generator().manual_seed(0)).numpy()
+    frame = rotation_about_x(30).numpy()
+    tilt = rotation_about_x(2).numpy()
+    estimated = truth @ frame @ tilt  # one rotation of the whole frame (32 degrees): alignment removes it
+    assert pose_error(estimated, truth)["rotation_deg_median"] < 1e-4
+    assert pose_error(estimated, truth, align=False)["rotation_deg_median"] == pytest.approx(32, abs=1e-4)
+    shifts = np.zeros((50, 2))
+    error = pose_error(truth, truth, shifts + [0.3, 0.4], shifts)
+    assert error["rotation_deg_mean"] < 1e-4 and error["shift_px_median"] == pytest.approx(0.5)

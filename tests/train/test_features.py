@@ -166,7 +166,7 @@ def test_pose_refinement_recovers_known_errors():
     assert np.median(shift_error) < 0.01 and np.quantile(shift_error, 0.9) < 0.1
 
 
-def test_refine_poses_and_hartley_domain_commands(toy, tmp_path):
+def test_refine_poses_and_hartley_domain_commands(toy, tmp_path, capsys):
     out = tmp_path / "refine"
     assert main(["train-nn", str(toy), "-o", str(out), "-n", "4", "--lr", "3e-3", "--refine-poses",
                  "--domain", "hartley"] + NN_SMALL) == 0
@@ -176,6 +176,10 @@ def test_refine_poses_and_hartley_domain_commands(toy, tmp_path):
     np.testing.assert_allclose(poses["rotations"], table.rotations, atol=0.1)  # small corrections after 4 short epochs
     np.testing.assert_allclose(np.linalg.det(poses["rotations"]), 1, atol=1e-5)
     assert json.loads((out / "config.json").read_text())["domain"] == "hartley"
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--truth", str(toy.parent), "--images", "2", "--json"]) == 0
+    error = json.loads(capsys.readouterr().out)["pose_error"]
+    assert 0 < error["rotation_deg_median"] < 5 and 0 <= error["shift_px_median"] < 1
     volume, _ = read_map(out / "volume.mrc")
     truth, _ = read_map(toy.parent / "truth_vols/vol_000.mrc")
     assert np.corrcoef(volume.ravel(), truth.ravel())[0, 1] > 0.2  # the Hartley parameterisation learns too

@@ -17,6 +17,7 @@ from cryofield.metrics import (
     fsc,
     latent_pc_spearman,
     per_image_fsc,
+    pose_error,
     resolution_at,
 )
 from cryofield.train import TrainConfig, load_models
@@ -59,7 +60,9 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
         ``per_image_fsc`` (mean and std of the FSC = 0.5 resolution in pixels, mean AUC),
         ``nmse`` (mean over the same images, after a least-squares scale), and for a VAE
         ``spearman`` (|rho| of each latent PC with each true coordinate) and ``ari``
-        (k-means on z with k = number of true states).
+        (k-means on z with k = number of true states); with refined poses (``poses.npz``),
+        ``pose_error`` against the true poses (:func:`cryofield.metrics.pose_error`, in the
+        truth's frame).
     """
     workdir, truth_dir = Path(workdir), Path(truth_dir)
     for need in (workdir / "config.json", workdir / "checkpoints/last.pt", truth_dir / "truth.npz"):
@@ -113,4 +116,8 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
 
             labels = KMeans(n_clusters=n_states, n_init=10, random_state=seed).fit_predict(z)
             scores["ari"] = adjusted_rand_index(labels, states)
+    if (workdir / "poses.npz").is_file() and "rotations" in truth:
+        poses = np.load(workdir / "poses.npz")
+        scores["pose_error"] = pose_error(poses["rotations"], truth["rotations"][rows], poses["shifts_px"],
+                                          truth["shifts_px"][rows], align=False)
     return scores

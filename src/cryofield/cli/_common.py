@@ -73,9 +73,9 @@ def has_metadata(table: ParticleTable) -> bool:
     return table.record.kind != "none" or any(table.present().values())
 
 
-def progress_bar(total: int, description: str) -> tqdm:
-    """A progress bar on stderr with ETA and images per second."""
-    return tqdm(total=total, desc=description, unit="img", unit_scale=True, file=sys.stderr,
+def progress_bar(total: int, description: str, unit: str = "img") -> tqdm:
+    """A progress bar on stderr with ETA and throughput (``unit`` per second; images by default)."""
+    return tqdm(total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr,
                 dynamic_ncols=True, smoothing=0.1, disable=None)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser
+from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
 
 NAME = "eval-vol"
@@ -63,7 +63,7 @@ def run(args) -> None:
     apix = args.apix or config.data_pixel_size * config.box / box
     args.outdir.mkdir(parents=True, exist_ok=True)
     paths = [args.outdir / f"vol_{i:03d}.mrc" for i in range(len(zs))]
-    with atomic_outputs(*paths) as temps, torch.no_grad():
+    with atomic_outputs(*paths) as temps, torch.no_grad(), progress_bar(len(zs), "maps", unit="map") as bar:
         for temp, z in zip(temps, zs):
             volume = render_volume(models.decoder, box, torch.from_numpy(z).float() if config.zdim else None,
                                    model_box=config.box) * config.data_scale
@@ -72,4 +72,5 @@ def run(args) -> None:
             if args.flip:
                 volume = flip_hand(volume)
             write_map(temp, volume.numpy(), apix)
+            bar.update()
     print(f"wrote {len(paths)} map(s) to {args.outdir}/ ({box}^3, {apix:.4f} A/px)")

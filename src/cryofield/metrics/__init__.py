@@ -9,10 +9,16 @@ from cryofield.metrics.maps import (
     normalized_mse,
     radial_amplitude,
 )
-from cryofield.metrics.scores import adjusted_rand_index, evaluation_images, latent_pc_spearman, per_image_fsc
+from cryofield.metrics.scores import (
+    adjusted_rand_index,
+    evaluation_images,
+    latent_pc_spearman,
+    per_image_fsc,
+    pose_error,
+)
 
 __all__ = [
     "adjusted_rand_index", "apply_bfactor", "auto_mask", "evaluation_images", "flip_hand", "fsc",
-    "guinier_bfactor", "latent_pc_spearman", "normalized_mse", "per_image_fsc",
+    "guinier_bfactor", "latent_pc_spearman", "normalized_mse", "per_image_fsc", "pose_error",
     "radial_amplitude", "resolution_at",
 ]

@@ -100,3 +100,39 @@ def adjusted_rand_index(labels: np.ndarray, states: np.ndarray) -> float:
     from sklearn.metrics import adjusted_rand_score
 
     return float(adjusted_rand_score(np.asarray(states), np.asarray(labels)))
+
+
+def pose_error(rotations: np.ndarray, true_rotations: np.ndarray, shifts_px: np.ndarray | None = None,
+               true_shifts_px: np.ndarray | None = None, *, align: bool = True) -> dict[str, float]:
+    """Rotation (and shift) error of estimated poses against the truth, after one global rotation.
+
+    A reconstruction is defined up to a rotation of its frame, ``R_est ~ R_true Q``; ``Q``
+    is the least-squares rotation (the projection of ``mean(R_true^T R_est)`` onto SO(3)),
+    or the identity when ``align`` is false (poses refined in the truth's frame).
+
+    Parameters
+    ----------
+    rotations, true_rotations : ndarray, shape (N, 3, 3)
+    shifts_px, true_shifts_px : ndarray, shape (N, 2), optional
+        In pixels, RELION's sign.
+    align : bool
+
+    Returns
+    -------
+    dict
+        ``rotation_deg_median``, ``rotation_deg_mean`` (geodesic angle, degrees) and, with
+        shifts, ``shift_px_median`` and ``shift_px_mean`` (Euclidean, pixels).
+    """
+    est, true = np.asarray(rotations, float), np.asarray(true_rotations, float)
+    q = np.eye(3)
+    if align:
+        u, _, vt = np.linalg.svd((true.transpose(0, 2, 1) @ est).mean(0))
+        q = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+    relative = (true @ q).transpose(0, 2, 1) @ est
+    cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)
+    angles = np.degrees(np.arccos(cos))
+    out = {"rotation_deg_median": float(np.median(angles)), "rotation_deg_mean": float(angles.mean())}
+    if shifts_px is not None and true_shifts_px is not None:
+        distance = np.linalg.norm(np.asarray(shifts_px, float) - np.asarray(true_shifts_px, float), axis=1)
+        out |= {"shift_px_median": float(np.median(distance)), "shift_px_mean": float(distance.mean())}
+    return out

@@ -1,0 +1,213 @@
+"""Neural training benchmarks: `cryofield train-vae` against `cryodrgn train_vae`, and lazy-loading memory.
+
+    python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--peer /tmp/peer/bin/cryodrgn]
+    python benchmarks/bench_train.py memory [--workdir DIR]
+
+speed: both tools train a VAE with the same architecture (encoder and decoder 256x3,
+zdim 8, Gaussian features, Fourier domain, batch 8, lr 1e-4) on the same first ``--n``
+particles of a `cryofield simulate` dataset (default: adenylate kinase closed -> open,
+50 states, 10,000 images, 64^2, SNR 0.1, CTF, shifts +-3 px; simulated if ``--data`` is not
+given), for the same epochs. Throughput is images x epochs / wall time of the training
+command (start-up and data loading included for both). Both runs are scored the same way:
+|Spearman| of latent PC1 with the true coordinate and the per-image FSC (the seed's
+protocol, 100 images along the coordinate) of maps generated at each image's z (cryoDRGN's
+through its own eval_vol). Also prints the fraction of the machine's bf16 matmul peak
+that cryofield's training step reaches.
+
+memory: peak RSS of `train-vae --lazy` (1 epoch, a small network) on 10,000 and 100,000
+particles of the same simulation: it should not grow with N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+CRYOFIELD = str(BIN / "cryofield")
+ARCH = ["--enc-dim", "256", "--enc-layers", "3", "--dec-dim", "256", "--dec-layers", "3", "--zdim", "8",
+        "--pe-type", "gaussian", "--domain", "fourier", "-b", "8", "--lr", "1e-4"]
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of a command; raises with its stderr when it fails."""
+    start = time.perf_counter()
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + cmd, capture_output=True, text=True, env=env)
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
+    return seconds, int(re.findall(r"MAXRSS (\d+)", result.stderr)[-1]) / 1024
+
+
+def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0) -> Path:
+    """The accuracy dataset of issue 4: a 1-D adenylate kinase motion in 50 states, 64^2, SNR 0.1."""
+    from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
+
+    if not (outdir / "truth.npz").is_file():
+        subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED)), "--pdb",
+                        str(example_path(ADK_OPEN)), "--states", "50", "--box", "64", "--apix", "1.5", "-n", str(n),
+                        "--snr", "0.1", "--shift-px", "3", "--seed", str(seed), "-o", str(outdir)], check=True)
+    return outdir
+
+
+def score_latents_and_maps(z: np.ndarray, truth_dir: Path, rows: np.ndarray, maps_for) -> dict:
+    """|Spearman| of PC1 with the coordinate and per-image FSC, for maps from ``maps_for(z_rows) -> list of arrays``."""
+    import torch
+
+    from cryofield.io import read_map
+    from cryofield.metrics import evaluation_images, latent_pc_spearman, per_image_fsc
+
+    truth = np.load(truth_dir / "truth.npz")
+    coordinates, states = truth["coordinates"][rows], truth["state"][rows]
+    picks = evaluation_images(coordinates, 100)
+    maps = maps_for(z[picks])
+    pairs = [(torch.from_numpy(np.asarray(m, np.float32)),
+              torch.from_numpy(read_map(truth_dir / "truth_vols" / f"vol_{int(states[i]):03d}.mrc")[0]))
+             for m, i in zip(maps, picks)]
+    return {"spearman_pc1": float(latent_pc_spearman(z, coordinates, 1)[0, 0]), "per_image_fsc": per_image_fsc(pairs)}
+
+
+def describe(score: dict) -> str:
+    """One line of scores."""
+    fsc = score["per_image_fsc"]
+    return (f"  |Spearman| PC1 {score['spearman_pc1']:.3f}; per-image FSC 0.5 at {fsc['resolution_px_mean']:.2f} "
+            f"+- {fsc['resolution_px_std']:.2f} px, AUC {fsc['auc_mean']:.3f}")
+
+
+def bf16_peak_gflops(size: int = 2048, repeats: int = 20) -> float:
+    """Measured bf16 matmul throughput of this machine, GFLOP/s."""
+    import torch
+
+    a = torch.randn(size, size, dtype=torch.bfloat16)
+    b = torch.randn(size, size, dtype=torch.bfloat16)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def step_gflop_per_image(box: int = 64) -> float:
+    """Matmul work of one training image (forward + backward = 3x forward) of the benchmark's VAE."""
+    from cryofield.imaging import half_lattice_mask
+    from cryofield.nn import ImageEncoder, VolumeDecoder, make_encoding
+
+    points = int(half_lattice_mask(box).sum())
+    decoder = VolumeDecoder(make_encoding("gaussian", box, None, 0.5), 8, 256, 3)
+    encoder = ImageEncoder(2 * points, 256, 3, 8)
+
+    def linear_macs(module) -> int:
+        return sum(m.in_features * m.out_features for m in module.modules() if hasattr(m, "in_features"))
+
+    return 3 * 2 * (linear_macs(decoder) * points + linear_macs(encoder)) / 1e9
+
+
+def speed(args) -> None:
+    from cryofield.io import load_legacy_pickle, read_map
+
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else simulate_accuracy_dataset(work / "data")
+    rows = np.arange(args.n)
+    np.savetxt(work / "ind.txt", rows, fmt="%d")
+    star = work / "particles.star"  # the first n particles, for both tools
+    if star.exists():
+        star.unlink()
+    subprocess.run([CRYOFIELD, "select", str(data / "particles.star"), "--ind", str(work / "ind.txt"), "-o", str(star)],
+                   check=True, capture_output=True)
+    ours = work / "cryofield"
+    if ours.exists():
+        shutil.rmtree(ours)
+    t_ours, rss_ours = timed([CRYOFIELD, "train-vae", str(star), "-o", str(ours), "-n", str(args.epochs)] + ARCH)
+    rate_ours = args.n * args.epochs / t_ours
+    log = [json.loads(line) for line in (ours / "log.jsonl").read_text().splitlines()]
+    rate_loop = np.mean([r["images_per_second"] for r in log])
+
+    def our_maps(zs):
+        import torch
+
+        from cryofield.imaging import render_volume
+        from cryofield.train import TrainConfig, load_models
+
+        config = TrainConfig.load(ours / "config.json")
+        _, models = load_models(ours, config.box, 1)
+        with torch.no_grad():
+            return [render_volume(models.decoder, 64, torch.from_numpy(z).float()).numpy() for z in zs]
+
+    score_ours = score_latents_and_maps(np.load(ours / "z.npy"), data, rows, our_maps)
+    gflop = step_gflop_per_image()
+    peak = bf16_peak_gflops()
+    print(f"cryofield train-vae: {t_ours:.1f} s for {args.n} x {args.epochs} epochs = {rate_ours:.1f} images/s "
+          f"(training loop alone {rate_loop:.1f} images/s), peak RSS {rss_ours:.0f} MB")
+    print(describe(score_ours))
+    print(f"  matmul work {gflop:.2f} GFLOP per image -> {gflop * rate_loop:.0f} GFLOP/s in the loop; "
+          f"bf16 matmul peak measured {peak:.0f} GFLOP/s: {100 * gflop * rate_loop / peak:.1f} % of peak", flush=True)
+    peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
+    if not peer:
+        print("cryodrgn not found: no comparison")
+        return
+    theirs = work / "cryodrgn"
+    if theirs.exists():
+        shutil.rmtree(theirs)
+    theirs.mkdir()
+    for what in ("pose", "ctf"):
+        subprocess.run([peer, f"parse_{what}_star", str(star), "-o", str(theirs / f"{what}.pkl")], check=True,
+                       capture_output=True)
+    t_peer, rss_peer = timed([peer, "train_vae", str(star), "--poses", str(theirs / "pose.pkl"), "--ctf",
+                              str(theirs / "ctf.pkl"), "-n", str(args.epochs), "-o", str(theirs / "run")] + ARCH)
+    rate_peer = args.n * args.epochs / t_peer
+    z_file = theirs / "run" / "z.pkl"
+    if not z_file.exists():
+        z_file = theirs / "run" / f"z.{args.epochs - 1}.pkl"
+    z_peer = np.asarray(load_legacy_pickle(z_file))
+
+    def peer_maps(zs):
+        np.savetxt(theirs / "zpicks.txt", zs)
+        weights = sorted((theirs / "run").glob("weights*.pkl"), key=os.path.getmtime)[-1]
+        subprocess.run([peer, "eval_vol", str(weights), "-c", str(theirs / "run/config.yaml"), "--zfile",
+                        str(theirs / "zpicks.txt"), "-o", str(theirs / "maps"), "--Apix", "1.5"], check=True,
+                       capture_output=True)
+        return [read_map(theirs / "maps" / f"vol_{i:03d}.mrc")[0] for i in range(len(zs))]
+
+    score_peer = score_latents_and_maps(z_peer, data, rows, peer_maps)
+    print(f"cryodrgn train_vae: {t_peer:.1f} s = {rate_peer:.1f} images/s, peak RSS {rss_peer:.0f} MB")
+    print(describe(score_peer))
+    print(f"throughput ratio cryofield/cryodrgn: {rate_ours / rate_peer:.2f}x")
+
+
+def memory(args) -> None:
+    work = Path(args.workdir)
+    small = simulate_accuracy_dataset(work / "data")
+    big = simulate_accuracy_dataset(work / "data100k", n=100000)
+    for label, data in (("10,000", small), ("100,000", big)):
+        out = work / f"lazy_{label.replace(',', '')}"
+        if out.exists():
+            shutil.rmtree(out)
+        seconds, rss = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(out), "--lazy", "-n",
+                              "1", "--zdim", "8", "--enc-dim", "64", "--dec-dim", "64", "-b", "64"])
+        print(f"train-vae --lazy, {label} particles, 1 epoch: {seconds:.1f} s, peak RSS {rss:.0f} MB", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["speed", "memory"])
+    parser.add_argument("--workdir", default="/tmp/cryofield-bench-train")
+    parser.add_argument("--data", help="a cryofield simulate folder to use")
+    parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
+    args = parser.parse_args()
+    speed(args) if args.what == "speed" else memory(args)
+
+
+if __name__ == "__main__":
+    main()
