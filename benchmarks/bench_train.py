@@ -2,6 +2,7 @@
 
     python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--peer /tmp/peer/bin/cryodrgn]
     python benchmarks/bench_train.py memory [--workdir DIR]
+    python benchmarks/bench_train.py homogeneous [--n 5000] [--epochs 20]
 
 speed: both tools train a VAE with the same architecture (encoder and decoder 256x3,
 zdim 8, Gaussian features, Fourier domain, batch 8, lr 1e-4) on the same first ``--n``
@@ -16,6 +17,10 @@ that cryofield's training step reaches.
 
 memory: peak RSS of `train-vae --lazy` (1 epoch, a small network) on 10,000 and 100,000
 particles of the same simulation: it should not grow with N.
+
+homogeneous: `train-nn` (256x3) and `backproject` on the same particles of one structure
+(closed adenylate kinase, 64^2, SNR 0.5, CTF, shifts): FSC against the true map (area
+under the curve to Nyquist, and the 0.5 crossing) of both.
 """
 
 from __future__ import annotations
@@ -197,16 +202,42 @@ def memory(args) -> None:
         print(f"train-vae --lazy, {label} particles, 1 epoch: {seconds:.1f} s, peak RSS {rss:.0f} MB", flush=True)
 
 
+def homogeneous(args) -> None:
+    import torch
+
+    from cryofield.examples import ADK_CLOSED, example_path
+    from cryofield.io import read_map
+    from cryofield.metrics import fsc, resolution_at
+
+    work = Path(args.workdir) / "homogeneous"
+    data = work / "data"
+    if not (data / "truth.npz").is_file():
+        subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED)), "--box", "64", "--apix", "1.5",
+                        "-n", str(args.n), "--snr", "0.5", "--shift-px", "3", "-o", str(data)], check=True)
+    truth, apix = read_map(data / "truth_vols/vol_000.mrc")
+    for name, cmd, output in (
+            ("backproject", [CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(work / "bp")],
+             work / "bp/volume.mrc"),
+            ("train-nn", [CRYOFIELD, "train-nn", str(data / "particles.star"), "-o", str(work / "nn"), "-n",
+                          str(args.epochs)], work / "nn/volume.mrc")):
+        seconds, _ = timed(cmd)
+        volume, _ = read_map(output)
+        freqs, curve = fsc(torch.from_numpy(volume), torch.from_numpy(truth))
+        auc = float(np.trapezoid(curve, freqs) / freqs[-1])
+        crossing = apix / resolution_at(freqs, curve, 0.5)
+        print(f"{name}: {seconds:.1f} s; FSC to truth: AUC {auc:.4f}, 0.5 at {crossing:.2f} A", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "memory"])
+    parser.add_argument("what", choices=["speed", "memory", "homogeneous"])
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-train")
     parser.add_argument("--data", help="a cryofield simulate folder to use")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args = parser.parse_args()
-    speed(args) if args.what == "speed" else memory(args)
+    {"speed": speed, "memory": memory, "homogeneous": homogeneous}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ def add_parser(subparsers):
         cryofield train-nn particles.star -o run/ -n 20
         cryofield train-nn particles.mrcs --poses poses.pkl --ctf ctf.pkl -o run/ --pe-type geom_lowf
         cryofield train-nn particles.star -o run/ -n 40 --resume     # continue after the last checkpoint
+        cryofield train-nn particles.star -o run/ --refine-poses     # also refine rotations and shifts
         """)
     add_training_arguments(parser, vae=False)
     return parser

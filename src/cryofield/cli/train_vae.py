@@ -13,6 +13,10 @@ def add_parser(subparsers):
                             "coordinate network decodes (k, z) to the volume's transform.", """
         cryofield train-vae particles.star -o run/ --zdim 8 -n 20
         cryofield train-vae particles.cs --datadir /data/P12 -o run/ --zdim 1 --beta 0.5
+        cryofield train-vae big.star -o run/ --zdim 8 --lazy --buffer-size 16384      # larger than memory
+        cryofield train-vae untilted.star --tilt tilted.star -o run/ --zdim 8         # tilt pairs
+        cryofield train-vae particles.star -o run/ --resume -n 40                     # continue to 40 epochs
+        torchrun --nproc-per-node 4 -m cryofield train-vae particles.star -o run/ -b 32  # 4 GPUs
         """)
     add_training_arguments(parser, vae=True)
     return parser

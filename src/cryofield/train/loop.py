@@ -221,6 +221,8 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
     outdir = Path(config.outdir)
     if runtime.is_main:
         (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        if not resume:  # a fresh run in an old work directory starts a fresh log
+            (outdir / "log.jsonl").unlink(missing_ok=True)
     models = build_models(config, data.box, data.n_pixels, len(data)).to(runtime.device)
     optimizer = torch.optim.Adam(models.parameters(), lr=config.lr)
     pose_optimizer = None if models.poses is None else torch.optim.SparseAdam(models.poses.parameters(),
