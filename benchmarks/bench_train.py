@@ -15,8 +15,9 @@ protocol, 100 images along the coordinate) of maps generated at each image's z (
 through its own eval_vol). Also prints the fraction of the machine's bf16 matmul peak
 that cryofield's training step reaches.
 
-memory: peak RSS of `train-vae --lazy` (1 epoch, a small network) on 10,000 and 100,000
-particles of the same simulation: it should not grow with N.
+memory: peak RSS of `train-vae --lazy` (a small network) on 10,000 and 100,000 particles
+of the same simulation, each run stopped after ``--seconds`` (default 240: past the first
+shuffling buffers, where memory reaches its steady state): it should not grow with N.
 
 homogeneous: `train-nn` (256x3) and `backproject` on the same particles of one structure
 (closed adenylate kinase, 64^2, SNR 0.5, CTF, shifts): FSC against the true map (area
@@ -43,12 +44,17 @@ ARCH = ["--enc-dim", "256", "--enc-layers", "3", "--dec-dim", "256", "--dec-laye
         "--pe-type", "gaussian", "--domain", "fourier", "-b", "8", "--lr", "1e-4"]
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of a command; raises with its stderr when it fails."""
+def timed(cmd: list[str], limit_s: float | None = None) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MB) of a command; raises with its stderr when it fails.
+
+    With ``limit_s`` the command is interrupted (SIGINT) after that many seconds, which is
+    not a failure.
+    """
     start = time.perf_counter()
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + cmd, capture_output=True, text=True, env=env)
+    prefix = ["timeout", "--signal=INT", str(limit_s)] if limit_s else []
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + prefix + cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if result.returncode != 0:
+    if result.returncode != 0 and not (limit_s and result.returncode in (124, 130)):
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
     return seconds, int(re.findall(r"MAXRSS (\d+)", result.stderr)[-1]) / 1024
 
@@ -198,8 +204,11 @@ def memory(args) -> None:
         if out.exists():
             shutil.rmtree(out)
         seconds, rss = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(out), "--lazy", "-n",
-                              "1", "--zdim", "8", "--enc-dim", "64", "--dec-dim", "64", "-b", "64"])
-        print(f"train-vae --lazy, {label} particles, 1 epoch: {seconds:.1f} s, peak RSS {rss:.0f} MB", flush=True)
+                              "1", "--zdim", "8", "--enc-dim", "64", "--dec-dim", "64", "-b", "64"], args.seconds)
+        log = out / "log.jsonl"
+        finished = "1 epoch and z.npy" if (out / "z.npy").is_file() else "stopped within the first epoch"
+        print(f"train-vae --lazy, {label} particles: {seconds:.1f} s ({finished}{', logged' if log.is_file() else ''}),"
+              f" peak RSS {rss:.0f} MB", flush=True)
 
 
 def homogeneous(args) -> None:
@@ -235,6 +244,7 @@ def main() -> None:
     parser.add_argument("--data", help="a cryofield simulate folder to use")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=240, help="memory: stop each run after this long")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args = parser.parse_args()
     {"speed": speed, "memory": memory, "homogeneous": homogeneous}[args.what](args)

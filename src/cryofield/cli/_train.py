@@ -75,6 +75,8 @@ def _tilt_table(args: argparse.Namespace, table):
         tilt = tilt.subset(read_indices(args.ind, tilt.n))
     if tilt.n != table.n:
         raise InputError(args.tilt, f"{tilt.n} tilted images for {table.n} particles; they must pair up in order")
+    if tilt.box_size != table.box_size:
+        raise InputError(args.tilt, f"tilted images are {tilt.box_size} px, the particles {table.box_size} px")
     if tilt.ctf is None and table.ctf is not None:
         tilt = replace(tilt, ctf=table.ctf)
     if tilt.rotations_or_none is not None:
@@ -120,6 +122,7 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
     if args.ind is not None:
         table = table.subset(read_indices(args.ind, table.n))
     table.rotations  # noqa: B018  (a clear error when there are no poses)
+    table = table.without_source_rows()  # training never exports
     data = prepare_data(args, table, vae)
     tilt = getattr(args, "tilt", None)
     config = TrainConfig(

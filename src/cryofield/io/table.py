@@ -321,6 +321,14 @@ class ParticleTable:
             record=replace(self.record, rows=self.record.rows[indices]),
         )
 
+    def without_source_rows(self) -> ParticleTable:
+        """The same particles without the original STAR/.cs rows kept for export.
+
+        Those rows (strings, about 1 KB per particle) are most of a table's memory; jobs that
+        never export (training) drop them so that memory does not grow with ``N`` needlessly.
+        """
+        return replace(self, record=SourceRecord("none", self.record.path, self.record.rows))
+
     def present(self) -> dict[str, bool]:
         """Which metadata the table holds."""
         return {"ctf": self.ctf is not None, "rotations": self.rotations_or_none is not None,
