@@ -130,7 +130,7 @@ def speed(args) -> None:
     data = Path(args.data) if args.data else simulate_accuracy_dataset(work / "data")
     rows = np.arange(args.n)
     np.savetxt(work / "ind.txt", rows, fmt="%d")
-    star = work / "particles.star"  # the first n particles, for both tools
+    star = data / f"first_{args.n}.star"  # the first n particles, for both tools (beside the stack it names)
     if star.exists():
         star.unlink()
     subprocess.run([CRYOFIELD, "select", str(data / "particles.star"), "--ind", str(work / "ind.txt"), "-o", str(star)],
@@ -146,11 +146,11 @@ def speed(args) -> None:
     def our_maps(zs):
         import torch
 
-        from cryofield.imaging import render_volume
+        from cryofield.imaging import half_lattice_mask, render_volume
         from cryofield.train import TrainConfig, load_models
 
         config = TrainConfig.load(ours / "config.json")
-        _, models = load_models(ours, config.box, 1)
+        _, models = load_models(ours, config.box, int(half_lattice_mask(config.box).sum()))
         with torch.no_grad():
             return [render_volume(models.decoder, 64, torch.from_numpy(z).float()).numpy() for z in zs]
 
@@ -187,7 +187,7 @@ def speed(args) -> None:
         subprocess.run([peer, "eval_vol", str(weights), "-c", str(theirs / "run/config.yaml"), "--zfile",
                         str(theirs / "zpicks.txt"), "-o", str(theirs / "maps"), "--Apix", "1.5"], check=True,
                        capture_output=True)
-        return [read_map(theirs / "maps" / f"vol_{i:03d}.mrc")[0] for i in range(len(zs))]
+        return [read_map(theirs / "maps" / f"vol_{i + 1:03d}.mrc")[0] for i in range(len(zs))]  # numbered from 1
 
     score_peer = score_latents_and_maps(z_peer, data, rows, peer_maps)
     print(f"cryodrgn train_vae: {t_peer:.1f} s = {rate_peer:.1f} images/s, peak RSS {rss_peer:.0f} MB")
