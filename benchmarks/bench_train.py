@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--peer /tmp/peer/bin/cryodrgn]
     python benchmarks/bench_train.py memory [--workdir DIR]
     python benchmarks/bench_train.py homogeneous [--n 5000] [--epochs 20]
+    python benchmarks/bench_train.py accuracy [--n 10000] [--epochs 10] [--zdims 1 8]
 
 speed: both tools train a VAE with the same architecture (encoder and decoder 256x3,
 zdim 8, Gaussian features, Fourier domain, batch 8, lr 1e-4) on the same first ``--n``
@@ -18,6 +19,11 @@ that cryofield's training step reaches.
 memory: peak RSS of `train-vae --lazy` (a small network) on 10,000 and 100,000 particles
 of the same simulation, each run stopped after ``--seconds`` (default 240: past the first
 shuffling buffers, where memory reaches its steady state): it should not grow with N.
+
+accuracy: `train-vae` for each of ``--zdims`` (same architecture as speed, each zdim's
+default beta) on the first ``--n`` particles, scored by `cryofield evaluate --json`; then
+`cryodrgn train_vae` with zdim 8 and the same settings and epochs, scored by the same
+metric code (|Spearman| of latent PC1, per-image FSC of maps at each image's z).
 
 homogeneous: `train-nn` (256x3) and `backproject` on the same particles of one structure
 (closed adenylate kinase, 64^2, SNR 0.5, CTF, shifts): FSC against the true map (area
@@ -68,6 +74,16 @@ def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0) -> Pa
                         str(example_path(ADK_OPEN)), "--states", "50", "--box", "64", "--apix", "1.5", "-n", str(n),
                         "--snr", "0.1", "--shift-px", "3", "--seed", str(seed), "-o", str(outdir)], check=True)
     return outdir
+
+
+def first_particles(data: Path, n: int, work: Path) -> Path:
+    """A STAR file of the first ``n`` particles of ``data``, beside the stack it names (for both tools)."""
+    np.savetxt(work / "ind.txt", np.arange(n), fmt="%d")
+    star = data / f"first_{n}.star"
+    star.unlink(missing_ok=True)
+    subprocess.run([CRYOFIELD, "select", str(data / "particles.star"), "--ind", str(work / "ind.txt"), "-o", str(star)],
+                   check=True, capture_output=True)
+    return star
 
 
 def score_latents_and_maps(z: np.ndarray, truth_dir: Path, rows: np.ndarray, maps_for) -> dict:
@@ -122,19 +138,43 @@ def step_gflop_per_image(box: int = 64) -> float:
     return 3 * 2 * (linear_macs(decoder) * points + linear_macs(encoder)) / 1e9
 
 
-def speed(args) -> None:
+def run_peer(peer: str, star: Path, theirs: Path, data: Path, rows: np.ndarray, epochs: int,
+             arch: list[str]) -> tuple[float, float, dict]:
+    """Train `cryodrgn train_vae` on ``star`` into ``theirs``; (seconds, peak RSS MB, scores)."""
     from cryofield.io import load_legacy_pickle, read_map
 
+    if theirs.exists():
+        shutil.rmtree(theirs)
+    theirs.mkdir()
+    for what in ("pose", "ctf"):
+        subprocess.run([peer, f"parse_{what}_star", str(star), "-o", str(theirs / f"{what}.pkl")], check=True,
+                       capture_output=True)
+    t_peer, rss_peer = timed([peer, "train_vae", str(star), "--poses", str(theirs / "pose.pkl"), "--ctf",
+                              str(theirs / "ctf.pkl"), "-n", str(epochs), "-o", str(theirs / "run"),
+                              "--no-analysis"] + arch)  # its automatic analysis is not training
+    z_file = theirs / "run" / "z.pkl"
+    if not z_file.exists():
+        z_file = theirs / "run" / f"z.{epochs - 1}.pkl"
+    z_peer = np.asarray(load_legacy_pickle(z_file))
+
+    def peer_maps(zs):
+        np.savetxt(theirs / "zpicks.txt", zs)
+        weights = sorted((theirs / "run").glob("weights*.pkl"), key=os.path.getmtime)[-1]
+        subprocess.run([peer, "eval_vol", str(weights), "-c", str(theirs / "run/config.yaml"), "--zfile",
+                        str(theirs / "zpicks.txt"), "-o", str(theirs / "maps"), "--Apix", "1.5"], check=True,
+                       capture_output=True)
+        return [read_map(theirs / "maps" / f"vol_{i + 1:03d}.mrc")[0] for i in range(len(zs))]  # numbered from 1
+
+    score_peer = score_latents_and_maps(z_peer, data, rows, peer_maps)
+    return t_peer, rss_peer, score_peer
+
+
+def speed(args) -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else simulate_accuracy_dataset(work / "data")
     rows = np.arange(args.n)
-    np.savetxt(work / "ind.txt", rows, fmt="%d")
-    star = data / f"first_{args.n}.star"  # the first n particles, for both tools (beside the stack it names)
-    if star.exists():
-        star.unlink()
-    subprocess.run([CRYOFIELD, "select", str(data / "particles.star"), "--ind", str(work / "ind.txt"), "-o", str(star)],
-                   check=True, capture_output=True)
+    star = first_particles(data, args.n, work)
     ours = work / "cryofield"
     if ours.exists():
         shutil.rmtree(ours)
@@ -166,30 +206,8 @@ def speed(args) -> None:
     if not peer:
         print("cryodrgn not found: no comparison")
         return
-    theirs = work / "cryodrgn"
-    if theirs.exists():
-        shutil.rmtree(theirs)
-    theirs.mkdir()
-    for what in ("pose", "ctf"):
-        subprocess.run([peer, f"parse_{what}_star", str(star), "-o", str(theirs / f"{what}.pkl")], check=True,
-                       capture_output=True)
-    t_peer, rss_peer = timed([peer, "train_vae", str(star), "--poses", str(theirs / "pose.pkl"), "--ctf",
-                              str(theirs / "ctf.pkl"), "-n", str(args.epochs), "-o", str(theirs / "run")] + ARCH)
+    t_peer, rss_peer, score_peer = run_peer(peer, star, work / "cryodrgn", data, rows, args.epochs, ARCH)
     rate_peer = args.n * args.epochs / t_peer
-    z_file = theirs / "run" / "z.pkl"
-    if not z_file.exists():
-        z_file = theirs / "run" / f"z.{args.epochs - 1}.pkl"
-    z_peer = np.asarray(load_legacy_pickle(z_file))
-
-    def peer_maps(zs):
-        np.savetxt(theirs / "zpicks.txt", zs)
-        weights = sorted((theirs / "run").glob("weights*.pkl"), key=os.path.getmtime)[-1]
-        subprocess.run([peer, "eval_vol", str(weights), "-c", str(theirs / "run/config.yaml"), "--zfile",
-                        str(theirs / "zpicks.txt"), "-o", str(theirs / "maps"), "--Apix", "1.5"], check=True,
-                       capture_output=True)
-        return [read_map(theirs / "maps" / f"vol_{i + 1:03d}.mrc")[0] for i in range(len(zs))]  # numbered from 1
-
-    score_peer = score_latents_and_maps(z_peer, data, rows, peer_maps)
     print(f"cryodrgn train_vae: {t_peer:.1f} s = {rate_peer:.1f} images/s, peak RSS {rss_peer:.0f} MB")
     print(describe(score_peer))
     print(f"throughput ratio cryofield/cryodrgn: {rate_ours / rate_peer:.2f}x")
@@ -237,17 +255,46 @@ def homogeneous(args) -> None:
         print(f"{name}: {seconds:.1f} s; FSC to truth: AUC {auc:.4f}, 0.5 at {crossing:.2f} A", flush=True)
 
 
+def accuracy(args) -> None:
+    work = Path(args.workdir) / "accuracy"
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else simulate_accuracy_dataset(Path(args.workdir) / "data")
+    rows = np.arange(args.n)
+    star = first_particles(data, args.n, work)
+    arch = [a for a in ARCH]
+    for zdim in args.zdims:
+        out = work / f"cryofield_z{zdim}"
+        if out.exists():
+            shutil.rmtree(out)
+        arch[arch.index("--zdim") + 1] = str(zdim)
+        seconds, _ = timed([CRYOFIELD, "train-vae", str(star), "-o", str(out), "-n", str(args.epochs)] + arch)
+        scores = json.loads(subprocess.run([CRYOFIELD, "evaluate", str(out), "--truth", str(data), "--json"],
+                                           check=True, capture_output=True, text=True).stdout)
+        (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+        print(f"cryofield train-vae --zdim {zdim}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
+              flush=True)
+        print("  " + json.dumps(scores), flush=True)
+    peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
+    if not peer:
+        print("cryodrgn not found: no comparison")
+        return
+    seconds, _, score = run_peer(peer, star, work / "cryodrgn_z8", data, rows, args.epochs, ARCH)
+    print(f"cryodrgn train_vae --zdim 8, {args.n} images x {args.epochs} epochs: {seconds:.0f} s", flush=True)
+    print(describe(score), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "memory", "homogeneous"])
+    parser.add_argument("what", choices=["speed", "memory", "homogeneous", "accuracy"])
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-train")
     parser.add_argument("--data", help="a cryofield simulate folder to use")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--zdims", type=int, nargs="+", default=[1, 8], help="accuracy: latent dimensions")
     parser.add_argument("--seconds", type=float, default=240, help="memory: stop each run after this long")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args = parser.parse_args()
-    {"speed": speed, "memory": memory, "homogeneous": homogeneous}[args.what](args)
+    {"speed": speed, "memory": memory, "homogeneous": homogeneous, "accuracy": accuracy}[args.what](args)
 
 
 if __name__ == "__main__":

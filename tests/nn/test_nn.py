@@ -98,5 +98,7 @@ def test_encoders_and_vae_terms():
     assert samples.mean().item() == pytest.approx(2.0, abs=0.05) and samples.std().item() == pytest.approx(2, rel=0.05)
     mlp = ResidualMLP(4, 8, 3, 2)
     assert mlp(torch.randn(7, 4)).shape == (7, 2)
+    assert len(mlp.blocks) == 3  # cryoDRGN's meaning of 8 x 3: three hidden-to-hidden layers
+    assert ResidualMLP(4, 8, 0, 2)(torch.randn(7, 4)).shape == (7, 2)
     with pytest.raises(ValueError):
-        ResidualMLP(4, 8, 0, 2)
+        ResidualMLP(4, 8, -1, 2)

@@ -18,8 +18,8 @@ from cryofield.simulate.toy import make_toy_dataset
 from cryofield.train import Models, TrainConfig
 from cryofield.train.loop import slice_coords, step_loss
 
-SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "2", "--dec-layers", "2", "-b", "16"]
-NN_SMALL = ["--dec-dim", "32", "--dec-layers", "2", "-b", "16"]
+SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "1", "--dec-layers", "1", "-b", "16"]
+NN_SMALL = ["--dec-dim", "32", "--dec-layers", "1", "-b", "16"]
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from cryofield.cli.main import main
 from cryofield.io import read_map
 from cryofield.simulate.toy import make_toy_dataset
 
-SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "2", "--dec-layers", "2", "-b", "16"]
+SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "1", "--dec-layers", "1", "-b", "16"]
 
 
 @pytest.fixture(scope="module")

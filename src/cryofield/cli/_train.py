@@ -24,13 +24,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
     if vae:
         model.add_argument("--zdim", type=int, default=8, help="latent dimension (default 8)")
         model.add_argument("--enc-dim", type=int, default=256, help="encoder width (default 256)")
-        model.add_argument("--enc-layers", type=int, default=3, help="encoder hidden layers (default 3)")
+        model.add_argument("--enc-layers", type=int, default=3,
+                           help="encoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
         model.add_argument("--beta", type=float, help="KL weight (default 1/zdim)")
         model.add_argument("--tilt", type=Path, help="tilted partner of each particle (.star/.cs/.mrcs), same order")
         model.add_argument("--tilt-deg", type=float, default=45.0,
                            help="stage tilt about x in degrees, for --tilt files without poses (default 45)")
     model.add_argument("--dec-dim", type=int, default=256, help="decoder width (default 256)")
-    model.add_argument("--dec-layers", type=int, default=3, help="decoder hidden layers (default 3)")
+    model.add_argument("--dec-layers", type=int, default=3,
+                       help="decoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
     model.add_argument("--pe-type", choices=["gaussian", "geom_full", "geom_lowf"], default="gaussian",
                        help="positional encoding (default gaussian)")
     model.add_argument("--pe-dim", type=int, help="frequencies per axis (default box/2)")

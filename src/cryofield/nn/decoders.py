@@ -39,7 +39,7 @@ class VolumeDecoder(nn.Module):
     zdim : int
         Latent dimension (0 for a single volume).
     hidden, layers : int
-        MLP width and hidden layers.
+        MLP width and residual hidden-to-hidden layers (as cryoDRGN counts them).
     domain : {"fourier", "hartley"}
         What the two outputs are (above).
     """

@@ -7,21 +7,25 @@ from torch import nn
 
 
 class ResidualMLP(nn.Module):
-    """``in -> hidden``, then ``layers - 1`` residual blocks ``h + relu(W h)``, then ``hidden -> out``.
+    """``in -> hidden``, then ``layers`` residual blocks ``h + relu(W h)``, then ``hidden -> out``.
+
+    ``layers`` counts the hidden-to-hidden layers, as cryoDRGN's ``--enc-layers`` and
+    ``--dec-layers`` do, so ``256 x 3`` names the same network in both tools: three
+    256 x 256 residual layers between the input and output layers.
 
     Parameters
     ----------
     in_dim, hidden, out_dim : int
     layers : int
-        Hidden layers (at least 1).
+        Residual hidden-to-hidden layers (0 or more).
     """
 
     def __init__(self, in_dim: int, hidden: int, layers: int, out_dim: int):
         super().__init__()
-        if layers < 1:
-            raise ValueError("an MLP needs at least one hidden layer")
+        if layers < 0:
+            raise ValueError(f"an MLP cannot have {layers} hidden layers")
         self.first = nn.Linear(in_dim, hidden)
-        self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers - 1))
+        self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.last = nn.Linear(hidden, out_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,10 @@
 
 The model predicts each particle's centred transform at the half-lattice pixels inside the
 circle, ``CTF * F(R^T k, z)``; the loss is the mean squared error per pixel against the
-data, plus ``beta * KL / P`` for the VAE (the KL of an image spread over its ``P`` pixels).
+data, plus ``beta * KL / M`` for the VAE: the KL of an image spread over the ``M = 2P - 1``
+real pixels of the full circle that its ``P`` half-lattice coefficients stand for (the mean
+over the half lattice of ``|dF|^2`` equals the mean over the full circle of the Hartley
+residual ``dH^2``, so this is cryoDRGN's and the seed's weighting).
 With tilt pairs the encoder sees both images and the decoder predicts both. With pose
 refinement each particle's rotation and shift carry a learned correction.
 
@@ -259,7 +262,7 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
                 positions = indices if in_memory else np.searchsorted(members, indices)
                 batch = _to(buffer.subset(positions), runtime.device)
                 mse, kl = step_loss(net, batch, config, indices=torch.from_numpy(indices))
-                loss = mse + config.kl_weight * kl / data.n_pixels
+                loss = mse + config.kl_weight * kl / (2 * data.n_pixels - 1)
                 optimizer.zero_grad(set_to_none=True)
                 if pose_optimizer is not None:
                     pose_optimizer.zero_grad(set_to_none=True)
