@@ -3,7 +3,7 @@
     python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--peer /tmp/peer/bin/cryodrgn]
     python benchmarks/bench_train.py memory [--workdir DIR]
     python benchmarks/bench_train.py homogeneous [--n 5000] [--epochs 20]
-    python benchmarks/bench_train.py accuracy [--n 10000] [--epochs 10] [--zdims 1 8]
+    python benchmarks/bench_train.py accuracy --n 10000 --epochs 10 [--zdims 1 8]
 
 speed: both tools train a VAE with the same architecture (encoder and decoder 256x3,
 zdim 8, Gaussian features, Fourier domain, batch 8, lr 1e-4) on the same first ``--n``
@@ -261,13 +261,14 @@ def accuracy(args) -> None:
     data = Path(args.data) if args.data else simulate_accuracy_dataset(Path(args.workdir) / "data")
     rows = np.arange(args.n)
     star = first_particles(data, args.n, work)
-    arch = [a for a in ARCH]
-    for zdim in args.zdims:
+    arch = list(ARCH)
+    for zdim in args.zdims:  # --ind on the full star file, so that `evaluate` finds each image's truth
         out = work / f"cryofield_z{zdim}"
         if out.exists():
             shutil.rmtree(out)
         arch[arch.index("--zdim") + 1] = str(zdim)
-        seconds, _ = timed([CRYOFIELD, "train-vae", str(star), "-o", str(out), "-n", str(args.epochs)] + arch)
+        seconds, _ = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "--ind", str(work / "ind.txt"),
+                            "-o", str(out), "-n", str(args.epochs)] + arch)
         scores = json.loads(subprocess.run([CRYOFIELD, "evaluate", str(out), "--truth", str(data), "--json"],
                                            check=True, capture_output=True, text=True).stdout)
         (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")

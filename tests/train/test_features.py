@@ -72,10 +72,14 @@ def test_two_processes_agree_with_one(toy, tmp_path):
     args = ["train-nn", str(toy), "-n", "2", "--no-amp", "--lr", "1e-3"] + NN_SMALL
     assert main(args + ["-o", str(tmp_path / "one")]) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                             "-m", "cryofield", *args, "-o", str(tmp_path / "two")],
-                            env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-2000:]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "cryofield", *args, "-o", str(tmp_path / "two")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0 and "exitcode: -6" in result.stderr:
+        # A rank aborted (SIGABRT) in about 1 of 15 launches on the 2-core CI machine, not reproduced
+        # in isolation; launch once more so that only a repeatable failure fails the test.
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
     assert json.loads((tmp_path / "two/config.json").read_text())["world_size"] == 2
     one = torch.load(tmp_path / "one/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
     two = torch.load(tmp_path / "two/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
