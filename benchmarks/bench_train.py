@@ -76,14 +76,16 @@ def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0) -> Pa
     return outdir
 
 
-def first_particles(data: Path, n: int, work: Path) -> Path:
-    """A STAR file of the first ``n`` particles of ``data``, beside the stack it names (for both tools)."""
-    np.savetxt(work / "ind.txt", np.arange(n), fmt="%d")
+def first_particles(data: Path, n: int, work: Path) -> tuple[Path, Path]:
+    """The first ``n`` particles of ``data``: ``(star, ind)``, a STAR file of them beside the stack it
+    names (for both tools) and their index file ``work/ind.txt`` (for ``--ind`` on the full STAR file)."""
+    ind = work / "ind.txt"
+    np.savetxt(ind, np.arange(n), fmt="%d")
     star = data / f"first_{n}.star"
     star.unlink(missing_ok=True)
-    subprocess.run([CRYOFIELD, "select", str(data / "particles.star"), "--ind", str(work / "ind.txt"), "-o", str(star)],
+    subprocess.run([CRYOFIELD, "select", str(data / "particles.star"), "--ind", str(ind), "-o", str(star)],
                    check=True, capture_output=True)
-    return star
+    return star, ind
 
 
 def score_latents_and_maps(z: np.ndarray, truth_dir: Path, rows: np.ndarray, maps_for) -> dict:
@@ -174,7 +176,7 @@ def speed(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else simulate_accuracy_dataset(work / "data")
     rows = np.arange(args.n)
-    star = first_particles(data, args.n, work)
+    star, _ = first_particles(data, args.n, work)
     ours = work / "cryofield"
     if ours.exists():
         shutil.rmtree(ours)
@@ -260,14 +262,14 @@ def accuracy(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     data = Path(args.data) if args.data else simulate_accuracy_dataset(Path(args.workdir) / "data")
     rows = np.arange(args.n)
-    star = first_particles(data, args.n, work)
+    star, ind = first_particles(data, args.n, work)
     arch = list(ARCH)
     for zdim in args.zdims:  # --ind on the full star file, so that `evaluate` finds each image's truth
         out = work / f"cryofield_z{zdim}"
         if out.exists():
             shutil.rmtree(out)
         arch[arch.index("--zdim") + 1] = str(zdim)
-        seconds, _ = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "--ind", str(work / "ind.txt"),
+        seconds, _ = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "--ind", str(ind),
                             "-o", str(out), "-n", str(args.epochs)] + arch)
         scores = json.loads(subprocess.run([CRYOFIELD, "evaluate", str(out), "--truth", str(data), "--json"],
                                            check=True, capture_output=True, text=True).stdout)
