@@ -3,7 +3,8 @@
     python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--peer /tmp/peer/bin/cryodrgn]
     python benchmarks/bench_train.py memory [--workdir DIR]
     python benchmarks/bench_train.py homogeneous [--n 5000] [--epochs 20]
-    python benchmarks/bench_train.py accuracy --n 10000 --epochs 10 [--zdims 1 8]
+    python benchmarks/bench_train.py accuracy --n 10000 --epochs 10 [--zdims 1 8] [--refine-z 10]
+    python benchmarks/bench_train.py recipes --n 10000 --epochs 10 [--recipes circular discrete]
 
 speed: both tools train a VAE with the same architecture (encoder and decoder 256x3,
 zdim 8, Gaussian features, Fourier domain, batch 8, lr 1e-4) on the same first ``--n``
@@ -23,7 +24,16 @@ shuffling buffers, where memory reaches its steady state): it should not grow wi
 accuracy: `train-vae` for each of ``--zdims`` (same architecture as speed, each zdim's
 default beta) on the first ``--n`` particles, scored by `cryofield evaluate --json`; then
 `cryodrgn train_vae` with zdim 8 and the same settings and epochs, scored by the same
-metric code (|Spearman| of latent PC1, per-image FSC of maps at each image's z).
+metric code (|Spearman| of latent PC1, per-image FSC of maps at each image's z). With
+``--refine-z STEPS`` (default 10) each cryofield run is scored a second time with its latents
+refined per image by `eval-images --refine-z` (cryoDRGN has no such step).
+
+recipes: the seed's circular 1-D (a domain turned a full 360 degrees in 100 states) and
+discrete 10-class (10 random configurations of two domains) datasets (section 3.7.1) made from
+adenylate kinase, ``--n`` images each, 64^2, SNR 0.1, CTF, shifts; both tools train the speed
+architecture (zdim 8, the seed's 10-D latent rounded to the peer's usual 8) for ``--epochs`` and
+are scored by the same code: per-image FSC, and the adjusted Rand index of k-means on z (discrete)
+or how well z places each image on the circle (circular).
 
 homogeneous: `train-nn` (256x3) and `backproject` on the same particles of one structure
 (closed adenylate kinase, 64^2, SNR 0.5, CTF, shifts): FSC against the true map (area
@@ -89,27 +99,57 @@ def first_particles(data: Path, n: int, work: Path) -> tuple[Path, Path]:
 
 
 def score_latents_and_maps(z: np.ndarray, truth_dir: Path, rows: np.ndarray, maps_for) -> dict:
-    """|Spearman| of PC1 with the coordinate and per-image FSC, for maps from ``maps_for(z_rows) -> list of arrays``."""
+    """Scores of latents ``z`` (N, zdim) of the particles ``rows`` of a simulation, with maps from
+    ``maps_for(z_rows) -> list of arrays``.
+
+    ``spearman_pc1``: |Spearman| of latent PC1 with the first true coordinate. ``per_image_fsc``:
+    the seed's protocol on 100 images (spaced along the coordinate, or spread over the states when
+    there are at most 20). With at most 20 states, ``ari``: k-means on z (k = states) against
+    them. With ``circular`` coordinates (degrees), ``circle_r2``: how well z places each image on
+    the circle, the 5-fold cross-validated R^2 of a 15-nearest-neighbour regression from z to
+    (cos, sin) of the angle (1 is perfect, 0 no better than the mean).
+    """
     import torch
 
     from cryofield.io import read_map
-    from cryofield.metrics import evaluation_images, latent_pc_spearman, per_image_fsc
+    from cryofield.metrics import adjusted_rand_index, evaluation_images, latent_pc_spearman, per_image_fsc
 
     truth = np.load(truth_dir / "truth.npz")
     coordinates, states = truth["coordinates"][rows], truth["state"][rows]
-    picks = evaluation_images(coordinates, 100)
+    n_states = len(np.unique(states))
+    picks = evaluation_images(coordinates, 100, states=states if n_states <= 20 else None)
     maps = maps_for(z[picks])
     pairs = [(torch.from_numpy(np.asarray(m, np.float32)),
               torch.from_numpy(read_map(truth_dir / "truth_vols" / f"vol_{int(states[i]):03d}.mrc")[0]))
              for m, i in zip(maps, picks)]
-    return {"spearman_pc1": float(latent_pc_spearman(z, coordinates, 1)[0, 0]), "per_image_fsc": per_image_fsc(pairs)}
+    score = {"spearman_pc1": float(latent_pc_spearman(z, coordinates, 1)[0, 0]), "per_image_fsc": per_image_fsc(pairs)}
+    if n_states <= 20:
+        from sklearn.cluster import KMeans
+
+        labels = KMeans(n_clusters=n_states, n_init=10, random_state=0).fit_predict(z)
+        score["ari"] = adjusted_rand_index(labels, states)
+    if circular_coordinate(coordinates):
+        from sklearn.model_selection import cross_val_score
+        from sklearn.neighbors import KNeighborsRegressor
+
+        angle = np.deg2rad(coordinates[:, 0])
+        target = np.column_stack([np.cos(angle), np.sin(angle)])
+        score["circle_r2"] = float(cross_val_score(KNeighborsRegressor(15), z, target, cv=5, scoring="r2").mean())
+    return score
+
+
+def circular_coordinate(coordinates: np.ndarray) -> bool:
+    """Whether the first coordinate is a full turn in degrees (a `simulate --circular` dataset)."""
+    values = np.unique(coordinates[:, 0])
+    return len(values) > 20 and values.min() == 0 and 360 - values.max() <= 360 / len(values) + 1e-6
 
 
 def describe(score: dict) -> str:
     """One line of scores."""
     fsc = score["per_image_fsc"]
+    extra = "".join(f"; {name} {score[name]:.3f}" for name in ("ari", "circle_r2") if name in score)
     return (f"  |Spearman| PC1 {score['spearman_pc1']:.3f}; per-image FSC 0.5 at {fsc['resolution_px_mean']:.2f} "
-            f"+- {fsc['resolution_px_std']:.2f} px, AUC {fsc['auc_mean']:.3f}")
+            f"+- {fsc['resolution_px_std']:.2f} px, AUC {fsc['auc_mean']:.3f}{extra}")
 
 
 def bf16_peak_gflops(size: int = 2048, repeats: int = 20) -> float:
@@ -138,6 +178,21 @@ def step_gflop_per_image(box: int = 64) -> float:
         return sum(m.in_features * m.out_features for m in module.modules() if hasattr(m, "in_features"))
 
     return 3 * 2 * (linear_macs(decoder) * points + linear_macs(encoder)) / 1e9
+
+
+def our_maps(workdir: Path):
+    """``maps_for`` of :func:`score_latents_and_maps` for a cryofield run: its maps at given latents."""
+    def maps_for(zs):
+        import torch
+
+        from cryofield.imaging import half_lattice_mask, render_volume
+        from cryofield.train import TrainConfig, load_models
+
+        config = TrainConfig.load(workdir / "config.json")
+        _, models = load_models(workdir, config.box, int(half_lattice_mask(config.box).sum()))
+        with torch.no_grad():
+            return [render_volume(models.decoder, config.box, torch.from_numpy(z).float()).numpy() for z in zs]
+    return maps_for
 
 
 def run_peer(peer: str, star: Path, theirs: Path, data: Path, rows: np.ndarray, epochs: int,
@@ -185,18 +240,7 @@ def speed(args) -> None:
     log = [json.loads(line) for line in (ours / "log.jsonl").read_text().splitlines()]
     rate_loop = np.mean([r["images_per_second"] for r in log])
 
-    def our_maps(zs):
-        import torch
-
-        from cryofield.imaging import half_lattice_mask, render_volume
-        from cryofield.train import TrainConfig, load_models
-
-        config = TrainConfig.load(ours / "config.json")
-        _, models = load_models(ours, config.box, int(half_lattice_mask(config.box).sum()))
-        with torch.no_grad():
-            return [render_volume(models.decoder, 64, torch.from_numpy(z).float()).numpy() for z in zs]
-
-    score_ours = score_latents_and_maps(np.load(ours / "z.npy"), data, rows, our_maps)
+    score_ours = score_latents_and_maps(np.load(ours / "z.npy"), data, rows, our_maps(ours))
     gflop = step_gflop_per_image()
     peak = bf16_peak_gflops()
     print(f"cryofield train-vae: {t_ours:.1f} s for {args.n} x {args.epochs} epochs = {rate_ours:.1f} images/s "
@@ -277,6 +321,16 @@ def accuracy(args) -> None:
         print(f"cryofield train-vae --zdim {zdim}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
               flush=True)
         print("  " + json.dumps(scores), flush=True)
+        if args.refine_z:
+            z_refined = out / "z_refined.npy"
+            seconds, _ = timed([CRYOFIELD, "eval-images", str(out), "--refine-z", str(args.refine_z),
+                                "-o", str(z_refined)])
+            scores = json.loads(subprocess.run([CRYOFIELD, "evaluate", str(out), "--truth", str(data), "--z",
+                                                str(z_refined), "--json"], check=True, capture_output=True,
+                                               text=True).stdout)
+            (out / "scores_refined.json").write_text(json.dumps(scores, indent=2) + "\n")
+            print(f"  eval-images --refine-z {args.refine_z}: {seconds:.0f} s; scored with those latents:", flush=True)
+            print("  " + json.dumps(scores), flush=True)
     peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
     if not peer:
         print("cryodrgn not found: no comparison")
@@ -286,18 +340,61 @@ def accuracy(args) -> None:
     print(describe(score), flush=True)
 
 
+RECIPES = {  # the seed's section 3.7.1 recipes on adenylate kinase (closed), 10,000 images, 64^2, SNR 0.1
+    "circular": ["--rotate", "A:122-159", "--axis", "A:121:CA,A:122:CA", "--circular", "--states", "100"],
+    "discrete": ["--rotate", "A:122-159", "--axis", "A:121:CA,A:122:CA", "--angles", "-60", "60",
+                 "--rotate2", "A:30-59", "--axis2", "A:29:CA,A:30:CA", "--angles2", "-60", "60",
+                 "--random-configs", "10"],
+}
+
+
+def recipes(args) -> None:
+    from cryofield.examples import ADK_CLOSED, example_path
+
+    peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
+    for name in args.recipes:
+        work = Path(args.workdir) / "recipes" / name
+        data = work / "data"
+        if not (data / "truth.npz").is_file():
+            subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED))] + RECIPES[name] +
+                           ["--box", "64", "--apix", "1.5", "-n", str(args.n), "--snr", "0.1", "--shift-px", "3",
+                            "--seed", "0", "-o", str(data)], check=True, capture_output=True)
+        rows = np.arange(args.n)
+        ours = work / "cryofield_z8"
+        if ours.exists():
+            shutil.rmtree(ours)
+        seconds, _ = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(ours), "-n",
+                            str(args.epochs)] + ARCH)
+        print(f"{name}: cryofield train-vae --zdim 8, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
+              flush=True)
+        print(describe(score_latents_and_maps(np.load(ours / "z.npy"), data, rows, our_maps(ours))), flush=True)
+        if not peer:
+            print("cryodrgn not found: no comparison")
+            continue
+        seconds, _, score = run_peer(peer, data / "particles.star", work / "cryodrgn_z8", data, rows, args.epochs,
+                                     ARCH)
+        print(f"{name}: cryodrgn train_vae --zdim 8, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
+              flush=True)
+        print(describe(score), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["speed", "memory", "homogeneous", "accuracy"])
+    parser.add_argument("what", choices=["speed", "memory", "homogeneous", "accuracy", "recipes"])
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-train")
     parser.add_argument("--data", help="a cryofield simulate folder to use")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--zdims", type=int, nargs="+", default=[1, 8], help="accuracy: latent dimensions")
+    parser.add_argument("--refine-z", type=int, default=10,
+                        help="accuracy: also score latents refined by eval-images --refine-z STEPS (0: no)")
+    parser.add_argument("--recipes", nargs="+", choices=sorted(RECIPES), default=sorted(RECIPES),
+                        help="recipes: which of the seed's datasets")
     parser.add_argument("--seconds", type=float, default=240, help="memory: stop each run after this long")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args = parser.parse_args()
-    {"speed": speed, "memory": memory, "homogeneous": homogeneous, "accuracy": accuracy}[args.what](args)
+    {"speed": speed, "memory": memory, "homogeneous": homogeneous, "accuracy": accuracy,
+     "recipes": recipes}[args.what](args)
 
 
 if __name__ == "__main__":

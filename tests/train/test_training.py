@@ -38,13 +38,28 @@ def test_resume_continues_exactly(toy, tmp_path):
     args = ["train-vae", str(toy), "--zdim", "2", "--checkpoint", "1", "--seed", "3"] + SMALL
     assert main(args + ["-o", str(tmp_path / "straight"), "-n", "3"]) == 0
     assert main(args + ["-o", str(tmp_path / "resumed"), "-n", "2"]) == 0
-    assert main(args + ["-o", str(tmp_path / "resumed"), "-n", "3", "--resume"]) == 0
+    # --resume takes the run's own settings: only the epochs are given again
+    assert main(["train-vae", str(toy), "-o", str(tmp_path / "resumed"), "-n", "3", "--resume"]) == 0
     a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["models"]
     b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["models"]
     for part in ("decoder", "encoder"):
         for name, tensor in a[part].items():
             torch.testing.assert_close(b[part][name], tensor, atol=0, rtol=0)
     np.testing.assert_array_equal(np.load(tmp_path / "straight/z.npy"), np.load(tmp_path / "resumed/z.npy"))
+
+
+def test_resume_refuses_other_settings(toy, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train-vae", str(toy), "--zdim", "2", "-o", str(out), "-n", "1"] + SMALL) == 0
+    saved = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train-vae", str(toy), "--zdim", "4", "-o", str(out), "-n", "2", "--resume"]) == 2
+    assert "--zdim 4 differs from the run's 2" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == saved  # nothing rewritten
+    other = tmp_path / "other.star"
+    other.write_text(toy.read_text().replace("\n\n", "\n\n# another file\n", 1))
+    assert main(["train-vae", str(other), "-o", str(out), "-n", "2", "--resume"]) == 2
+    assert "not the particles the run was trained on" in capsys.readouterr().err
 
 
 def test_vae_latents_and_eval_vol(toy, tmp_path, capsys):
@@ -80,3 +95,44 @@ def test_eval_images_and_evaluate(toy, tmp_path, capsys):
     assert -1 <= scores["per_image_fsc"]["auc_mean"] <= 1 and np.array(scores["spearman"]).shape == (2, 1)
     assert -1 <= scores["ari"] <= 1 and scores["nmse"] >= 0
     assert main(["evaluate", str(out), "--truth", str(tmp_path)]) == 2
+
+
+def test_refined_latents_lower_each_images_objective(toy, tmp_path, capsys):
+    import argparse
+
+    from cryofield.cli._train import prepare_data
+    from cryofield.io import read_particles
+    from cryofield.train import TrainConfig, load_models, posterior_means, refine_latents
+    from cryofield.train.latents import _band_limited, _objective
+    from cryofield.train.loop import _to
+
+    out = tmp_path / "vae"
+    assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "2", "-n", "2"] + SMALL) == 0
+    config = TrainConfig.load(out / "config.json")
+    source = argparse.Namespace(tilt=None, uninvert_data=False, window_r=config.window_r, lazy=False)
+    data = prepare_data(source, read_particles(toy), vae=True, scale=config.data_scale)
+    _, models = load_models(out, config.box, data.n_pixels)
+    before = [p.detach().clone() for p in models.parameters()]
+    mu = posterior_means(models, data)
+    np.testing.assert_allclose(refine_latents(models, data, steps=0), mu, atol=1e-5)
+    refined = refine_latents(models, data, steps=20, lr=0.05, radius_px=8.0, kl_weight=config.kl_weight, amp=False)
+    assert refined.shape == (120, 2) and np.isfinite(refined).all() and not np.allclose(refined, mu)
+    for p, q in zip(models.parameters(), before):
+        assert p.requires_grad and torch.equal(p.detach(), q)  # weights untouched, training state restored
+    fit = _band_limited(_to(data, torch.device("cpu")), 8)
+    with torch.no_grad():
+        at_mu = _objective(models, fit, torch.from_numpy(mu), config.kl_weight)
+        at_refined = _objective(models, fit, torch.from_numpy(refined), config.kl_weight)
+    assert (at_refined <= at_mu + 1e-6).float().mean() > 0.9 and at_refined.mean() < at_mu.mean()
+
+    # the command line: eval-images --refine-z, then evaluate --z scores those latents
+    assert main(["eval-images", str(out), "--refine-z", "3", "-o", str(tmp_path / "zr.npy")]) == 0
+    assert np.load(tmp_path / "zr.npy").shape == (120, 2) and np.load(tmp_path / "zr.loss.npy").shape == (120,)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--truth", str(toy.parent), "--images", "5", "--z", str(tmp_path / "zr.npy"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["images_scored"] == 5
+    np.save(tmp_path / "bad.npy", np.zeros((120, 3)))
+    assert main(["evaluate", str(out), "--truth", str(toy.parent), "--z", str(tmp_path / "bad.npy")]) == 2
+    assert "need (120, 2)" in capsys.readouterr().err
+    assert main(["eval-images", str(out), "--refine-z", "-1", "-o", str(tmp_path / "x.npy")]) == 2

@@ -40,7 +40,7 @@ def _indices(config: TrainConfig, n_truth: int) -> np.ndarray:
 
 
 def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_images: int = 100,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, latents: str | os.PathLike | None = None) -> dict:
     """Ground-truth scores of a ``train-nn``/``train-vae`` run on simulated data.
 
     Parameters
@@ -53,6 +53,9 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
         Images for the per-image FSC (the seed's protocol: spaced along the true coordinate,
         or spread over the states when there are few).
     seed : int
+    latents : str or PathLike, optional
+        Score these latents (.npy, (N, zdim), the run's particle order; e.g. from
+        ``eval-images --refine-z``) instead of ``WORKDIR/z.npy``.
 
     Returns
     -------
@@ -75,11 +78,12 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
     _, models = load_models(workdir, config.box, int(half_lattice_mask(config.box).sum()))
     z = None
     if config.zdim:
-        if not (workdir / "z.npy").is_file():
-            raise InputError(workdir / "z.npy", "not found: the run did not finish")
-        z = np.load(workdir / "z.npy")
-        if len(z) != len(rows):
-            raise InputError(workdir / "z.npy", f"{len(z)} latents for {len(rows)} particles of the truth")
+        z_file = Path(latents) if latents is not None else workdir / "z.npy"
+        if not z_file.is_file():
+            raise InputError(z_file, "not found" + ("" if latents is not None else ": the run did not finish"))
+        z = np.load(z_file)
+        if z.ndim != 2 or len(z) != len(rows) or z.shape[1] != config.zdim:
+            raise InputError(z_file, f"latents of shape {z.shape}: need ({len(rows)}, {config.zdim}) for this run")
     n_states = len(np.unique(truth["state"]))
     discrete = n_states <= 20 and np.array_equal(coordinates[:, 0], states.astype(float))
     picks = evaluation_images(coordinates, min(n_images, len(rows)), states=states if discrete else None, seed=seed)

@@ -52,8 +52,44 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
     run.add_argument("--refine-poses", action="store_true",
                      help="learn a rotation and shift correction per particle; writes OUTDIR/poses.npz")
     run.add_argument("--pose-lr", type=float, default=1e-3, help="step size of the pose corrections (default 1e-3)")
-    run.add_argument("--resume", action="store_true", help="continue a run in OUTDIR from its last checkpoint")
+    run.add_argument("--resume", action="store_true",
+                     help="continue a run in OUTDIR from its last checkpoint, with the run's own settings "
+                          "(only -n, --checkpoint and --device may change)")
     run.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(option_defaults={name: parser.get_default(name) for name in _RUN_SETTINGS})
+
+
+# options that define a run: ``--resume`` takes them from the run's config.json
+_RUN_SETTINGS = ("poses", "ctf", "datadir", "ind", "apix", "zdim", "enc_dim", "enc_layers", "dec_dim", "dec_layers",
+                 "domain", "pe_type", "pe_dim", "feat_sigma", "batch_size", "lr", "beta", "uninvert_data", "window_r",
+                 "no_amp", "seed", "lazy", "buffer_size", "tilt", "tilt_deg", "refine_poses", "pose_lr")
+_PATH_SETTINGS = ("poses", "ctf", "datadir", "ind", "tilt")
+
+
+def _resume_settings(args: argparse.Namespace) -> None:
+    """Set the options that define a run to the values saved in ``OUTDIR/config.json``.
+
+    An option given on the command line with another value than the run's is an error
+    (the checkpoint would not fit it, or the run would not continue exactly).
+    """
+    from cryofield.train import TrainConfig
+
+    saved = TrainConfig.load(args.outdir / "config.json")
+    values = {**{name: getattr(saved, name) for name in _RUN_SETTINGS if name != "no_amp"}, "no_amp": not saved.amp}
+    for name, value in values.items():
+        if not hasattr(args, name):
+            continue  # train-nn has no encoder options
+        given = getattr(args, name)
+        if isinstance(given, Path):
+            given = str(given) if value is None or Path(value).resolve() != given.resolve() else value
+        if given != value and given != args.option_defaults[name]:
+            flag = "--" + name.replace("_", "-")
+            raise InputError(args.outdir / "config.json", f"--resume continues the run with its own settings: "
+                                                          f"{flag} {given} differs from the run's {value}")
+        setattr(args, name, Path(value) if name in _PATH_SETTINGS and value is not None else value)
+    digest = saved.versions.get("inputs_sha256", {}).get(saved.particles)
+    if digest is not None and _digest(args.input) != digest:
+        raise InputError(args.input, f"--resume: not the particles the run was trained on ({saved.particles})")
 
 
 def _digest(path: Path | None) -> str | None:
@@ -115,8 +151,10 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
     from cryofield.train import TrainConfig, init_runtime, posterior_means, train
 
     outdir: Path = args.outdir
-    if args.resume and not (outdir / "checkpoints/last.pt").is_file():
-        raise InputError(outdir, "no checkpoint to resume from")
+    if args.resume:
+        if not (outdir / "checkpoints/last.pt").is_file() or not (outdir / "config.json").is_file():
+            raise InputError(outdir, "no checkpoint to resume from")
+        _resume_settings(args)
     runtime = init_runtime(args.device)
     if args.refine_poses and runtime.world_size > 1:
         raise InputError(outdir, "--refine-poses runs in a single process, not under torchrun")

@@ -14,10 +14,13 @@ def add_parser(subparsers):
                             "adjusted Rand index of k-means labels, map NMSE.", """
         cryofield evaluate run/ --truth sim/
         cryofield evaluate run/ --truth sim/ --json > scores.json
+        cryofield evaluate run/ --truth sim/ --z z_refined.npy       # other latents of the same particles
         """)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--truth", type=Path, required=True, help="the simulation folder (truth.npz, truth_vols/)")
     parser.add_argument("--images", type=int, default=100, help="images for the per-image FSC (default 100)")
+    parser.add_argument("--z", type=Path, help="score these latents (.npy, the run's particle order) "
+                                               "instead of WORKDIR/z.npy")
     parser.add_argument("--json", action="store_true", help="print JSON")
     return parser
 
@@ -25,7 +28,7 @@ def add_parser(subparsers):
 def run(args) -> None:
     from cryofield.analysis import evaluate_run
 
-    scores = evaluate_run(args.workdir, args.truth, n_images=args.images)
+    scores = evaluate_run(args.workdir, args.truth, n_images=args.images, latents=args.z)
     if args.json:
         print(json.dumps(scores, indent=2))
         return

@@ -2,7 +2,16 @@
 
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, init_runtime, resolve_device
-from cryofield.train.loop import Models, build_models, evaluate_images, load_models, posterior_means, train
+from cryofield.train.latents import refine_latents
+from cryofield.train.loop import (
+    Models,
+    build_models,
+    evaluate_images,
+    image_losses,
+    load_models,
+    posterior_means,
+    train,
+)
 
-__all__ = ["Models", "Runtime", "TrainConfig", "build_models", "evaluate_images", "init_runtime", "load_models",
-           "posterior_means", "resolve_device", "train"]
+__all__ = ["Models", "Runtime", "TrainConfig", "build_models", "evaluate_images", "image_losses", "init_runtime",
+           "load_models", "posterior_means", "refine_latents", "resolve_device", "train"]

@@ -351,6 +351,22 @@ def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256,
             torch.cat(errors).numpy() if losses else None)
 
 
+@torch.no_grad()
+def image_losses(models: Models, data: ParticleSource, latents: np.ndarray, batch_size: int = 256,
+                 chunk_size: int = 4096) -> np.ndarray:
+    """Each image's loss (N,) at given latents (N, zdim), as in :func:`evaluate_images`."""
+    device = next(models.decoder.parameters()).device
+    latents = torch.as_tensor(np.asarray(latents, np.float32))
+    errors = []
+    for start in range(0, len(data), chunk_size):
+        chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
+        for first in range(0, len(chunk), batch_size):
+            rows = torch.arange(first, min(first + batch_size, len(chunk)))
+            z = latents[start + rows].to(device) if latents.shape[1] else None
+            errors.append(_image_losses(models, _to(chunk.subset(rows), device), z).cpu())
+    return torch.cat(errors).numpy()
+
+
 def _image_losses(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
     """Per-image mean squared error (B,) of the model's (CTF-weighted) slices at ``z``, fp32."""
     parts = [batch] if batch.tilted is None else [batch, batch.tilted]
