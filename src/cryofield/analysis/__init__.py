@@ -1,5 +1,15 @@
-"""Analysis of trained runs: scoring against simulated ground truth."""
+"""Analysis of trained runs: the latent space (PCA, clusters, traversals) and scoring against simulated truth."""
 
 from cryofield.analysis.evaluate import evaluate_run
+from cryofield.analysis.latent import (
+    LatentClusters,
+    LatentPCA,
+    gmm_clusters,
+    kmeans_clusters,
+    latent_pca,
+    nearest_particles,
+    pc_traversal,
+)
 
-__all__ = ["evaluate_run"]
+__all__ = ["LatentClusters", "LatentPCA", "evaluate_run", "gmm_clusters", "kmeans_clusters", "latent_pca",
+           "nearest_particles", "pc_traversal"]

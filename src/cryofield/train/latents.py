@@ -40,10 +40,10 @@ def _objective(models: Models, batch: PreparedParticles, z: torch.Tensor, prior_
     parts = [batch] if batch.tilted is None else [batch, batch.tilted]
     total = torch.zeros(len(batch), device=z.device)
     for part in parts:
-        predicted = models.decoder(slice_coords(part.coords, part.rotations, part.box), z).float()
+        predicted = models.decoder(slice_coords(part.coords, part.rotations, part.box), z)  # complex
         if part.ctf is not None:
             predicted = predicted * part.ctf
-        total = total + (predicted - part.images).abs().pow(2).mean(-1)
+        total = total + (predicted - part.images).abs().pow(2).mean(-1).float()
     pixels = 2 * batch.coords.shape[0] - 1
     return total / len(parts) + prior_weight * 0.5 * z.pow(2).sum(-1) / pixels
 

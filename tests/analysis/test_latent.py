@@ -1,0 +1,61 @@
+import numpy as np
+import pytest
+
+from cryofield.analysis import gmm_clusters, kmeans_clusters, latent_pca, nearest_particles, pc_traversal
+
+
+@pytest.fixture
+def blobs():
+    """Three separated clusters on a line in 4-D (sizes 100, 200, 300), x-spread much larger than the rest."""
+    rng = np.random.default_rng(0)
+    centres = np.array([[-10.0, 0, 0, 0], [0, 0, 0, 0], [10, 0, 0, 0]])
+    states = np.repeat([0, 1, 2], [100, 200, 300])
+    return centres[states] + rng.normal(0, 0.5, (600, 4)), states
+
+
+def test_pca_finds_the_long_axis(blobs):
+    z, _ = blobs
+    pca = latent_pca(z)
+    assert pca.projected.shape == (600, 4) and pca.components.shape == (4, 4)
+    assert abs(pca.components[0, 0]) > 0.99 and pca.explained_variance_ratio[0] > 0.95
+    np.testing.assert_allclose(pca.explained_variance_ratio, np.sort(pca.explained_variance_ratio)[::-1])
+
+
+def test_kmeans_on_data_centres_and_order(blobs):
+    z, states = blobs
+    clusters = kmeans_clusters(z, 3, seed=1)
+    assert sorted(clusters.counts) == [100, 200, 300]
+    # one cluster per state, and every on-data centre is a particle of its own cluster
+    assert all(len(np.unique(clusters.labels[states == s])) == 1 for s in range(3))
+    assert np.array_equal(clusters.labels[clusters.on_data], np.arange(3))
+    np.testing.assert_allclose(z[clusters.on_data], clusters.centers, atol=1.0)
+    # with six clusters the dendrogram order keeps each state's clusters adjacent
+    six = kmeans_clusters(z, 6, seed=0)
+    for s in range(3):
+        numbers = np.unique(six.labels[states == s])
+        assert numbers.max() - numbers.min() == len(numbers) - 1
+    again = kmeans_clusters(z, 6, seed=0)
+    assert np.array_equal(six.labels, again.labels)  # repeatable
+    with pytest.raises(ValueError, match="clusters for 600"):
+        kmeans_clusters(z, 601)
+
+
+def test_gmm_and_nearest(blobs):
+    z, states = blobs
+    gmm = gmm_clusters(z, 3, seed=0)
+    assert sorted(np.bincount(gmm.labels)) == [100, 200, 300]
+    assert np.array_equal(nearest_particles(z, z[[5, 250]]), [5, 250])
+
+
+def test_pc_traversal_spans_the_percentiles(blobs):
+    z, _ = blobs
+    path = pc_traversal(z, pc=1, n=7)
+    assert path.shape == (7, 4)
+    pca = latent_pca(z)
+    t = (path - pca.mean) @ pca.components[0]
+    np.testing.assert_allclose(t[[0, -1]], np.percentile(pca.projected[:, 0], [5, 95]))
+    np.testing.assert_allclose((path - pca.mean) @ pca.components[1], 0, atol=1e-9)
+    with pytest.raises(ValueError, match="PC5"):
+        pc_traversal(z, pc=5)
+    with pytest.raises(ValueError, match="finite"):
+        latent_pca(np.full((3, 2), np.nan))
