@@ -1,5 +1,6 @@
 """Analysis of trained runs: the latent space (PCA, clusters, traversals) and scoring against simulated truth."""
 
+from cryofield.analysis.analyze import analyze_latents
 from cryofield.analysis.evaluate import evaluate_run
 from cryofield.analysis.latent import (
     LatentClusters,
@@ -11,5 +12,5 @@ from cryofield.analysis.latent import (
     pc_traversal,
 )
 
-__all__ = ["LatentClusters", "LatentPCA", "evaluate_run", "gmm_clusters", "kmeans_clusters", "latent_pca",
-           "nearest_particles", "pc_traversal"]
+__all__ = ["LatentClusters", "LatentPCA", "analyze_latents", "evaluate_run", "gmm_clusters", "kmeans_clusters",
+           "latent_pca", "nearest_particles", "pc_traversal"]

@@ -32,18 +32,11 @@ def add_parser(subparsers):
 
 
 def run(args) -> None:
-    import torch
+    from cryofield.train import TrainConfig, write_volumes
 
-    from cryofield.imaging import half_lattice_mask, render_volume
-    from cryofield.io import write_map
-    from cryofield.io._atomic import atomic_outputs
-    from cryofield.metrics import apply_bfactor, flip_hand
-    from cryofield.train import TrainConfig, load_models
-
-    if not (args.workdir / "config.json").is_file() or not (args.workdir / "checkpoints/last.pt").is_file():
+    if not (args.workdir / "config.json").is_file():
         raise InputError(args.workdir, "not a trained work directory (config.json and checkpoints/last.pt)")
     config = TrainConfig.load(args.workdir / "config.json")
-    _, models = load_models(args.workdir, config.box, int(half_lattice_mask(config.box).sum()))
     if config.zdim:
         if args.z is not None:
             zs = np.asarray(args.z, float)[None]
@@ -57,20 +50,9 @@ def run(args) -> None:
                                                           f"zdim {config.zdim}")
     else:
         zs = np.zeros((1, 0))
-    box = args.box or config.box
-    if not 1 < box <= config.box:
-        raise InputError(args.workdir, f"--box {box} must be at most the training box {config.box}")
-    apix = args.apix or config.data_pixel_size * config.box / box
     args.outdir.mkdir(parents=True, exist_ok=True)
     paths = [args.outdir / f"vol_{i:03d}.mrc" for i in range(len(zs))]
-    with atomic_outputs(*paths) as temps, torch.no_grad(), progress_bar(len(zs), "maps", unit="map") as bar:
-        for temp, z in zip(temps, zs):
-            volume = render_volume(models.decoder, box, torch.from_numpy(z).float() if config.zdim else None,
-                                   model_box=config.box) * config.data_scale
-            if args.lowpass:
-                volume = apply_bfactor(volume, apix, 0.0, args.lowpass)
-            if args.flip:
-                volume = flip_hand(volume)
-            write_map(temp, volume.numpy(), apix)
-            bar.update()
+    with progress_bar(len(zs), "maps", unit="map") as bar:
+        box, apix = write_volumes(args.workdir, zs, paths, box=args.box, apix=args.apix, flip=args.flip,
+                                  lowpass=args.lowpass, progress=bar.update)
     print(f"wrote {len(paths)} map(s) to {args.outdir}/ ({box}^3, {apix:.4f} A/px)")

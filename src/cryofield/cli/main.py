@@ -8,6 +8,7 @@ import warnings
 
 from cryofield import __version__
 from cryofield.cli import (
+    analyze,
     backproject,
     downsample,
     eval_images,
@@ -28,7 +29,7 @@ from cryofield.cli import (
 from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
-            train_nn, train_vae, eval_vol, eval_images, evaluate]
+            train_nn, train_vae, eval_vol, eval_images, evaluate, analyze]
 
 
 def build_parser() -> argparse.ArgumentParser:

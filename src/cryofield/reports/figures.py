@@ -45,3 +45,93 @@ def plot_fsc(path: str | os.PathLike, freqs_per_angstrom: np.ndarray, curves: di
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.PathLike | None = None,
+                        labels: np.ndarray | None = None, labels_name: str = "labels") -> list[str]:
+    """Figures of a folder written by :func:`cryofield.analysis.analyze_latents`.
+
+    Writes into ``analysis_dir``: ``pca_scatter.png`` (PC1-PC2 coloured by the k-means
+    clusters, on-data centres numbered), ``pca_density.png`` (hexbin density),
+    ``z_norm.png`` (histogram of ``|z|``), ``pca_<labels_name>.png`` (coloured by ``labels``
+    when given) and ``loss.png`` (the training losses per epoch, from ``log_path``).
+
+    Parameters
+    ----------
+    analysis_dir : str or PathLike
+    log_path : str or PathLike, optional
+        The run's ``log.jsonl``.
+    labels : ndarray, shape (N,), optional
+        Per-particle labels to colour by (published classes, simulated truth ...).
+    labels_name : str
+        Their name, for the file and the legend.
+
+    Returns
+    -------
+    list of str
+        The file names written.
+    """
+    import json
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(analysis_dir)
+    summary = json.loads((folder / "summary.json").read_text())
+    projected = np.load(folder / "z_pca.npy")
+    xy = projected[:, :2] if projected.shape[1] > 1 else np.column_stack([projected[:, 0], np.zeros(len(projected))])
+    variance = summary["explained_variance_ratio"]
+    axis_names = [f"PC{i + 1} ({100 * v:.1f} %)" for i, v in enumerate(variance[:2])] + ["(zdim 1)"]
+    kmeans = next(name for name in summary if name.startswith("kmeans"))
+    cluster = np.load(folder / kmeans / "labels.npy")
+    centers = np.asarray(summary[kmeans]["centers_row"])  # latent rows of the on-data centres
+    written = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(folder / name)
+        plt.close(fig)
+        written.append(name)
+
+    def scatter(colours: np.ndarray, title: str, name: str, numbered: bool) -> None:
+        fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+        size = max(0.5, min(8.0, 4000 / len(xy)))
+        points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=size, cmap="tab20", alpha=0.6, linewidths=0)
+        if numbered:
+            for j, row in enumerate(centers):
+                ax.annotate(str(j), xy[row], fontsize=8, ha="center", va="center", weight="bold")
+        else:
+            fig.colorbar(points, ax=ax, label=labels_name)
+        ax.set(xlabel=axis_names[0], ylabel=axis_names[1], title=title)
+        save(fig, name)
+
+    scatter(cluster, f"{kmeans}: latent PCA, on-data centres numbered", "pca_scatter.png", True)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
+    fig.colorbar(hexes, ax=ax, label="particles (log)")
+    ax.set(xlabel=axis_names[0], ylabel=axis_names[1], title="latent PCA density")
+    save(fig, "pca_density.png")
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+    ax.hist(np.load(folder / "z_norm.npy"), bins=100, color="slategray")
+    ax.set(xlabel="|z|", ylabel="particles", title="latent norm (outliers far right)")
+    save(fig, "z_norm.png")
+    if labels is not None:
+        scatter(np.asarray(labels), f"latent PCA coloured by {labels_name}", f"pca_{labels_name}.png", False)
+    if log_path is not None and Path(log_path).is_file():
+        records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+        if records:
+            fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+            epochs = [r["epoch"] + 1 for r in records]
+            ax.plot(epochs, [r["mse"] for r in records], "o-", label="image loss (mse)")
+            ax.set(xlabel="epoch", ylabel="mse", title="training loss")
+            if any(r.get("kl") for r in records):
+                twin = ax.twinx()
+                twin.plot(epochs, [r["kl"] for r in records], "s--", color="tab:orange", label="KL")
+                twin.set_ylabel("KL")
+            ax.grid(alpha=0.3)
+            save(fig, "loss.png")
+    return written
+

@@ -12,6 +12,8 @@ from cryofield.train.loop import (
     posterior_means,
     train,
 )
+from cryofield.train.volumes import write_volumes
 
 __all__ = ["Models", "Runtime", "TrainConfig", "build_models", "evaluate_images", "image_losses", "init_runtime",
-           "load_models", "posterior_means", "refine_latents", "resolve_device", "train"]
+           "load_models", "posterior_means", "refine_latents", "resolve_device", "train",
+           "write_volumes"]

@@ -1,0 +1,90 @@
+"""``cryofield analyze``: PCA, clusters with on-data maps, PC traversals and figures of a run's latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import command_parser, progress_bar, read_indices
+from cryofield.errors import InputError
+
+NAME = "analyze"
+
+
+def add_parser(subparsers):
+    parser = command_parser(subparsers, NAME, "Analyse a train-vae run's latent space: PCA, k-means with on-data "
+                            "centres (maps and particle index files per cluster), maps along the PCs, optional "
+                            "Gaussian mixture, |z| for outliers, and figures. Writes WORKDIR/analysis/.", """
+        cryofield analyze run/                                   # 20 clusters, PC1-PC2 traversals, maps
+        cryofield analyze run/ --ksample 10 --gmm 4 --pc 3 --seed 1
+        cryofield analyze run/ --z run/z_refined.npy -o run/analysis_refined/
+        cryofield analyze run/ --labels classes.txt --labels-name relion_class
+        cryofield analyze --z z.npy -o latents/                  # latents alone: no maps
+        cryofield select particles.star --ind run/analysis/kmeans20/cluster_004.ind.txt -o c4.star
+        """)
+    parser.add_argument("workdir", type=Path, nargs="?", help="a train-vae run")
+    parser.add_argument("--z", type=Path, help="latents (.npy, N x zdim; default WORKDIR/z.npy)")
+    parser.add_argument("-o", "--outdir", type=Path, help="default WORKDIR/analysis")
+    parser.add_argument("--ksample", type=int, default=20, help="k-means clusters (default 20)")
+    parser.add_argument("--gmm", type=int, metavar="K", help="also a Gaussian mixture with K components")
+    parser.add_argument("--pc", type=int, default=2, help="traverse the first N principal components (default 2)")
+    parser.add_argument("--pc-points", type=int, default=10, help="maps per traversal (default 10)")
+    parser.add_argument("--labels", type=Path, help="per-particle labels to colour by (.npy or .txt, N values)")
+    parser.add_argument("--labels-name", default="labels", help="their name in the figure (default labels)")
+    parser.add_argument("--no-maps", action="store_true", help="skip the maps")
+    parser.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
+    return parser
+
+
+def run(args) -> None:
+    from cryofield.analysis import analyze_latents
+    from cryofield.reports import plot_latent_figures
+    from cryofield.train import TrainConfig
+
+    if args.workdir is None and (args.z is None or args.outdir is None):
+        raise InputError(Path("."), "give a run directory, or --z and -o for latents alone")
+    config = None
+    if args.workdir is not None:
+        if not (args.workdir / "config.json").is_file():
+            raise InputError(args.workdir, "not a trained work directory (config.json)")
+        config = TrainConfig.load(args.workdir / "config.json")
+        if not config.zdim:
+            raise InputError(args.workdir, "a train-nn run has no latents to analyse")
+    z_file = args.z or args.workdir / "z.npy"
+    if not z_file.is_file():
+        raise InputError(z_file, "not found" + ("" if args.z else ": the run did not finish"))
+    z = np.load(z_file)
+    if z.ndim != 2 or not np.isfinite(z).all() or (config and z.shape[1] != config.zdim):
+        raise InputError(z_file, f"latents of shape {z.shape}" + (f": need (N, {config.zdim})" if config else "")
+                         + " with finite values")
+    for name in ("ksample", "pc", "pc_points"):
+        if getattr(args, name) < 1:
+            raise InputError(z_file, f"--{name.replace('_', '-')} must be at least 1")
+    if args.gmm is not None and not 1 <= args.gmm <= len(z):
+        raise InputError(z_file, f"--gmm {args.gmm}: between 1 and the {len(z)} particles")
+    rows = None
+    if config is not None and config.ind:
+        rows = read_indices(Path(config.ind), np.iinfo(np.int64).max)  # rows of the run's input file
+        if len(rows) != len(z):
+            raise InputError(z_file, f"{len(z)} latents for the run's {len(rows)} particles")
+    labels = None
+    if args.labels is not None:
+        labels = np.load(args.labels) if args.labels.suffix == ".npy" else np.loadtxt(args.labels, ndmin=1)
+        if len(labels) != len(z):
+            raise InputError(args.labels, f"{len(labels)} labels for {len(z)} particles")
+    outdir = args.outdir or args.workdir / "analysis"
+    with_maps = args.workdir is not None and not args.no_maps
+    n_maps = min(args.ksample, len(z)) + (args.gmm or 0) + min(args.pc, z.shape[1]) * args.pc_points
+    with progress_bar(n_maps if with_maps else 0, "maps", unit="map") as bar:
+        summary = analyze_latents(z, outdir, workdir=args.workdir if with_maps else None, particle_indices=rows,
+                                  ksample=args.ksample, pcs=args.pc, pc_points=args.pc_points, gmm=args.gmm,
+                                  seed=args.seed, progress=bar.update)
+    log = args.workdir / "log.jsonl" if args.workdir is not None else None
+    figures = plot_latent_figures(outdir, log_path=log, labels=labels, labels_name=args.labels_name)
+    variance = ", ".join(f"{100 * v:.1f}" for v in summary["explained_variance_ratio"][:3])
+    kmeans = next(name for name in summary if name.startswith("kmeans"))
+    print(f"analysed {len(z)} latents (zdim {z.shape[1]}): PC variance {variance} %; {kmeans} clusters of "
+          f"{min(summary[kmeans]['counts'])}-{max(summary[kmeans]['counts'])} particles")
+    print(f"wrote {outdir}/: " + (f"{summary['maps']['count']} maps, " if "maps" in summary else "")
+          + f"cluster index files, {len(figures)} figures ({', '.join(figures)})")

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from cryofield.cli.main import main
+from cryofield.io import read_map, read_particles
+from cryofield.simulate.toy import make_toy_dataset
+
+SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "1", "--dec-layers", "1", "-b", "16"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 2-epoch VAE on 100 of the toy's 120 particles (every particle but 20 of them, through --ind)."""
+    folder = tmp_path_factory.mktemp("analyze")
+    star = make_toy_dataset(folder / "toy", n=120, box=24, apix=5.0, snr=20, seed=1)["star"]
+    ind = folder / "ind.txt"
+    np.savetxt(ind, np.arange(20, 120), fmt="%d")
+    out = folder / "vae"
+    assert main(["train-vae", str(star), "--ind", str(ind), "-o", str(out), "--zdim", "2", "-n", "2"] + SMALL) == 0
+    return star, out
+
+
+def test_analyze_writes_clusters_maps_and_figures(run, tmp_path, capsys):
+    star, out = run
+    labels = tmp_path / "labels.txt"
+    np.savetxt(labels, np.arange(100) % 3, fmt="%d")
+    assert main(["analyze", str(out), "--ksample", "4", "--gmm", "2", "--pc-points", "3", "--labels", str(labels),
+                 "--labels-name", "truth"]) == 0
+    folder = out / "analysis"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["kmeans4"]["counts"] and sum(summary["kmeans4"]["counts"]) == 100
+    assert summary["maps"]["count"] == 4 + 2 + 2 * 3
+    # cluster files hold rows of the input file (the run trained on rows 20..119), and cover them once
+    rows = np.sort(np.concatenate([np.loadtxt(p, dtype=int, ndmin=1) for p in (folder / "kmeans4").glob("cluster_*")]))
+    assert np.array_equal(rows, np.arange(20, 120))
+    centre_rows = np.loadtxt(folder / "kmeans4/centers_ind.txt", dtype=int)
+    z = np.load(out / "z.npy")
+    np.testing.assert_allclose(np.loadtxt(folder / "kmeans4/centers.txt"), z[centre_rows - 20])
+    volume, apix = read_map(folder / "kmeans4/vol_000.mrc")
+    assert volume.shape == (24, 24, 24) and apix == pytest.approx(5.0)
+    assert np.isfinite(volume).all() and volume.std() > 0
+    assert len(list((folder / "pc2").glob("vol_*.mrc"))) == 3 and np.load(folder / "z_pca.npy").shape == (100, 2)
+    for name in ("pca_scatter.png", "pca_density.png", "z_norm.png", "pca_truth.png", "loss.png"):
+        assert (folder / name).stat().st_size > 1000
+    assert "analysed 100 latents" in capsys.readouterr().out
+    # a cluster's particles export straight back
+    assert main(["select", str(star), "--ind", str(folder / "kmeans4/cluster_000.ind.txt"),
+                 "-o", str(tmp_path / "c0.star")]) == 0
+    assert read_particles(tmp_path / "c0.star").n == summary["kmeans4"]["counts"][0]
+
+
+def test_analyze_latents_alone_and_errors(run, tmp_path, capsys):
+    star, out = run
+    assert main(["analyze", "--z", str(out / "z.npy"), "-o", str(tmp_path / "a"), "--ksample", "3", "--pc", "1"]) == 0
+    assert not list((tmp_path / "a").rglob("*.mrc")) and (tmp_path / "a/pca_scatter.png").is_file()
+    capsys.readouterr()
+    assert main(["analyze", "--z", str(out / "z.npy")]) == 2
+    assert "--z and -o" in capsys.readouterr().err
+    np.savetxt(tmp_path / "short.txt", [1, 2])
+    assert main(["analyze", str(out), "--labels", str(tmp_path / "short.txt"), "--no-maps"]) == 2
+    assert "2 labels for 100 particles" in capsys.readouterr().err
+    np.save(tmp_path / "z3.npy", np.zeros((100, 3)))
+    assert main(["analyze", str(out), "--z", str(tmp_path / "z3.npy")]) == 2
+    assert "need (N, 2)" in capsys.readouterr().err
