@@ -42,7 +42,9 @@ def test_analyze_writes_clusters_maps_and_figures(run, tmp_path, capsys):
     assert volume.shape == (24, 24, 24) and apix == pytest.approx(5.0)
     assert np.isfinite(volume).all() and volume.std() > 0
     assert len(list((folder / "pc2").glob("vol_*.mrc"))) == 3 and np.load(folder / "z_pca.npy").shape == (100, 2)
-    for name in ("pca_scatter.png", "pca_density.png", "z_norm.png", "pca_truth.png", "loss.png"):
+    assert np.load(folder / "z_umap.npy").shape == (100, 2)
+    for name in ("pca_scatter.png", "pca_density.png", "z_norm.png", "pca_truth.png", "loss.png", "umap_scatter.png",
+                 "umap_density.png", "umap_truth.png"):
         assert (folder / name).stat().st_size > 1000
     assert "analysed 100 latents" in capsys.readouterr().out
     # a cluster's particles export straight back
@@ -53,8 +55,10 @@ def test_analyze_writes_clusters_maps_and_figures(run, tmp_path, capsys):
 
 def test_analyze_latents_alone_and_errors(run, tmp_path, capsys):
     star, out = run
-    assert main(["analyze", "--z", str(out / "z.npy"), "-o", str(tmp_path / "a"), "--ksample", "3", "--pc", "1"]) == 0
+    assert main(["analyze", "--z", str(out / "z.npy"), "-o", str(tmp_path / "a"), "--ksample", "3", "--pc", "1",
+                 "--no-umap"]) == 0
     assert not list((tmp_path / "a").rglob("*.mrc")) and (tmp_path / "a/pca_scatter.png").is_file()
+    assert not (tmp_path / "a/z_umap.npy").exists()
     capsys.readouterr()
     assert main(["analyze", "--z", str(out / "z.npy")]) == 2
     assert "--z and -o" in capsys.readouterr().err

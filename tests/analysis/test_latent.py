@@ -59,3 +59,17 @@ def test_pc_traversal_spans_the_percentiles(blobs):
         pc_traversal(z, pc=5)
     with pytest.raises(ValueError, match="finite"):
         latent_pca(np.full((3, 2), np.nan))
+
+
+def test_umap_separates_clusters_and_subsamples(blobs):
+    from cryofield.analysis import umap_embedding
+
+    z, states = blobs
+    embedding = umap_embedding(z, seed=0, max_fit=300)  # 300 fitted, 300 placed by transform
+    assert embedding.shape == (600, 2) and np.isfinite(embedding).all()
+    centres = np.array([embedding[states == s].mean(0) for s in range(3)])
+    spread = max(np.linalg.norm(embedding[states == s] - centres[s], axis=1).mean() for s in range(3))
+    gaps = [np.linalg.norm(centres[a] - centres[b]) for a, b in ((0, 1), (1, 2), (0, 2))]
+    assert min(gaps) > 2 * spread
+    with pytest.raises(ValueError, match="n_neighbors"):
+        umap_embedding(z[:10])

@@ -10,7 +10,8 @@ from cryofield.analysis.latent import (
     latent_pca,
     nearest_particles,
     pc_traversal,
+    umap_embedding,
 )
 
 __all__ = ["LatentClusters", "LatentPCA", "analyze_latents", "evaluate_run", "gmm_clusters", "kmeans_clusters",
-           "latent_pca", "nearest_particles", "pc_traversal"]
+           "latent_pca", "nearest_particles", "pc_traversal", "umap_embedding"]

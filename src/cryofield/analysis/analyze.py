@@ -4,6 +4,7 @@ Layout of ``OUTDIR`` (particle indices are rows of the run's input file, so that
 ``cryofield select IN --ind FILE`` exports them):
 
 - ``z_pca.npy`` (N, k) coordinates on the latent PCs; ``pca.json`` explained variance
+- ``z_umap.npy`` (N, 2) UMAP of the latents (k = 15, min_dist 0.1; zdim > 1)
 - ``z_norm.npy`` (N,) each particle's ``|z|`` (outliers sit far from the origin)
 - ``kmeans{K}/``: ``labels.npy``, ``centers.txt`` (on-data latents), ``centers_ind.txt``,
   ``counts.txt``, ``cluster_XXX.ind.txt`` and, with a model, ``vol_XXX.mrc`` at the centres
@@ -21,12 +22,19 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.analysis.latent import LatentClusters, gmm_clusters, kmeans_clusters, latent_pca, pc_traversal
+from cryofield.analysis.latent import (
+    LatentClusters,
+    gmm_clusters,
+    kmeans_clusters,
+    latent_pca,
+    pc_traversal,
+    umap_embedding,
+)
 
 
 def analyze_latents(z: np.ndarray, outdir: str | os.PathLike, *, workdir: str | os.PathLike | None = None,
                     particle_indices: np.ndarray | None = None, ksample: int = 20, pcs: int = 2,
-                    pc_points: int = 10, gmm: int | None = None, seed: int = 0,
+                    pc_points: int = 10, gmm: int | None = None, umap: bool = True, seed: int = 0,
                     progress: Callable[[], None] | None = None) -> dict:
     """PCA, k-means with on-data centres, optional GMM and PC traversals of latents, saved to ``outdir``.
 
@@ -49,6 +57,8 @@ def analyze_latents(z: np.ndarray, outdir: str | os.PathLike, *, workdir: str | 
         Maps per traversal.
     gmm : int, optional
         Also fit a Gaussian mixture with this many full-covariance components.
+    umap : bool
+        Also a 2-D UMAP embedding (for zdim > 1; fitted on at most 100,000 particles).
     seed : int
         Makes clustering repeatable.
     progress : callable, optional
@@ -68,6 +78,8 @@ def analyze_latents(z: np.ndarray, outdir: str | os.PathLike, *, workdir: str | 
     pca = latent_pca(z)
     np.save(outdir / "z_pca.npy", pca.projected)
     np.save(outdir / "z_norm.npy", np.linalg.norm(z, axis=1))
+    if umap and z.shape[1] > 1 and len(z) > 15:
+        np.save(outdir / "z_umap.npy", umap_embedding(z, seed=seed))
     (outdir / "pca.json").write_text(json.dumps({"explained_variance_ratio": pca.explained_variance_ratio.tolist(),
                                                  "components": pca.components.tolist(),
                                                  "mean": pca.mean.tolist()}, indent=2) + "\n")

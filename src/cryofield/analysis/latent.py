@@ -155,3 +155,42 @@ def _check(z: np.ndarray) -> np.ndarray:
     if z.ndim != 2 or len(z) == 0 or not np.isfinite(z).all():
         raise ValueError(f"latents must be a finite (N, zdim) array, got shape {z.shape}")
     return z
+
+
+def umap_embedding(z: np.ndarray, *, n_neighbors: int = 15, min_dist: float = 0.1, max_fit: int = 100_000,
+                   seed: int = 0) -> np.ndarray:
+    """2-D UMAP of latents (umap-learn), with the seed's settings.
+
+    Parameters
+    ----------
+    z : ndarray, shape (N, zdim)
+    n_neighbors, min_dist :
+        UMAP's neighbourhood size and packing (the seed: 15 and 0.1).
+    max_fit : int
+        Above this many particles, fit on a random subsample of ``max_fit`` and place the
+        rest with the fitted model's ``transform`` (memory and time stay bounded at 10^6-10^7).
+    seed : int
+        Makes the embedding repeatable (UMAP then runs single-threaded).
+
+    Returns
+    -------
+    ndarray, shape (N, 2)
+    """
+    import warnings
+
+    import umap
+
+    z = _check(z)
+    if len(z) <= n_neighbors:
+        raise ValueError(f"UMAP needs more than n_neighbors = {n_neighbors} particles, got {len(z)}")
+    reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # random_state implies one thread
+        if len(z) <= max_fit:
+            return reducer.fit_transform(z).astype(np.float64)
+        fit = np.sort(np.random.default_rng(seed).choice(len(z), max_fit, replace=False))
+        out = np.empty((len(z), 2))
+        out[fit] = reducer.fit_transform(z[fit])
+        rest = np.setdiff1d(np.arange(len(z)), fit)
+        out[rest] = reducer.transform(z[rest])
+        return out

@@ -14,7 +14,7 @@ NAME = "analyze"
 
 def add_parser(subparsers):
     parser = command_parser(subparsers, NAME, "Analyse a train-vae run's latent space: PCA, k-means with on-data "
-                            "centres (maps and particle index files per cluster), maps along the PCs, optional "
+                            "centres (maps and particle index files per cluster), maps along the PCs, UMAP, optional "
                             "Gaussian mixture, |z| for outliers, and figures. Writes WORKDIR/analysis/.", """
         cryofield analyze run/                                   # 20 clusters, PC1-PC2 traversals, maps
         cryofield analyze run/ --ksample 10 --gmm 4 --pc 3 --seed 1
@@ -33,6 +33,7 @@ def add_parser(subparsers):
     parser.add_argument("--labels", type=Path, help="per-particle labels to colour by (.npy or .txt, N values)")
     parser.add_argument("--labels-name", default="labels", help="their name in the figure (default labels)")
     parser.add_argument("--no-maps", action="store_true", help="skip the maps")
+    parser.add_argument("--no-umap", action="store_true", help="skip the UMAP embedding")
     parser.add_argument("--seed", type=int, default=0, help="clustering seed (default 0)")
     return parser
 
@@ -79,7 +80,7 @@ def run(args) -> None:
     with progress_bar(n_maps if with_maps else 0, "maps", unit="map") as bar:
         summary = analyze_latents(z, outdir, workdir=args.workdir if with_maps else None, particle_indices=rows,
                                   ksample=args.ksample, pcs=args.pc, pc_points=args.pc_points, gmm=args.gmm,
-                                  seed=args.seed, progress=bar.update)
+                                  umap=not args.no_umap, seed=args.seed, progress=bar.update)
     log = args.workdir / "log.jsonl" if args.workdir is not None else None
     figures = plot_latent_figures(outdir, log_path=log, labels=labels, labels_name=args.labels_name)
     variance = ", ".join(f"{100 * v:.1f}" for v in summary["explained_variance_ratio"][:3])

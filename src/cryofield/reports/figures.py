@@ -51,10 +51,11 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
                         labels: np.ndarray | None = None, labels_name: str = "labels") -> list[str]:
     """Figures of a folder written by :func:`cryofield.analysis.analyze_latents`.
 
-    Writes into ``analysis_dir``: ``pca_scatter.png`` (PC1-PC2 coloured by the k-means
-    clusters, on-data centres numbered), ``pca_density.png`` (hexbin density),
-    ``z_norm.png`` (histogram of ``|z|``), ``pca_<labels_name>.png`` (coloured by ``labels``
-    when given) and ``loss.png`` (the training losses per epoch, from ``log_path``).
+    Writes into ``analysis_dir``, for each embedding present (``pca`` from ``z_pca.npy``,
+    ``umap`` from ``z_umap.npy``): ``<emb>_scatter.png`` (coloured by the k-means clusters,
+    on-data centres numbered), ``<emb>_density.png`` (hexbin density) and
+    ``<emb>_<labels_name>.png`` (coloured by ``labels`` when given); also ``z_norm.png``
+    (histogram of ``|z|``) and ``loss.png`` (training losses per epoch, from ``log_path``).
 
     Parameters
     ----------
@@ -81,10 +82,6 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
 
     folder = Path(analysis_dir)
     summary = json.loads((folder / "summary.json").read_text())
-    projected = np.load(folder / "z_pca.npy")
-    xy = projected[:, :2] if projected.shape[1] > 1 else np.column_stack([projected[:, 0], np.zeros(len(projected))])
-    variance = summary["explained_variance_ratio"]
-    axis_names = [f"PC{i + 1} ({100 * v:.1f} %)" for i, v in enumerate(variance[:2])] + ["(zdim 1)"]
     kmeans = next(name for name in summary if name.startswith("kmeans"))
     cluster = np.load(folder / kmeans / "labels.npy")
     centers = np.asarray(summary[kmeans]["centers_row"])  # latent rows of the on-data centres
@@ -96,30 +93,43 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
         plt.close(fig)
         written.append(name)
 
-    def scatter(colours: np.ndarray, title: str, name: str, numbered: bool) -> None:
-        fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-        size = max(0.5, min(8.0, 4000 / len(xy)))
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=size, cmap="tab20", alpha=0.6, linewidths=0)
-        if numbered:
-            for j, row in enumerate(centers):
-                ax.annotate(str(j), xy[row], fontsize=8, ha="center", va="center", weight="bold")
+    variance = summary["explained_variance_ratio"]
+    for emb in ("pca", "umap"):
+        if not (folder / f"z_{emb}.npy").is_file():
+            continue
+        xy = np.load(folder / f"z_{emb}.npy")
+        if xy.shape[1] == 1:
+            xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
+        if emb == "pca":
+            names = [f"PC{i + 1} ({100 * v:.1f} %)" for i, v in enumerate(variance[:2])] + ["(zdim 1)"]
         else:
-            fig.colorbar(points, ax=ax, label=labels_name)
-        ax.set(xlabel=axis_names[0], ylabel=axis_names[1], title=title)
-        save(fig, name)
-
-    scatter(cluster, f"{kmeans}: latent PCA, on-data centres numbered", "pca_scatter.png", True)
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-    hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
-    fig.colorbar(hexes, ax=ax, label="particles (log)")
-    ax.set(xlabel=axis_names[0], ylabel=axis_names[1], title="latent PCA density")
-    save(fig, "pca_density.png")
+            names = ["UMAP1", "UMAP2"]
+        size = max(0.5, min(8.0, 4000 / len(xy)))
+        for colours, title, name in ((cluster, f"{kmeans}, on-data centres numbered", f"{emb}_scatter.png"),
+                                     (labels, f"coloured by {labels_name}", f"{emb}_{labels_name}.png")):
+            if colours is None:
+                continue
+            colours = np.asarray(colours)
+            categorical = np.all(np.mod(colours, 1) == 0) and len(np.unique(colours)) <= 20
+            fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+            points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=size, cmap="tab20" if categorical else "viridis",
+                                alpha=0.6, linewidths=0)
+            if name.endswith("_scatter.png"):
+                for j, row in enumerate(centers):
+                    ax.annotate(str(j), xy[row], fontsize=8, ha="center", va="center", weight="bold")
+            else:
+                fig.colorbar(points, ax=ax, label=labels_name)
+            ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()}: {title}")
+            save(fig, name)
+        fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+        hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
+        fig.colorbar(hexes, ax=ax, label="particles (log)")
+        ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()} density")
+        save(fig, f"{emb}_density.png")
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
     ax.hist(np.load(folder / "z_norm.npy"), bins=100, color="slategray")
     ax.set(xlabel="|z|", ylabel="particles", title="latent norm (outliers far right)")
     save(fig, "z_norm.png")
-    if labels is not None:
-        scatter(np.asarray(labels), f"latent PCA coloured by {labels_name}", f"pca_{labels_name}.png", False)
     if log_path is not None and Path(log_path).is_file():
         records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
         if records:
@@ -134,4 +144,3 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
             ax.grid(alpha=0.3)
             save(fig, "loss.png")
     return written
-
