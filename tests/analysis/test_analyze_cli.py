@@ -68,3 +68,26 @@ def test_analyze_latents_alone_and_errors(run, tmp_path, capsys):
     np.save(tmp_path / "z3.npy", np.zeros((100, 3)))
     assert main(["analyze", str(out), "--z", str(tmp_path / "z3.npy")]) == 2
     assert "need (N, 2)" in capsys.readouterr().err
+
+
+def test_traversal_commands(run, tmp_path, capsys):
+    star, out = run
+    z = np.load(out / "z.npy")
+    assert main(["pc-traversal", str(out), "--pc", "2", "-n", "4", "-o", str(tmp_path / "pc")]) == 0
+    assert np.loadtxt(tmp_path / "pc/z_path.txt").shape == (4, 2) and len(list((tmp_path / "pc").glob("*.mrc"))) == 4
+    # anchors are input-file indices: the run trained on rows 20..119
+    assert main(["graph-traversal", str(out), "--anchors", "20", "119", "--avg-neighbors", "10", "--no-maps",
+                 "-o", str(tmp_path / "g")]) == 0
+    visited = np.loadtxt(tmp_path / "g/path_ind.txt", dtype=int)
+    assert visited[0] == 20 and visited[-1] == 119
+    np.testing.assert_allclose(np.loadtxt(tmp_path / "g/z_path.txt"), z[visited - 20])
+    assert main(["direct-traversal", str(out), "--anchors", "20", "119", "-n", "3", "--loop",
+                 "-o", str(tmp_path / "d")]) == 0
+    path = np.loadtxt(tmp_path / "d/z_path.txt")
+    assert path.shape == (6, 2) and len(list((tmp_path / "d").glob("*.mrc"))) == 6
+    np.testing.assert_allclose(path[[0, 3]], z[[0, 99]], atol=1e-6)
+    capsys.readouterr()
+    assert main(["graph-traversal", str(out), "--anchors", "5", "119", "-o", str(tmp_path / "x")]) == 2
+    assert "particle 5 is not one the run was trained on" in capsys.readouterr().err
+    assert main(["pc-traversal", str(out), "--pc", "3", "-o", str(tmp_path / "x")]) == 2
+    assert not (tmp_path / "x").exists()

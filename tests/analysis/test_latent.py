@@ -73,3 +73,30 @@ def test_umap_separates_clusters_and_subsamples(blobs):
     assert min(gaps) > 2 * spread
     with pytest.raises(ValueError, match="n_neighbors"):
         umap_embedding(z[:10])
+
+
+def test_neighbour_graph_rule_and_paths():
+    from scipy.sparse.csgraph import connected_components
+
+    from cryofield.analysis import direct_path, graph_path, neighbour_graph
+
+    rng = np.random.default_rng(0)
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False)  # a noisy circle: the graph path must follow it
+    z = np.column_stack([np.cos(t), np.sin(t)]) * 10 + rng.normal(0, 0.05, (400, 2))
+    graph = neighbour_graph(z)
+    degree = np.diff(graph.indptr)
+    assert 5 <= degree.mean() <= 10 and degree.max() <= 20  # 5 on average before symmetrising; <= 10 each way
+    assert (graph != graph.T).nnz == 0 and graph.diagonal().sum() == 0
+    assert connected_components(graph)[0] == 1
+    path = graph_path(z, [0, 200, 399], graph=graph)
+    assert path[0] == 0 and path[-1] == 399 and 200 in path and len(set(path)) == len(path)
+    steps = np.linalg.norm(np.diff(z[path], axis=0), axis=1)
+    assert steps.max() < 1.0  # along the circle, never across it
+    # two separate blobs: no path between them
+    blobs = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(100, 0.1, (50, 2))])
+    with pytest.raises(ValueError, match="separate parts"):
+        graph_path(blobs, [0, 99])
+    line = direct_path(np.array([[0.0, 0], [1, 0], [1, 1]]), n=4)
+    assert line.shape == (9, 2) and np.allclose(line[[0, 4, 8]], [[0, 0], [1, 0], [1, 1]])
+    ring = direct_path(np.array([[0.0], [1.0]]), n=2, loop=True)
+    np.testing.assert_allclose(ring[:, 0], [0, 0.5, 1, 0.5])

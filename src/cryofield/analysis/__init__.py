@@ -12,6 +12,8 @@ from cryofield.analysis.latent import (
     pc_traversal,
     umap_embedding,
 )
+from cryofield.analysis.traversal import direct_path, graph_path, neighbour_graph
 
-__all__ = ["LatentClusters", "LatentPCA", "analyze_latents", "evaluate_run", "gmm_clusters", "kmeans_clusters",
-           "latent_pca", "nearest_particles", "pc_traversal", "umap_embedding"]
+__all__ = ["LatentClusters", "LatentPCA", "analyze_latents", "direct_path", "evaluate_run", "gmm_clusters",
+           "graph_path", "kmeans_clusters", "latent_pca", "nearest_particles", "neighbour_graph", "pc_traversal",
+           "umap_embedding"]

@@ -10,15 +10,18 @@ from cryofield import __version__
 from cryofield.cli import (
     analyze,
     backproject,
+    direct_traversal,
     downsample,
     eval_images,
     eval_vol,
     evaluate,
     flip_hand,
     fsc,
+    graph_traversal,
     info,
     invert,
     mask,
+    pc_traversal,
     phase_flip,
     select,
     sharpen,
@@ -29,7 +32,8 @@ from cryofield.cli import (
 from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
-            train_nn, train_vae, eval_vol, eval_images, evaluate, analyze]
+            train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
+            direct_traversal]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,67 @@
+"""What the latent-space commands share: a run's latents and particle rows, and writing a path with its maps."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import progress_bar, read_indices
+from cryofield.errors import InputError
+
+
+def add_path_arguments(parser: argparse.ArgumentParser) -> None:
+    """The run, its latents, the output folder and ``--no-maps``."""
+    parser.add_argument("workdir", type=Path, help="a train-vae run")
+    parser.add_argument("--z", type=Path, help="latents (.npy, N x zdim; default WORKDIR/z.npy)")
+    parser.add_argument("-o", "--outdir", type=Path, required=True)
+    parser.add_argument("--no-maps", action="store_true", help="write the path only")
+
+
+def load_run_latents(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """``(z, rows)``: the run's latents (N, zdim) and the input-file row of each (N,)."""
+    from cryofield.train import TrainConfig
+
+    if not (args.workdir / "config.json").is_file():
+        raise InputError(args.workdir, "not a trained work directory (config.json)")
+    config = TrainConfig.load(args.workdir / "config.json")
+    if not config.zdim:
+        raise InputError(args.workdir, "a train-nn run has no latents")
+    z_file = args.z or args.workdir / "z.npy"
+    if not z_file.is_file():
+        raise InputError(z_file, "not found" + ("" if args.z else ": the run did not finish"))
+    z = np.load(z_file)
+    if z.ndim != 2 or z.shape[1] != config.zdim or not np.isfinite(z).all():
+        raise InputError(z_file, f"latents of shape {z.shape}: need finite (N, {config.zdim})")
+    rows = read_indices(Path(config.ind), np.iinfo(np.int64).max) if config.ind else np.arange(len(z))
+    if len(rows) != len(z):
+        raise InputError(z_file, f"{len(z)} latents for the run's {len(rows)} particles")
+    return z, rows
+
+
+def latent_rows(anchors: list[int], rows: np.ndarray, source: Path) -> np.ndarray:
+    """Latent rows of particles given as input-file indices (``rows`` sorted, from :func:`load_run_latents`)."""
+    anchors = np.asarray(anchors, np.int64)
+    at = np.searchsorted(rows, anchors)
+    bad = (at >= len(rows)) | (rows[np.minimum(at, len(rows) - 1)] != anchors)
+    if bad.any():
+        raise InputError(source, f"particle {int(anchors[bad][0])} is not one the run was trained on")
+    return at
+
+
+def write_path(args: argparse.Namespace, zs: np.ndarray, what: str, particle_rows: np.ndarray | None = None) -> None:
+    """``OUTDIR/z_path.txt`` (and ``path_ind.txt``), then one map per latent unless ``--no-maps``."""
+    from cryofield.train import write_volumes
+
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    np.savetxt(args.outdir / "z_path.txt", zs)
+    if particle_rows is not None:
+        np.savetxt(args.outdir / "path_ind.txt", particle_rows, fmt="%d")
+    message = f"wrote {args.outdir}/z_path.txt ({what}, {len(zs)} points)"
+    if not args.no_maps:
+        paths = [args.outdir / f"vol_{i:03d}.mrc" for i in range(len(zs))]
+        with progress_bar(len(zs), "maps", unit="map") as bar:
+            box, apix = write_volumes(args.workdir, zs, paths, progress=bar.update)
+        message += f" and {len(paths)} maps ({box}^3, {apix:.4f} A/px)"
+    print(message)
