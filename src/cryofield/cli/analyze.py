@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser, progress_bar, read_indices
+from cryofield.cli._common import command_parser, progress_bar
+from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
 
 NAME = "analyze"
@@ -41,34 +42,24 @@ def add_parser(subparsers):
 def run(args) -> None:
     from cryofield.analysis import analyze_latents
     from cryofield.reports import plot_latent_figures
-    from cryofield.train import TrainConfig
 
     if args.workdir is None and (args.z is None or args.outdir is None):
         raise InputError(Path("."), "give a run directory, or --z and -o for latents alone")
-    config = None
-    if args.workdir is not None:
-        if not (args.workdir / "config.json").is_file():
-            raise InputError(args.workdir, "not a trained work directory (config.json)")
-        config = TrainConfig.load(args.workdir / "config.json")
-        if not config.zdim:
-            raise InputError(args.workdir, "a train-nn run has no latents to analyse")
     z_file = args.z or args.workdir / "z.npy"
-    if not z_file.is_file():
-        raise InputError(z_file, "not found" + ("" if args.z else ": the run did not finish"))
-    z = np.load(z_file)
-    if z.ndim != 2 or not np.isfinite(z).all() or (config and z.shape[1] != config.zdim):
-        raise InputError(z_file, f"latents of shape {z.shape}" + (f": need (N, {config.zdim})" if config else "")
-                         + " with finite values")
+    rows = None
+    if args.workdir is not None:
+        z, rows = load_run_latents(args)  # rows of the run's input file
+    else:
+        if not z_file.is_file():
+            raise InputError(z_file, "not found")
+        z = np.load(z_file)
+        if z.ndim != 2 or not np.isfinite(z).all():
+            raise InputError(z_file, f"latents of shape {z.shape}: need finite (N, zdim)")
     for name in ("ksample", "pc", "pc_points"):
         if getattr(args, name) < 1:
             raise InputError(z_file, f"--{name.replace('_', '-')} must be at least 1")
     if args.gmm is not None and not 1 <= args.gmm <= len(z):
         raise InputError(z_file, f"--gmm {args.gmm}: between 1 and the {len(z)} particles")
-    rows = None
-    if config is not None and config.ind:
-        rows = read_indices(Path(config.ind), np.iinfo(np.int64).max)  # rows of the run's input file
-        if len(rows) != len(z):
-            raise InputError(z_file, f"{len(z)} latents for the run's {len(rows)} particles")
     labels = None
     if args.labels is not None:
         labels = np.load(args.labels) if args.labels.suffix == ".npy" else np.loadtxt(args.labels, ndmin=1)
