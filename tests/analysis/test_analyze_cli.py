@@ -91,3 +91,37 @@ def test_traversal_commands(run, tmp_path, capsys):
     assert "particle 5 is not one the run was trained on" in capsys.readouterr().err
     assert main(["pc-traversal", str(out), "--pc", "3", "-o", str(tmp_path / "x")]) == 2
     assert not (tmp_path / "x").exists()
+
+
+def test_filter_and_compare_runs(run, tmp_path, capsys):
+    import json as json_
+
+    star, out = run
+    assert main(["analyze", str(out), "--ksample", "3", "--no-maps", "--pc", "1", "-o", str(tmp_path / "an")]) == 0
+    labels = np.load(tmp_path / "an/kmeans3/labels.npy")
+    keep = tmp_path / "keep.txt"
+    assert main(["filter", str(out), "--analysis", str(tmp_path / "an"), "--clusters", "0", "2", "-o", str(keep)]) == 0
+    assert np.array_equal(np.loadtxt(keep, dtype=int), np.flatnonzero(labels != 1) + 20)  # input-file rows
+    rest = tmp_path / "rest.txt"
+    assert main(["filter", str(out), "--analysis", str(tmp_path / "an"), "--clusters", "0", "2", "--invert",
+                 "-o", str(rest)]) == 0
+    assert np.array_equal(np.loadtxt(rest, dtype=int), np.flatnonzero(labels == 1) + 20)
+    # a polygon in PCA coordinates covering everything, intersected with a 90 % random split
+    pca = np.load(tmp_path / "an/z_pca.npy")
+    lo, hi = pca[:, :2].min(0) - 1, pca[:, :2].max(0) + 1
+    polygon = tmp_path / "all.json"
+    polygon.write_text(json_.dumps({"space": "pca", "vertices": [[lo[0], lo[1]], [hi[0], lo[1]], [hi[0], hi[1]],
+                                                                   [lo[0], hi[1]]]}))
+    assert main(["filter", str(out), "--analysis", str(tmp_path / "an"), "--polygon", str(polygon), "--fraction",
+                 "0.9", "-o", str(tmp_path / "p.txt")]) == 0
+    assert len(np.loadtxt(tmp_path / "p.txt")) == 90
+    assert main(["filter", str(out), "--ind", str(keep), str(rest), "--combine", "intersection",
+                 "-o", str(tmp_path / "none.txt")]) == 0
+    assert np.loadtxt(tmp_path / "none.txt").size == 0
+    capsys.readouterr()
+    assert main(["filter", str(out), "-o", str(tmp_path / "x.txt")]) == 2
+    assert "at least one criterion" in capsys.readouterr().err and not (tmp_path / "x.txt").exists()
+    # a run compared with itself agrees completely
+    assert main(["compare-runs", str(out), str(out), "--k", "3", "--json", "--plot", str(tmp_path / "c.png")]) == 0
+    report = json_.loads(capsys.readouterr().out)
+    assert report["agreement"] == 1.0 and report["mapping"] == [0, 1, 2] and (tmp_path / "c.png").is_file()

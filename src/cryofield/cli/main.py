@@ -10,11 +10,13 @@ from cryofield import __version__
 from cryofield.cli import (
     analyze,
     backproject,
+    compare_runs,
     direct_traversal,
     downsample,
     eval_images,
     eval_vol,
     evaluate,
+    filter_particles,
     flip_hand,
     fsc,
     graph_traversal,
@@ -33,7 +35,7 @@ from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
-            direct_traversal]
+            direct_traversal, filter_particles, compare_runs]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -144,3 +144,21 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
             ax.grid(alpha=0.3)
             save(fig, "loss.png")
     return written
+
+
+def plot_confusion(path: str | os.PathLike, confusion: np.ndarray, title: str = "") -> None:
+    """Save a confusion matrix (Ka, Kb) of particle counts as a heat map, rows normalised."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    confusion = np.asarray(confusion, float)
+    fractions = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    image = ax.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, label="fraction of the run A cluster")
+    ax.set(xlabel="run B cluster (matched order)", ylabel="run A cluster", title=title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
