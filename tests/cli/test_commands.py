@@ -26,7 +26,7 @@ def relion31(data, tmp_path):
     return tmp_path / "relion31.star"
 
 
-@pytest.mark.parametrize("command", [m.add_parser.__module__.rsplit(".", 1)[1].replace("_", "-")
+@pytest.mark.parametrize("command", [getattr(m, "NAME", m.__name__.rsplit(".", 1)[1].replace("_", "-"))
                                      for m in COMMANDS])
 def test_help_has_examples(command, capsys):
     with pytest.raises(SystemExit) as exit_:
