@@ -355,6 +355,8 @@ def recipes(args) -> None:
     for name in args.recipes:
         work = Path(args.workdir) / "recipes" / name
         data = work / "data"
+        if (data / "truth.npz").is_file() and len(np.load(data / "truth.npz")["state"]) != args.n:
+            shutil.rmtree(data)  # simulated for another --n
         if not (data / "truth.npz").is_file():
             subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED))] + RECIPES[name] +
                            ["--box", "64", "--apix", "1.5", "-n", str(args.n), "--snr", "0.1", "--shift-px", "3",

@@ -125,3 +125,20 @@ def test_filter_and_compare_runs(run, tmp_path, capsys):
     assert main(["compare-runs", str(out), str(out), "--k", "3", "--json", "--plot", str(tmp_path / "c.png")]) == 0
     report = json_.loads(capsys.readouterr().out)
     assert report["agreement"] == 1.0 and report["mapping"] == [0, 1, 2] and (tmp_path / "c.png").is_file()
+
+
+def test_maps_at_the_mean_latent_of_particle_sets(run, tmp_path, capsys):
+    star, out = run
+    z = np.load(out / "z.npy")
+    np.savetxt(tmp_path / "a.txt", [20, 21, 22], fmt="%d")
+    np.savetxt(tmp_path / "b.txt", [119], fmt="%d")
+    assert main(["eval-vol", str(out), "--mean-of", str(tmp_path / "a.txt"), str(tmp_path / "b.txt"),
+                 "-o", str(tmp_path / "m")]) == 0
+    assert main(["eval-vol", str(out), "--z", *map(str, z[:3].mean(0)), "-o", str(tmp_path / "direct")]) == 0
+    np.testing.assert_allclose(read_map(tmp_path / "m/vol_000.mrc")[0], read_map(tmp_path / "direct/vol_000.mrc")[0],
+                               atol=1e-4)
+    assert (tmp_path / "m/vol_001.mrc").is_file()
+    np.savetxt(tmp_path / "c.txt", [3], fmt="%d")
+    capsys.readouterr()
+    assert main(["eval-vol", str(out), "--mean-of", str(tmp_path / "c.txt"), "-o", str(tmp_path / "x")]) == 2
+    assert "particle 3 is not one the run was trained on" in capsys.readouterr().err

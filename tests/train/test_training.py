@@ -76,7 +76,7 @@ def test_vae_latents_and_eval_vol(toy, tmp_path, capsys):
     assert volume.shape == (16, 16, 16) and apix == pytest.approx(5.0 * 24 / 16)
     capsys.readouterr()
     assert main(["eval-vol", str(out), "-o", str(tmp_path / "x")]) == 2
-    assert "pass --z or --z-file" in capsys.readouterr().err
+    assert "pass --z, --z-file or --mean-of" in capsys.readouterr().err
     assert main(["eval-vol", str(out), "--z", "1", "2", "-o", str(tmp_path / "x")]) == 2
     assert "zdim 3" in capsys.readouterr().err
     assert main(["train-nn", str(toy), "-o", str(tmp_path / "none"), "--resume"]) == 2

@@ -18,12 +18,16 @@ def add_parser(subparsers):
         cryofield eval-vol run/ -o maps/                       # train-nn: maps/vol_000.mrc
         cryofield eval-vol run/ --z 0.5 -1.2 0 0 0 0 0 0 -o maps/
         cryofield eval-vol run/ --z-file centers.txt -o maps/ --box 64 --flip --lowpass 6
+        cryofield eval-vol run/ --mean-of run/analysis/kmeans20/cluster_003.ind.txt selected.txt -o maps/
         """)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("-o", "--outdir", type=Path, required=True)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--z", type=float, nargs="+", help="one latent (zdim numbers)")
     which.add_argument("--z-file", type=Path, help="latents, one per row (.txt or .npy)")
+    which.add_argument("--mean-of", type=Path, nargs="+", metavar="IND",
+                       help="one map per index file (input-file indices): at the mean latent of its particles")
+    parser.add_argument("--latents", type=Path, help="--mean-of: latents to average (default WORKDIR/z.npy)")
     parser.add_argument("--box", type=int, help="render at this smaller box (Fourier-cropped)")
     parser.add_argument("--apix", type=float, help="pixel size in A to write (default: the training data's)")
     parser.add_argument("--flip", action="store_true", help="invert the hand")
@@ -42,8 +46,10 @@ def run(args) -> None:
             zs = np.asarray(args.z, float)[None]
         elif args.z_file is not None:
             zs = np.load(args.z_file) if args.z_file.suffix == ".npy" else np.loadtxt(args.z_file, ndmin=2)
+        elif args.mean_of is not None:
+            zs = _set_means(args)
         else:
-            raise InputError(args.workdir, f"this model has zdim {config.zdim}: pass --z or --z-file")
+            raise InputError(args.workdir, f"this model has zdim {config.zdim}: pass --z, --z-file or --mean-of")
         zs = np.asarray(zs, float).reshape(len(zs), -1)
         if zs.shape[1] != config.zdim:
             raise InputError(args.z_file or args.workdir, f"latents have {zs.shape[1]} values; the model has "
@@ -56,3 +62,20 @@ def run(args) -> None:
         box, apix = write_volumes(args.workdir, zs, paths, box=args.box, apix=args.apix, flip=args.flip,
                                   lowpass=args.lowpass, progress=bar.update)
     print(f"wrote {len(paths)} map(s) to {args.outdir}/ ({box}^3, {apix:.4f} A/px)")
+
+
+def _set_means(args) -> np.ndarray:
+    """The mean latent of the particles of each ``--mean-of`` file, (files, zdim)."""
+    import argparse
+
+    from cryofield.cli._common import read_indices
+    from cryofield.cli._latents import latent_rows, load_run_latents
+
+    z, rows = load_run_latents(argparse.Namespace(workdir=args.workdir, z=args.latents))
+    means = []
+    for path in args.mean_of:
+        chosen = read_indices(path, np.iinfo(np.int64).max)
+        if not len(chosen):
+            raise InputError(path, "no particles")
+        means.append(z[latent_rows(chosen, rows, path)].mean(0))
+    return np.stack(means)
