@@ -42,9 +42,13 @@ def run(args) -> None:
     from cryofield.cli._train import prepare_data
     from cryofield.train import TrainConfig, evaluate_images, image_losses, load_models, refine_latents
 
+    if args.refine_z < 0 or args.refine_lr <= 0 or (args.refine_radius is not None and args.refine_radius <= 0):
+        raise InputError(args.workdir, "--refine-z must be >= 0, --refine-lr and --refine-radius > 0")
     if not (args.workdir / "config.json").is_file():
         raise InputError(args.workdir, "not a trained work directory (config.json)")
     config = TrainConfig.load(args.workdir / "config.json")
+    if args.refine_z and not config.zdim:
+        raise InputError(args.workdir, "--refine-z needs a train-vae run (this model has no latent)")
     if config.tilt and args.particles is not None and args.tilt is None:
         raise InputError(args.workdir, "the model encodes tilt pairs: pass --tilt with --particles")
     source = argparse.Namespace(
@@ -61,10 +65,6 @@ def run(args) -> None:
         raise InputError(source.input, f"images are {table.box_size} px; the model was trained at {config.box}")
     data = prepare_data(source, table, vae=bool(config.zdim), scale=config.data_scale)
     _, models = load_models(args.workdir, config.box, data.n_pixels)
-    if args.refine_z < 0 or args.refine_lr <= 0 or (args.refine_radius is not None and args.refine_radius <= 0):
-        raise InputError(args.workdir, "--refine-z must be >= 0, --refine-lr and --refine-radius > 0")
-    if args.refine_z and not config.zdim:
-        raise InputError(args.workdir, "--refine-z needs a train-vae run (this model has no latent)")
     means, logvars, losses = evaluate_images(models, data, args.batch_size, losses=not args.refine_z)
     if args.refine_z:
         radius = args.refine_radius or None

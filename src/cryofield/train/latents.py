@@ -19,9 +19,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from cryofield.data import ParticleSource, PreparedParticles, encoder_input
+from cryofield.data import ParticleSource, PreparedParticles
 from cryofield.train.distributed import autocast
-from cryofield.train.loop import Models, _to, slice_coords
+from cryofield.train.loop import Models, _image_losses, batches, encode
 
 
 def _band_limited(batch: PreparedParticles, radius_px: float | None) -> PreparedParticles:
@@ -36,16 +36,9 @@ def _band_limited(batch: PreparedParticles, radius_px: float | None) -> Prepared
 
 
 def _objective(models: Models, batch: PreparedParticles, z: torch.Tensor, prior_weight: float) -> torch.Tensor:
-    """``L_i(z)`` (B,) of each image of the (band-limited) batch, fp32."""
-    parts = [batch] if batch.tilted is None else [batch, batch.tilted]
-    total = torch.zeros(len(batch), device=z.device)
-    for part in parts:
-        predicted = models.decoder(slice_coords(part.coords, part.rotations, part.box), z)  # complex
-        if part.ctf is not None:
-            predicted = predicted * part.ctf
-        total = total + (predicted - part.images).abs().pow(2).mean(-1).float()
+    """``L_i(z)`` (B,) of each image of the (band-limited) batch, fp32: its training loss plus the prior."""
     pixels = 2 * batch.coords.shape[0] - 1
-    return total / len(parts) + prior_weight * 0.5 * z.pow(2).sum(-1) / pixels
+    return _image_losses(models, batch, z) + prior_weight * 0.5 * z.pow(2).sum(-1) / pixels
 
 
 def refine_latents(models: Models, data: ParticleSource, *, steps: int = 10, lr: float = 0.05,
@@ -89,28 +82,21 @@ def refine_latents(models: Models, data: ParticleSource, *, steps: int = 10, lr:
         p.requires_grad_(False)
     out = []
     try:
-        for start in range(0, len(data), chunk_size):
-            chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
-            for first in range(0, len(chunk), batch_size):
-                batch = _to(chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))), device)
-                with torch.no_grad():  # the encoder means exactly as posterior_means gives them
-                    x = encoder_input(batch.images, batch.ctf)
-                    if batch.tilted is not None:
-                        mu, _ = models.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))
-                    else:
-                        mu, _ = models.encoder(x)
-                z = mu.float().clone().requires_grad_(steps > 0)
-                fit = _band_limited(batch, radius_px)
-                optimizer = torch.optim.Adam([z], lr=lr)
-                for _ in range(steps):
-                    optimizer.zero_grad(set_to_none=True)
-                    with autocast(device, amp):
-                        loss = _objective(models, fit, z, kl_weight)
-                    loss.sum().backward()  # images are independent: the sum's gradient is each image's own
-                    optimizer.step()
-                out.append(z.detach().cpu())
-                if progress is not None:
-                    progress(len(batch))
+        for _, batch in batches(data, batch_size, device, chunk_size):
+            with torch.no_grad():  # the encoder means exactly as posterior_means gives them
+                mu, _ = encode(models, batch)
+            z = mu.float().clone().requires_grad_(steps > 0)
+            fit = _band_limited(batch, radius_px)
+            optimizer = torch.optim.Adam([z], lr=lr)
+            for _ in range(steps):
+                optimizer.zero_grad(set_to_none=True)
+                with autocast(device, amp):
+                    loss = _objective(models, fit, z, kl_weight)
+                loss.sum().backward()  # images are independent: the sum's gradient is each image's own
+                optimizer.step()
+            out.append(z.detach().cpu())
+            if progress is not None:
+                progress(len(batch))
     finally:
         for p in frozen:
             p.requires_grad_(True)

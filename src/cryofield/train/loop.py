@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -331,22 +331,15 @@ def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256,
     """
     device = next(models.decoder.parameters()).device
     means, logvars, errors = [], [], []
-    for start in range(0, len(data), chunk_size):
-        chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
-        for first in range(0, len(chunk), batch_size):
-            batch = _to(chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))), device)
-            if models.encoder is not None:
-                x = encoder_input(batch.images, batch.ctf)
-                if batch.tilted is not None:
-                    mu, logvar = models.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))
-                else:
-                    mu, logvar = models.encoder(x)
-            else:
-                mu = logvar = torch.zeros((len(batch), 0), device=device)
-            means.append(mu.cpu())
-            logvars.append(logvar.cpu())
-            if losses:
-                errors.append(_image_losses(models, batch, mu if models.encoder is not None else None).cpu())
+    for _, batch in batches(data, batch_size, device, chunk_size):
+        if models.encoder is not None:
+            mu, logvar = encode(models, batch)
+        else:
+            mu = logvar = torch.zeros((len(batch), 0), device=device)
+        means.append(mu.cpu())
+        logvars.append(logvar.cpu())
+        if losses:
+            errors.append(_image_losses(models, batch, mu if models.encoder is not None else None).cpu())
     return (torch.cat(means).numpy(), torch.cat(logvars).numpy(),
             torch.cat(errors).numpy() if losses else None)
 
@@ -358,13 +351,27 @@ def image_losses(models: Models, data: ParticleSource, latents: np.ndarray, batc
     device = next(models.decoder.parameters()).device
     latents = torch.as_tensor(np.asarray(latents, np.float32))
     errors = []
+    for start, batch in batches(data, batch_size, device, chunk_size):
+        z = latents[start:start + len(batch)].to(device) if latents.shape[1] else None
+        errors.append(_image_losses(models, batch, z).cpu())
+    return torch.cat(errors).numpy()
+
+
+def batches(data: ParticleSource, batch_size: int, device: torch.device,
+            chunk_size: int = 4096) -> Iterator[tuple[int, PreparedParticles]]:
+    """``(first particle, batch)`` over all particles in order, on ``device``; lazy sources read in chunks."""
     for start in range(0, len(data), chunk_size):
         chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
         for first in range(0, len(chunk), batch_size):
-            rows = torch.arange(first, min(first + batch_size, len(chunk)))
-            z = latents[start + rows].to(device) if latents.shape[1] else None
-            errors.append(_image_losses(models, _to(chunk.subset(rows), device), z).cpu())
-    return torch.cat(errors).numpy()
+            yield start + first, _to(chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))), device)
+
+
+def encode(models: Models, batch: PreparedParticles) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)`` (B, zdim) of the encoder for a batch (both images of tilt pairs)."""
+    x = encoder_input(batch.images, batch.ctf)
+    if batch.tilted is not None:
+        return models.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))
+    return models.encoder(x)
 
 
 def _image_losses(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
