@@ -4,7 +4,7 @@ The graph follows the seed's section 4.4.12: particles are nodes, two are neighb
 their latents are closer than a threshold chosen so that nodes have 5 neighbours on average,
 no node keeps more than 10 (its nearest), and Dijkstra's algorithm finds the shortest path
 through a series of anchor particles. Only each particle's 10 nearest neighbours are ever
-computed (a k-d tree), so the graph is sparse and builds in seconds at 10^6 particles.
+computed (a k-d tree on all cores), so the graph and its memory grow linearly with N.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def neighbour_graph(z: np.ndarray, avg_neighbours: float = 5, max_neighbours: in
     k = min(max_neighbours, n - 1)
     if k < 1:
         raise ValueError("a graph needs at least 2 particles")
-    distances, index = cKDTree(z).query(z, k=k + 1)
+    distances, index = cKDTree(z).query(z, k=k + 1, workers=-1)
     distances, index = distances[:, 1:], index[:, 1:]  # drop each point itself
     order = np.sort(distances, axis=None)
     threshold = order[min(len(order) - 1, int(round(avg_neighbours * n)) - 1)]
