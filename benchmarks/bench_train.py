@@ -1,6 +1,6 @@
 """Neural training benchmarks: `cryofield train-vae` against `cryodrgn train_vae`, and lazy-loading memory.
 
-    python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--peer /tmp/peer/bin/cryodrgn]
+    python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--batch-size 8] [--peer PATH]
     python benchmarks/bench_train.py memory [--workdir DIR]
     python benchmarks/bench_train.py homogeneous [--n 5000] [--epochs 20]
     python benchmarks/bench_train.py accuracy --n 10000 --epochs 10 [--zdims 1 8] [--refine-z 10]
@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 BIN = Path(sys.executable).parent
-CRYOFIELD = str(BIN / "cryofield")
+CRYOFIELD = os.environ.get("CRYOFIELD", str(BIN / "cryofield"))  # override: a launcher where none is installed
 ARCH = ["--enc-dim", "256", "--enc-layers", "3", "--dec-dim", "256", "--dec-layers", "3", "--zdim", "8",
         "--pe-type", "gaussian", "--domain", "fourier", "-b", "8", "--lr", "1e-4"]
 
@@ -64,15 +64,21 @@ def timed(cmd: list[str], limit_s: float | None = None) -> tuple[float, float]:
     """(wall seconds, peak RSS in MB) of a command; raises with its stderr when it fails.
 
     With ``limit_s`` the command is interrupted (SIGINT) after that many seconds, which is
-    not a failure.
+    not a failure. Without GNU time (``/usr/bin/time``) the peak is that of all children so far.
     """
     start = time.perf_counter()
     prefix = ["timeout", "--signal=INT", str(limit_s)] if limit_s else []
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + prefix + cmd, capture_output=True, text=True)
+    gnu_time = Path("/usr/bin/time").exists()
+    wrapper = ["/usr/bin/time", "-f", "MAXRSS %M"] if gnu_time else []
+    result = subprocess.run(wrapper + prefix + cmd, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0 and not (limit_s and result.returncode in (124, 130)):
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{result.stderr[-3000:]}")
-    return seconds, int(re.findall(r"MAXRSS (\d+)", result.stderr)[-1]) / 1024
+    if gnu_time:
+        return seconds, int(re.findall(r"MAXRSS (\d+)", result.stderr)[-1]) / 1024
+    import resource
+
+    return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
 def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0) -> Path:
@@ -152,16 +158,22 @@ def describe(score: dict) -> str:
             f"+- {fsc['resolution_px_std']:.2f} px, AUC {fsc['auc_mean']:.3f}{extra}")
 
 
-def bf16_peak_gflops(size: int = 2048, repeats: int = 20) -> float:
-    """Measured bf16 matmul throughput of this machine, GFLOP/s."""
+def bf16_peak_gflops(device: str = "cpu", repeats: int = 20) -> float:
+    """Measured bf16 matmul throughput of ``device`` (2048^3 products on CPU, 8192^3 on a GPU), GFLOP/s."""
     import torch
 
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
-    a @ b
+    size = 8192 if device.startswith("cuda") else 2048
+    a = torch.randn(size, size, dtype=torch.bfloat16, device=device)
+    b = torch.randn(size, size, dtype=torch.bfloat16, device=device)
+    for _ in range(3):
+        a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         a @ b
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
@@ -195,9 +207,22 @@ def our_maps(workdir: Path):
     return maps_for
 
 
+def peer_epoch_seconds(run: Path) -> list[float]:
+    """Seconds of each training epoch of a cryoDRGN run, read from its ``run.log``."""
+    times = re.findall(r"=====> Epoch: \d+ .*Finished in (\d+):(\d+):([\d.]+)", (run / "run.log").read_text())
+    return [3600 * int(h) + 60 * int(m) + float(sec) for h, m, sec in times]
+
+
+def with_batch_size(arch: list[str], batch_size: int) -> list[str]:
+    """``arch`` with its ``-b`` value replaced."""
+    arch = list(arch)
+    arch[arch.index("-b") + 1] = str(batch_size)
+    return arch
+
+
 def run_peer(peer: str, star: Path, theirs: Path, data: Path, rows: np.ndarray, epochs: int,
-             arch: list[str]) -> tuple[float, float, dict]:
-    """Train `cryodrgn train_vae` on ``star`` into ``theirs``; (seconds, peak RSS MB, scores)."""
+             arch: list[str], score: bool = True) -> tuple[float, float, dict | None]:
+    """Train `cryodrgn train_vae` on ``star`` into ``theirs``; (seconds, peak RSS MB, scores or None)."""
     from cryofield.io import load_legacy_pickle, read_map
 
     if theirs.exists():
@@ -222,7 +247,7 @@ def run_peer(peer: str, star: Path, theirs: Path, data: Path, rows: np.ndarray, 
                        capture_output=True)
         return [read_map(theirs / "maps" / f"vol_{i + 1:03d}.mrc")[0] for i in range(len(zs))]  # numbered from 1
 
-    score_peer = score_latents_and_maps(z_peer, data, rows, peer_maps)
+    score_peer = score_latents_and_maps(z_peer, data, rows, peer_maps) if score else None
     return t_peer, rss_peer, score_peer
 
 
@@ -235,28 +260,42 @@ def speed(args) -> None:
     ours = work / "cryofield"
     if ours.exists():
         shutil.rmtree(ours)
-    t_ours, rss_ours = timed([CRYOFIELD, "train-vae", str(star), "-o", str(ours), "-n", str(args.epochs)] + ARCH)
+    arch = with_batch_size(ARCH, args.batch_size)
+    compile_flag = ["--compile", args.compile] if args.compile else []
+    t_ours, rss_ours = timed([CRYOFIELD, "train-vae", str(star), "-o", str(ours), "-n", str(args.epochs)] + arch
+                             + compile_flag)
     rate_ours = args.n * args.epochs / t_ours
     log = [json.loads(line) for line in (ours / "log.jsonl").read_text().splitlines()]
     rate_loop = np.mean([r["images_per_second"] for r in log])
 
-    score_ours = score_latents_and_maps(np.load(ours / "z.npy"), data, rows, our_maps(ours))
+    score_ours = None if args.no_score else score_latents_and_maps(np.load(ours / "z.npy"), data, rows,
+                                                                   our_maps(ours))
     gflop = step_gflop_per_image()
-    peak = bf16_peak_gflops()
+    import torch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    peak = bf16_peak_gflops(device)
     print(f"cryofield train-vae: {t_ours:.1f} s for {args.n} x {args.epochs} epochs = {rate_ours:.1f} images/s "
           f"(training loop alone {rate_loop:.1f} images/s), peak RSS {rss_ours:.0f} MB")
-    print(describe(score_ours))
+    if score_ours:
+        print(describe(score_ours))
     print(f"  matmul work {gflop:.2f} GFLOP per image -> {gflop * rate_loop:.0f} GFLOP/s in the loop; "
-          f"bf16 matmul peak measured {peak:.0f} GFLOP/s: {100 * gflop * rate_loop / peak:.1f} % of peak", flush=True)
+          f"bf16 matmul peak measured on {device} {peak:.0f} GFLOP/s: {100 * gflop * rate_loop / peak:.1f} % of peak",
+          flush=True)
     peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
-    if not peer:
-        print("cryodrgn not found: no comparison")
+    if not peer or args.no_peer:
+        print("cryodrgn not found or not asked for: no comparison")
         return
-    t_peer, rss_peer, score_peer = run_peer(peer, star, work / "cryodrgn", data, rows, args.epochs, ARCH)
+    t_peer, rss_peer, score_peer = run_peer(peer, star, work / "cryodrgn", data, rows, args.epochs, arch,
+                                            score=not args.no_score)
     rate_peer = args.n * args.epochs / t_peer
-    print(f"cryodrgn train_vae: {t_peer:.1f} s = {rate_peer:.1f} images/s, peak RSS {rss_peer:.0f} MB")
-    print(describe(score_peer))
-    print(f"throughput ratio cryofield/cryodrgn: {rate_ours / rate_peer:.2f}x")
+    rate_peer_loop = args.n / np.mean(peer_epoch_seconds(work / "cryodrgn" / "run"))
+    print(f"cryodrgn train_vae: {t_peer:.1f} s = {rate_peer:.1f} images/s (its epochs alone, each with its full "
+          f"encoder pass, {rate_peer_loop:.1f} images/s), peak RSS {rss_peer:.0f} MB")
+    if score_peer:
+        print(describe(score_peer))
+    print(f"throughput ratio cryofield/cryodrgn: {rate_ours / rate_peer:.2f}x whole commands, "
+          f"{rate_loop / rate_peer_loop:.2f}x epochs alone")
 
 
 def memory(args) -> None:
@@ -387,6 +426,10 @@ def main() -> None:
     parser.add_argument("--data", help="a cryofield simulate folder to use")
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=8, help="speed: images per step, both tools")
+    parser.add_argument("--compile", help="speed: cryofield's --compile MODE")
+    parser.add_argument("--no-score", action="store_true", help="speed: time only, no maps or scores")
+    parser.add_argument("--no-peer", action="store_true", help="speed: cryofield alone")
     parser.add_argument("--zdims", type=int, nargs="+", default=[1, 8], help="accuracy: latent dimensions")
     parser.add_argument("--refine-z", type=int, default=10,
                         help="accuracy: also score latents refined by eval-images --refine-z STEPS (0: no)")

@@ -45,6 +45,7 @@ class TrainConfig:
     checkpoint: int = 5
     seed: int = 0
     device: str = "auto"
+    compile_mode: str | None = None  # torch.compile of the networks: None, "default", "reduce-overhead", ...
     lazy: bool = False
     buffer_size: int = 8192
     tilt: str | None = None

@@ -117,6 +117,17 @@ def _shift_phase(coords: torch.Tensor, shifts_px: torch.Tensor, box: int) -> tor
     return torch.polar(torch.ones_like(angle), angle)
 
 
+def _fits_on_device(data: PreparedParticles, device: torch.device, fraction: float = 0.5) -> bool:
+    """Whether ``data`` is on a GPU with more than its size / ``fraction`` free (never true on CPU)."""
+    if device.type != "cuda":
+        return False
+    tensors = [data.images, data.rotations, data.ctf]
+    if data.tilted is not None:
+        tensors += [data.tilted.images, data.tilted.rotations, data.tilted.ctf]
+    size = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    return size < fraction * torch.cuda.mem_get_info(device)[0]
+
+
 def _to(batch: PreparedParticles, device: torch.device) -> PreparedParticles:
     if batch.images.device == device:
         return batch
@@ -227,7 +238,8 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
         if not resume:  # a fresh run in an old work directory starts a fresh log
             (outdir / "log.jsonl").unlink(missing_ok=True)
     models = build_models(config, data.box, data.n_pixels, len(data)).to(runtime.device)
-    optimizer = torch.optim.Adam(models.parameters(), lr=config.lr)
+    fused = runtime.device.type == "cuda"  # one kernel per step for all parameters
+    optimizer = torch.optim.Adam(models.parameters(), lr=config.lr, fused=fused)
     pose_optimizer = None if models.poses is None else torch.optim.SparseAdam(models.poses.parameters(),
                                                                                lr=config.pose_lr)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=needs_grad_scaler(runtime.device, config.amp))
@@ -237,6 +249,8 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
         state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=runtime.device)
         models.load_state_dict(state["models"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # the checkpoint may come from another device
+            group["fused"] = fused
         if pose_optimizer is not None:
             pose_optimizer.load_state_dict(state["pose_optimizer"])
         if state.get("scaler"):
@@ -246,21 +260,29 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
         start_epoch = int(state["epoch"]) + 1
     if runtime.world_size > 1:  # the same plan everywhere, different noise in each process
         torch.manual_seed(config.seed + 7919 * runtime.rank + start_epoch)
+    if config.compile_mode:
+        for part in (models.decoder, models.encoder):
+            if part is not None:
+                part.compile(mode=config.compile_mode)
     net = _wrap(models, runtime)
     n = len(data)
     in_memory = isinstance(data, PreparedParticles)
+    if in_memory and _fits_on_device(data, runtime.device):
+        data = _to(data, runtime.device)  # one transfer instead of one per batch
     buffer_size = config.buffer_size if config.lazy else None
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         plan = epoch_plan(n, config.batch_size, sampler, buffer_size=buffer_size, rank=runtime.rank,
                           world_size=runtime.world_size)
-        totals = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # mse, kl, images
+        sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # mse, kl, times images
         done = 0
         for members, batches in plan:
             buffer = data if in_memory else data.load(members)
-            for indices in batches:
-                positions = indices if in_memory else np.searchsorted(members, indices)
-                batch = _to(buffer.subset(positions), runtime.device)
+            # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
+            positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
+            positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
+            for indices, where in zip(batches, positions):
+                batch = _to(buffer.subset(where), runtime.device)
                 mse, kl = step_loss(net, batch, config, indices=torch.from_numpy(indices))
                 loss = mse + config.kl_weight * kl / (2 * data.n_pixels - 1)
                 optimizer.zero_grad(set_to_none=True)
@@ -271,12 +293,12 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
                 if pose_optimizer is not None:
                     scaler.step(pose_optimizer)
                 scaler.update()
-                totals += torch.stack([mse.detach() * len(indices), kl.detach() * len(indices),
-                                       torch.tensor(float(len(indices)), device=runtime.device)]).double()
+                sums += torch.stack([mse.detach(), kl.detach()]).double() * len(indices)  # no host sync
                 done += len(indices) * runtime.world_size
                 if progress is not None and runtime.is_main:
                     progress(min(done, n), epoch)
-        totals = runtime.all_sum(totals).cpu()
+        seen_here = sum(len(b) for _, batches in plan for b in batches)
+        totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
         seconds = time.perf_counter() - started
         seen = max(float(totals[2]), 1.0)
         record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
