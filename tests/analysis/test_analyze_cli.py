@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from cryofield.cli.main import main
-from cryofield.io import read_map, read_particles
+from cryofield.io import read_map, read_particles, write_map
 from cryofield.simulate.toy import make_toy_dataset
 
 SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "1", "--dec-layers", "1", "-b", "16"]
@@ -142,3 +142,25 @@ def test_maps_at_the_mean_latent_of_particle_sets(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval-vol", str(out), "--mean-of", str(tmp_path / "c.txt"), "-o", str(tmp_path / "x")]) == 2
     assert "particle 3 is not one the run was trained on" in capsys.readouterr().err
+
+
+def test_landscape_command(run, tmp_path, capsys):
+    star, out = run
+    land = tmp_path / "land"
+    assert main(["landscape", str(out), "-o", str(land), "--sketch", "12", "-M", "3", "--pcs", "3", "--pc-points", "3",
+                 "--phi-samples", "24", "--phi-epochs", "3"]) == 0
+    assert "landscape of 100 particles" in capsys.readouterr().out
+    rows = np.sort(np.concatenate([np.loadtxt(p, dtype=int, ndmin=1) for p in (land / "states3").glob("*.ind.txt")]))
+    assert np.array_equal(rows, np.arange(20, 120))  # input-file rows of the run's particles
+    volume, apix = read_map(land / "pc1/vol_002.mrc")
+    assert volume.shape == (24, 24, 24) and apix == pytest.approx(5.0)
+    assert np.load(land / "z_vol_pc.npy").shape == (100, 3)
+    for name in ("landscape.png", "sketch_pc.png", "states.png", "sketch_check.png", "vol_pca_variance.png"):
+        assert (land / name).is_file(), name
+    # errors: more states than sketched maps; a mask of another box
+    assert main(["landscape", str(out), "-o", str(tmp_path / "x"), "--sketch", "4", "-M", "5"]) == 2
+    mask = tmp_path / "mask.mrc"
+    write_map(mask, np.ones((16, 16, 16), np.float32), 5.0)
+    assert main(["landscape", str(out), "-o", str(tmp_path / "y"), "--mask", str(mask)]) == 2
+    assert "mask for maps of 24^3" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -67,7 +67,8 @@ class LatentClusters:
         return np.bincount(self.labels, minlength=len(self.centers))
 
 
-def kmeans_clusters(z: np.ndarray, k: int = 20, *, seed: int = 0, reorder: bool = True) -> LatentClusters:
+def kmeans_clusters(z: np.ndarray, k: int = 20, *, seed: int = 0, reorder: bool = True,
+                    n_init: int = 10) -> LatentClusters:
     """k-means of latents ``z`` (N, zdim) with on-data centres.
 
     Parameters
@@ -80,6 +81,8 @@ def kmeans_clusters(z: np.ndarray, k: int = 20, *, seed: int = 0, reorder: bool 
     reorder : bool
         Number the clusters in the leaf order of an average-linkage dendrogram of their
         centres, so that neighbouring numbers are similar states.
+    n_init : int
+        k-means restarts (the best is kept).
 
     Returns
     -------
@@ -90,7 +93,7 @@ def kmeans_clusters(z: np.ndarray, k: int = 20, *, seed: int = 0, reorder: bool 
     z = _check(z)
     if not 1 <= k <= len(z):
         raise ValueError(f"k = {k} clusters for {len(z)} particles")
-    kmeans = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(z)
+    kmeans = KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit(z)
     labels, centers = kmeans.labels_, kmeans.cluster_centers_
     if reorder and k > 2:
         from scipy.cluster.hierarchy import leaves_list, linkage

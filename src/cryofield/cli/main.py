@@ -22,6 +22,7 @@ from cryofield.cli import (
     graph_traversal,
     info,
     invert,
+    landscape,
     mask,
     pc_traversal,
     phase_flip,
@@ -35,7 +36,7 @@ from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
-            direct_traversal, filter_particles, compare_runs]
+            direct_traversal, filter_particles, compare_runs, landscape]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,8 @@ from cryofield.train.loop import (
     posterior_means,
     train,
 )
-from cryofield.train.volumes import write_volumes
+from cryofield.train.volumes import RunVolumes, write_volumes
 
-__all__ = ["Models", "Runtime", "TrainConfig", "build_models", "evaluate_images", "image_losses", "init_runtime",
-           "load_models", "posterior_means", "refine_latents", "resolve_device", "train",
+__all__ = ["Models", "RunVolumes", "Runtime", "TrainConfig", "build_models", "evaluate_images", "image_losses",
+           "init_runtime", "load_models", "posterior_means", "refine_latents", "resolve_device", "train",
            "write_volumes"]

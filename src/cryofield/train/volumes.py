@@ -10,12 +10,68 @@ import numpy as np
 import torch
 
 from cryofield.errors import InputError
-from cryofield.imaging import half_lattice_mask, render_volume
+from cryofield.imaging import half_lattice_mask, render_volumes
 from cryofield.io import write_map
 from cryofield.io._atomic import atomic_outputs
 from cryofield.metrics import apply_bfactor, flip_hand
 from cryofield.train.config import TrainConfig
 from cryofield.train.loop import load_models
+
+
+class RunVolumes:
+    """A trained run's maps at any latents, from one model load.
+
+    Parameters
+    ----------
+    workdir : str or PathLike
+        A trained run (``config.json``, ``checkpoints/last.pt``).
+    box : int, optional
+        Render at this smaller box by Fourier cropping (default: the training box).
+
+    Attributes
+    ----------
+    config : TrainConfig
+    box : int
+        Box of the maps, pixels.
+    apix : float
+        Their pixel size, Angstrom (the training data's, scaled to ``box``).
+    """
+
+    def __init__(self, workdir: str | os.PathLike, box: int | None = None):
+        workdir = Path(workdir)
+        if not (workdir / "config.json").is_file() or not (workdir / "checkpoints/last.pt").is_file():
+            raise InputError(workdir, "not a trained work directory (config.json and checkpoints/last.pt)")
+        self.workdir = workdir
+        self.config = TrainConfig.load(workdir / "config.json")
+        self.box = box or self.config.box
+        if not 1 < self.box <= self.config.box or self.box % 2:
+            raise InputError(workdir, f"box {self.box} must be even and at most the training box {self.config.box}")
+        self.apix = self.config.data_pixel_size * self.config.box / self.box
+        _, models = load_models(workdir, self.config.box, int(half_lattice_mask(self.config.box).sum()))
+        self.decoder = models.decoder.eval()
+
+    def check(self, latents: np.ndarray) -> np.ndarray:
+        """``latents`` as float32 (M, zdim), or a clear error when they do not fit the model."""
+        latents = np.asarray(latents, np.float32).reshape(len(latents), -1)
+        if latents.shape[1] != self.config.zdim:
+            raise InputError(self.workdir, f"latents have {latents.shape[1]} values; the model has zdim "
+                                           f"{self.config.zdim}")
+        return latents
+
+    def __call__(self, latents: np.ndarray, *, amp: bool = False, batch: int = 4) -> np.ndarray:
+        """Maps (M, D, D, D) float32 at latents (M, zdim), positive density, in the data's units.
+
+        ``amp`` renders in bfloat16 (about 1 % rms error on the map, several times faster on
+        CPUs with bf16 units): right for analysis, not for maps to be refined or deposited.
+        """
+        latents = self.check(latents)
+        out = np.empty((len(latents), self.box, self.box, self.box), np.float32)
+        with torch.no_grad():
+            for i in range(0, len(latents), batch):
+                z = torch.from_numpy(latents[i:i + batch]) if self.config.zdim else None
+                out[i:i + batch] = render_volumes(self.decoder, self.box, z, model_box=self.config.box,
+                                                  amp=amp).numpy() * self.config.data_scale
+        return out
 
 
 def write_volumes(workdir: str | os.PathLike, latents: np.ndarray, paths: Sequence[str | os.PathLike], *,
@@ -47,29 +103,21 @@ def write_volumes(workdir: str | os.PathLike, latents: np.ndarray, paths: Sequen
     (int, float)
         The box and pixel size written.
     """
-    workdir = Path(workdir)
-    if not (workdir / "config.json").is_file() or not (workdir / "checkpoints/last.pt").is_file():
-        raise InputError(workdir, "not a trained work directory (config.json and checkpoints/last.pt)")
-    config = TrainConfig.load(workdir / "config.json")
-    latents = np.asarray(latents, np.float32).reshape(len(latents), -1)
-    if latents.shape[1] != config.zdim:
-        raise InputError(workdir, f"latents have {latents.shape[1]} values; the model has zdim {config.zdim}")
+    volumes = RunVolumes(workdir, box)
+    latents = volumes.check(latents)
     if len(latents) != len(paths):
         raise ValueError(f"{len(latents)} latents for {len(paths)} paths")
-    box = box or config.box
-    if not 1 < box <= config.box:
-        raise InputError(workdir, f"box {box} must be at most the training box {config.box}")
-    apix = apix or config.data_pixel_size * config.box / box
-    _, models = load_models(workdir, config.box, int(half_lattice_mask(config.box).sum()))
-    with atomic_outputs(*paths) as temps, torch.no_grad():
-        for temp, z in zip(temps, latents):
-            volume = render_volume(models.decoder, box, torch.from_numpy(z) if config.zdim else None,
-                                   model_box=config.box) * config.data_scale
-            if lowpass:
-                volume = apply_bfactor(volume, apix, 0.0, lowpass)
-            if flip:
-                volume = flip_hand(volume)
-            write_map(temp, volume.numpy(), apix)
-            if progress is not None:
-                progress()
-    return box, apix
+    apix = apix or volumes.apix
+    with atomic_outputs(*paths) as temps:
+        for start in range(0, len(latents), 4):
+            maps = volumes(latents[start:start + 4])
+            for temp, volume in zip(temps[start:start + 4], maps):
+                volume = torch.from_numpy(volume)
+                if lowpass:
+                    volume = apply_bfactor(volume, apix, 0.0, lowpass)
+                if flip:
+                    volume = flip_hand(volume)
+                write_map(temp, volume.numpy(), apix)
+                if progress is not None:
+                    progress()
+    return volumes.box, apix

@@ -1,0 +1,398 @@
+"""Landscape analysis of a run's volume ensemble (the seed's chapter 6).
+
+The latent space's layout is arbitrary and its distances pass through a nonlinear decoder,
+so this analysis works on the maps themselves:
+
+1. **Sketch**: k-means on the latents (``sketch`` clusters) and the map at each cluster's
+   on-data centre, a small set of maps that covers the ensemble, rare states included.
+2. **Check the sketch**: in a few sketched clusters, the pairwise distances between maps of
+   member particles, against the distances between sketched maps (members should be close).
+3. **Mask**: the union of each sketched map thresholded at half its maximum (optionally
+   dilated), or a mask given by the user: the voxels that vary, without the solvent.
+4. **Volume PCA** of the masked maps: explained variance, and maps along each PC.
+5. **Agglomerative clustering** of the masked maps into ``M`` states; each state's centroid
+   map and particles (every particle follows its sketch cluster).
+6. **MDS and UMAP** of the sketch.
+7. **phi**: an MLP from z to the volume-PC coordinates, trained on maps of sampled particles
+   generated on the fly, then applied to every particle: a landscape with interpretable axes.
+
+Outputs in ``OUTDIR`` (particle indices are rows of the run's input file):
+
+- ``sketch/``: ``labels.npy`` (N,) sketch cluster of each particle, ``centers_ind.txt``,
+  ``centers.txt`` (latents), ``counts.txt``
+- ``sketch_check.json``; ``mask.mrc``; ``mean.mrc``
+- ``vol_pca.json`` (explained variance), ``sketch_pc.npy`` (sketch, L) PC coordinates,
+  ``pc{i}/vol_XXX.mrc`` maps along volume PC i (5th to 95th percentile of the sketch)
+- ``states{M}/``: ``sketch_labels.npy``, ``state_XXX.mrc`` (centroid), ``state_XXX.ind.txt``,
+  ``counts.json``
+- ``sketch_mds.npy``, ``sketch_umap.npy``
+- ``z_vol_pc.npy`` (N, L) every particle's volume-PC coordinates from phi; ``phi.pt``
+  (its weights, a plain state dict) and ``phi.json`` (losses and R^2 per PC)
+- ``summary.json``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.analysis.latent import kmeans_clusters
+
+MapSource = Callable[[np.ndarray], np.ndarray]  # latents (M, zdim) -> maps (M, D, D, D)
+
+
+@dataclass
+class LandscapeSettings:
+    """Settings of :func:`landscape_analysis` (defaults: the seed's, with fewer phi samples on CPU).
+
+    ``sketch``: k-means clusters of the latents; ``threshold``: fraction of each map's
+    maximum for the automatic mask; ``dilate``: pixels added around it; ``n_pcs``: volume
+    PCs kept (and predicted by phi); ``traverse_pcs``/``pc_points``: maps along the first PCs;
+    ``states``/``linkage``: agglomerative clustering (Euclidean); ``check_clusters``/
+    ``check_particles``: the sketch check; ``phi_samples``: particles whose maps train phi
+    (the seed's 25,000; 0 skips phi), split 3:1 into training and validation; ``phi_epochs``,
+    ``phi_batch``, ``phi_lr``: its training; ``amp``: render the maps in bfloat16.
+    """
+
+    sketch: int = 500
+    threshold: float = 0.5
+    dilate: int = 0
+    n_pcs: int = 10
+    traverse_pcs: int = 3
+    pc_points: int = 10
+    states: int = 10
+    linkage: str = "average"
+    check_clusters: int = 3
+    check_particles: int = 20
+    phi_samples: int = 2000
+    phi_epochs: int = 50
+    phi_batch: int = 64
+    phi_lr: float = 1e-3
+    amp: bool = True
+    seed: int = 0
+
+
+def threshold_mask(maps: np.ndarray, fraction: float = 0.5, dilate: int = 0) -> np.ndarray:
+    """Union over maps of the voxels above ``fraction`` of each map's maximum, dilated by ``dilate`` px.
+
+    Parameters
+    ----------
+    maps : ndarray, shape (M, D, D, D)
+    fraction : float
+    dilate : int
+        Binary dilation steps (pixels).
+
+    Returns
+    -------
+    ndarray, shape (D, D, D), bool
+    """
+    maps = np.asarray(maps)
+    peaks = maps.reshape(len(maps), -1).max(axis=1)
+    mask = np.zeros(maps.shape[1:], bool)
+    for volume, peak in zip(maps, peaks):
+        mask |= volume > fraction * peak
+    if dilate > 0:
+        from scipy import ndimage
+
+        mask = ndimage.binary_dilation(mask, iterations=dilate)
+    return mask
+
+
+def pairwise_distances(vectors: np.ndarray) -> np.ndarray:
+    """Euclidean distances between all pairs of rows of ``vectors`` (M, F): the upper triangle, (M (M - 1) / 2,)."""
+    from scipy.spatial.distance import pdist
+
+    return pdist(np.asarray(vectors, np.float64))
+
+
+def state_particles(sketch_labels: np.ndarray, state_of_sketch: np.ndarray) -> np.ndarray:
+    """State of every particle (N,), from its sketch cluster (N,) and each sketched map's state (K,)."""
+    return np.asarray(state_of_sketch)[np.asarray(sketch_labels)]
+
+
+class Phi:
+    """phi: an MLP from latents to volume-PC coordinates, with the normalisation it was trained with.
+
+    ``phi(z)`` maps latents (N, zdim) to coordinates (N, L) in the targets' units.
+    """
+
+    def __init__(self, net, z_mean: np.ndarray, z_std: np.ndarray, t_mean: np.ndarray, t_std: np.ndarray):
+        self.net = net
+        self.z_mean, self.z_std, self.t_mean, self.t_std = z_mean, z_std, t_mean, t_std
+
+    def __call__(self, latents: np.ndarray) -> np.ndarray:
+        """Volume-PC coordinates (N, L) of latents (N, zdim)."""
+        import torch
+
+        x = torch.from_numpy((np.asarray(latents, np.float32) - self.z_mean) / self.z_std)
+        with torch.no_grad():
+            y = np.concatenate([self.net(x[i:i + 65536]).numpy() for i in range(0, len(x), 65536)])
+        return y * self.t_std + self.t_mean
+
+    def state_dict(self) -> dict:
+        """Weights and normalisation as tensors (for ``torch.save``; loads with ``weights_only=True``)."""
+        import torch
+
+        return {"weights": self.net.state_dict(),
+                **{name: torch.from_numpy(np.asarray(getattr(self, name), np.float32))
+                   for name in ("z_mean", "z_std", "t_mean", "t_std")}}
+
+
+def train_phi(z: np.ndarray, targets: np.ndarray, *, epochs: int = 50, batch: int = 64, lr: float = 1e-3,
+              hidden: int = 256, layers: int = 3, seed: int = 0) -> tuple[Phi, dict]:
+    """Fit phi, an MLP from latents to volume-PC coordinates, with a 3:1 training/validation split.
+
+    The weights of the epoch with the lowest validation loss are kept (the seed monitors
+    the held-out loss against overfitting).
+
+    Parameters
+    ----------
+    z : ndarray, shape (S, zdim)
+    targets : ndarray, shape (S, L)
+        The volume-PC coordinates of each sample's map.
+    epochs, batch, lr : int, int, float
+        Training: Adam on the mean squared error of standardised targets.
+    hidden, layers : int
+        Width and hidden layers of the MLP (ReLU).
+    seed : int
+
+    Returns
+    -------
+    (Phi, dict)
+        The fitted map, and a record: training and validation losses per epoch, the best
+        epoch, and the validation R^2 of each PC.
+    """
+    import torch
+    from torch import nn
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(z))
+    n_train = max(1, int(round(0.75 * len(z))))
+    train_rows, val_rows = order[:n_train], order[n_train:]
+    if len(val_rows) == 0:
+        val_rows = train_rows
+    z = np.asarray(z, np.float32)
+    targets = np.asarray(targets, np.float32)
+    z_mean, z_std = z[train_rows].mean(0), z[train_rows].std(0) + 1e-6
+    t_mean, t_std = targets[train_rows].mean(0), targets[train_rows].std(0) + 1e-6
+
+    torch.manual_seed(seed)
+    dims = [z.shape[1]] + [hidden] * layers
+    blocks: list[nn.Module] = []
+    for a, b in zip(dims[:-1], dims[1:]):
+        blocks += [nn.Linear(a, b), nn.ReLU()]
+    net = nn.Sequential(*blocks, nn.Linear(dims[-1], targets.shape[1]))
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    x_all = torch.from_numpy((z - z_mean) / z_std)
+    y_all = torch.from_numpy((targets - t_mean) / t_std)
+    x_train, y_train, x_val, y_val = x_all[train_rows], y_all[train_rows], x_all[val_rows], y_all[val_rows]
+    generator = torch.Generator().manual_seed(seed)
+    record: dict = {"train_loss": [], "val_loss": []}
+    best_loss, best_state, best_epoch = np.inf, None, -1
+    for epoch in range(epochs):
+        net.train()
+        total = 0.0
+        for batch_rows in torch.randperm(len(x_train), generator=generator).split(batch):
+            loss = ((net(x_train[batch_rows]) - y_train[batch_rows]) ** 2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch_rows)
+        net.eval()
+        with torch.no_grad():
+            val = float(((net(x_val) - y_val) ** 2).mean())
+        record["train_loss"].append(round(total / len(x_train), 6))
+        record["val_loss"].append(round(val, 6))
+        if val < best_loss:
+            best_loss, best_epoch = val, epoch
+            best_state = {name: v.clone() for name, v in net.state_dict().items()}
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net.eval()
+    with torch.no_grad():
+        predicted = net(x_val).numpy()
+    truth = y_val.numpy()
+    residual = ((predicted - truth) ** 2).sum(0)
+    spread = ((truth - truth.mean(0)) ** 2).sum(0) + 1e-12
+    record.update(best_epoch=best_epoch, val_r2=[round(float(v), 4) for v in 1 - residual / spread],
+                  train=len(train_rows), validation=len(val_rows))
+    return Phi(net, z_mean, z_std, t_mean, t_std), record
+
+
+def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathLike, *, apix: float,
+                       particle_indices: np.ndarray | None = None, mask: np.ndarray | None = None,
+                       settings: LandscapeSettings | None = None,
+                       progress: Callable[[str, int, int], None] | None = None) -> dict:
+    """Sketch, mask, PCA, cluster and map the volume ensemble of a run; write everything to ``outdir``.
+
+    Parameters
+    ----------
+    z : ndarray, shape (N, zdim)
+        The run's latents, in particle order.
+    maps_at : callable
+        ``maps_at(latents (M, zdim)) -> maps (M, D, D, D)``: the run's maps (e.g.
+        :class:`cryofield.train.RunVolumes`), called in batches.
+    outdir : str or PathLike
+        Created if needed.
+    apix : float
+        Pixel size of those maps, Angstrom (written in the headers).
+    particle_indices : ndarray, shape (N,), optional
+        Row of each latent in the run's input file; default ``0 .. N-1``.
+    mask : ndarray, shape (D, D, D), bool, optional
+        A user mask instead of the thresholded union.
+    settings : LandscapeSettings, optional
+    progress : callable, optional
+        ``progress(stage, done, total)`` while maps are generated.
+
+    Returns
+    -------
+    dict
+        The summary also saved as ``summary.json``.
+    """
+    from scipy import stats
+    from sklearn.cluster import AgglomerativeClustering
+    from sklearn.decomposition import PCA
+
+    from cryofield.io import write_map
+
+    s = settings or LandscapeSettings()
+    z = np.asarray(z, np.float64)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rows = np.arange(len(z)) if particle_indices is None else np.asarray(particle_indices, np.int64)
+    if len(rows) != len(z):
+        raise ValueError(f"{len(rows)} particle indices for {len(z)} latents")
+    if s.linkage not in ("average", "ward", "complete", "single"):
+        raise ValueError(f"linkage must be average, ward, complete or single, not {s.linkage!r}")
+    rng = np.random.default_rng(s.seed)
+
+    def render(latents: np.ndarray, stage: str, batch: int = 8) -> np.ndarray:
+        out = []
+        for i in range(0, len(latents), batch):
+            out.append(np.asarray(maps_at(latents[i:i + batch]), np.float32))
+            if progress is not None:
+                progress(stage, min(i + batch, len(latents)), len(latents))
+        return np.concatenate(out)
+
+    # 1. sketch
+    k = min(s.sketch, len(z))
+    sketch = kmeans_clusters(z, k, seed=s.seed, reorder=False, n_init=1 if len(z) > 100_000 else 3)
+    (outdir / "sketch").mkdir(exist_ok=True)
+    np.save(outdir / "sketch" / "labels.npy", sketch.labels)
+    np.savetxt(outdir / "sketch" / "centers.txt", z[sketch.on_data])
+    np.savetxt(outdir / "sketch" / "centers_ind.txt", rows[sketch.on_data], fmt="%d")
+    np.savetxt(outdir / "sketch" / "counts.txt", sketch.counts, fmt="%d")
+    maps = render(z[sketch.on_data], "sketch")
+    box = maps.shape[-1]
+    summary: dict = {"particles": len(z), "zdim": z.shape[1], "sketch": k, "box": box, "apix": apix,
+                     "settings": {**s.__dict__}}
+
+    # 2. check the sketch: distances among maps of members of a few sketched clusters
+    flat_sketch = maps.reshape(k, -1)
+    between = pairwise_distances(flat_sketch[rng.choice(k, min(k, 100), replace=False)])
+    populated = np.flatnonzero(sketch.counts >= 2)
+    checks = []
+    for cluster in rng.choice(populated, min(s.check_clusters, len(populated)), replace=False):
+        members = np.flatnonzero(sketch.labels == cluster)
+        members = rng.choice(members, min(s.check_particles, len(members)), replace=False)
+        within = pairwise_distances(render(z[members], "sketch check").reshape(len(members), -1))
+        checks.append({"cluster": int(cluster), "particles": len(members),
+                       "median_distance": float(np.median(within)), "distances": np.round(within, 4).tolist()})
+    check = {"between_sketch_median": float(np.median(between)) if len(between) else 0.0,
+             "between_sketch": np.round(between, 4).tolist(), "clusters": checks}
+    (outdir / "sketch_check.json").write_text(json.dumps(check) + "\n")
+    summary["sketch_check"] = {"between_sketch_median": round(check["between_sketch_median"], 4),
+                               "within_cluster_medians": [round(c["median_distance"], 4) for c in checks]}
+
+    # 3. mask
+    if mask is None:
+        mask = threshold_mask(maps, s.threshold, s.dilate)
+        summary["mask"] = {"source": f"union of maps > {s.threshold} x max", "dilate": s.dilate}
+    else:
+        mask = np.asarray(mask, bool)
+        if mask.shape != maps.shape[1:]:
+            raise ValueError(f"mask of shape {mask.shape} for maps of shape {maps.shape[1:]}")
+        summary["mask"] = {"source": "user"}
+    if not mask.any():
+        raise ValueError("the mask is empty")
+    summary["mask"]["voxels"] = int(mask.sum())
+    write_map(outdir / "mask.mrc", mask.astype(np.float32), apix)
+    masked = maps[:, mask].astype(np.float64)  # (K, V)
+    mean_map = maps.mean(0)
+    write_map(outdir / "mean.mrc", mean_map, apix)
+
+    # 4. volume PCA
+    n_pcs = max(1, min(s.n_pcs, k - 1, masked.shape[1]))
+    pca = PCA(n_components=n_pcs, random_state=s.seed).fit(masked)
+    sketch_pc = pca.transform(masked)
+    np.save(outdir / "sketch_pc.npy", sketch_pc)
+    (outdir / "vol_pca.json").write_text(json.dumps(
+        {"explained_variance_ratio": pca.explained_variance_ratio_.tolist()}, indent=2) + "\n")
+    summary["explained_variance_ratio"] = [round(float(v), 4) for v in pca.explained_variance_ratio_]
+    for pc in range(min(s.traverse_pcs, n_pcs)):
+        folder = outdir / f"pc{pc + 1}"
+        folder.mkdir(exist_ok=True)
+        lo, hi = np.percentile(sketch_pc[:, pc], [5, 95])
+        for j, t in enumerate(np.linspace(lo, hi, s.pc_points)):
+            volume = mean_map.copy()
+            volume[mask] = pca.mean_ + t * pca.components_[pc]
+            write_map(folder / f"vol_{j:03d}.mrc", volume.astype(np.float32), apix)
+        np.savetxt(folder / "pc_coordinates.txt", np.linspace(lo, hi, s.pc_points))
+
+    # 5. agglomerative clustering into states
+    m = min(s.states, k)
+    state_of_sketch = AgglomerativeClustering(n_clusters=m, linkage=s.linkage).fit_predict(masked)
+    # number the states by population of particles, largest first
+    particle_state = state_particles(sketch.labels, state_of_sketch)
+    order = np.argsort(-np.bincount(particle_state, minlength=m), kind="stable")
+    rank = np.empty(m, np.int64)
+    rank[order] = np.arange(m)
+    state_of_sketch, particle_state = rank[state_of_sketch], rank[particle_state]
+    folder = outdir / f"states{m}"
+    folder.mkdir(exist_ok=True)
+    np.save(folder / "sketch_labels.npy", state_of_sketch)
+    np.save(folder / "labels.npy", particle_state)
+    counts = {"volumes": np.bincount(state_of_sketch, minlength=m).tolist(),
+              "particles": np.bincount(particle_state, minlength=m).tolist(), "linkage": s.linkage}
+    for j in range(m):
+        write_map(folder / f"state_{j:03d}.mrc", maps[state_of_sketch == j].mean(0), apix)
+        np.savetxt(folder / f"state_{j:03d}.ind.txt", rows[particle_state == j], fmt="%d")
+    (folder / "counts.json").write_text(json.dumps(counts) + "\n")
+    summary["states"] = {"folder": folder.name, **counts}
+
+    # 6. MDS and UMAP of the sketch
+    from sklearn.manifold import MDS
+
+    try:
+        mds = MDS(n_components=2, random_state=s.seed, n_init=1, init="classical_mds")
+    except TypeError:  # scikit-learn before 1.8
+        mds = MDS(n_components=2, random_state=s.seed, n_init=1)
+    np.save(outdir / "sketch_mds.npy", mds.fit_transform(masked))
+    if k > 15:
+        from cryofield.analysis.latent import umap_embedding
+
+        np.save(outdir / "sketch_umap.npy", umap_embedding(masked.astype(np.float32), seed=s.seed))
+
+    # 7. phi: latents -> volume-PC coordinates, for every particle
+    if s.phi_samples > 0:
+        import torch
+
+        samples = rng.choice(len(z), min(s.phi_samples, len(z)), replace=False)
+        targets = np.concatenate([pca.transform(render(z[part], "phi samples")[:, mask].astype(np.float64))
+                                  for part in np.array_split(samples, max(1, len(samples) // 64))])
+        phi, record = train_phi(z[samples], targets, epochs=s.phi_epochs, batch=s.phi_batch, lr=s.phi_lr,
+                                seed=s.seed)
+        z_vol_pc = phi(z)
+        np.save(outdir / "z_vol_pc.npy", z_vol_pc.astype(np.float32))
+        torch.save(phi.state_dict(), outdir / "phi.pt")
+        (outdir / "phi.json").write_text(json.dumps({**record, "samples": len(samples)}) + "\n")
+        summary["phi"] = {"samples": len(samples), "best_epoch": record["best_epoch"], "val_r2": record["val_r2"]}
+        sketch_rho = stats.spearmanr(z_vol_pc[sketch.on_data, 0], sketch_pc[:, 0])[0]
+        summary["phi"]["sketch_pc1_spearman"] = round(float(sketch_rho), 4)
+    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary

@@ -1,0 +1,120 @@
+"""``cryofield landscape``: landscape analysis of a run's volume ensemble (the seed's chapter 6)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import command_parser, progress_bar
+from cryofield.cli._latents import load_run_latents
+from cryofield.errors import InputError
+
+NAME = "landscape"
+
+
+def add_parser(subparsers):
+    parser = command_parser(subparsers, NAME, "Landscape analysis of a train-vae run's maps: a k-means sketch of the "
+                            "ensemble, a mask, PCA of the masked maps (maps along each volume PC), agglomerative "
+                            "clustering into states (centroid map and particle list per state), MDS and UMAP of the "
+                            "sketch, and an MLP that places every particle in volume-PC space. Writes "
+                            "WORKDIR/landscape/.", """
+        cryofield landscape run/                                  # sketch 500, 10 states, 2,000 phi samples
+        cryofield landscape run/ --sketch 1000 -M 20 --linkage ward
+        cryofield landscape run/ --mask focus.mrc --downsample 64 -o run/landscape_focus/
+        cryofield landscape run/ --phi-samples 25000              # the seed's setting (slow on a CPU)
+        cryofield select particles.star --ind run/landscape/states10/state_003.ind.txt -o state3.star
+        """)
+    parser.add_argument("workdir", type=Path, help="a train-vae run")
+    parser.add_argument("--z", type=Path, help="latents (.npy, N x zdim; default WORKDIR/z.npy)")
+    parser.add_argument("-o", "--outdir", type=Path, help="default WORKDIR/landscape")
+    parser.add_argument("--sketch", type=int, default=500, help="k-means clusters of the sketch (default 500)")
+    parser.add_argument("--downsample", type=int, metavar="BOX",
+                        help="render the maps at this box (default: the training box, at most 64)")
+    parser.add_argument("--mask", type=Path, help="a mask map (voxels > 0.5 are analysed) instead of the automatic one")
+    parser.add_argument("--threshold", type=float, default=0.5,
+                        help="automatic mask: voxels above this fraction of each map's maximum (default 0.5)")
+    parser.add_argument("--dilate", type=int, default=0, help="dilate the automatic mask by N pixels (default 0)")
+    parser.add_argument("--pcs", type=int, default=10, help="volume PCs kept and predicted per particle (default 10)")
+    parser.add_argument("--pc-points", type=int, default=10, help="maps along each of the first 3 PCs (default 10)")
+    parser.add_argument("-M", "--states", type=int, default=10, help="agglomerative clusters (default 10)")
+    parser.add_argument("--linkage", choices=["average", "ward", "complete", "single"], default="average",
+                        help="agglomerative linkage, Euclidean distances (default average)")
+    parser.add_argument("--phi-samples", type=int, default=2000,
+                        help="particles whose maps train the z -> volume-PC network (default 2000; the seed used "
+                             "25,000; 0 skips it)")
+    parser.add_argument("--phi-epochs", type=int, default=50, help="its epochs (default 50)")
+    parser.add_argument("--no-amp", action="store_true", help="render the maps in float32 (slower; default bfloat16)")
+    parser.add_argument("--labels", type=Path, help="per-particle labels to colour the landscape by (.npy or .txt)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def run(args) -> None:
+    from cryofield.analysis.landscape import LandscapeSettings, landscape_analysis
+    from cryofield.io import read_map
+    from cryofield.reports import plot_landscape_figures
+    from cryofield.train import RunVolumes
+
+    z, rows = load_run_latents(args)
+    for name in ("sketch", "pcs", "pc_points", "states", "phi_epochs"):
+        if getattr(args, name) < 1:
+            raise InputError(args.workdir, f"--{name.replace('_', '-')} must be at least 1")
+    if args.phi_samples < 0 or args.dilate < 0 or not 0 < args.threshold < 1:
+        raise InputError(args.workdir, "--phi-samples and --dilate must be >= 0, --threshold between 0 and 1")
+    if args.states > min(args.sketch, len(z)):
+        raise InputError(args.workdir, f"-M {args.states} states from a sketch of {min(args.sketch, len(z))} maps")
+    labels = None
+    if args.labels is not None:
+        labels = np.load(args.labels) if args.labels.suffix == ".npy" else np.loadtxt(args.labels, ndmin=1)
+        if len(labels) != len(z):
+            raise InputError(args.labels, f"{len(labels)} labels for {len(z)} particles")
+    volumes = RunVolumes(args.workdir, args.downsample or min(64, _training_box(args.workdir)))
+    mask = None
+    if args.mask is not None:
+        mask_map, _ = read_map(args.mask)
+        if mask_map.shape != (volumes.box,) * 3:
+            raise InputError(args.mask, f"a {mask_map.shape[0]}^3 mask for maps of {volumes.box}^3 (use --downsample "
+                                        f"{mask_map.shape[0]}, or resample the mask)")
+        mask = mask_map > 0.5
+        if not mask.any():
+            raise InputError(args.mask, "no voxel above 0.5")
+    settings = LandscapeSettings(sketch=args.sketch, threshold=args.threshold, dilate=args.dilate, n_pcs=args.pcs,
+                                 pc_points=args.pc_points, states=args.states, linkage=args.linkage,
+                                 phi_samples=args.phi_samples, phi_epochs=args.phi_epochs, amp=not args.no_amp,
+                                 seed=args.seed)
+    outdir = args.outdir or args.workdir / "landscape"
+    bars: dict[str, object] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[stage] = progress_bar(total, f"maps ({stage})", unit="map")
+        bars[stage].update(done - bars[stage].n)
+
+    try:
+        summary = landscape_analysis(z, lambda latents: volumes(latents, amp=settings.amp), outdir,
+                                     apix=volumes.apix, particle_indices=rows, mask=mask, settings=settings,
+                                     progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    figures = plot_landscape_figures(outdir, labels=labels)
+    variance = ", ".join(f"{100 * v:.1f}" for v in summary["explained_variance_ratio"][:3])
+    states = summary["states"]
+    print(f"landscape of {len(z)} particles: sketch of {summary['sketch']} maps ({volumes.box}^3, "
+          f"{volumes.apix:.3f} A/px), mask {summary['mask']['voxels']} voxels; volume PCs {variance} % of the "
+          f"variance; {len(states['particles'])} states of {min(states['particles'])}-{max(states['particles'])} "
+          f"particles")
+    if "phi" in summary:
+        r2 = ", ".join(f"{v:.2f}" for v in summary["phi"]["val_r2"][:3])
+        print(f"phi (z -> volume PCs) from {summary['phi']['samples']} maps: validation R^2 of PC1-3 {r2}")
+    print(f"wrote {outdir}/: maps along the volume PCs, {states['folder']}/ (state maps and index files), "
+          f"z_vol_pc.npy, {len(figures)} figures")
+
+
+def _training_box(workdir: Path) -> int:
+    from cryofield.train import TrainConfig
+
+    return TrainConfig.load(workdir / "config.json").box

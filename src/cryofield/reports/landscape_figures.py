@@ -1,0 +1,118 @@
+"""Figures of a landscape analysis (``cryofield landscape``), from the files it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def plot_landscape_figures(landscape_dir: str | os.PathLike, *, labels: np.ndarray | None = None,
+                           labels_name: str = "labels") -> list[str]:
+    """Figures of a folder written by :func:`cryofield.analysis.landscape.landscape_analysis`.
+
+    Writes into ``landscape_dir``: ``vol_pca_variance.png`` (explained variance per volume
+    PC), ``sketch_pc.png`` (the sketched maps on volume PC1-PC2, coloured by state, sized by
+    particles), ``sketch_mds.png`` and ``sketch_umap.png`` (the same colours), ``states.png``
+    (maps and particles per state), ``sketch_check.png`` (distances between maps of members of
+    a sketched cluster against distances between sketched maps) and, when phi was trained,
+    ``landscape.png`` (density of every particle on volume PC1-PC2) and
+    ``landscape_<labels_name>.png`` (coloured by ``labels`` (N,) when given).
+
+    Returns
+    -------
+    list of str
+        The file names written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(landscape_dir)
+    summary = json.loads((folder / "summary.json").read_text())
+    states_dir = folder / summary["states"]["folder"]
+    state_of_sketch = np.load(states_dir / "sketch_labels.npy")
+    particles_per_sketch = np.loadtxt(folder / "sketch" / "counts.txt", ndmin=1)
+    n_states = len(summary["states"]["particles"])
+    colours = plt.get_cmap("tab10" if n_states <= 10 else "tab20")
+    written: list[str] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(folder / name)
+        plt.close(fig)
+        written.append(name)
+
+    variance = np.asarray(summary["explained_variance_ratio"])
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    ax.bar(np.arange(1, len(variance) + 1), 100 * variance, color="steelblue")
+    ax.plot(np.arange(1, len(variance) + 1), 100 * np.cumsum(variance), "o-", color="darkorange", label="cumulative")
+    ax.set(xlabel="volume PC", ylabel="explained variance (%)", title="PCA of the masked sketch maps")
+    ax.legend()
+    save(fig, "vol_pca_variance.png")
+
+    sizes = 8 + 80 * particles_per_sketch / max(particles_per_sketch.max(), 1)
+    views = [("sketch_pc.npy", "sketch_pc.png", "volume PC"), ("sketch_mds.npy", "sketch_mds.png", "MDS"),
+             ("sketch_umap.npy", "sketch_umap.png", "UMAP")]
+    for source, name, axis in views:
+        if not (folder / source).is_file():
+            continue
+        xy = np.load(folder / source)
+        if xy.shape[1] < 2:
+            xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
+        fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+        for j in range(n_states):
+            inside = state_of_sketch == j
+            ax.scatter(xy[inside, 0], xy[inside, 1], s=sizes[inside], color=colours(j % colours.N), alpha=0.75,
+                       edgecolors="none", label=f"state {j} ({int(summary['states']['particles'][j])})")
+        ax.set(xlabel=f"{axis} 1", ylabel=f"{axis} 2",
+               title=f"sketch of {len(xy)} maps, coloured by state (size: particles)")
+        ax.legend(fontsize=7, markerscale=0.6, loc="best")
+        save(fig, name)
+
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=120)
+    for ax, key in zip(axes, ("volumes", "particles")):
+        ax.bar(np.arange(n_states), summary["states"][key], color=[colours(j % colours.N) for j in range(n_states)])
+        ax.set(xlabel="state", ylabel=key, title=f"{key} per state")
+        ax.set_xticks(np.arange(n_states))
+    save(fig, "states.png")
+
+    check = json.loads((folder / "sketch_check.json").read_text())
+    fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
+    bins = np.histogram_bin_edges(np.concatenate([check["between_sketch"]] + [c["distances"]
+                                                                              for c in check["clusters"]]), 40)
+    ax.hist(check["between_sketch"], bins=bins, density=True, alpha=0.5, color="grey", label="between sketched maps")
+    for c in check["clusters"]:
+        ax.hist(c["distances"], bins=bins, density=True, histtype="step", lw=1.5,
+                label=f"within sketch cluster {c['cluster']} ({c['particles']} maps)")
+    ax.set(xlabel="L2 distance between maps", ylabel="density", title="Is the sketch representative?")
+    ax.legend(fontsize=7)
+    save(fig, "sketch_check.png")
+
+    if (folder / "z_vol_pc.npy").is_file():
+        xy = np.load(folder / "z_vol_pc.npy")
+        if xy.shape[1] >= 2:
+            sketch_xy = np.load(folder / "sketch_pc.npy")
+            fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+            hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
+            fig.colorbar(hexes, ax=ax, label="particles (log)")
+            for j in range(n_states):
+                centre = sketch_xy[state_of_sketch == j, :2].mean(0)
+                ax.text(centre[0], centre[1], str(j), color="white", fontsize=9, ha="center", va="center",
+                        fontweight="bold", bbox={"boxstyle": "circle,pad=0.2", "fc": colours(j % colours.N),
+                                                 "ec": "none"})
+            ax.set(xlabel=f"volume PC1 ({100 * variance[0]:.0f} %)", ylabel=f"volume PC2 ({100 * variance[1]:.0f} %)",
+                   title=f"landscape of {len(xy)} particles (states numbered)")
+            save(fig, "landscape.png")
+            if labels is not None:
+                fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+                values = np.asarray(labels)
+                points = ax.scatter(xy[:, 0], xy[:, 1], c=values, s=2, cmap="viridis", alpha=0.6,
+                                    edgecolors="none")
+                fig.colorbar(points, ax=ax, label=labels_name)
+                ax.set(xlabel="volume PC1", ylabel="volume PC2", title=f"landscape coloured by {labels_name}")
+                save(fig, f"landscape_{labels_name}.png")
+    return written
