@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -144,10 +145,12 @@ def test_maps_at_the_mean_latent_of_particle_sets(run, tmp_path, capsys):
     assert "particle 3 is not one the run was trained on" in capsys.readouterr().err
 
 
-def test_landscape_command(run, tmp_path, capsys):
+def test_landscape_command_and_its_report(run, tmp_path, capsys):
     star, out = run
-    land = tmp_path / "land"
-    assert main(["landscape", str(out), "-o", str(land), "--sketch", "12", "-M", "3", "--pcs", "3", "--pc-points", "3",
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    land = copy / "landscape"
+    assert main(["landscape", str(copy), "--sketch", "12", "-M", "3", "--pcs", "3", "--pc-points", "3",
                  "--phi-samples", "24", "--phi-epochs", "3"]) == 0
     assert "landscape of 100 particles" in capsys.readouterr().out
     rows = np.sort(np.concatenate([np.loadtxt(p, dtype=int, ndmin=1) for p in (land / "states3").glob("*.ind.txt")]))
@@ -157,6 +160,10 @@ def test_landscape_command(run, tmp_path, capsys):
     assert np.load(land / "z_vol_pc.npy").shape == (100, 3)
     for name in ("landscape.png", "sketch_pc.png", "states.png", "sketch_check.png", "vol_pca_variance.png"):
         assert (land / name).is_file(), name
+    assert main(["report", str(copy), "-o", str(tmp_path / "report.html")]) == 0
+    page = (tmp_path / "report.html").read_text()
+    assert '<h2 id="landscape">' in page and "landscape states: centroid maps" in page
+    assert page.count('alt="landscape.png"') == 1 and "maps along volume PC1" in page
     # errors: more states than sketched maps; a mask of another box
     assert main(["landscape", str(out), "-o", str(tmp_path / "x"), "--sketch", "4", "-M", "5"]) == 2
     mask = tmp_path / "mask.mrc"

@@ -96,6 +96,11 @@ def test_neighbour_graph_rule_and_paths():
     blobs = np.concatenate([rng.normal(0, 0.1, (50, 2)), rng.normal(100, 0.1, (50, 2))])
     with pytest.raises(ValueError, match="separate parts"):
         graph_path(blobs, [0, 99])
+    # duplicated latents: no self loops, and the approximate graph matches the exact one on this easy cloud
+    twice = np.concatenate([z[:100], z[:100]])
+    assert neighbour_graph(twice).diagonal().sum() == 0
+    exact = neighbour_graph(z, eps=0.0)
+    assert abs(exact.nnz - graph.nnz) <= 0.05 * exact.nnz
     line = direct_path(np.array([[0.0, 0], [1, 0], [1, 1]]), n=4)
     assert line.shape == (9, 2) and np.allclose(line[[0, 4, 8]], [[0, 0], [1, 0], [1, 1]])
     ring = direct_path(np.array([[0.0], [1.0]]), n=2, loop=True)

@@ -26,6 +26,7 @@ from cryofield.cli import (
     mask,
     pc_traversal,
     phase_flip,
+    report,
     select,
     sharpen,
     simulate,
@@ -36,7 +37,7 @@ from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
-            direct_traversal, filter_particles, compare_runs, landscape]
+            direct_traversal, filter_particles, compare_runs, landscape, report]
 
 
 def build_parser() -> argparse.ArgumentParser:
