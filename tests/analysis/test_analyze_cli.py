@@ -60,6 +60,11 @@ def test_analyze_latents_alone_and_errors(run, tmp_path, capsys):
                  "--no-umap"]) == 0
     assert not list((tmp_path / "a").rglob("*.mrc")) and (tmp_path / "a/pca_scatter.png").is_file()
     assert not (tmp_path / "a/z_umap.npy").exists()
+    z5 = np.random.default_rng(0).normal(size=(200, 5))  # more than two PCs: the figures use the first two
+    np.save(tmp_path / "z5.npy", z5)
+    assert main(["analyze", "--z", str(tmp_path / "z5.npy"), "-o", str(tmp_path / "b"), "--ksample", "3",
+                 "--no-umap"]) == 0
+    assert np.load(tmp_path / "b/z_pca.npy").shape == (200, 5) and (tmp_path / "b/pca_scatter.png").is_file()
     capsys.readouterr()
     assert main(["analyze", "--z", str(out / "z.npy")]) == 2
     assert "--z and -o" in capsys.readouterr().err

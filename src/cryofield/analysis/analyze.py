@@ -101,7 +101,8 @@ def analyze_latents(z: np.ndarray, outdir: str | os.PathLike, *, workdir: str | 
                          "centers_ind": rows[clusters.on_data].tolist()}
 
     k = min(ksample, len(z))
-    save_clusters(f"kmeans{k}", kmeans_clusters(z, k, seed=seed))
+    restarts = 10 if len(z) <= 100_000 else 3  # k-means restarts: 9 s instead of 27 s at 10^6 latents
+    save_clusters(f"kmeans{k}", kmeans_clusters(z, k, seed=seed, n_init=restarts))
     if gmm:
         save_clusters(f"gmm{gmm}", gmm_clusters(z, gmm, seed=seed))
     for pc in range(1, min(pcs, z.shape[1]) + 1):

