@@ -195,15 +195,9 @@ def step_gflop_per_image(box: int = 64) -> float:
 def our_maps(workdir: Path):
     """``maps_for`` of :func:`score_latents_and_maps` for a cryofield run: its maps at given latents."""
     def maps_for(zs):
-        import torch
+        from cryofield.train import RunVolumes
 
-        from cryofield.imaging import half_lattice_mask, render_volume
-        from cryofield.train import TrainConfig, load_models
-
-        config = TrainConfig.load(workdir / "config.json")
-        _, models = load_models(workdir, config.box, int(half_lattice_mask(config.box).sum()))
-        with torch.no_grad():
-            return [render_volume(models.decoder, config.box, torch.from_numpy(z).float()).numpy() for z in zs]
+        return list(RunVolumes(workdir)(np.asarray(zs)))
     return maps_for
 
 
