@@ -30,15 +30,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
         model.add_argument("--tilt", type=Path, help="tilted partner of each particle (.star/.cs/.mrcs), same order")
         model.add_argument("--tilt-deg", type=float, default=45.0,
                            help="stage tilt about x in degrees, for --tilt files without poses (default 45)")
-    model.add_argument("--dec-dim", type=int, default=256, help="decoder width (default 256)")
-    model.add_argument("--dec-layers", type=int, default=3,
-                       help="decoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
-    model.add_argument("--pe-type", choices=["gaussian", "geom_full", "geom_lowf"], default="gaussian",
-                       help="positional encoding (default gaussian)")
-    model.add_argument("--pe-dim", type=int, help="frequencies per axis (default box/2)")
-    model.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
-    model.add_argument("--domain", choices=["fourier", "hartley"], default="fourier",
-                       help="decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)")
+    add_decoder_arguments(model)
     run = parser.add_argument_group("training")
     run.add_argument("-n", "--epochs", type=int, default=20, help="epochs (default 20)")
     run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
@@ -61,6 +53,19 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
                           "(only -n, --checkpoint, --device and --compile may change)")
     run.add_argument("--seed", type=int, default=0)
     parser.set_defaults(option_defaults={name: parser.get_default(name) for name in _RUN_SETTINGS})
+
+
+def add_decoder_arguments(group) -> None:
+    """The volume decoder's options (shared by the trainers)."""
+    group.add_argument("--dec-dim", type=int, default=256, help="decoder width (default 256)")
+    group.add_argument("--dec-layers", type=int, default=3,
+                       help="decoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
+    group.add_argument("--pe-type", choices=["gaussian", "geom_full", "geom_lowf"], default="gaussian",
+                       help="positional encoding (default gaussian)")
+    group.add_argument("--pe-dim", type=int, help="frequencies per axis (default box/2)")
+    group.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
+    group.add_argument("--domain", choices=["fourier", "hartley"], default="fourier",
+                       help="decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)")
 
 
 # options that define a run: ``--resume`` takes them from the run's config.json

@@ -8,6 +8,8 @@ import warnings
 
 from cryofield import __version__
 from cryofield.cli import (
+    abinit,
+    align_vol,
     analyze,
     backproject,
     compare_runs,
@@ -26,6 +28,7 @@ from cryofield.cli import (
     mask,
     pc_traversal,
     phase_flip,
+    pose_error,
     report,
     select,
     sharpen,
@@ -37,7 +40,8 @@ from cryofield.errors import InputError
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
-            direct_traversal, filter_particles, compare_runs, landscape, report]
+            direct_traversal, filter_particles, compare_runs, landscape, report, abinit, pose_error,
+            align_vol]
 
 
 def build_parser() -> argparse.ArgumentParser:

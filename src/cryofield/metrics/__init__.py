@@ -1,5 +1,6 @@
 """Validation metrics: FSC and resolution, masks, B-factors, and ground-truth scores."""
 
+from cryofield.metrics.align import VolumeAlignment, align_volumes, apply_alignment, map_correlation, rotate_volume
 from cryofield.metrics.fsc import fsc, resolution_at
 from cryofield.metrics.maps import (
     apply_bfactor,
@@ -15,10 +16,12 @@ from cryofield.metrics.scores import (
     latent_pc_spearman,
     per_image_fsc,
     pose_error,
+    pose_error_frobenius,
 )
 
 __all__ = [
-    "adjusted_rand_index", "apply_bfactor", "auto_mask", "evaluation_images", "flip_hand", "fsc",
-    "guinier_bfactor", "latent_pc_spearman", "normalized_mse", "per_image_fsc", "pose_error",
-    "radial_amplitude", "resolution_at",
+    "VolumeAlignment", "adjusted_rand_index", "align_volumes", "apply_alignment", "apply_bfactor", "auto_mask",
+    "evaluation_images", "flip_hand", "fsc", "guinier_bfactor", "latent_pc_spearman", "map_correlation",
+    "normalized_mse", "per_image_fsc", "pose_error", "pose_error_frobenius", "radial_amplitude", "resolution_at",
+    "rotate_volume",
 ]

@@ -165,3 +165,34 @@ def plot_confusion(path: str | os.PathLike, confusion: np.ndarray, title: str = 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def plot_viewing_directions(path: str | os.PathLike, rotations: np.ndarray, title: str = "Viewing directions") -> None:
+    """Save the particles' viewing directions on the sphere (Mollweide density) as PNG or PDF.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    rotations : ndarray, shape (N, 3, 3)
+        ``R`` per particle; the viewing direction in the volume's frame is ``R^T (0, 0, 1)``,
+        the third row of ``R``, drawn as longitude ``atan2(y, x)`` and latitude ``asin(z)``.
+    title : str
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    direction = np.asarray(rotations)[:, 2, :]
+    lon = np.arctan2(direction[:, 1], direction[:, 0])
+    lat = np.arcsin(np.clip(direction[:, 2], -1, 1))
+    fig = plt.figure(figsize=(7, 4), dpi=120)
+    ax = fig.add_subplot(projection="mollweide")
+    cells = ax.hexbin(lon, lat, gridsize=36, mincnt=1, cmap="viridis")
+    fig.colorbar(cells, ax=ax, shrink=0.7, label="particles")
+    ax.set_title(f"{title} ({len(direction):,} particles)")
+    ax.grid(alpha=0.3)
+    ax.set_xticklabels([])
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

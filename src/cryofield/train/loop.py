@@ -191,6 +191,72 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
     return mse, kl
 
 
+def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer: torch.optim.Optimizer,
+              scaler: torch.amp.GradScaler, sampler: torch.Generator, runtime: Runtime, *, epoch: int = 0,
+              pose_optimizer: torch.optim.Optimizer | None = None,
+              progress: Callable[[int, int], None] | None = None) -> dict:
+    """One pass over the particles in the order of :func:`epoch_plan`, one optimiser step per batch.
+
+    Parameters
+    ----------
+    net : Models
+        The networks as this process calls them (wrapped for distributed training).
+    data : PreparedParticles or LazyParticles
+        In memory (possibly on the device already) or read through a shuffling buffer.
+    config : TrainConfig
+    optimizer, scaler, sampler
+        Adam over the networks, the gradient scaler, and the generator of the epoch's order
+        (advanced by this call).
+    runtime : Runtime
+    epoch : int
+        Reported to ``progress``.
+    pose_optimizer : Optimizer, optional
+        Steps the per-particle pose corrections.
+    progress : callable, optional
+        ``progress(images_done_in_epoch, epoch)`` after each batch (rank 0).
+
+    Returns
+    -------
+    dict
+        ``epoch``, ``mse`` and ``kl`` (means per image over all processes), ``seconds``,
+        ``images_per_second``.
+    """
+    started = time.perf_counter()
+    n = len(data)
+    in_memory = isinstance(data, PreparedParticles)
+    plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
+                      else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
+    sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # mse, kl, times images
+    done = 0
+    for members, batches in plan:
+        buffer = data if in_memory else data.load(members)
+        # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
+        positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
+        positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
+        for indices, where in zip(batches, positions):
+            batch = _to(buffer.subset(where), runtime.device)
+            mse, kl = step_loss(net, batch, config, indices=torch.from_numpy(indices))
+            loss = mse + config.kl_weight * kl / (2 * data.n_pixels - 1)
+            optimizer.zero_grad(set_to_none=True)
+            if pose_optimizer is not None:
+                pose_optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            if pose_optimizer is not None:
+                scaler.step(pose_optimizer)
+            scaler.update()
+            sums += torch.stack([mse.detach(), kl.detach()]).double() * len(indices)  # no host sync
+            done += len(indices) * runtime.world_size
+            if progress is not None and runtime.is_main:
+                progress(min(done, n), epoch)
+    seen_here = sum(len(b) for _, batches in plan for b in batches)
+    totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
+    seconds = time.perf_counter() - started
+    seen = max(float(totals[2]), 1.0)
+    return {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
+            "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+
+
 def _rng_state(generator: torch.Generator) -> dict:
     return {"torch": torch.get_rng_state(), "sampler": generator.get_state()}
 
@@ -265,44 +331,11 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
             if part is not None:
                 part.compile(mode=config.compile_mode)
     net = _wrap(models, runtime)
-    n = len(data)
-    in_memory = isinstance(data, PreparedParticles)
-    if in_memory and _fits_on_device(data, runtime.device):
+    if isinstance(data, PreparedParticles) and _fits_on_device(data, runtime.device):
         data = _to(data, runtime.device)  # one transfer instead of one per batch
-    buffer_size = config.buffer_size if config.lazy else None
     for epoch in range(start_epoch, config.epochs):
-        started = time.perf_counter()
-        plan = epoch_plan(n, config.batch_size, sampler, buffer_size=buffer_size, rank=runtime.rank,
-                          world_size=runtime.world_size)
-        sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # mse, kl, times images
-        done = 0
-        for members, batches in plan:
-            buffer = data if in_memory else data.load(members)
-            # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
-            positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
-            positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
-            for indices, where in zip(batches, positions):
-                batch = _to(buffer.subset(where), runtime.device)
-                mse, kl = step_loss(net, batch, config, indices=torch.from_numpy(indices))
-                loss = mse + config.kl_weight * kl / (2 * data.n_pixels - 1)
-                optimizer.zero_grad(set_to_none=True)
-                if pose_optimizer is not None:
-                    pose_optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                if pose_optimizer is not None:
-                    scaler.step(pose_optimizer)
-                scaler.update()
-                sums += torch.stack([mse.detach(), kl.detach()]).double() * len(indices)  # no host sync
-                done += len(indices) * runtime.world_size
-                if progress is not None and runtime.is_main:
-                    progress(min(done, n), epoch)
-        seen_here = sum(len(b) for _, batches in plan for b in batches)
-        totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
-        seconds = time.perf_counter() - started
-        seen = max(float(totals[2]), 1.0)
-        record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
-                  "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+        record = run_epoch(net, data, config, optimizer, scaler, sampler, runtime, epoch=epoch,
+                           pose_optimizer=pose_optimizer, progress=progress)
         if not runtime.is_main:
             continue
         with open(outdir / "log.jsonl", "a") as fh:

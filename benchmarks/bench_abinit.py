@@ -1,0 +1,184 @@
+"""Ab initio benchmarks: pose search against `cryodrgn abinit_homo_old`, and whole `cryofield abinit` runs.
+
+    python benchmarks/bench_abinit.py search [--n-search 1000] [--pretrain-epochs 10] [--workdir DIR] [--peer PATH]
+    python benchmarks/bench_abinit.py abinit [--n 10000] [--workdir DIR] [-- EXTRA abinit OPTIONS]
+
+Data (both): the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), 10,000
+images simulated by `cryofield simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px.
+
+search (the seed's table 5.5 protocol): each tool trains its own volume (256x3, Gaussian
+features) on the true poses for ``--pretrain-epochs`` epochs, then searches the poses of
+the first ``--n-search`` images against it with the same grids: 15-degree base grid, K = 8,
+M = 4, band 12 -> 32 (D/2), translations +-10 px on a 14 x 14 grid. Prints the search time
+and the rotation error (median and mean squared Frobenius norm after global alignment, as
+`cryofield pose-error` computes it for both) and the ratio of times. cryoDRGN's search is
+timed from its log (one `abinit_homo_old` epoch on the loaded model, the search of the
+first epoch).
+
+abinit: `cryofield abinit` with the default schedule (30 + reset + 30 + 30 epochs) on the
+particles, timed, then scored: `pose-error` against the true poses, and the FSC of the final
+map (aligned onto the truth by `align-vol`) against the true map, next to `backproject` with
+the true poses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BIN = Path(sys.executable).parent
+CRYOFIELD = os.environ.get("CRYOFIELD", str(BIN / "cryofield"))
+HAND = Path(__file__).resolve().parents[2] / "shared/data/maps/hand-vol.mrc"
+ARCH = ["--dec-dim", "256", "--dec-layers", "3", "--pe-type", "gaussian", "--domain", "fourier"]
+
+
+def run(cmd: list[str], log: Path | None = None) -> float:
+    """Run a command (output to ``log``), raising with its tail when it fails; returns wall seconds."""
+    started = time.perf_counter()
+    with open(log or os.devnull, "w") as fh:
+        result = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        tail = Path(log).read_text()[-3000:] if log else ""
+        raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{tail}")
+    return time.perf_counter() - started
+
+
+def simulate(workdir: Path, n: int) -> Path:
+    """The hand dataset (``particles.star``, ``truth.npz``, ``truth_vols/``), simulated once."""
+    data = workdir / f"hand_{n}"
+    if not (data / "particles.star").is_file():
+        run([CRYOFIELD, "simulate", "--volume", str(HAND), "--apix", "6", "-n", str(n), "--snr", "0.1",
+             "--shift-px", "5", "-o", str(data), "--seed", "0"])
+    return data
+
+
+def pose_error(predicted: Path, truth: Path, *extra: str) -> dict:
+    """`cryofield pose-error --json` of two pose files."""
+    out = subprocess.run([CRYOFIELD, "pose-error", str(predicted), str(truth), "--json", *extra],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def search(args) -> None:
+    work = Path(args.workdir)
+    data = simulate(work, args.n)
+    star = data / "particles.star"
+    first = work / f"first_{args.n_search}.txt"
+    np.savetxt(first, np.arange(args.n_search), fmt="%d")
+    # cryofield: pretrain on the true poses, then search the first images with the pretrained decoder
+    ours = work / "cryofield"
+    if not (ours / "pretrained/checkpoints/last.pt").is_file():
+        run([CRYOFIELD, "train-nn", str(star), "-o", str(ours / "pretrained"), "-n", str(args.pretrain_epochs), *ARCH],
+            ours.with_suffix(".pretrain.log"))
+    from cryofield.cli._common import load_table
+    from cryofield.data import prepare_particles
+    from cryofield.posesearch import PoseSearch, SearchSettings, render_lattice
+    from cryofield.train import TrainConfig, load_models
+
+    table = load_table(argparse.Namespace(input=star, datadir=None, poses=None, ctf=None, apix=None))
+    table = table.subset(np.arange(args.n_search))
+    config = TrainConfig.load(ours / "pretrained/config.json")
+    particles = prepare_particles(table, scale=config.data_scale, rotations=np.zeros((table.n, 3, 3)),
+                                  shifts_px=np.zeros((table.n, 2)))
+    _, models = load_models(ours / "pretrained", particles.box, particles.n_pixels)
+    settings = SearchSettings(kmax=32, shift_extent_px=10)
+    started = time.perf_counter()
+    lattice = render_lattice(models.decoder, particles.box, 32, amp=True)
+    result = PoseSearch(particles.coords, particles.box, settings)(lattice, particles.images, particles.ctf)
+    t_ours = time.perf_counter() - started
+    poses = ours / "search_poses.star"
+    _write_star(table, result.rotations.double().numpy(), result.shifts_px.double().numpy(), poses)
+    truth = work / f"truth_{args.n_search}.star"
+    _write_star(table, table.rotations, table.shifts_px, truth)
+    e_ours = pose_error(poses, truth)
+    print(f"cryofield search of {args.n_search} images: {t_ours:.1f} s ({1000 * t_ours / args.n_search:.1f} ms/image), "
+          f"rotation error median {e_ours['rot_median']:.4f} mean {e_ours['rot_mean']:.4f}, "
+          f"shift error^2 median {e_ours['trans_median']:.3f} px^2")
+    peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
+    if not peer:
+        print("cryodrgn not found: cryofield alone")
+        return
+    theirs = work / "cryodrgn"
+    theirs.mkdir(parents=True, exist_ok=True)
+    for what in ("pose", "ctf"):
+        if not (theirs / f"{what}.pkl").is_file():
+            run([peer, f"parse_{what}_star", str(star), "-o", str(theirs / f"{what}.pkl")])
+    weights = theirs / "pretrained" / f"weights.{args.pretrain_epochs - 1}.pkl"
+    if not weights.is_file():
+        run([peer, "train_nn", str(star), "--poses", str(theirs / "pose.pkl"), "--ctf", str(theirs / "ctf.pkl"),
+             "-o", str(theirs / "pretrained"), "-n", str(args.pretrain_epochs), "--layers", "3", "--dim", "256",
+             "--pe-type", "gaussian", "--domain", "fourier"], theirs / "pretrain.log")
+    log = theirs / "search.log"
+    started = time.perf_counter()
+    run([peer, "abinit_homo_old", str(star), "--ctf", str(theirs / "ctf.pkl"), "--ind", str(first),
+         "-o", str(theirs / "search"), "--load", str(weights), "-n", "1", "--pretrain", "0", "--ps-freq", "1",
+         "--l-start", "12", "--l-end", "32", "--l-ramp-epochs", "0", "--niter", "4", "--nkeptposes", "8",
+         "--base-healpy", "2", "--t-extent", "10", "--t-ngrid", "14", "--layers", "3", "--dim", "256",
+         "--pe-type", "gaussian", "--domain", "fourier"], log)
+    t_whole = time.perf_counter() - started
+    text = log.read_text()
+    found = re.findall(r"[Pp]ose search.*?([\d.]+)\s*s", text)
+    t_peer = float(found[0]) if found else t_whole
+    pkl = sorted((theirs / "search").glob("pose*.pkl"))[-1]
+    e_peer = pose_error(pkl, truth, "--box", "64")
+    print(f"cryodrgn abinit_homo_old search: {t_peer:.1f} s ({'from its log' if found else 'whole command'}), "
+          f"rotation error median {e_peer['rot_median']:.4f} mean {e_peer['rot_mean']:.4f}, "
+          f"shift error^2 median {e_peer['trans_median']:.3f} px^2")
+    print(f"speed ratio cryofield/cryodrgn: {t_peer / t_ours:.2f}x")
+
+
+def _write_star(table, rotations: np.ndarray, shifts_px: np.ndarray, path: Path) -> None:
+    from dataclasses import replace
+
+    from cryofield.io.export import write_particles
+
+    posed = replace(table.without_source_rows(), rotations_or_none=np.asarray(rotations, float),
+                    shifts_angstrom=np.asarray(shifts_px, float) * table.pixel_size_angstrom[:, None])
+    write_particles(posed, path)
+
+
+def abinit(args, extra: list[str]) -> None:
+    work = Path(args.workdir)
+    data = simulate(work, args.n)
+    out = work / "abinit"
+    seconds = run([CRYOFIELD, "abinit", str(data / "particles.star"), "-o", str(out), *extra], work / "abinit.log")
+    print(f"cryofield abinit on {args.n} images: {seconds:.0f} s ({seconds / 3600:.2f} h)")
+    error = pose_error(out / "poses.star", data / "particles.star")
+    print(f"pose error: rotation median {error['rot_median']:.4f} mean {error['rot_mean']:.4f}, hand {error['hand']}")
+    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
+    run([CRYOFIELD, "align-vol", str(truth_map), str(out / "volume.mrc"), "-o", str(work / "abinit_aligned.mrc")])
+    run([CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(work / "backproject.mrc")])
+    for name in ("abinit_aligned.mrc", "backproject.mrc"):
+        fsc = subprocess.run([CRYOFIELD, "fsc", str(work / name), str(truth_map), "-o", str(work / f"{name}.fsc.txt")],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        curve = np.loadtxt(work / f"{name}.fsc.txt")
+        print(f"{name}: {fsc}; FSC AUC to Nyquist {np.trapezoid(curve[:, 1], curve[:, 0]) / curve[-1, 0]:.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["search", "abinit"])
+    parser.add_argument("--n", type=int, default=10000, help="particles simulated")
+    parser.add_argument("--n-search", type=int, default=1000)
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--workdir", default="/tmp/cryofield-bench-abinit")
+    parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
+    args, extra = parser.parse_known_args()
+    Path(args.workdir).mkdir(parents=True, exist_ok=True)
+    if args.what == "search":
+        search(args)
+    else:
+        abinit(args, extra)
+
+
+if __name__ == "__main__":
+    main()

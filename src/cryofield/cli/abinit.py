@@ -1,0 +1,181 @@
+"""``cryofield abinit``: a volume and every particle's pose from the images alone."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from cryofield.cli._common import add_input_arguments, load_table, progress_bar, read_indices
+from cryofield.cli._train import add_decoder_arguments
+from cryofield.errors import InputError
+
+NAME = "abinit"
+
+
+def add_parser(subparsers):
+    from cryofield.cli._common import command_parser
+
+    parser = command_parser(subparsers, NAME, "Ab initio reconstruction: train a neural volume while searching "
+                            "each particle's rotation and shift on multi-resolution grids over SO(3) x R^2 "
+                            "(cryoDRGN2's schedule with the model reset). Writes poses.star for RELION or "
+                            "train-vae, and the map after each stage.", """
+        cryofield abinit particles.star -o run/                         # 30 + 30 (reset) + 30 epochs
+        cryofield abinit particles.mrcs --ctf ctf.pkl -o run/ --no-reset --epochs-search 30
+        cryofield abinit particles.star -o run/ --kmax 32 --base-level 1   # coarser, faster search
+        cryofield abinit particles.star -o run/ --resume                 # continue after the last checkpoint
+        """)
+    add_input_arguments(parser)
+    parser.add_argument("-o", "--outdir", type=Path, required=True, help="work directory")
+    parser.add_argument("--ind", type=Path, help="reconstruct from these particles only (.npy, .txt or .pkl)")
+    parser.add_argument("--uninvert-data", action="store_true", help="do not flip the data's contrast")
+    parser.add_argument("--window-r", type=float, default=0.85, help="soft real-space window radius (default 0.85)")
+    model = parser.add_argument_group("model")
+    add_decoder_arguments(model)
+    schedule = parser.add_argument_group("schedule (cryoDRGN2 +r)")
+    schedule.add_argument("--epochs-search", type=int, default=30,
+                          help="stage 1: epochs with pose search, the first on random poses (default 30)")
+    schedule.add_argument("--epochs-fixed", type=int, default=30,
+                          help="stage 2: reset the model, train on the last poses (default 30)")
+    schedule.add_argument("--epochs-refine", type=int, default=30,
+                          help="stage 3: epochs with pose search again (default 30)")
+    schedule.add_argument("--no-reset", action="store_true", help="stage 1 only (same as --epochs-fixed 0 "
+                          "--epochs-refine 0)")
+    schedule.add_argument("--search-every", type=int, default=5, help="search poses every N epochs (default 5)")
+    schedule.add_argument("--kmax-ramp-epochs", type=int, default=25,
+                          help="epochs over which the search's band limit grows from --kmin to --kmax (default 25)")
+    search = parser.add_argument_group("pose search (defaults: the seed's table 5.5)")
+    search.add_argument("--base-level", type=int, default=2,
+                        help="SO(3) base grid: 1 = 576 rotations (30 deg), 2 = 4,608 (15 deg, default), 3 = 36,864")
+    search.add_argument("--keep", type=int, default=8, help="K: rotations kept per round (default 8)")
+    search.add_argument("--rounds", type=int, default=4, help="M: refinement rounds (default 4)")
+    search.add_argument("--kmin", type=float, default=12, help="band limit of the base search, Fourier px (default 12)")
+    search.add_argument("--kmax", type=float, default=48, help="band limit of the last round, capped at D/2 "
+                        "(default 48)")
+    search.add_argument("--n-shifts", type=int, default=14, help="T: translation grid T x T (default 14)")
+    search.add_argument("--shift-extent", type=float, help="translation grid half-width in px (default 20 * D / 128)")
+    search.add_argument("--oversample", type=float, default=2.0,
+                        help="model lattice points per Fourier pixel for slice interpolation (default 2)")
+    search.add_argument("--search-batch", type=int, default=32, help="images searched at a time (default 32)")
+    run = parser.add_argument_group("training")
+    run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
+    run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    run.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
+    run.add_argument("--no-amp", action="store_true", help="full fp32 instead of bf16/fp16 mixed precision")
+    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in OUTDIR from its last checkpoint, with its own settings")
+    run.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _config(args, data, runtime):
+    import torch
+
+    from cryofield import __version__
+    from cryofield.cli._train import _digest
+    from cryofield.train.abinit import AbinitConfig
+
+    if args.no_reset:
+        args.epochs_fixed = args.epochs_refine = 0
+    for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch"):
+        if getattr(args, name) < 1:
+            raise InputError(args.outdir, f"--{name.replace('_', '-')} must be at least 1")
+    if args.kmin <= 0 or args.kmax < args.kmin:
+        raise InputError(args.outdir, f"need 0 < --kmin <= --kmax (got {args.kmin}, {args.kmax})")
+    return AbinitConfig(
+        particles=str(args.input), outdir=str(args.outdir), ctf=args.ctf and str(args.ctf),
+        datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind), apix=args.apix,
+        dec_dim=args.dec_dim, dec_layers=args.dec_layers, domain=args.domain, pe_type=args.pe_type, pe_dim=args.pe_dim,
+        feat_sigma=args.feat_sigma, batch_size=args.batch_size, lr=args.lr, uninvert_data=args.uninvert_data,
+        window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
+        device=str(runtime.device), box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
+        epochs_search=args.epochs_search, epochs_fixed=args.epochs_fixed, epochs_refine=args.epochs_refine,
+        search_every=args.search_every, kmax_ramp_epochs=args.kmax_ramp_epochs, base_level=args.base_level,
+        keep=args.keep, rounds=args.rounds, kmin=args.kmin, kmax=args.kmax, n_shifts=args.n_shifts,
+        shift_extent_px=args.shift_extent, oversample=args.oversample, search_batch=args.search_batch,
+        versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                  "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.ctf) if p}})
+
+
+def run(args) -> None:
+    import torch
+
+    from cryofield.data import prepare_particles
+    from cryofield.io import write_map
+    from cryofield.io._atomic import atomic_outputs
+    from cryofield.io.export import write_particles
+    from cryofield.reports import plot_viewing_directions
+    from cryofield.train import Runtime, resolve_device
+    from cryofield.train.abinit import AbinitConfig, abinit
+
+    outdir: Path = args.outdir
+    if args.resume:
+        if not (outdir / "checkpoints/last.pt").is_file() or not (outdir / "config.json").is_file():
+            raise InputError(outdir, "no checkpoint to resume from")
+        saved = AbinitConfig.load(outdir / "config.json")
+        args.ctf = saved.ctf and Path(saved.ctf)
+        args.datadir = saved.datadir and Path(saved.datadir)
+        args.ind = saved.ind and Path(saved.ind)
+        args.apix, args.uninvert_data, args.window_r = saved.apix, saved.uninvert_data, saved.window_r
+    args.poses = None
+    table = load_table(args)
+    if args.ind is not None:
+        table = table.subset(read_indices(args.ind, table.n))
+    runtime = Runtime(resolve_device(args.device))
+    with progress_bar(table.n, "prepare") as bar:
+        data = prepare_particles(table, invert=not args.uninvert_data, window_r=args.window_r,
+                                 rotations=np.broadcast_to(np.eye(3), (table.n, 3, 3)).copy(),
+                                 shifts_px=np.zeros((table.n, 2)), progress=bar.update)
+    if args.resume:
+        config = replace(saved, device=str(runtime.device))
+    else:
+        config = _config(args, data, runtime)
+        outdir.mkdir(parents=True, exist_ok=True)
+        config.save(outdir / "config.json")
+    (outdir / "poses").mkdir(parents=True, exist_ok=True)
+    bars: dict[tuple[int, str], object] = {}
+
+    def progress(done: int, epoch: int, what: str) -> None:
+        key = (epoch, what)
+        if key not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars.clear()
+            bars[key] = progress_bar(len(data), f"epoch {epoch + 1}/{config.epochs} {what}")
+        bars[key].update(done - bars[key].n)
+
+    def log(record: dict) -> None:
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+        searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
+                    f"{record['pose_change_deg_median']:.1f} deg)") if "search_seconds" in record else ""
+        print(f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "
+              f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
+
+    def on_search(epoch: int, poses) -> None:
+        plot_viewing_directions(outdir / "poses" / f"directions_epoch{epoch + 1:03d}.png", poses.rotations.numpy(),
+                                title=f"Viewing directions after the search of epoch {epoch + 1}")
+
+    models, poses = abinit(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log,
+                           on_search=on_search)
+    apix = data.pixel_size_angstrom
+    used = np.unique(table.refs.stack_id)
+    names = list(table.refs.stack_names)
+    for sid in used:
+        names[sid] = str(table.refs.stack(int(sid)).path.resolve())  # poses.star works from any folder
+    posed = replace(table.without_source_rows(), refs=replace(table.refs, stack_names=tuple(names), _opened={}),
+                    rotations_or_none=poses.rotations.double().numpy(),
+                    shifts_angstrom=poses.shifts_px.double().numpy() * apix)
+    with atomic_outputs(outdir / "poses.star", outdir / "volume.mrc") as (star, volume_path):
+        write_particles(posed, star)
+        from cryofield.imaging import render_volume
+
+        with torch.no_grad():
+            volume = render_volume(models.decoder.cpu(), data.box) * data.scale
+        write_map(volume_path, volume.numpy(), apix)
+    print(f"wrote {outdir}/poses.star ({table.n} particles), {outdir}/volume.mrc ({data.box}^3, {apix:.4f} A/px), "
+          f"maps per stage in {outdir}/maps/ and viewing directions in {outdir}/poses/")
