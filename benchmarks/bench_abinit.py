@@ -37,7 +37,7 @@ import numpy as np
 
 BIN = Path(sys.executable).parent
 CRYOFIELD = os.environ.get("CRYOFIELD", str(BIN / "cryofield"))
-HAND = Path(__file__).resolve().parents[2] / "shared/data/maps/hand-vol.mrc"
+HAND = Path(os.environ.get("HAND_MAP", Path(__file__).resolve().parents[2] / "shared/data/maps/hand-vol.mrc"))
 ARCH = ["--dec-dim", "256", "--dec-layers", "3", "--pe-type", "gaussian", "--domain", "fourier"]
 
 
@@ -69,71 +69,78 @@ def pose_error(predicted: Path, truth: Path, *extra: str) -> dict:
 
 
 def search(args) -> None:
+    import torch
+
     work = Path(args.workdir)
     data = simulate(work, args.n)
     star = data / "particles.star"
-    first = work / f"first_{args.n_search}.txt"
-    np.savetxt(first, np.arange(args.n_search), fmt="%d")
+    first = data / f"first_{args.n_search}.star"  # the searched images, for both tools (next to their stack)
+    if not first.is_file():
+        np.savetxt(work / "first.txt", np.arange(args.n_search), fmt="%d")
+        run([CRYOFIELD, "select", str(star), "--ind", str(work / "first.txt"), "-o", str(first)])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     # cryofield: pretrain on the true poses, then search the first images with the pretrained decoder
     ours = work / "cryofield"
     if not (ours / "pretrained/checkpoints/last.pt").is_file():
         run([CRYOFIELD, "train-nn", str(star), "-o", str(ours / "pretrained"), "-n", str(args.pretrain_epochs), *ARCH],
-            ours.with_suffix(".pretrain.log"))
+            work / "cryofield_pretrain.log")
     from cryofield.cli._common import load_table
     from cryofield.data import prepare_particles
     from cryofield.posesearch import PoseSearch, SearchSettings, render_lattice
     from cryofield.train import TrainConfig, load_models
 
-    table = load_table(argparse.Namespace(input=star, datadir=None, poses=None, ctf=None, apix=None))
-    table = table.subset(np.arange(args.n_search))
+    table = load_table(argparse.Namespace(input=first, datadir=None, poses=None, ctf=None, apix=None))
     config = TrainConfig.load(ours / "pretrained/config.json")
     particles = prepare_particles(table, scale=config.data_scale, rotations=np.zeros((table.n, 3, 3)),
                                   shifts_px=np.zeros((table.n, 2)))
-    _, models = load_models(ours / "pretrained", particles.box, particles.n_pixels)
+    _, models = load_models(ours / "pretrained", particles.box, particles.n_pixels, device)
+    images, ctf, coords = (t.to(device) for t in (particles.images, particles.ctf, particles.coords))
     settings = SearchSettings(kmax=32, shift_extent_px=10)
+    search = PoseSearch(coords, particles.box, settings)
+    search(render_lattice(models.decoder, particles.box, 32, amp=True, device=device), images[:64], ctf[:64])  # warm
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     started = time.perf_counter()
-    lattice = render_lattice(models.decoder, particles.box, 32, amp=True)
-    result = PoseSearch(particles.coords, particles.box, settings)(lattice, particles.images, particles.ctf)
+    lattice = render_lattice(models.decoder, particles.box, 32, amp=True, device=device)
+    result = search(lattice, images, ctf)
+    rotations, shifts = result.rotations.double().cpu().numpy(), result.shifts_px.double().cpu().numpy()
     t_ours = time.perf_counter() - started
-    poses = ours / "search_poses.star"
-    _write_star(table, result.rotations.double().numpy(), result.shifts_px.double().numpy(), poses)
-    truth = work / f"truth_{args.n_search}.star"
-    _write_star(table, table.rotations, table.shifts_px, truth)
-    e_ours = pose_error(poses, truth)
-    print(f"cryofield search of {args.n_search} images: {t_ours:.1f} s ({1000 * t_ours / args.n_search:.1f} ms/image), "
-          f"rotation error median {e_ours['rot_median']:.4f} mean {e_ours['rot_mean']:.4f}, "
-          f"shift error^2 median {e_ours['trans_median']:.3f} px^2")
+    poses = work / "cryofield_search.star"
+    _write_star(table, rotations, shifts, poses)
+    e_ours = pose_error(poses, first)
+    print(f"{device.type}: cryofield search of {args.n_search} images: {t_ours:.2f} s "
+          f"({1000 * t_ours / args.n_search:.2f} ms/image), rotation error median {e_ours['rot_median']:.4f} "
+          f"mean {e_ours['rot_mean']:.4f}, shift error^2 median {e_ours['trans_median']:.3f} px^2")
     peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
     if not peer:
         print("cryodrgn not found: cryofield alone")
         return
     theirs = work / "cryodrgn"
     theirs.mkdir(parents=True, exist_ok=True)
-    for what in ("pose", "ctf"):
+    for what, source in (("pose", star), ("ctf", star), ("ctf_first", first)):
         if not (theirs / f"{what}.pkl").is_file():
-            run([peer, f"parse_{what}_star", str(star), "-o", str(theirs / f"{what}.pkl")])
-    weights = theirs / "pretrained" / f"weights.{args.pretrain_epochs - 1}.pkl"
-    if not weights.is_file():
+            run([peer, f"parse_{what.split('_')[0]}_star", str(source), "-o", str(theirs / f"{what}.pkl")])
+    epochs = max(2, args.pretrain_epochs)  # its search then runs in epoch E + 1 with --ps-freq E
+    if not (theirs / "pretrained" / "weights.pkl").is_file():
         run([peer, "train_nn", str(star), "--poses", str(theirs / "pose.pkl"), "--ctf", str(theirs / "ctf.pkl"),
-             "-o", str(theirs / "pretrained"), "-n", str(args.pretrain_epochs), "--layers", "3", "--dim", "256",
+             "-o", str(theirs / "pretrained"), "-n", str(epochs), "--layers", "3", "--dim", "256",
              "--pe-type", "gaussian", "--domain", "fourier"], theirs / "pretrain.log")
     log = theirs / "search.log"
-    started = time.perf_counter()
-    run([peer, "abinit_homo_old", str(star), "--ctf", str(theirs / "ctf.pkl"), "--ind", str(first),
-         "-o", str(theirs / "search"), "--load", str(weights), "-n", "1", "--pretrain", "0", "--ps-freq", "1",
-         "--l-start", "12", "--l-end", "32", "--l-ramp-epochs", "0", "--niter", "4", "--nkeptposes", "8",
-         "--base-healpy", "2", "--t-extent", "10", "--t-ngrid", "14", "--layers", "3", "--dim", "256",
-         "--pe-type", "gaussian", "--domain", "fourier"], log)
-    t_whole = time.perf_counter() - started
-    text = log.read_text()
-    found = re.findall(r"[Pp]ose search.*?([\d.]+)\s*s", text)
-    t_peer = float(found[0]) if found else t_whole
-    pkl = sorted((theirs / "search").glob("pose*.pkl"))[-1]
-    e_peer = pose_error(pkl, truth, "--box", "64")
-    print(f"cryodrgn abinit_homo_old search: {t_peer:.1f} s ({'from its log' if found else 'whole command'}), "
+    shutil.rmtree(theirs / "search", ignore_errors=True)
+    t_whole = run([peer, "abinit_homo_old", str(first), "--ctf", str(theirs / "ctf_first.pkl"),
+                   "-o", str(theirs / "search"), "--load", str(theirs / "pretrained" / "weights.pkl"),
+                   "-n", str(epochs + 1), "--ps-freq", str(epochs), "--pretrain", "0",
+                   "--l-start", "12", "--l-end", "32", "--l-ramp-epochs", "0", "--niter", "4", "--nkeptposes", "8",
+                   "--base-healpy", "2", "--t-extent", "10", "--t-ngrid", "14", "--layers", "3", "--dim", "256",
+                   "--pe-type", "gaussian", "--domain", "fourier"], log)
+    found = re.findall(r"Epoch: \d+ Average loss = \S+; Finished in (\d+):(\d+):([\d.]+)", log.read_text())
+    t_peer = sum(float(x) * f for x, f in zip(found[-1], (3600, 60, 1))) if found else t_whole
+    e_peer = pose_error(theirs / "search" / f"pose.{epochs + 1}.pkl", first, "--box", str(particles.box))
+    print(f"{device.type}: cryodrgn abinit_homo_old search epoch: {t_peer:.1f} s "
+          f"({'its log' if found else 'whole command'}; {1000 * t_peer / args.n_search:.1f} ms/image), "
           f"rotation error median {e_peer['rot_median']:.4f} mean {e_peer['rot_mean']:.4f}, "
           f"shift error^2 median {e_peer['trans_median']:.3f} px^2")
-    print(f"speed ratio cryofield/cryodrgn: {t_peer / t_ours:.2f}x")
+    print(f"speed ratio cryofield/cryodrgn: {t_peer / t_ours:.1f}x")
 
 
 def _write_star(table, rotations: np.ndarray, shifts_px: np.ndarray, path: Path) -> None:
@@ -156,11 +163,13 @@ def abinit(args, extra: list[str]) -> None:
     print(f"pose error: rotation median {error['rot_median']:.4f} mean {error['rot_mean']:.4f}, hand {error['hand']}")
     truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
     run([CRYOFIELD, "align-vol", str(truth_map), str(out / "volume.mrc"), "-o", str(work / "abinit_aligned.mrc")])
-    run([CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(work / "backproject.mrc")])
-    for name in ("abinit_aligned.mrc", "backproject.mrc"):
-        fsc = subprocess.run([CRYOFIELD, "fsc", str(work / name), str(truth_map), "-o", str(work / f"{name}.fsc.txt")],
+    run([CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(work / "backproject")])
+    for name, path in (("abinit (aligned onto the truth)", work / "abinit_aligned.mrc"),
+                       ("backproject, true poses", work / "backproject" / "volume.mrc")):
+        text = work / f"{path.stem}.fsc.txt"
+        fsc = subprocess.run([CRYOFIELD, "fsc", str(path), str(truth_map), "-o", str(text)],
                              capture_output=True, text=True, check=True).stdout.strip()
-        curve = np.loadtxt(work / f"{name}.fsc.txt")
+        curve = np.loadtxt(text)
         print(f"{name}: {fsc}; FSC AUC to Nyquist {np.trapezoid(curve[:, 1], curve[:, 0]) / curve[-1, 0]:.3f}")
 
 

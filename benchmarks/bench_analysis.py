@@ -148,10 +148,11 @@ def maps(args) -> None:
     for count in (8, 32):
         z = rng.normal(size=(count, zdim))
         np.savetxt(work / f"z{count}.txt", z)
-        out = work / f"ours{count}"
-        shutil.rmtree(out, ignore_errors=True)
-        times[("ours", count)] = timed([CRYOFIELD, "eval-vol", str(args.ours), "--z-file", str(work / f"z{count}.txt"),
-                                        "-o", str(out)])[0]
+        for tool, extra in (("ours", []), ("ours-fp32", ["--no-amp"])):  # bf16 (the default) and fp32
+            out = work / f"{tool}{count}"
+            shutil.rmtree(out, ignore_errors=True)
+            times[(tool, count)] = timed([CRYOFIELD, "eval-vol", str(args.ours), "--z-file",
+                                          str(work / f"z{count}.txt"), "-o", str(out), *extra])[0]
         if args.theirs:
             theirs = Path(args.theirs)
             weights = sorted(theirs.glob("weights*.pkl"), key=os.path.getmtime)[-1]
@@ -159,13 +160,15 @@ def maps(args) -> None:
             shutil.rmtree(out, ignore_errors=True)
             times[("theirs", count)] = timed([args.peer, "eval_vol", str(weights), "-c", str(theirs / "config.yaml"),
                                               "--zfile", str(work / f"z{count}.txt"), "-o", str(out)])[0]
-    per_map = {tool: (times[(tool, 32)] - times[(tool, 8)]) / 24 for tool in ("ours", "theirs") if (tool, 8) in times}
-    print(f"cryofield eval-vol: {times[('ours', 8)]:.1f} s for 8 maps, {times[('ours', 32)]:.1f} s for 32: "
-          f"{per_map['ours']:.3f} s per map")
+    per_map = {tool: (times[(tool, 32)] - times[(tool, 8)]) / 24 for tool in ("ours", "ours-fp32", "theirs")
+               if (tool, 8) in times}
+    for tool, label in (("ours", "cryofield eval-vol (bf16, default)"), ("ours-fp32", "cryofield eval-vol --no-amp")):
+        print(f"{label}: {times[(tool, 8)]:.1f} s for 8 maps, {times[(tool, 32)]:.1f} s for 32: "
+              f"{per_map[tool]:.3f} s per map")
     if "theirs" in per_map:
         print(f"cryodrgn eval_vol: {times[('theirs', 8)]:.1f} s for 8 maps, {times[('theirs', 32)]:.1f} s for 32: "
               f"{per_map['theirs']:.3f} s per map; cryofield is {per_map['theirs'] / per_map['ours']:.2f}x faster "
-              "per map")
+              f"per map ({per_map['theirs'] / per_map['ours-fp32']:.2f}x with --no-amp)")
 
 
 def main() -> None:

@@ -1,20 +1,8 @@
 #!/bin/bash
 # GPU timings of cryofield against cryodrgn, and a smoke test of the GPU paths. From the repo root.
 set -u
-N=${N:-10000}; EPOCHS=${EPOCHS:-2}; OUT=${OUT:-/tmp/gpuout}; W=${W:-/tmp/gw}
-mkdir -p "$OUT" "$W/bin"
-export PYTHONUNBUFFERED=1
-PY=${PY:-python3}
-nvidia-smi -L 2>/dev/null
-if [ -d .gpu/whl ] && [ -z "${NO_WHEELS:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .gpu/whl/*.whl \
-    && export PYTHONPATH=/tmp/site
-fi
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-printf '#!/bin/sh\nexec %s -m cryofield "$@"\n' "$PY" > "$W/bin/cryofield"
-printf '#!/bin/sh\nexec %s %s/benchmarks/gpu/peer_cli.py "$@"\n' "${PEER_PY:-$PY}" "$PWD" > "$W/bin/cryodrgn"
-chmod +x "$W"/bin/*
-export CRYOFIELD=$W/bin/cryofield
+N=${N:-10000}; EPOCHS=${EPOCHS:-2}
+source benchmarks/gpu/setup.sh
 $PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 t0=$(date +%s)
 [ -f "$W/data/truth.npz" ] || $CRYOFIELD simulate --pdb src/cryofield/examples/1ake_closed.pdb \

@@ -1,15 +1,8 @@
 #!/bin/bash
 # Second GPU run: step overhead (fused Adam, no per-step host syncs) and torch.compile, against cryodrgn.
 set -u
-N=${N:-10000}; OUT=${OUT:-/tmp/gpuout}; W=${W:-/tmp/gw}; PY=${PY:-python3}
-mkdir -p "$OUT" "$W/bin"; export PYTHONUNBUFFERED=1
-nvidia-smi -L 2>/dev/null
-[ -z "${NO_WHEELS:-}" ] && $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .gpu/whl/*.whl && export PYTHONPATH=/tmp/site
-export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH}
-printf '#!/bin/sh\nexec %s -m cryofield "$@"\n' "$PY" > "$W/bin/cryofield"
-printf '#!/bin/sh\nexec %s %s/benchmarks/gpu/peer_cli.py "$@"\n' "${PEER_PY:-$PY}" "$PWD" > "$W/bin/cryodrgn"
-chmod +x "$W"/bin/*; export CRYOFIELD=$W/bin/cryofield
+N=${N:-10000}
+source benchmarks/gpu/setup.sh
 t0=$(date +%s)
 [ -f "$W/data/truth.npz" ] || $CRYOFIELD simulate --pdb src/cryofield/examples/1ake_closed.pdb \
   --pdb src/cryofield/examples/4ake_open_chainA_aligned.pdb --states 50 --box 64 --apix 1.5 -n "$N" --snr 0.1 \

@@ -62,3 +62,14 @@ def test_abinit_bad_settings_exit_2(toy, tmp_path, capsys):
     assert main(["abinit", str(toy), "-o", str(tmp_path / "x"), "--kmin", "20", "--kmax", "10"]) == 2
     assert "--kmin" in capsys.readouterr().err
     assert main(["abinit", str(toy), "-o", str(tmp_path / "y"), "--resume"]) == 2
+
+
+def test_abinit_branch_and_bound(toy, tmp_path):
+    out = tmp_path / "bnb"
+    assert main(["abinit", str(toy), "-o", str(out), "--method", "bnb", "--dec-dim", "32", "--dec-layers", "1",
+                 "-b", "16", "--kmin", "5", "--kmax", "10", "--rounds", "2", "--n-shifts", "3",
+                 "--epochs-search", "2", "--no-reset"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["method"], config["base_level"], config["rounds"]) == ("bnb", 1, 2)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert "search_seconds" in records[1] and read_particles(out / "poses.star").n == 96

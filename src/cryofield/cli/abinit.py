@@ -46,15 +46,19 @@ def add_parser(subparsers):
     schedule.add_argument("--search-every", type=int, default=5, help="search poses every N epochs (default 5)")
     schedule.add_argument("--kmax-ramp-epochs", type=int, default=25,
                           help="epochs over which the search's band limit grows from --kmin to --kmax (default 25)")
-    search = parser.add_argument_group("pose search (defaults: the seed's table 5.5)")
-    search.add_argument("--base-level", type=int, default=2,
-                        help="SO(3) base grid: 1 = 576 rotations (30 deg), 2 = 4,608 (15 deg, default), 3 = 36,864")
+    search = parser.add_argument_group("pose search (defaults: the seed's table 5.5; for bnb its section 3.4.1)")
+    search.add_argument("--method", choices=["hps", "bnb"], default="hps",
+                        help="hps: hierarchical pose search (cryoDRGN2, default); bnb: branch and bound with "
+                             "frequency marching (cryoDRGN-BNB, for comparison)")
+    search.add_argument("--base-level", type=int,
+                        help="SO(3) base grid: 1 = 576 rotations (30 deg; bnb default), 2 = 4,608 (15 deg; hps "
+                             "default), 3 = 36,864")
     search.add_argument("--keep", type=int, default=8, help="K: rotations kept per round (default 8)")
-    search.add_argument("--rounds", type=int, default=4, help="M: refinement rounds (default 4)")
+    search.add_argument("--rounds", type=int, help="M: refinement rounds (default 4; bnb: subdivisions, 5)")
     search.add_argument("--kmin", type=float, default=12, help="band limit of the base search, Fourier px (default 12)")
     search.add_argument("--kmax", type=float, default=48, help="band limit of the last round, capped at D/2 "
                         "(default 48)")
-    search.add_argument("--n-shifts", type=int, default=14, help="T: translation grid T x T (default 14)")
+    search.add_argument("--n-shifts", type=int, help="T: translation grid T x T (default 14; bnb 7)")
     search.add_argument("--shift-extent", type=float, help="translation grid half-width in px (default 20 * D / 128)")
     search.add_argument("--oversample", type=float, default=2.0,
                         help="model lattice points per Fourier pixel for slice interpolation (default 2)")
@@ -80,6 +84,10 @@ def _config(args, data, runtime):
 
     if args.no_reset:
         args.epochs_fixed = args.epochs_refine = 0
+    bnb = args.method == "bnb"
+    for name, hps_default, bnb_default in (("base_level", 2, 1), ("rounds", 4, 5), ("n_shifts", 14, 7)):
+        if getattr(args, name) is None:
+            setattr(args, name, bnb_default if bnb else hps_default)
     for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch"):
         if getattr(args, name) < 1:
             raise InputError(args.outdir, f"--{name.replace('_', '-')} must be at least 1")
@@ -94,7 +102,7 @@ def _config(args, data, runtime):
         device=str(runtime.device), box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
         epochs_search=args.epochs_search, epochs_fixed=args.epochs_fixed, epochs_refine=args.epochs_refine,
         search_every=args.search_every, kmax_ramp_epochs=args.kmax_ramp_epochs, base_level=args.base_level,
-        keep=args.keep, rounds=args.rounds, kmin=args.kmin, kmax=args.kmax, n_shifts=args.n_shifts,
+        method=args.method, keep=args.keep, rounds=args.rounds, kmin=args.kmin, kmax=args.kmax, n_shifts=args.n_shifts,
         shift_extent_px=args.shift_extent, oversample=args.oversample, search_batch=args.search_batch,
         versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
                   "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.ctf) if p}})

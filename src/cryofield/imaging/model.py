@@ -63,7 +63,7 @@ def render_slices(model: VolumeModel, rotations: torch.Tensor, size: int,
 
 
 def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, *, model_box: int | None = None,
-                  chunk: int = 4096) -> torch.Tensor:
+                  chunk: int = 4096, device: torch.device | str | None = None) -> torch.Tensor:
     """The real-space volume ``[z, y, x]`` (D, D, D) of a model, for one latent ``z`` (zdim,) or none.
 
     Parameters
@@ -77,6 +77,8 @@ def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, 
         same map downsampled (Fourier-cropped; the pixel size grows by ``model_box / size``).
     chunk : int
         Points evaluated at a time.
+    device : torch.device, optional
+        Where to evaluate (default: the latent's, or the CPU); the model must be there.
 
     Returns
     -------
@@ -84,11 +86,12 @@ def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, 
         The transform is evaluated inside the sphere ``|k| < D/2`` only (zero outside), once
         per Friedel pair.
     """
-    return render_volumes(model, size, None if z is None else z.reshape(1, -1), model_box=model_box, chunk=chunk)[0]
+    return render_volumes(model, size, None if z is None else z.reshape(1, -1), model_box=model_box, chunk=chunk,
+                          device=device)[0]
 
 
 def render_volumes(model: VolumeModel, size: int, z: torch.Tensor | None = None, *, model_box: int | None = None,
-                   chunk: int = 4096, amp: bool = False) -> torch.Tensor:
+                   chunk: int = 4096, amp: bool = False, device: torch.device | str | None = None) -> torch.Tensor:
     """Real-space volumes ``[z, y, x]`` of a model at several latents, in one batch.
 
     The model is evaluated once per Friedel pair ``(k, -k)`` inside the sphere ``|k| < D/2``
@@ -110,14 +113,16 @@ def render_volumes(model: VolumeModel, size: int, z: torch.Tensor | None = None,
     amp : bool
         Evaluate the model in bfloat16 autocast (CPU) or the device's reduced precision
         (about 3 significant digits per coefficient; faster on CPUs and GPUs with bf16 units).
+    device : torch.device, optional
+        Where to evaluate (default: the latents', or the CPU); the model must be there.
 
     Returns
     -------
     Tensor, shape (M, D, D, D)
-        On the latents' device (the CPU without latents).
+        On the device evaluated on.
     """
     model_box = model_box or size
-    device = z.device if z is not None else torch.device("cpu")
+    device = torch.device(device) if device is not None else (z.device if z is not None else torch.device("cpu"))
     k = lattice(size, 3, normalized=False, device=device)
     iz, iy, ix = torch.nonzero(k.norm(dim=-1) < size / 2, as_tuple=True)
     c = size // 2

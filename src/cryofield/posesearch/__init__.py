@@ -5,7 +5,9 @@ The model is rendered once on an oversampled Fourier lattice inside the band lim
 are scored against all translations with one matrix product per round (:class:`PoseSearch`).
 """
 
+from cryofield.posesearch.bnb import BnbSettings, BranchAndBound
 from cryofield.posesearch.hierarchical import PoseSearch, SearchResult, SearchSettings
 from cryofield.posesearch.lattice import ModelLattice, render_lattice
 
-__all__ = ["ModelLattice", "PoseSearch", "SearchResult", "SearchSettings", "render_lattice"]
+__all__ = ["BnbSettings", "BranchAndBound", "ModelLattice", "PoseSearch", "SearchResult", "SearchSettings",
+           "render_lattice"]

@@ -97,6 +97,12 @@ def _real(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x.real, x.imag], -1)
 
 
+def band_pixels(coords_px: torch.Tensor, limit: float) -> torch.Tensor:
+    """Indices (Q,) of the pixels (P, 2) inside the band ``0 < |k| < limit`` (the origin is the same for every pose)."""
+    r = coords_px.norm(dim=-1)
+    return torch.nonzero((r > 0) & (r < limit)).squeeze(1)
+
+
 def _phase(coords_px: torch.Tensor, shifts_px: torch.Tensor, box: int, sign: float = -1.0) -> torch.Tensor:
     """``exp(sign 2 pi i k . t / D)`` (..., P) for shifts (..., 2) at pixels (P, 2)."""
     angle = sign * 2 * math.pi * (shifts_px @ coords_px.T) / box
@@ -124,11 +130,6 @@ class PoseSearch:
         self.batch_size = batch_size
         self.base_rotations = so3_grid(self.settings.base_level, device=coords_px.device)
 
-    def _band(self, limit: float) -> torch.Tensor:
-        """Pixels inside the band ``0 < |k| < limit`` (the origin is the same for every pose)."""
-        r = self.coords.norm(dim=-1)
-        return torch.nonzero((r > 0) & (r < limit)).squeeze(1)
-
     @torch.no_grad()
     def __call__(self, lattice: ModelLattice, images: torch.Tensor, ctf: torch.Tensor | None = None, *,
                  kmax: float | None = None, progress: Callable[[int], None] | None = None) -> SearchResult:
@@ -154,7 +155,7 @@ class PoseSearch:
         if lattice.radius_px + 1e-6 < limits[-1]:
             raise ValueError(f"the lattice reaches {lattice.radius_px} px, the search needs {limits[-1]}")
         shared = lattice.values.shape[0] == 1
-        base_band = self._band(limits[0])
+        base_band = band_pixels(self.coords, limits[0])
         base = None
         if shared:  # the same slices for every image: as a real matrix, and their power, once
             slices = lattice.slices(self.base_rotations, self.coords[base_band])  # (R, P)
@@ -166,7 +167,7 @@ class PoseSearch:
         for m, limit in enumerate(limits[1:], start=1):
             offsets = shift_grid(extent / 2**m, self.settings.n_shifts, dtype=self.coords.dtype,
                                  device=self.coords.device)
-            steer = _phase(self.coords[self._band(limit)], offsets, self.box, sign=1.0).T  # (P, T2)
+            steer = _phase(self.coords[band_pixels(self.coords, limit)], offsets, self.box, sign=1.0).T  # (P, T2)
             steering[m] = offsets, torch.cat([steer.real, -steer.imag])  # Re(A e) = [Re A, Im A] . [Re e; -Im e]
         out_rot, out_shift, out_err = [], [], []
         for start in range(0, len(images), self.batch_size):
@@ -217,7 +218,7 @@ class PoseSearch:
         level = settings.base_level
 
         for m, limit in enumerate(limits[1:], start=1):
-            band = self._band(limit)
+            band = band_pixels(self.coords, limit)
             coords = self.coords[band]
             children = so3_children(rot_index, level)  # (B, K, 8)
             level += 1

@@ -32,7 +32,7 @@ import torch
 from cryofield.data import PreparedParticles
 from cryofield.imaging import render_volume
 from cryofield.io import write_map
-from cryofield.posesearch import PoseSearch, SearchSettings, render_lattice
+from cryofield.posesearch import BnbSettings, BranchAndBound, PoseSearch, SearchSettings, render_lattice
 from cryofield.so3 import geodesic_distance, random_rotations
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_device
@@ -47,7 +47,7 @@ class AbinitConfig(TrainConfig):
     (default ``20 * D / 128``). ``epochs`` is the total, set from the three stages.
     """
 
-    method: str = "hps"
+    method: str = "hps"  # hierarchical pose search (cryoDRGN2), or "bnb" (branch and bound, cryoDRGN-BNB)
     epochs_search: int = 30
     epochs_fixed: int = 30
     epochs_refine: int = 30
@@ -67,8 +67,10 @@ class AbinitConfig(TrainConfig):
         self.epochs = self.epochs_search + self.epochs_fixed + self.epochs_refine
 
     @property
-    def search_settings(self) -> SearchSettings:
-        """The pose search's grids and bands."""
+    def search_settings(self) -> SearchSettings | BnbSettings:
+        """The pose search's grids and bands (``rounds`` are the subdivisions of branch and bound)."""
+        if self.method == "bnb":
+            return BnbSettings(self.base_level, self.rounds, self.kmin, self.kmax, self.n_shifts, self.shift_extent_px)
         return SearchSettings(self.base_level, self.keep, self.rounds, self.kmin, self.kmax, self.n_shifts,
                               self.shift_extent_px)
 
@@ -110,7 +112,7 @@ def centred(raw: PreparedParticles, poses: Poses) -> PreparedParticles:
     """The particles centred by their shifts, with their rotations (uncentred input, unchanged)."""
     angle = -2 * torch.pi * (poses.shifts_px.to(raw.coords) @ raw.coords.T) / raw.box
     images = raw.images * torch.polar(torch.ones_like(angle), angle)
-    return PreparedParticles(images, raw.coords, poses.rotations.float(), raw.ctf, raw.scale, raw.box,
+    return PreparedParticles(images, raw.coords, poses.rotations.float().to(images.device), raw.ctf, raw.scale, raw.box,
                              raw.pixel_size_angstrom)
 
 
@@ -195,7 +197,8 @@ def abinit(config: AbinitConfig, data: PreparedParticles, *, runtime: Runtime | 
         torch.set_rng_state(state["rng"]["torch"].cpu())
         sampler.set_state(state["rng"]["sampler"].cpu())
     raw = _to(data, device)
-    search = PoseSearch(raw.coords, data.box, config.search_settings, batch_size=config.search_batch)
+    searcher = BranchAndBound if config.method == "bnb" else PoseSearch
+    search = searcher(raw.coords, data.box, config.search_settings, batch_size=config.search_batch)
     probe = torch.from_numpy(np.random.default_rng(config.seed).choice(n, min(n, 64), replace=False))
     train_config = config
     posed = centred(raw, poses)
@@ -237,7 +240,7 @@ def abinit(config: AbinitConfig, data: PreparedParticles, *, runtime: Runtime | 
         last_of_stage = epoch + 1 == config.epochs or config.stage(epoch + 1) != stage
         if last_of_stage:
             with torch.no_grad():
-                volume = render_volume(models.decoder, data.box) * data.scale
+                volume = render_volume(models.decoder, data.box, device=device) * data.scale
             write_map(outdir / "maps" / f"stage{stage}.mrc", volume.cpu().numpy(), data.pixel_size_angstrom)
         if (epoch + 1) % config.checkpoint == 0 or last_of_stage:
             state = {"models": models.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
