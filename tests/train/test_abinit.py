@@ -58,6 +58,15 @@ def test_abinit_writes_poses_maps_and_resumes(toy, tmp_path, capsys):
     assert again["mse"] == pytest.approx(json.loads(last)["mse"], rel=1e-5)
 
 
+def test_online_search_trains_on_each_chunk(toy, tmp_path):
+    out = tmp_path / "online"
+    assert main(["abinit", str(toy), "-o", str(out), *SMALL, "--epochs-search", "2", "--no-reset",
+                 "--search-chunk", "40"]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert records[1]["search_seconds"] > 0 and records[1]["train_seconds"] > 0 and records[1]["mse"] > 0
+    assert read_particles(out / "poses.star").n == 96
+
+
 def test_abinit_bad_settings_exit_2(toy, tmp_path, capsys):
     assert main(["abinit", str(toy), "-o", str(tmp_path / "x"), "--kmin", "20", "--kmax", "10"]) == 2
     assert "--kmin" in capsys.readouterr().err

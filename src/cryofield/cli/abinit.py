@@ -63,6 +63,10 @@ def add_parser(subparsers):
     search.add_argument("--oversample", type=float, default=2.0,
                         help="model lattice points per Fourier pixel for slice interpolation (default 2)")
     search.add_argument("--search-batch", type=int, default=32, help="images searched at a time (default 32)")
+    search.add_argument("--search-chunk", type=int, default=256,
+                        help="online search: render the model every N particles and train on each chunk right "
+                             "after searching it, as cryoDRGN does per batch (default 256; 0: all particles "
+                             "against one model, which converges far worse)")
     run = parser.add_argument_group("training")
     run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
     run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
@@ -91,6 +95,8 @@ def _config(args, data, runtime):
     for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch"):
         if getattr(args, name) < 1:
             raise InputError(args.outdir, f"--{name.replace('_', '-')} must be at least 1")
+    if args.search_chunk < 0:
+        raise InputError(args.outdir, "--search-chunk must be 0 (all at once) or more")
     if args.kmin <= 0 or args.kmax < args.kmin:
         raise InputError(args.outdir, f"need 0 < --kmin <= --kmax (got {args.kmin}, {args.kmax})")
     return AbinitConfig(
@@ -104,6 +110,7 @@ def _config(args, data, runtime):
         search_every=args.search_every, kmax_ramp_epochs=args.kmax_ramp_epochs, base_level=args.base_level,
         method=args.method, keep=args.keep, rounds=args.rounds, kmin=args.kmin, kmax=args.kmax, n_shifts=args.n_shifts,
         shift_extent_px=args.shift_extent, oversample=args.oversample, search_batch=args.search_batch,
+        search_chunk=args.search_chunk,
         versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
                   "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.ctf) if p}})
 
