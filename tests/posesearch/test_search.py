@@ -111,3 +111,16 @@ def test_branch_and_bound_finds_most_poses(blobs):
     assert angles.median() < 10.0 and (angles < 20).sum() >= 7, angles
     found = angles < 20
     assert (result.shifts_px - shifts).norm(dim=-1)[found].median() < 1.0
+
+
+def test_branch_and_bound_keeps_its_bound_at_a_full_band_level(blobs):
+    """With every level at the full band the bound's own candidate survives rounding: each image gets its own pose."""
+    from cryofield.posesearch import BnbSettings, BranchAndBound
+
+    box = 32
+    coords, images, rotations, _ = _dataset(blobs, box, 6)
+    settings = BnbSettings(kmin=16, subdivisions=2, shift_extent_px=5, max_candidates=16)
+    result = BranchAndBound(coords, box, settings, batch_size=6)(render_lattice(blobs, box, 16), images)
+    assert torch.isfinite(result.errors).all()
+    angles = torch.rad2deg(geodesic_distance(result.rotations.double(), rotations.double()))
+    assert angles.median() < 20, angles

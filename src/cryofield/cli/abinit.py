@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -116,10 +117,8 @@ def _config(args, data, runtime):
 
 
 def run(args) -> None:
-    import torch
 
     from cryofield.data import prepare_particles
-    from cryofield.io import write_map
     from cryofield.io._atomic import atomic_outputs
     from cryofield.io.export import write_particles
     from cryofield.reports import plot_viewing_directions
@@ -175,7 +174,7 @@ def run(args) -> None:
         plot_viewing_directions(outdir / "poses" / f"directions_epoch{epoch + 1:03d}.png", poses.rotations.numpy(),
                                 title=f"Viewing directions after the search of epoch {epoch + 1}")
 
-    models, poses = abinit(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log,
+    _, poses = abinit(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log,
                            on_search=on_search)
     apix = data.pixel_size_angstrom
     used = np.unique(table.refs.stack_id)
@@ -187,10 +186,6 @@ def run(args) -> None:
                     shifts_angstrom=poses.shifts_px.double().numpy() * apix)
     with atomic_outputs(outdir / "poses.star", outdir / "volume.mrc") as (star, volume_path):
         write_particles(posed, star)
-        from cryofield.imaging import render_volume
-
-        with torch.no_grad():
-            volume = render_volume(models.decoder.cpu(), data.box) * data.scale
-        write_map(volume_path, volume.numpy(), apix)
+        shutil.copyfile(outdir / "maps" / f"stage{config.stage(config.epochs - 1)}.mrc", volume_path)  # the last map
     print(f"wrote {outdir}/poses.star ({table.n} particles), {outdir}/volume.mrc ({data.box}^3, {apix:.4f} A/px), "
           f"maps per stage in {outdir}/maps/ and viewing directions in {outdir}/poses/")

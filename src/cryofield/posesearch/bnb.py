@@ -154,7 +154,9 @@ class BranchAndBound:
                 if progress is not None:
                     progress(n)
                 return star_rot, shifts[star], upper
-            keep = torch.nonzero(lower <= upper[owner]).squeeze(1)
+            below = lower <= upper[owner]
+            below[star] = True  # the bound's own candidate, whatever the rounding of a full-band level
+            keep = torch.nonzero(below).squeeze(1)
             keep = _lowest_per_owner(keep, owner, lower, settings.max_candidates)
             owner, rot_index, shifts = owner[keep], rot_index[keep], shifts[keep]
             # subdivide: 8 rotations on the next grid x 4 translations at half the spacing

@@ -163,12 +163,14 @@ class PoseSearch:
         extent = self.settings.extent(self.box)
         grid = shift_grid(extent, self.settings.n_shifts, dtype=self.coords.dtype, device=self.coords.device)
         base_phase = _phase(self.coords[base_band], grid, self.box)  # (T2, P): translate the image by each t
-        steering = {}  # per round: the local offsets dt and exp(+2 pi i k.dt) as a real (2P, T2) matrix
+        steering = {}  # per round: its pixels, the local offsets dt and exp(+2 pi i k.dt) as a real (2P, T2) matrix
         for m, limit in enumerate(limits[1:], start=1):
             offsets = shift_grid(extent / 2**m, self.settings.n_shifts, dtype=self.coords.dtype,
                                  device=self.coords.device)
-            steer = _phase(self.coords[band_pixels(self.coords, limit)], offsets, self.box, sign=1.0).T  # (P, T2)
-            steering[m] = offsets, torch.cat([steer.real, -steer.imag])  # Re(A e) = [Re A, Im A] . [Re e; -Im e]
+            band = band_pixels(self.coords, limit)
+            steer = _phase(self.coords[band], offsets, self.box, sign=1.0).T  # (P, T2)
+            # Re(A e) = [Re A, Im A] . [Re e; -Im e]
+            steering[m] = band, offsets, torch.cat([steer.real, -steer.imag])
         out_rot, out_shift, out_err = [], [], []
         for start in range(0, len(images), self.batch_size):
             stop = min(start + self.batch_size, len(images))
@@ -217,8 +219,8 @@ class PoseSearch:
         centres = grid[best_t.gather(1, rot_index)]  # (B, K, 2)
         level = settings.base_level
 
-        for m, limit in enumerate(limits[1:], start=1):
-            band = band_pixels(self.coords, limit)
+        for m in range(1, len(limits)):
+            band, offsets, steer = steering[m]
             coords = self.coords[band]
             children = so3_children(rot_index, level)  # (B, K, 8)
             level += 1
@@ -229,7 +231,6 @@ class PoseSearch:
             # conj(c X exp(-2 pi i k.t*)) for each kept translation t*, then local offsets dt by one product
             anchored = (weighted[:, None, band] * _phase(coords, centres, box)).conj()  # (B, K, P)
             product = slices * anchored[:, :, None, :]  # (B, K, 8, P)
-            offsets, steer = steering[m]
             cross = _real(product) @ steer  # (B, K, 8, T2)
             best_cross, best_t = cross.reshape(n, keep * 8, -1).max(-1)  # (B, 8K)
             power = slices.abs().square()

@@ -197,6 +197,8 @@ def abinit(config: AbinitConfig, data: PreparedParticles, *, runtime: Runtime | 
         models, optimizer, scaler = _fresh(config, data, runtime, config.stage(state["epoch"]))
         models.load_state_dict(state["models"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:  # the checkpoint may come from another device
+            group["fused"] = device.type == "cuda"
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         poses = Poses(state["poses"]["rotations"].cpu(), state["poses"]["shifts_px"].cpu())
@@ -274,7 +276,8 @@ def _search_epoch(config: AbinitConfig, models: Models, search, raw: PreparedPar
         here = where.to(raw.images.device)
         lattice = render_lattice(models.decoder, raw.box, kmax, oversample=config.oversample, amp=config.amp,
                                  device=raw.images.device)
-        count = None if progress is None else _counter(progress, epoch, "search", offset=start)
+        # online, the bar follows the training of each chunk; at once, the search
+        count = None if progress is None or chunk < n else _counter(progress, epoch, "search")
         result = search(lattice, raw.images[here], None if raw.ctf is None else raw.ctf[here], kmax=kmax,
                         progress=count)
         rotations[where], shifts[where] = result.rotations.cpu(), result.shifts_px.cpu()
@@ -288,10 +291,9 @@ def _search_epoch(config: AbinitConfig, models: Models, search, raw: PreparedPar
     return Poses(rotations, shifts), trained
 
 
-def _counter(progress: Callable[[int, int, str], None], epoch: int, what: str,
-             offset: int = 0) -> Callable[[int], None]:
-    """Turn per-batch counts into running totals (from ``offset``) for ``progress``."""
-    done = offset
+def _counter(progress: Callable[[int, int, str], None], epoch: int, what: str) -> Callable[[int], None]:
+    """Turn per-batch counts into running totals for ``progress``."""
+    done = 0
 
     def step(count: int) -> None:
         nonlocal done
