@@ -7,12 +7,13 @@ from cryofield.imaging.projection import (
                                          extract_slices,
                                          project,
                                          shift_phase,
+                                         shift_phase_at,
                                          slice_coordinates,
                                          trilinear_apodization,
 )
 
 __all__ = [
     "Backprojector", "VolumeModel", "compute_ctf", "ctf_on_lattice", "extract_slices", "half_lattice_mask",
-    "phase_flip", "project", "render_slices", "render_volume", "render_volumes", "shift_phase", "slice_coordinates",
-    "trilinear_apodization",
+    "phase_flip", "project", "render_slices", "render_volume", "render_volumes", "shift_phase", "shift_phase_at",
+    "slice_coordinates", "trilinear_apodization",
 ]

@@ -102,6 +102,28 @@ def shift_phase(size: int, shifts_px: torch.Tensor) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase), phase)
 
 
+def shift_phase_at(coords_px: torch.Tensor, shifts_px: torch.Tensor, size: int, sign: float = -1.0) -> torch.Tensor:
+    """:func:`shift_phase` at chosen pixels: ``exp(sign 2 pi i k . t / D)``.
+
+    Parameters
+    ----------
+    coords_px : Tensor, shape (P, 2)
+        ``(kx, ky)`` in cycles per box (e.g. the half lattice of training data).
+    shifts_px : Tensor, shape (..., 2)
+        ``(x, y)`` translations in pixels.
+    size : int
+        Box size ``D``.
+    sign : float
+        -1 (default) translates the content by ``+t`` (centres a RELION shift ``t``); +1 undoes it.
+
+    Returns
+    -------
+    Tensor, shape (..., P), complex
+    """
+    angle = sign * 2 * torch.pi * (shifts_px @ coords_px.T) / size
+    return torch.polar(torch.ones_like(angle), angle)
+
+
 def project(volume: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor:
     """Projections of a real volume through the central-slice theorem, (D,D,D) -> (B, D, D).
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cryofield.posesearch.hierarchical import SearchResult, _phase, _real, band_pixels
+from cryofield.imaging import shift_phase_at
+from cryofield.posesearch.hierarchical import SearchResult, _real, band_pixels
 from cryofield.posesearch.lattice import ModelLattice
 from cryofield.so3 import shift_grid, so3_children, so3_grid
 
@@ -110,7 +111,7 @@ class BranchAndBound:
             slices = lattice.slices(rot.flatten(0, 1), coords).view(len(who), rot.shape[1], -1)  # (m, A, P)
             c = ctf[who][:, band]
             predicted = slices * c[:, None, :]
-            translated = images[who][:, None, band] * _phase(coords, shift, self.box)  # (m, C, P)
+            translated = images[who][:, None, band] * shift_phase_at(coords, shift, self.box)  # (m, C, P)
             cross = _real(predicted) @ _real(translated).transpose(1, 2)  # (m, A, C)
             power = predicted.abs().square().sum(-1)  # (m, A)
             data = images[who][:, band].abs().square().sum(-1)  # (m,)
@@ -130,7 +131,7 @@ class BranchAndBound:
         coords = self.coords[band]
         slices = lattice.slices(self.base_rotations, coords)  # (R, P)
         c = ctf[:, band]
-        translated = images[:, None, band] * _phase(coords, base_shifts, box)  # (n, T2, P)
+        translated = images[:, None, band] * shift_phase_at(coords, base_shifts, box)  # (n, T2, P)
         weighted = _real(translated * c[:, None, :])  # c X_t: <c S, X_t> = <S, c X_t>
         cross = weighted @ _real(slices).T  # (n, T2, R)
         power = c.square() @ slices.abs().square().T  # (n, R)

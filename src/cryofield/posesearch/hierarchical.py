@@ -15,12 +15,12 @@ the cross terms of all pairs are one real matrix product per round.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from cryofield.imaging import shift_phase_at
 from cryofield.posesearch.lattice import ModelLattice
 from cryofield.so3 import grid_resolution_deg, shift_grid, so3_children, so3_grid
 
@@ -103,12 +103,6 @@ def band_pixels(coords_px: torch.Tensor, limit: float) -> torch.Tensor:
     return torch.nonzero((r > 0) & (r < limit)).squeeze(1)
 
 
-def _phase(coords_px: torch.Tensor, shifts_px: torch.Tensor, box: int, sign: float = -1.0) -> torch.Tensor:
-    """``exp(sign 2 pi i k . t / D)`` (..., P) for shifts (..., 2) at pixels (P, 2)."""
-    angle = sign * 2 * math.pi * (shifts_px @ coords_px.T) / box
-    return torch.polar(torch.ones_like(angle), angle)
-
-
 class PoseSearch:
     """Search the poses of particle images against a model lattice.
 
@@ -162,13 +156,13 @@ class PoseSearch:
             base = _real(slices), slices.abs().square()
         extent = self.settings.extent(self.box)
         grid = shift_grid(extent, self.settings.n_shifts, dtype=self.coords.dtype, device=self.coords.device)
-        base_phase = _phase(self.coords[base_band], grid, self.box)  # (T2, P): translate the image by each t
+        base_phase = shift_phase_at(self.coords[base_band], grid, self.box)  # (T2, P): the image translated by t
         steering = {}  # per round: its pixels, the local offsets dt and exp(+2 pi i k.dt) as a real (2P, T2) matrix
         for m, limit in enumerate(limits[1:], start=1):
             offsets = shift_grid(extent / 2**m, self.settings.n_shifts, dtype=self.coords.dtype,
                                  device=self.coords.device)
             band = band_pixels(self.coords, limit)
-            steer = _phase(self.coords[band], offsets, self.box, sign=1.0).T  # (P, T2)
+            steer = shift_phase_at(self.coords[band], offsets, self.box, sign=1.0).T  # (P, T2)
             # Re(A e) = [Re A, Im A] . [Re e; -Im e]
             steering[m] = band, offsets, torch.cat([steer.real, -steer.imag])
         out_rot, out_shift, out_err = [], [], []
@@ -229,7 +223,7 @@ class PoseSearch:
                                     coords)
             slices = slices.reshape(n, keep, 8, len(band))  # (B, K, 8, P)
             # conj(c X exp(-2 pi i k.t*)) for each kept translation t*, then local offsets dt by one product
-            anchored = (weighted[:, None, band] * _phase(coords, centres, box)).conj()  # (B, K, P)
+            anchored = (weighted[:, None, band] * shift_phase_at(coords, centres, box)).conj()  # (B, K, P)
             product = slices * anchored[:, :, None, :]  # (B, K, 8, P)
             cross = _real(product) @ steer  # (B, K, 8, T2)
             best_cross, best_t = cross.reshape(n, keep * 8, -1).max(-1)  # (B, 8K)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from cryofield.data import PreparedParticles
-from cryofield.imaging import render_volume
+from cryofield.imaging import render_volume, shift_phase_at
 from cryofield.io import write_map
 from cryofield.posesearch import BnbSettings, BranchAndBound, PoseSearch, SearchSettings, render_lattice
 from cryofield.so3 import geodesic_distance, random_rotations
@@ -116,8 +116,7 @@ class Poses:
 
 def centred(raw: PreparedParticles, poses: Poses) -> PreparedParticles:
     """The particles centred by their shifts, with their rotations (uncentred input, unchanged)."""
-    angle = -2 * torch.pi * (poses.shifts_px.to(raw.coords) @ raw.coords.T) / raw.box
-    images = raw.images * torch.polar(torch.ones_like(angle), angle)
+    images = raw.images * shift_phase_at(raw.coords, poses.shifts_px.to(raw.coords), raw.box)
     return PreparedParticles(images, raw.coords, poses.rotations.float().to(images.device), raw.ctf, raw.scale, raw.box,
                              raw.pixel_size_angstrom)
 

@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cryofield.data import ParticleSource, PreparedParticles, encoder_input, epoch_plan
+from cryofield.imaging import shift_phase_at
 from cryofield.nn import (
     ImageEncoder,
     PoseCorrections,
@@ -111,12 +112,6 @@ def slice_coords(coords: torch.Tensor, rotations: torch.Tensor, box: int) -> tor
     return torch.einsum("pi,bij->bpj", k3, rotations) / box
 
 
-def _shift_phase(coords: torch.Tensor, shifts_px: torch.Tensor, box: int) -> torch.Tensor:
-    """``exp(-2 pi i k . t / D)`` (B, P) at pixels ``coords`` (P, 2) for shifts (B, 2): centres by ``t``."""
-    angle = -2 * torch.pi * (shifts_px @ coords.T) / box
-    return torch.polar(torch.ones_like(angle), angle)
-
-
 def _fits_on_device(data: PreparedParticles, device: torch.device, fraction: float = 0.5) -> bool:
     """Whether ``data`` is on a GPU with more than its size / ``fraction`` free (never true on CPU)."""
     if device.type != "cuda":
@@ -164,7 +159,7 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
     if models.poses is not None:
         d_rotation, d_shift = models.poses(indices.to(device))
         rotations = rotations @ d_rotation
-        images = images * _shift_phase(batch.coords, d_shift, batch.box)
+        images = images * shift_phase_at(batch.coords, d_shift, batch.box)
     z = None
     kl = torch.zeros((), device=device)
     with autocast(device, config.amp if amp is None else amp):
