@@ -126,8 +126,7 @@ def pose_error(rotations: np.ndarray, true_rotations: np.ndarray, shifts_px: np.
     est, true = np.asarray(rotations, float), np.asarray(true_rotations, float)
     q = np.eye(3)
     if align:
-        u, _, vt = np.linalg.svd((true.transpose(0, 2, 1) @ est).mean(0))
-        q = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
+        q = _nearest_rotation((true.transpose(0, 2, 1) @ est).mean(0))
     relative = (true @ q).transpose(0, 2, 1) @ est
     cos = np.clip((np.trace(relative, axis1=1, axis2=2) - 1) / 2, -1, 1)
     angles = np.degrees(np.arccos(cos))
@@ -148,42 +147,39 @@ def _nearest_rotation(m: np.ndarray) -> np.ndarray:
     return u @ np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt)) or 1.0]) @ vt
 
 
-def _robust_frame(est: np.ndarray, ref: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
-    """``Q`` minimising ``|R_est - R_ref Q|_F^2``: least squares, then refits on the better half."""
-    cross = ref.transpose(0, 2, 1) @ est  # R_ref^T R_est, (N, 3, 3)
-    q = _nearest_rotation(cross.sum(0))
-    errors = np.sum((est - ref @ q) ** 2, axis=(1, 2))
+def _refit_on_better_half(fit, residuals, n: int, iterations: int):
+    """Fit on everything, then refit on the rows whose residual is at most the median until that set settles.
+
+    ``fit(rows)`` returns a parameter from a boolean row mask (n,); ``residuals(param)`` the
+    per-row errors (n,). Returns ``(param, errors)``: robust to a minority of outliers.
+    """
+    param = fit(np.ones(n, bool))
+    errors = residuals(param)
     keep = None
     for _ in range(iterations):
         new = errors <= np.median(errors)
         if keep is not None and np.array_equal(new, keep):
             break
         keep = new
-        q = _nearest_rotation(cross[keep].sum(0))
-        errors = np.sum((est - ref @ q) ** 2, axis=(1, 2))
-    return q, errors
+        param = fit(keep)
+        errors = residuals(param)
+    return param, errors
+
+
+def _robust_frame(est: np.ndarray, ref: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """``Q`` minimising ``|R_est - R_ref Q|_F^2``: least squares, then refits on the better half."""
+    cross = ref.transpose(0, 2, 1) @ est  # R_ref^T R_est, (N, 3, 3)
+    return _refit_on_better_half(lambda rows: _nearest_rotation(cross[rows].sum(0)),
+                                 lambda q: np.sum((est - ref @ q) ** 2, axis=(1, 2)), len(est), iterations)
 
 
 def _robust_translation(difference: np.ndarray, rotations: np.ndarray,
                         iterations: int) -> tuple[np.ndarray, np.ndarray]:
     """``t`` minimising ``|d_i - (R_i t)_xy|^2``: least squares, then refits on the better half."""
     design = rotations[:, :2, :]  # (N, 2, 3): t -> (R_i t)_xy
-
-    def fit(rows: np.ndarray) -> np.ndarray:
-        return np.linalg.lstsq(design[rows].reshape(-1, 3), difference[rows].reshape(-1), rcond=None)[0]
-
-    everything = np.ones(len(difference), bool)
-    t = fit(everything)
-    errors = np.sum((difference - design @ t) ** 2, axis=1)
-    keep = None
-    for _ in range(iterations):
-        new = errors <= np.median(errors)
-        if keep is not None and np.array_equal(new, keep):
-            break
-        keep = new
-        t = fit(keep)
-        errors = np.sum((difference - design @ t) ** 2, axis=1)
-    return t, errors
+    return _refit_on_better_half(
+        lambda rows: np.linalg.lstsq(design[rows].reshape(-1, 3), difference[rows].reshape(-1), rcond=None)[0],
+        lambda t: np.sum((difference - design @ t) ** 2, axis=1), len(difference), iterations)
 
 
 def pose_error_frobenius(rotations: np.ndarray, true_rotations: np.ndarray, shifts_px: np.ndarray | None = None,
