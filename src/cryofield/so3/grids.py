@@ -154,7 +154,8 @@ def _as_index_tensor(indices: torch.Tensor, size: int, what: str) -> torch.Tenso
     if idx.dtype.is_floating_point or idx.dtype.is_complex or idx.dtype == torch.bool:
         raise TypeError(f"{what} must be integers, got {idx.dtype}")
     idx = idx.long()
-    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
+    # checked on the CPU only: on a GPU the check would wait for the device at every call of a search
+    if idx.device.type == "cpu" and idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= size):
         raise IndexError(f"{what} must lie in [0, {size})")
     return idx
 

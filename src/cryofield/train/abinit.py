@@ -75,10 +75,10 @@ class AbinitConfig(TrainConfig):
     @property
     def search_settings(self) -> SearchSettings | BnbSettings:
         """The pose search's grids and bands (``rounds`` are the subdivisions of branch and bound)."""
+        shared = {name: getattr(self, name) for name in ("base_level", "kmin", "kmax", "n_shifts", "shift_extent_px")}
         if self.method == "bnb":
-            return BnbSettings(self.base_level, self.rounds, self.kmin, self.kmax, self.n_shifts, self.shift_extent_px)
-        return SearchSettings(self.base_level, self.keep, self.rounds, self.kmin, self.kmax, self.n_shifts,
-                              self.shift_extent_px)
+            return BnbSettings(subdivisions=self.rounds, **shared)
+        return SearchSettings(keep=self.keep, rounds=self.rounds, **shared)
 
     def stage(self, epoch: int) -> int:
         """1, 2 or 3: the stage an epoch belongs to."""
