@@ -1,7 +1,14 @@
 """The microscope's forward model: CTF, in-plane shifts, central slices and backprojection."""
 
 from cryofield.imaging.ctf import compute_ctf, ctf_on_lattice, phase_flip
-from cryofield.imaging.model import VolumeModel, half_lattice_mask, render_slices, render_volume, render_volumes
+from cryofield.imaging.model import (
+    VolumeModel,
+    evaluate_model,
+    half_lattice_mask,
+    render_slices,
+    render_volume,
+    render_volumes,
+)
 from cryofield.imaging.projection import (
                                          Backprojector,
                                          extract_slices,
@@ -13,7 +20,7 @@ from cryofield.imaging.projection import (
 )
 
 __all__ = [
-    "Backprojector", "VolumeModel", "compute_ctf", "ctf_on_lattice", "extract_slices", "half_lattice_mask",
-    "phase_flip", "project", "render_slices", "render_volume", "render_volumes", "shift_phase", "shift_phase_at",
-    "slice_coordinates", "trilinear_apodization",
+    "Backprojector", "VolumeModel", "compute_ctf", "ctf_on_lattice", "evaluate_model", "extract_slices",
+    "half_lattice_mask", "phase_flip", "project", "render_slices", "render_volume", "render_volumes", "shift_phase",
+    "shift_phase_at", "slice_coordinates", "trilinear_apodization",
 ]

@@ -62,6 +62,34 @@ def render_slices(model: VolumeModel, rotations: torch.Tensor, size: int,
     return out
 
 
+def evaluate_model(model: VolumeModel, coords: torch.Tensor, z: torch.Tensor | None = None, *, chunk: int = 4096,
+                   amp: bool = False) -> torch.Tensor:
+    """A model's transform at the same points for every latent, in chunks of points.
+
+    Parameters
+    ----------
+    model : VolumeModel
+    coords : Tensor, shape (P, 3)
+        Box-fraction coordinates (on the model's device).
+    z : Tensor, shape (M, zdim), optional
+    chunk : int
+        Points per latent evaluated at a time.
+    amp : bool
+        bf16 autocast on a CPU, fp16 on a GPU.
+
+    Returns
+    -------
+    Tensor, shape (M, P), complex64
+        ``M`` is 1 without latents.
+    """
+    count = 1 if z is None else len(z)
+    device = coords.device
+    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
+    with torch.autocast(device.type, dtype=dtype, enabled=amp):
+        parts = [model(coords[None, i:i + chunk].expand(count, -1, -1), z) for i in range(0, len(coords), chunk)]
+    return torch.cat(parts, dim=1).to(torch.complex64)
+
+
 def render_volume(model: VolumeModel, size: int, z: torch.Tensor | None = None, *, model_box: int | None = None,
                   chunk: int = 4096, device: torch.device | str | None = None) -> torch.Tensor:
     """The real-space volume ``[z, y, x]`` (D, D, D) of a model, for one latent ``z`` (zdim,) or none.
@@ -132,11 +160,7 @@ def render_volumes(model: VolumeModel, size: int, z: torch.Tensor | None = None,
     coords = k[iz[keep], iy[keep], ix[keep]] / model_box  # (P, 3), one per pair
     own, mate = own[keep], mate[keep]
     count = 1 if z is None else len(z)
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    with torch.autocast(device.type, dtype=dtype, enabled=amp):
-        values = torch.cat([model(coords[None, i:i + chunk].expand(count, -1, -1), z)
-                            for i in range(0, len(coords), chunk)], dim=1)  # (M, P)
-    values = values.to(torch.complex64)
+    values = evaluate_model(model, coords, z, chunk=chunk, amp=amp)  # (M, P)
     volume_ft = torch.zeros((count, size**3), dtype=values.dtype, device=device)
     volume_ft[:, mate] = values.conj()
     volume_ft[:, own] = values  # after the mates: the origin keeps its own value

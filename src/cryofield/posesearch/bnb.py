@@ -89,7 +89,7 @@ class BranchAndBound:
     def __call__(self, lattice: ModelLattice, images: torch.Tensor, ctf: torch.Tensor | None = None, *,
                  kmax: float | None = None, progress: Callable[[int], None] | None = None) -> SearchResult:
         """Best pose of each image (as :class:`cryofield.posesearch.PoseSearch`, one lattice only)."""
-        if lattice.values.shape[0] != 1:
+        if lattice.count != 1:
             raise ValueError("branch and bound searches against one model (homogeneous) only")
         if ctf is None:
             ctf = torch.ones(images.shape, device=images.device)

@@ -148,7 +148,7 @@ class PoseSearch:
         limits = self.settings.band_limits(self.box, kmax)
         if lattice.radius_px + 1e-6 < limits[-1]:
             raise ValueError(f"the lattice reaches {lattice.radius_px} px, the search needs {limits[-1]}")
-        shared = lattice.values.shape[0] == 1
+        shared = lattice.count == 1
         base_band = band_pixels(self.coords, limits[0])
         base = None
         if shared:  # the same slices for every image: as a real matrix, and their power, once
@@ -170,8 +170,7 @@ class PoseSearch:
             stop = min(start + self.batch_size, len(images))
             x = images[start:stop]
             c = None if ctf is None else ctf[start:stop]
-            own = lattice if shared else ModelLattice(lattice.values[start:stop], lattice.oversample,
-                                                      lattice.radius_px)
+            own = lattice if shared else lattice.subset(start, stop)
             rotations, shifts, errors = self._search_batch(own, base, base_band, x, c, limits, grid,
                                                            base_phase, steering)
             out_rot.append(rotations)
@@ -219,7 +218,7 @@ class PoseSearch:
             children = so3_children(rot_index, level)  # (B, K, 8)
             level += 1
             rotations = so3_grid(level, children.flatten(1), device=coords.device)  # (B, 8K, 3, 3)
-            slices = lattice.slices(rotations if lattice.values.shape[0] > 1 else rotations.flatten(0, 1),
+            slices = lattice.slices(rotations if lattice.count > 1 else rotations.flatten(0, 1),
                                     coords)
             slices = slices.reshape(n, keep, 8, len(band))  # (B, K, 8, P)
             # conj(c X exp(-2 pi i k.t*)) for each kept translation t*, then local offsets dt by one product

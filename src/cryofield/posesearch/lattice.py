@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from cryofield.fourier import centered_coords
-from cryofield.imaging import VolumeModel
+from cryofield.imaging import VolumeModel, evaluate_model
 
 
 @dataclass
@@ -27,26 +27,33 @@ class ModelLattice:
 
     Attributes
     ----------
-    values : Tensor, shape (N, L, L, L), complex64
-        Array axes ``[z, y, x]``; point ``j`` is the frequency ``(j - L//2) / oversample`` in
-        cycles per box. ``N`` is 1 for a homogeneous model, one lattice per latent otherwise.
-        Zero beyond ``radius_px`` (plus an interpolation margin).
+    channels : Tensor, shape (N, 2, L, L, L), float32
+        Real and imaginary parts (the layout ``grid_sample`` takes), array axes ``[z, y, x]``;
+        point ``j`` is the frequency ``(j - L//2) / oversample`` in cycles per box. ``N`` is 1
+        for a homogeneous model, one lattice per latent otherwise. Zero beyond ``radius_px``
+        (plus an interpolation margin).
     oversample : float
     radius_px : float
         The band limit it was rendered for, in cycles per box (Fourier pixels).
     """
 
-    values: torch.Tensor
+    channels: torch.Tensor
     oversample: float
     radius_px: float
-
-    def __post_init__(self):
-        self._channels = torch.stack([self.values.real, self.values.imag], 1)  # (N, 2, L, L, L) for grid_sample
 
     @property
     def size(self) -> int:
         """``L``."""
-        return self.values.shape[-1]
+        return self.channels.shape[-1]
+
+    @property
+    def count(self) -> int:
+        """``N``, the number of lattices."""
+        return self.channels.shape[0]
+
+    def subset(self, start: int, stop: int) -> ModelLattice:
+        """Lattices ``start:stop`` (a view)."""
+        return ModelLattice(self.channels[start:stop], self.oversample, self.radius_px)
 
     def slices(self, rotations: torch.Tensor, coords_px: torch.Tensor) -> torch.Tensor:
         """Central-slice values at 2D pixels for given rotations, by trilinear interpolation.
@@ -73,7 +80,7 @@ class ModelLattice:
         scale = self.oversample * 2.0 / (self.size - 1)
         offset = (self.size // 2) * 2.0 / (self.size - 1) - 1.0
         grid = torch.matmul(k2, rotations[..., :2, :] * scale).add_(offset)  # (N, R, P, 3) as (x, y, z)
-        out = F.grid_sample(self._channels, grid[:, None].float(), mode="bilinear", padding_mode="zeros",
+        out = F.grid_sample(self.channels, grid[:, None].float(), mode="bilinear", padding_mode="zeros",
                             align_corners=True)[:, :, 0]  # (N, 2, R, P)
         out = torch.complex(out[:, 0], out[:, 1])
         return out[0] if squeeze else out
@@ -123,11 +130,10 @@ def render_lattice(model: VolumeModel, box: int, radius_px: float, *, oversample
     own = flat[inside & (flat <= size**3 - 1 - flat)]
     coords = k[own] / box
     count = 1 if z is None else len(z)
-    dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
-    with torch.autocast(device.type, dtype=dtype, enabled=amp):
-        parts = [model(coords[None, i:i + chunk].expand(count, -1, -1), z) for i in range(0, len(coords), chunk)]
-    values = torch.cat(parts, dim=1).to(torch.complex64)  # (N, P)
-    lattice = torch.zeros((count, size**3), dtype=torch.complex64, device=device)
-    lattice[:, size**3 - 1 - own] = values.conj()
-    lattice[:, own] = values  # the origin keeps its own value
-    return ModelLattice(lattice.reshape(count, size, size, size), float(oversample), float(radius_px))
+    values = evaluate_model(model, coords, z, chunk=chunk, amp=amp)  # (N, P)
+    channels = torch.zeros((count, 2, size**3), device=device)
+    channels[:, 0, size**3 - 1 - own] = values.real  # the mates -k: conjugates
+    channels[:, 1, size**3 - 1 - own] = -values.imag
+    channels[:, 0, own] = values.real  # the origin keeps its own value
+    channels[:, 1, own] = values.imag
+    return ModelLattice(channels.reshape(count, 2, size, size, size), float(oversample), float(radius_px))
