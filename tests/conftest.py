@@ -18,6 +18,17 @@ def data() -> Path:
     return DATA
 
 
+@pytest.fixture
+def one_thread():
+    """Small maps: one thread is faster than two that wait for each other on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _write_stack(path, images, apix=1.5):
     images = np.asarray(images, np.float32)
     with MrcStackWriter(path, images.shape, apix) as writer:

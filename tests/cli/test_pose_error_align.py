@@ -15,14 +15,6 @@ FLIP = np.diag([1.0, 1.0, -1.0])
 N, BOX, APIX = 120, 64, 2.0
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def write_star(path, rotations, shifts_px, apix=APIX, *, pixel_size=True):
     euler = matrix_to_relion_euler(rotations)
     optics = ["data_optics", "loop_", "_rlnOpticsGroup #1", "_rlnImageSize #2"]

@@ -17,15 +17,6 @@ from cryofield.so3 import geodesic_distance, random_rotations, rotvec_to_matrix
 FLIP = np.diag([1.0, 1.0, -1.0])
 
 
-@pytest.fixture
-def one_thread():
-    """Small maps: one thread is faster than two that wait for each other on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def blobs(size: int) -> torch.Tensor:
     """An asymmetric map: five Gaussian blobs of different heights and widths, float32."""
     c = torch.arange(size, dtype=torch.float32) - size // 2
