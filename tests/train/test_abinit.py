@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from cryofield.cli.main import main
 from cryofield.io import read_map, read_particles
@@ -82,3 +83,81 @@ def test_abinit_branch_and_bound(toy, tmp_path):
     assert (config["method"], config["base_level"], config["rounds"]) == ("bnb", 1, 2)
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert "search_seconds" in records[1] and read_particles(out / "poses.star").n == 96
+
+
+def test_heterogeneous_abinit_writes_latents_and_resumes(toy, tmp_path):
+    """--zdim trains an encoder with the search: z.npy in particle order, a map per stage at the median latent."""
+    out = tmp_path / "het"
+    args = [str(toy), "-o", str(out), *SMALL, "--zdim", "2", "--enc-dim", "32", "--enc-layers", "1",
+            "--epochs-search", "2", "--epochs-fixed", "1", "--epochs-refine", "0", "--search-chunk", "48",
+            "--search-groups", "3", "--checkpoint", "1"]
+    assert main(["abinit", *args]) == 0
+    assert np.load(out / "z.npy").shape == (96, 2)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all(r["kl"] > 0 and r["grad_high"] > 0 for r in records)
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["stage1.mrc", "stage2.mrc"]
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    assert state["models"]["encoder"]
+    last = records[-1]
+    (out / "checkpoints/last.pt").write_bytes((out / "checkpoints/epoch_0001.pt").read_bytes())
+    (out / "log.jsonl").write_text("\n".join((out / "log.jsonl").read_text().splitlines()[:2]) + "\n")
+    assert main(["abinit", str(toy), "-o", str(out), "--resume"]) == 0
+    again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
+
+
+def test_abinit_with_tilt_pairs(toy, tmp_path, capsys):
+    """Tilt pairs: both images searched together; the partners' poses go to poses_tilt.star."""
+    from cryofield.so3 import geodesic_distance, rotation_about_x
+
+    sim = tmp_path / "tilt"
+    assert main(["simulate", "--volume", str(toy.parent / "truth_vols/vol_000.mrc"), "-n", "48", "--snr", "5",
+                 "--tilt-pairs", "--tilt-deg", "40", "-o", str(sim)]) == 0
+    out = tmp_path / "run"
+    assert main(["abinit", str(sim / "particles.star"), "--tilt", str(sim / "tilt.star"), "--tilt-deg", "40",
+                 "-o", str(out), *SMALL, "--epochs-search", "2", "--no-reset", "--search-chunk", "24"]) == 0
+    untilted, tilted = read_particles(out / "poses.star"), read_particles(out / "poses_tilt.star")
+    assert untilted.n == tilted.n == 48
+    expected = rotation_about_x(40.0).numpy() @ untilted.rotations
+    assert float(geodesic_distance(torch.from_numpy(tilted.rotations), torch.from_numpy(expected)).max()) < 1e-5
+    assert main(["abinit", str(sim / "particles.star"), "--tilt", str(sim / "tilt.star"), "--method", "bnb",
+                 "-o", str(tmp_path / "bad")]) == 2
+    assert "bnb" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["gd", "pose-vae"])
+def test_abinit_baselines_learn_poses(toy, tmp_path, method):
+    """The seed's baselines run one stage, learn the poses (no search) and write them like the search does."""
+    out = tmp_path / method
+    args = [str(toy), "-o", str(out), "--method", method, "--dec-dim", "32", "--dec-layers", "1", "--enc-dim", "32",
+            "--enc-layers", "1", "-b", "16", "--epochs-search", "2", "--search-every", "1", "--pose-lr", "0.01"]
+    assert main(["abinit", *args]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert (config["epochs"], config["epochs_fixed"], config["method"]) == (2, 0, method)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert len(records) == 2 and not any("search_seconds" in r for r in records)
+    assert len(list((out / "poses").glob("directions_epoch*.png"))) == 2
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    posed = read_particles(out / "poses.star")
+    assert np.allclose(np.linalg.det(posed.rotations), 1, atol=1e-5)
+    start = torch.load(out / "checkpoints/last.pt", weights_only=True)["poses"]["rotations"]
+    np.testing.assert_allclose(posed.rotations, start.double().numpy(), atol=1e-5)
+    if method == "gd":  # the corrections moved the random starts
+        from cryofield.so3 import random_rotations
+
+        first = random_rotations(96, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+        assert "pose_optimizer" in state and not torch.allclose(start, first)
+    else:
+        assert state["models"]["pose_encoder"] and records[0]["kl"] > 0
+
+
+def test_s2s2_rotations_are_proper_and_onto():
+    from cryofield.so3 import random_rotations, s2s2_to_matrix
+
+    six = torch.randn(50, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    rotations = s2s2_to_matrix(six)
+    eye = torch.eye(3, dtype=torch.float64).expand(50, 3, 3)
+    torch.testing.assert_close(rotations.transpose(-1, -2) @ rotations, eye)
+    torch.testing.assert_close(torch.linalg.det(rotations), torch.ones(50, dtype=torch.float64))
+    truth = random_rotations(20, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(s2s2_to_matrix(torch.cat([truth[..., 0], 3 * truth[..., 1]], -1)), truth)

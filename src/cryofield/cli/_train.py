@@ -113,9 +113,18 @@ def _digest(path: Path | None) -> str | None:
 
 def _tilt_table(args: argparse.Namespace, table):
     """The tilted partners' table (CTF from the untilted particles where it has none) and their poses."""
-    from dataclasses import replace
-
     from cryofield.so3 import rotation_about_x
+
+    tilt = tilt_partners(args, table)
+    if tilt.rotations_or_none is not None:
+        return tilt, tilt.rotations, tilt.shifts_px
+    # a stage tilt rotates the specimen in the microscope's frame: R_tilt = Rx(tilt) R
+    return tilt, rotation_about_x(args.tilt_deg).numpy() @ table.rotations, table.shifts_px
+
+
+def tilt_partners(args: argparse.Namespace, table):
+    """The table of ``args.tilt``, checked to pair up with ``table`` (its CTF where the partners have none)."""
+    from dataclasses import replace
 
     tilt = load_table(argparse.Namespace(input=args.tilt, datadir=args.datadir, poses=None, ctf=None, apix=args.apix))
     if args.ind is not None:
@@ -126,10 +135,7 @@ def _tilt_table(args: argparse.Namespace, table):
         raise InputError(args.tilt, f"tilted images are {tilt.box_size} px, the particles {table.box_size} px")
     if tilt.ctf is None and table.ctf is not None:
         tilt = replace(tilt, ctf=table.ctf)
-    if tilt.rotations_or_none is not None:
-        return tilt, tilt.rotations, tilt.shifts_px
-    # a stage tilt rotates the specimen in the microscope's frame: R_tilt = Rx(tilt) R
-    return tilt, rotation_about_x(args.tilt_deg).numpy() @ table.rotations, table.shifts_px
+    return tilt
 
 
 def prepare_data(args: argparse.Namespace, table, vae: bool, scale: float | None = None):

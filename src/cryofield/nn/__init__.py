@@ -1,13 +1,20 @@
 """Neural fields: positional encodings, residual MLPs, Hermitian volume decoders, image encoders, pose corrections."""
 
 from cryofield.nn.decoders import VolumeDecoder, canonical_half
-from cryofield.nn.encoders import ImageEncoder, TiltPairEncoder, kl_divergence, reparameterize
+from cryofield.nn.encoders import (
+    ImageEncoder,
+    PoseEncoder,
+    TiltPairEncoder,
+    kl_divergence,
+    reparameterize,
+    sample_rotation,
+)
 from cryofield.nn.encodings import GaussianFourierFeatures, SinusoidalEncoding, geometric_frequencies, make_encoding
 from cryofield.nn.mlp import ResidualMLP
 from cryofield.nn.poses import PoseCorrections, skew
 
 __all__ = [
-    "GaussianFourierFeatures", "ImageEncoder", "PoseCorrections", "ResidualMLP", "SinusoidalEncoding",
+    "GaussianFourierFeatures", "ImageEncoder", "PoseCorrections", "PoseEncoder", "ResidualMLP", "SinusoidalEncoding",
     "TiltPairEncoder", "VolumeDecoder", "canonical_half", "geometric_frequencies", "kl_divergence", "make_encoding",
-    "reparameterize", "skew",
+    "reparameterize", "sample_rotation", "skew",
 ]

@@ -1,4 +1,4 @@
-"""Image encoders for the VAE: a diagonal Gaussian posterior over the latent z."""
+"""Image encoders for the VAE: a diagonal Gaussian posterior over the latent z, or over a rotation."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import torch
 from torch import nn
 
 from cryofield.nn.mlp import ResidualMLP
+from cryofield.nn.poses import skew
+from cryofield.so3 import s2s2_to_matrix
 
 
 class ImageEncoder(nn.Module):
@@ -63,3 +65,33 @@ def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``KL(N(mu, exp(logvar)) || N(0, I))`` per batch item, (B, zdim) -> (B,)."""
     return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+
+
+class PoseEncoder(nn.Module):
+    """A posterior over an image's rotation (the seed's pose-VAE baseline, section 5.6.3).
+
+    The mean rotation comes from six outputs in the S2 x S2 parameterisation; the spread is a
+    diagonal Gaussian in the tangent space at the mean (axis-angle, radians), from which
+    :func:`sample_rotation` draws.
+
+    Parameters
+    ----------
+    in_dim : int
+        Pixels fed in.
+    hidden, layers : int
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int):
+        super().__init__()
+        self.mlp = ResidualMLP(in_dim, hidden, layers, 9)
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, in_dim) -> mean rotation (B, 3, 3), log-variance of the tangent Gaussian (B, 3)."""
+        out = self.mlp(pixels).float()
+        return s2s2_to_matrix(out[:, :6]), out[:, 6:]
+
+
+def sample_rotation(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``mean @ exp([e]_x)`` with ``e ~ N(0, exp(logvar))``: (B, 3, 3), (B, 3) -> (B, 3, 3), differentiable."""
+    e = torch.randn_like(logvar) * torch.exp(0.5 * logvar)
+    return mean @ torch.linalg.matrix_exp(skew(e))

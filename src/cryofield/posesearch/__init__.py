@@ -6,8 +6,8 @@ are scored against all translations with one matrix product per round (:class:`P
 """
 
 from cryofield.posesearch.bnb import BnbSettings, BranchAndBound
-from cryofield.posesearch.hierarchical import PoseSearch, SearchResult, SearchSettings
+from cryofield.posesearch.hierarchical import PoseSearch, SearchResult, SearchSettings, TiltedViews
 from cryofield.posesearch.lattice import ModelLattice, render_lattice
 
 __all__ = ["BnbSettings", "BranchAndBound", "ModelLattice", "PoseSearch", "SearchResult", "SearchSettings",
-           "render_lattice"]
+           "TiltedViews", "render_lattice"]

@@ -87,10 +87,13 @@ class BranchAndBound:
 
     @torch.no_grad()
     def __call__(self, lattice: ModelLattice, images: torch.Tensor, ctf: torch.Tensor | None = None, *,
-                 kmax: float | None = None, progress: Callable[[int], None] | None = None) -> SearchResult:
-        """Best pose of each image (as :class:`cryofield.posesearch.PoseSearch`, one lattice only)."""
+                 kmax: float | None = None, tilted: None = None,
+                 progress: Callable[[int], None] | None = None) -> SearchResult:
+        """Best pose of each image (as :class:`cryofield.posesearch.PoseSearch`, one lattice, single images only)."""
         if lattice.count != 1:
             raise ValueError("branch and bound searches against one model (homogeneous) only")
+        if tilted is not None:
+            raise ValueError("branch and bound scores single images, not tilt pairs")
         if ctf is None:
             ctf = torch.ones(images.shape, device=images.device)
         out = [self._search_batch(lattice, images[i:i + self.batch_size], ctf[i:i + self.batch_size], kmax, progress)

@@ -84,12 +84,33 @@ class SearchResult:
         ``+shift`` (its centre sits at ``-shift``).
     errors : Tensor, shape (N,)
         Squared error at the best pose in the last round's band, minus ``|X|^2`` (up to a
-        constant per image).
+        constant per image; for tilt pairs, summed over both images).
+    tilt_shifts_px : Tensor, shape (N, 2), or None
+        For tilt pairs, the tilted image's own shift.
     """
 
     rotations: torch.Tensor
     shifts_px: torch.Tensor
     errors: torch.Tensor
+    tilt_shifts_px: torch.Tensor | None = None
+
+
+@dataclass
+class TiltedViews:
+    """The tilted partner of each image: its transforms, CTF, and the stage tilt.
+
+    Attributes
+    ----------
+    images : Tensor, shape (N, P), complex
+        Uncentred, at the same pixels as the untilted images.
+    ctf : Tensor, shape (N, P), or None
+    tilt : Tensor, shape (3, 3)
+        The tilted image's rotation is ``tilt @ R`` when the untilted one's is ``R``.
+    """
+
+    images: torch.Tensor
+    ctf: torch.Tensor | None
+    tilt: torch.Tensor
 
 
 def _real(x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +147,8 @@ class PoseSearch:
 
     @torch.no_grad()
     def __call__(self, lattice: ModelLattice, images: torch.Tensor, ctf: torch.Tensor | None = None, *,
-                 kmax: float | None = None, progress: Callable[[int], None] | None = None) -> SearchResult:
+                 kmax: float | None = None, tilted: TiltedViews | None = None,
+                 progress: Callable[[int], None] | None = None) -> SearchResult:
         """Best pose of each image.
 
         Parameters
@@ -138,6 +160,9 @@ class PoseSearch:
         ctf : Tensor, shape (N, P), optional
         kmax : float, optional
             Band limit of the last round (default the settings'; lower early in training).
+        tilted : TiltedViews, optional
+            Tilt pairs: every rotation is scored on both images together (the sum of their
+            errors), each image with its own best translation.
         progress : callable, optional
             Called with the number of images done after each batch.
 
@@ -148,12 +173,16 @@ class PoseSearch:
         limits = self.settings.band_limits(self.box, kmax)
         if lattice.radius_px + 1e-6 < limits[-1]:
             raise ValueError(f"the lattice reaches {lattice.radius_px} px, the search needs {limits[-1]}")
+        turns = [None] if tilted is None else [None, tilted.tilt.to(self.base_rotations)]
         shared = lattice.count == 1
         base_band = band_pixels(self.coords, limits[0])
         base = None
-        if shared:  # the same slices for every image: as a real matrix, and their power, once
-            slices = lattice.slices(self.base_rotations, self.coords[base_band])  # (R, P)
-            base = _real(slices), slices.abs().square()
+        if shared:  # the same slices for every image: as a real matrix, and their power, once per view
+            base = []
+            for turn in turns:
+                slices = lattice.slices(self.base_rotations if turn is None else turn @ self.base_rotations,
+                                        self.coords[base_band])  # (R, P)
+                base.append((_real(slices), slices.abs().square()))
         extent = self.settings.extent(self.box)
         grid = shift_grid(extent, self.settings.n_shifts, dtype=self.coords.dtype, device=self.coords.device)
         base_phase = shift_phase_at(self.coords[base_band], grid, self.box)  # (T2, P): the image translated by t
@@ -165,77 +194,107 @@ class PoseSearch:
             steer = shift_phase_at(self.coords[band], offsets, self.box, sign=1.0).T  # (P, T2)
             # Re(A e) = [Re A, Im A] . [Re e; -Im e]
             steering[m] = band, offsets, torch.cat([steer.real, -steer.imag])
-        out_rot, out_shift, out_err = [], [], []
+        views = [(images, ctf)] + ([] if tilted is None else [(tilted.images, tilted.ctf)])
+        out: list[list[torch.Tensor]] = [[] for _ in range(2 + len(views))]
         for start in range(0, len(images), self.batch_size):
             stop = min(start + self.batch_size, len(images))
-            x = images[start:stop]
-            c = None if ctf is None else ctf[start:stop]
+            batch = [_View(x[start:stop], None if c is None else c[start:stop], turn)
+                     for (x, c), turn in zip(views, turns)]
             own = lattice if shared else lattice.subset(start, stop)
-            rotations, shifts, errors = self._search_batch(own, base, base_band, x, c, limits, grid,
-                                                           base_phase, steering)
-            out_rot.append(rotations)
-            out_shift.append(shifts)
-            out_err.append(errors)
+            rotations, errors, shifts = self._search_batch(own, base, base_band, batch, limits, grid, base_phase,
+                                                           steering)
+            for part, value in zip(out, [rotations, errors, *shifts]):
+                part.append(value)
             if progress is not None:
                 progress(stop - start)
-        return SearchResult(torch.cat(out_rot), torch.cat(out_shift), torch.cat(out_err))
+        rotations, errors, shifts, *tilt_shifts = (torch.cat(part) for part in out)
+        return SearchResult(rotations, shifts, errors, tilt_shifts[0] if tilt_shifts else None)
 
-    def _search_batch(self, lattice: ModelLattice, base: tuple[torch.Tensor, torch.Tensor] | None,
-                      base_band: torch.Tensor,
-                      images: torch.Tensor, ctf: torch.Tensor | None, limits: list[float], grid: torch.Tensor,
+    def _search_batch(self, lattice: ModelLattice, base: list[tuple[torch.Tensor, torch.Tensor]] | None,
+                      base_band: torch.Tensor, views: list[_View], limits: list[float], grid: torch.Tensor,
                       base_phase: torch.Tensor,
-                      steering: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        settings, box = self.settings, self.box
-        n = len(images)
-        weighted = images if ctf is None else images * ctf  # c X: the cross term's image side
-        ctf2 = None if ctf is None else ctf.square()
+                      steering: dict) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Best rotation (B, 3, 3), its error (B,) and each view's best shift (B, 2) for a batch."""
+        settings = self.settings
+        # base step: every rotation of the grid against every translation, one matrix product per view
+        best_err, best_t = 0, []
+        for v, view in enumerate(views):
+            err, t = self._base_errors(lattice, None if base is None else base[v], base_band, view, grid, base_phase)
+            best_err = best_err + err
+            best_t.append(t)
+        keep = min(settings.keep, best_err.shape[1])
+        err, rot_index = best_err.topk(keep, dim=1, largest=False)  # (B, K)
+        centres = [grid[t.gather(1, rot_index)] for t in best_t]  # per view (B, K, 2)
+        level = settings.base_level
+        for m in range(1, len(limits)):
+            band, offsets, steer = steering[m]
+            children = so3_children(rot_index, level)  # (B, K, 8)
+            level += 1
+            rotations = so3_grid(level, children.flatten(1), device=self.coords.device)  # (B, 8K, 3, 3)
+            total, candidates = 0, []
+            for view, centre in zip(views, centres):
+                errors, shifts = self._round_errors(lattice, rotations, view, centre, band, offsets, steer)
+                total = total + errors
+                candidates.append(shifts)
+            keep_next = min(settings.keep, keep * 8)
+            err, pick = total.topk(keep_next, dim=1, largest=False)  # (B, K)
+            rot_index = children.flatten(1).gather(1, pick)
+            centres = [c.gather(1, pick[..., None].expand(-1, -1, 2)) for c in candidates]
+            keep = keep_next
+        rotations = so3_grid(level, rot_index[:, 0], device=self.coords.device)
+        return rotations, err[:, 0], [c[:, 0] for c in centres]
 
-        # base step: every rotation of the grid against every translation, one matrix product
-        coords = self.coords[base_band]
-        translated = _real(weighted[:, None, base_band] * base_phase)  # (B, T2, 2P)
+    def _base_errors(self, lattice: ModelLattice, base: tuple[torch.Tensor, torch.Tensor] | None,
+                     band: torch.Tensor, view: _View, grid: torch.Tensor,
+                     phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each base rotation's error at its best translation (B, R), and that translation's index (B, R)."""
+        n = len(view.weighted)
+        translated = _real(view.weighted[:, None, band] * phase)  # (B, T2, 2P)
+        ctf2 = None if view.ctf2 is None else view.ctf2[:, band]
         if base is not None:  # one model for the batch
             base_real, power = base  # (R, 2P), (R, P)
             cross = (base_real @ translated.flatten(0, 1).T).view(-1, n, len(grid))  # (R, B, T2)
             best_cross, best_t = cross.max(-1)  # (R, B)
             best_cross, best_t = best_cross.T, best_t.T  # (B, R)
-            norms = (ctf2[:, base_band] @ power.T) if ctf2 is not None else power.sum(-1).expand(n, -1)
+            norms = (ctf2 @ power.T) if ctf2 is not None else power.sum(-1).expand(n, -1)
         else:
-            base_slices = lattice.slices(self.base_rotations[None].expand(n, -1, -1, -1), coords)  # (B, R, P)
-            cross = _real(base_slices) @ translated.transpose(1, 2)  # (B, R, T2)
+            rotations = self.base_rotations if view.turn is None else view.turn @ self.base_rotations
+            slices = lattice.slices(rotations[None].expand(n, -1, -1, -1), self.coords[band])  # (B, R, P)
+            cross = _real(slices) @ translated.transpose(1, 2)  # (B, R, T2)
             best_cross, best_t = cross.max(-1)  # (B, R)
-            power = base_slices.abs().square()
-            norms = (torch.einsum("bp,brp->br", ctf2[:, base_band], power) if ctf2 is not None
-                     else power.sum(-1))
-        best_err = norms - 2 * best_cross  # |c S|^2 - 2 Re <c S, X_t> at each rotation's best t
-        keep = min(settings.keep, best_err.shape[1])
-        err, rot_index = best_err.topk(keep, dim=1, largest=False)  # (B, K)
-        centres = grid[best_t.gather(1, rot_index)]  # (B, K, 2)
-        level = settings.base_level
-
-        for m in range(1, len(limits)):
-            band, offsets, steer = steering[m]
-            coords = self.coords[band]
-            children = so3_children(rot_index, level)  # (B, K, 8)
-            level += 1
-            rotations = so3_grid(level, children.flatten(1), device=coords.device)  # (B, 8K, 3, 3)
-            slices = lattice.slices(rotations if lattice.count > 1 else rotations.flatten(0, 1),
-                                    coords)
-            slices = slices.reshape(n, keep, 8, len(band))  # (B, K, 8, P)
-            # conj(c X exp(-2 pi i k.t*)) for each kept translation t*, then local offsets dt by one product
-            anchored = (weighted[:, None, band] * shift_phase_at(coords, centres, box)).conj()  # (B, K, P)
-            product = slices * anchored[:, :, None, :]  # (B, K, 8, P)
-            cross = _real(product) @ steer  # (B, K, 8, T2)
-            best_cross, best_t = cross.reshape(n, keep * 8, -1).max(-1)  # (B, 8K)
             power = slices.abs().square()
-            norms = (torch.einsum("bp,bkcp->bkc", ctf2[:, band], power) if ctf2 is not None
-                     else power.sum(-1))
-            best_err = norms.reshape(n, keep * 8) - 2 * best_cross
-            parent = torch.arange(keep * 8, device=best_t.device) // 8
-            candidate_shifts = centres[:, parent] + offsets[best_t]  # (B, 8K, 2): each rotation's best
-            keep_next = min(settings.keep, keep * 8)
-            err, pick = best_err.topk(keep_next, dim=1, largest=False)  # (B, K)
-            rot_index = children.flatten(1).gather(1, pick)
-            centres = candidate_shifts.gather(1, pick[..., None].expand(-1, -1, 2))
-            keep = keep_next
-        rotations = so3_grid(level, rot_index[:, 0], device=self.coords.device)
-        return rotations, centres[:, 0], err[:, 0]
+            norms = torch.einsum("bp,brp->br", ctf2, power) if ctf2 is not None else power.sum(-1)
+        return norms - 2 * best_cross, best_t  # |c S|^2 - 2 Re <c S, X_t> at each rotation's best t
+
+    def _round_errors(self, lattice: ModelLattice, rotations: torch.Tensor, view: _View, centres: torch.Tensor,
+                      band: torch.Tensor, offsets: torch.Tensor,
+                      steer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Errors (B, 8K) of the children ``rotations`` (B, 8K, 3, 3), each at its best shift (B, 8K, 2).
+
+        The translations searched are the local ``offsets`` around the kept translation of
+        each child's parent (``centres``, (B, K, 2)).
+        """
+        n, keep = centres.shape[:2]
+        coords = self.coords[band]
+        if view.turn is not None:
+            rotations = view.turn @ rotations
+        slices = lattice.slices(rotations if lattice.count > 1 else rotations.flatten(0, 1), coords)
+        slices = slices.reshape(n, keep, 8, len(band))  # (B, K, 8, P)
+        # conj(c X exp(-2 pi i k.t*)) for each kept translation t*, then local offsets dt by one product
+        anchored = (view.weighted[:, None, band] * shift_phase_at(coords, centres, self.box)).conj()  # (B, K, P)
+        cross = _real(slices * anchored[:, :, None, :]) @ steer  # (B, K, 8, T2)
+        best_cross, best_t = cross.reshape(n, keep * 8, -1).max(-1)  # (B, 8K)
+        power = slices.abs().square()
+        norms = (torch.einsum("bp,bkcp->bkc", view.ctf2[:, band], power) if view.ctf2 is not None
+                 else power.sum(-1))
+        parent = torch.arange(keep * 8, device=best_t.device) // 8
+        return norms.reshape(n, keep * 8) - 2 * best_cross, centres[:, parent] + offsets[best_t]
+
+
+class _View:
+    """One image of each particle in a batch, ready for scoring: ``c X``, ``c^2`` and its rotation offset."""
+
+    def __init__(self, images: torch.Tensor, ctf: torch.Tensor | None, turn: torch.Tensor | None):
+        self.weighted = images if ctf is None else images * ctf  # c X: the cross term's image side
+        self.ctf2 = None if ctf is None else ctf.square()
+        self.turn = turn

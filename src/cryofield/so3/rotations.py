@@ -122,3 +122,16 @@ def rotation_about_x(angle_deg: float, *, dtype: torch.dtype = torch.float64) ->
     t = math.radians(angle_deg)
     c, s = math.cos(t), math.sin(t)
     return torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=dtype)
+
+
+def s2s2_to_matrix(six: torch.Tensor) -> torch.Tensor:
+    """Rotations from two 3-vectors each (the S2 x S2 parameterisation), (..., 6) -> (..., 3, 3).
+
+    The first vector's direction is the first column; the second, made orthogonal to it
+    (Gram-Schmidt), the second column; their cross product the third. Continuous and onto
+    SO(3), so a network can output it (the seed's pose-VAE baseline, section 5.6.3).
+    """
+    a, b = six[..., :3], six[..., 3:]
+    e1 = torch.nn.functional.normalize(a, dim=-1)
+    e2 = torch.nn.functional.normalize(b - (e1 * b).sum(-1, keepdim=True) * e1, dim=-1)
+    return torch.stack([e1, e2, torch.linalg.cross(e1, e2)], -1)

@@ -33,11 +33,13 @@ from cryofield.imaging import shift_phase_at
 from cryofield.nn import (
     ImageEncoder,
     PoseCorrections,
+    PoseEncoder,
     TiltPairEncoder,
     VolumeDecoder,
     kl_divergence,
     make_encoding,
     reparameterize,
+    sample_rotation,
 )
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, autocast, needs_grad_scaler, resolve_device
@@ -45,22 +47,28 @@ from cryofield.train.distributed import Runtime, autocast, needs_grad_scaler, re
 
 @dataclass
 class Models:
-    """The decoder and, for a VAE, the encoder; with pose refinement, the pose corrections."""
+    """The decoder and, for a VAE, the encoder; with pose refinement, the pose corrections.
+
+    ``pose_encoder`` (the pose-VAE baseline of ab initio) predicts each image's rotation,
+    which then replaces the batch's.
+    """
 
     decoder: VolumeDecoder
     encoder: ImageEncoder | TiltPairEncoder | None
     poses: PoseCorrections | None = None
+    pose_encoder: PoseEncoder | None = None
 
     def parameters(self) -> list[nn.Parameter]:
         """The networks' trainable parameters (not the pose corrections: they have their own optimiser)."""
-        params = list(self.decoder.parameters())
-        return params + (list(self.encoder.parameters()) if self.encoder is not None else [])
+        return [p for part in (self.decoder, self.encoder, self.pose_encoder) if part is not None
+                for p in part.parameters()]
 
     def state_dict(self) -> dict:
         """Plain state dicts of every part."""
-        return {"decoder": self.decoder.state_dict(),
-                "encoder": self.encoder.state_dict() if self.encoder is not None else {},
-                "poses": self.poses.state_dict() if self.poses is not None else {}}
+        state = {"decoder": self.decoder.state_dict(),
+                 "encoder": self.encoder.state_dict() if self.encoder is not None else {},
+                 "poses": self.poses.state_dict() if self.poses is not None else {}}
+        return state | ({} if self.pose_encoder is None else {"pose_encoder": self.pose_encoder.state_dict()})
 
     def load_state_dict(self, state: dict) -> None:
         """Restore from :meth:`state_dict`."""
@@ -69,16 +77,19 @@ class Models:
             self.encoder.load_state_dict(state["encoder"])
         if self.poses is not None:
             self.poses.load_state_dict(state["poses"])
+        if self.pose_encoder is not None:
+            self.pose_encoder.load_state_dict(state["pose_encoder"])
 
     def to(self, device: torch.device) -> Models:
         """Move every part to ``device`` (in place); returns ``self``."""
-        for part in (self.decoder, self.encoder, self.poses):
+        for part in (self.decoder, self.encoder, self.poses, self.pose_encoder):
             if part is not None:
                 part.to(device)
         return self
 
 
-def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int | None = None) -> Models:
+def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int | None = None, *,
+                 pose_encoder: bool = False) -> Models:
     """The networks a configuration describes.
 
     Parameters
@@ -90,6 +101,8 @@ def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int 
         Half-lattice pixels per image ``P`` (the encoder sees ``2P`` numbers per image).
     n_particles : int, optional
         Needed for pose refinement (one correction per particle).
+    pose_encoder : bool
+        Add an encoder of rotations (``enc_dim`` x ``enc_layers``), the pose-VAE baseline.
     """
     torch.manual_seed(config.seed)
     encoding = make_encoding(config.pe_type, box, config.pe_dim, config.feat_sigma, seed=config.seed)
@@ -103,7 +116,8 @@ def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int 
         if n_particles is None:
             raise ValueError("pose refinement needs the number of particles")
         poses = PoseCorrections(n_particles)
-    return Models(decoder, encoder, poses)
+    rotations = PoseEncoder(2 * n_pixels, config.enc_dim, config.enc_layers) if pose_encoder else None
+    return Models(decoder, encoder, poses, rotations)
 
 
 def slice_coords(coords: torch.Tensor, rotations: torch.Tensor, box: int) -> torch.Tensor:
@@ -163,6 +177,10 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
     z = None
     kl = torch.zeros((), device=device)
     with autocast(device, config.amp if amp is None else amp):
+        if models.pose_encoder is not None:  # the rotation is inferred from the image, and sampled
+            mean, logvar = models.pose_encoder(encoder_input(images, ctf))
+            rotations = sample_rotation(mean, logvar) if sample else mean
+            kl = kl + kl_divergence(torch.zeros_like(logvar), logvar).mean()
         if models.encoder is not None:
             x = encoder_input(images, ctf)
             if tilted is not None:
@@ -170,7 +188,7 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
             else:
                 mu, logvar = models.encoder(x)
             z = reparameterize(mu, logvar) if sample else mu
-            kl = kl_divergence(mu, logvar).mean()
+            kl = kl + kl_divergence(mu, logvar).mean()
         coords = slice_coords(batch.coords, rotations, batch.box)
         if tilted is not None:  # both images of each particle, from the same z
             tilt_rotations = tilted.rotations if models.poses is None else tilted.rotations @ d_rotation
