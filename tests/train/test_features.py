@@ -156,7 +156,7 @@ def test_pose_refinement_recovers_known_errors():
     indices = torch.arange(n)
     first = None
     for _ in range(300):
-        mse, _ = step_loss(models, data, config, indices=indices)
+        mse, _, _ = step_loss(models, data, config, indices=indices)
         first = first if first is not None else mse.item()
         optimizer.zero_grad()
         mse.backward()

@@ -79,6 +79,35 @@ def progress_bar(total: int, description: str, unit: str = "img") -> tqdm:
                 dynamic_ncols=True, smoothing=0.1, disable=None)
 
 
+class EpochBars:
+    """One progress bar at a time for a trainer: a fresh bar for each ``(epoch, stage)`` it reports.
+
+    Parameters
+    ----------
+    total : int
+        Images per epoch.
+    label : callable
+        ``label(epoch, stage)``, the bar's description.
+    """
+
+    def __init__(self, total: int, label):
+        self.total, self.label = total, label
+        self.key, self.bar = None, None
+
+    def __call__(self, done: int, epoch: int, stage: str = "") -> None:
+        """Report ``done`` images of ``epoch`` (``stage`` of it)."""
+        if (epoch, stage) != self.key:
+            self.close()
+            self.key, self.bar = (epoch, stage), progress_bar(self.total, self.label(epoch, stage))
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        """Close the current bar (before printing a line)."""
+        if self.bar is not None:
+            self.bar.close()
+        self.key, self.bar = None, None
+
+
 def read_indices(path: Path, n: int) -> np.ndarray:
     """Particle indices from ``.npy``, ``.txt`` (whitespace-separated) or a cryoDRGN ``.pkl``.
 

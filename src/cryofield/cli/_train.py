@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import add_input_arguments, load_table, progress_bar, read_indices
+from cryofield.cli._common import EpochBars, add_input_arguments, load_table, progress_bar, read_indices
 from cryofield.errors import InputError
 
 
@@ -33,11 +33,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
     add_decoder_arguments(model)
     run = parser.add_argument_group("training")
     run.add_argument("-n", "--epochs", type=int, default=20, help="epochs (default 20)")
-    run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
-    run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    run.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
-    run.add_argument("--no-amp", action="store_true", help="full fp32 instead of bf16/fp16 mixed precision")
-    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    add_step_arguments(run)
     run.add_argument("--compile", dest="compile_mode", nargs="?", const="default", default=None,
                      choices=["default", "reduce-overhead", "max-autotune"],
                      help="compile the networks with torch.compile (MODE default: 'default'); pays on a GPU, "
@@ -53,6 +49,15 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
                           "(only -n, --checkpoint, --device and --compile may change)")
     run.add_argument("--seed", type=int, default=0)
     parser.set_defaults(option_defaults={name: parser.get_default(name) for name in _RUN_SETTINGS})
+
+
+def add_step_arguments(group, amp_help: str = "full fp32 instead of bf16/fp16 mixed precision") -> None:
+    """Batch size, learning rate, checkpoints, precision and device: what every trainer takes."""
+    group.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
+    group.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    group.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
+    group.add_argument("--no-amp", action="store_true", help=amp_help)
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
 
 
 def add_decoder_arguments(group) -> None:
@@ -197,23 +202,15 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
     if runtime.is_main:
         outdir.mkdir(parents=True, exist_ok=True)
         config.save(outdir / "config.json")
-    bars: dict[int, object] = {}
-
-    def progress(done: int, epoch: int) -> None:
-        if epoch not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars[epoch] = progress_bar(len(data), f"epoch {epoch + 1}/{config.epochs}")
-        bar = bars[epoch]
-        bar.update(done - bar.n)
+    progress = EpochBars(len(data), lambda epoch, _: f"epoch {epoch + 1}/{config.epochs}")
 
     def log(record: dict) -> None:
+        progress.close()
         print(f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
               + f", {record['images_per_second']:.0f} images/s")
 
     models = train(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log)
-    for bar in bars.values():
-        bar.close()
+    progress.close()
     if not runtime.is_main:
         return
     if models.poses is not None:

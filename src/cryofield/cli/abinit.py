@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import add_input_arguments, load_table, progress_bar, read_indices
-from cryofield.cli._train import add_decoder_arguments
+from cryofield.cli._common import EpochBars, add_input_arguments, load_table, progress_bar, read_indices
+from cryofield.cli._train import add_decoder_arguments, add_step_arguments
 from cryofield.errors import InputError
 
 NAME = "abinit"
@@ -88,11 +88,7 @@ def add_parser(subparsers):
                         help="--zdim: search each chunk against the model at this many k-means centres of its "
                              "latents, one render each (default 4)")
     run = parser.add_argument_group("training")
-    run.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
-    run.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    run.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
-    run.add_argument("--no-amp", action="store_true", help="full fp32 instead of bf16/fp16 mixed precision")
-    run.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    add_step_arguments(run)
     run.add_argument("--resume", action="store_true",
                      help="continue the run in OUTDIR from its last checkpoint, with its own settings")
     run.add_argument("--seed", type=int, default=0)
@@ -182,21 +178,10 @@ def run(args) -> None:
         outdir.mkdir(parents=True, exist_ok=True)
         config.save(outdir / "config.json")
     (outdir / "poses").mkdir(parents=True, exist_ok=True)
-    bars: dict[tuple[int, str], object] = {}
-
-    def progress(done: int, epoch: int, what: str) -> None:
-        key = (epoch, what)
-        if key not in bars:
-            for bar in bars.values():
-                bar.close()
-            bars.clear()
-            bars[key] = progress_bar(len(data), f"epoch {epoch + 1}/{config.epochs} {what}")
-        bars[key].update(done - bars[key].n)
+    progress = EpochBars(len(data), lambda epoch, what: f"epoch {epoch + 1}/{config.epochs} {what}")
 
     def log(record: dict) -> None:
-        for bar in bars.values():
-            bar.close()
-        bars.clear()
+        progress.close()
         searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
                     f"{record['pose_change_deg_median']:.1f} deg)") if "search_seconds" in record else ""
         print(f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "

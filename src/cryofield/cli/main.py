@@ -15,6 +15,7 @@ from cryofield.cli import (
     compare_runs,
     direct_traversal,
     downsample,
+    eval_cryofold,
     eval_images,
     eval_vol,
     evaluate,
@@ -30,9 +31,11 @@ from cryofield.cli import (
     phase_flip,
     pose_error,
     report,
+    rmsd,
     select,
     sharpen,
     simulate,
+    train_cryofold,
     train_nn,
     train_vae,
 )
@@ -41,7 +44,7 @@ from cryofield.errors import InputError
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
             direct_traversal, filter_particles, compare_runs, landscape, report, abinit, pose_error,
-            align_vol]
+            align_vol, train_cryofold, eval_cryofold, rmsd]
 
 
 def build_parser() -> argparse.ArgumentParser:

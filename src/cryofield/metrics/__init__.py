@@ -1,4 +1,4 @@
-"""Validation metrics: FSC and resolution, masks, B-factors, and ground-truth scores."""
+"""Validation metrics: FSC and resolution, masks, B-factors, ground-truth scores, atomic-model RMSD."""
 
 from cryofield.metrics.align import VolumeAlignment, align_volumes, apply_alignment, map_correlation, rotate_volume
 from cryofield.metrics.fsc import fsc, resolution_at
@@ -18,10 +18,11 @@ from cryofield.metrics.scores import (
     pose_error,
     pose_error_frobenius,
 )
+from cryofield.metrics.structure import StructureComparison, compare_ca, kabsch
 
 __all__ = [
-    "VolumeAlignment", "adjusted_rand_index", "align_volumes", "apply_alignment", "apply_bfactor", "auto_mask",
-    "evaluation_images", "flip_hand", "fsc", "guinier_bfactor", "latent_pc_spearman", "map_correlation",
-    "normalized_mse", "per_image_fsc", "pose_error", "pose_error_frobenius", "radial_amplitude", "resolution_at",
-    "rotate_volume",
+    "StructureComparison", "VolumeAlignment", "adjusted_rand_index", "align_volumes", "apply_alignment",
+    "apply_bfactor", "auto_mask", "compare_ca", "evaluation_images", "flip_hand", "fsc", "guinier_bfactor", "kabsch",
+    "latent_pc_spearman", "map_correlation", "normalized_mse", "per_image_fsc", "pose_error", "pose_error_frobenius",
+    "radial_amplitude", "resolution_at", "rotate_volume",
 ]

@@ -1,5 +1,10 @@
-"""Neural fields: positional encodings, residual MLPs, Hermitian volume decoders, image encoders, pose corrections."""
+"""Neural fields and the atomic model of Cryofold.
 
+Positional encodings, residual MLPs, Hermitian volume decoders, image and pose encoders,
+per-particle pose corrections, and Gaussian residues.
+"""
+
+from cryofield.nn.atomic import GaussianResidues
 from cryofield.nn.decoders import VolumeDecoder, canonical_half
 from cryofield.nn.encoders import (
     ImageEncoder,
@@ -14,7 +19,7 @@ from cryofield.nn.mlp import ResidualMLP
 from cryofield.nn.poses import PoseCorrections, skew
 
 __all__ = [
-    "GaussianFourierFeatures", "ImageEncoder", "PoseCorrections", "PoseEncoder", "ResidualMLP", "SinusoidalEncoding",
-    "TiltPairEncoder", "VolumeDecoder", "canonical_half", "geometric_frequencies", "kl_divergence", "make_encoding",
-    "reparameterize", "sample_rotation", "skew",
+    "GaussianFourierFeatures", "GaussianResidues", "ImageEncoder", "PoseCorrections", "PoseEncoder", "ResidualMLP",
+    "SinusoidalEncoding", "TiltPairEncoder", "VolumeDecoder", "canonical_half", "geometric_frequencies",
+    "kl_divergence", "make_encoding", "reparameterize", "sample_rotation", "skew",
 ]

@@ -14,10 +14,9 @@ import numpy as np
 import torch
 
 from cryofield.io import AtomicModel
+from cryofield.io.atoms import electrons
+from cryofield.metrics import kabsch
 
-#: electrons per element for the weights of rendered atoms (others count as carbon)
-ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "P": 15, "S": 16, "SE": 34, "MG": 12, "ZN": 30, "FE": 26,
-                 "CA": 20, "NA": 11, "CL": 17, "K": 19, "MN": 25}
 #: Gaussian standard deviation per unit of resolution (molmap's sigma factor)
 SIGMA_PER_RESOLUTION = 1 / (math.pi * math.sqrt(2))
 
@@ -27,8 +26,7 @@ def atom_weights(model: AtomicModel, ca_only: bool = False) -> tuple[np.ndarray,
     if ca_only:
         sel = model.atom_name == "CA"
         return model.coords_angstrom[sel], np.ones(int(sel.sum()))
-    weights = np.array([ATOMIC_NUMBER.get(e.upper(), 6) for e in model.element], float)
-    return model.coords_angstrom, weights
+    return model.coords_angstrom, electrons(model)
 
 
 def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_size_angstrom: float,
@@ -72,22 +70,6 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
     volume = torch.zeros(box**3, dtype=torch.float64)
     volume.index_add_(0, index.reshape(-1), values.reshape(-1))
     return volume.reshape(box, box, box).numpy().astype(np.float32)
-
-
-def kabsch(moving: np.ndarray, fixed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rotation and translation that superpose ``moving`` (N, 3) onto ``fixed`` (N, 3).
-
-    Returns
-    -------
-    rotation : ndarray, shape (3, 3)
-    translation : ndarray, shape (3,)
-        ``moving @ rotation.T + translation`` is the least-squares fit to ``fixed``.
-    """
-    mc, fc = moving.mean(0), fixed.mean(0)
-    u, _, vt = np.linalg.svd((moving - mc).T @ (fixed - fc))
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    rotation = vt.T @ np.diag([1, 1, d]) @ u.T
-    return rotation, fc - mc @ rotation.T
 
 
 def _atom_keys(model: AtomicModel) -> np.ndarray:

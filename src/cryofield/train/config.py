@@ -59,6 +59,15 @@ class TrainConfig:
     data_scale: float = 1.0
     versions: dict = field(default_factory=dict)
 
+    def objective(self, mse, kl, restraint, n_pixels: int):
+        """The loss of a step: ``mse + (beta KL + restraint) / (2P - 1)``.
+
+        ``mse`` is the mean over the half-lattice pixels; the KL of an image and an atomic
+        model's restraint energy are spread over the ``2P - 1`` real pixels of the circle, so
+        that both weigh against the image's summed squared residual as in the seed.
+        """
+        return mse + (self.kl_weight * kl + restraint) / (2 * n_pixels - 1)
+
     @property
     def kl_weight(self) -> float:
         """``beta``, or ``1 / zdim`` when unset."""

@@ -150,8 +150,11 @@ def _to(batch: PreparedParticles, device: torch.device) -> PreparedParticles:
 
 
 def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, indices: torch.Tensor | None = None,
-              sample: bool = True, amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mse, kl)`` of a batch, means over its images (``kl`` is 0 without an encoder).
+              sample: bool = True, amp: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mse, kl, restraint)`` of a batch, means over its images.
+
+    ``kl`` is 0 without an encoder; ``restraint`` is the energy of a decoder that has one
+    (the atomic model's bonds, :class:`cryofield.nn.GaussianResidues`), 0 otherwise.
 
     Parameters
     ----------
@@ -189,19 +192,23 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
                 mu, logvar = models.encoder(x)
             z = reparameterize(mu, logvar) if sample else mu
             kl = kl + kl_divergence(mu, logvar).mean()
-        coords = slice_coords(batch.coords, rotations, batch.box)
         if tilted is not None:  # both images of each particle, from the same z
             tilt_rotations = tilted.rotations if models.poses is None else tilted.rotations @ d_rotation
-            coords = torch.cat([coords, slice_coords(batch.coords, tilt_rotations, batch.box)])
+            rotations = torch.cat([rotations, tilt_rotations])
             z = None if z is None else torch.cat([z, z])
-        predicted = models.decoder(coords, z)
+        decoder = models.decoder.module if isinstance(models.decoder, DistributedDataParallel) else models.decoder
+        if hasattr(decoder, "project") and not isinstance(models.decoder, DistributedDataParallel):
+            predicted = decoder.project(batch.coords, rotations, z)  # slices straight from the model (atomic)
+        else:
+            predicted = models.decoder(slice_coords(batch.coords, rotations, batch.box), z)
     if tilted is not None:
         images = torch.cat([images, tilted.images])
         ctf = None if ctf is None else torch.cat([ctf, tilted.ctf])
     if ctf is not None:
         predicted = predicted * ctf
     mse = (predicted - images).abs().pow(2).mean()
-    return mse, kl
+    restraint = decoder.restraint(z) if hasattr(decoder, "restraint") else torch.zeros((), device=device)
+    return mse, kl, restraint
 
 
 def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer: torch.optim.Optimizer,
@@ -248,8 +255,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
         for indices, where in zip(batches, positions):
             batch = _to(buffer.subset(where), runtime.device)
-            mse, kl = step_loss(net, batch, config, indices=torch.from_numpy(indices))
-            loss = mse + config.kl_weight * kl / (2 * data.n_pixels - 1)
+            mse, kl, restraint = step_loss(net, batch, config, indices=torch.from_numpy(indices))
+            loss = config.objective(mse, kl, restraint, data.n_pixels)
             optimizer.zero_grad(set_to_none=True)
             if pose_optimizer is not None:
                 pose_optimizer.zero_grad(set_to_none=True)
@@ -287,7 +294,7 @@ def _wrap(models: Models, runtime: Runtime) -> Models:
 
 def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None = None, resume: bool = False,
           progress: Callable[[int, int], None] | None = None,
-          log: Callable[[dict], None] | None = None) -> Models:
+          log: Callable[[dict], None] | None = None, models: Models | None = None) -> Models:
     """Train for ``config.epochs`` epochs (continuing from the last checkpoint when ``resume``).
 
     Parameters
@@ -304,6 +311,8 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
         ``progress(images_done_in_epoch, epoch)`` after each batch (rank 0).
     log : callable, optional
         Receives the per-epoch record also appended to ``OUTDIR/log.jsonl`` (rank 0).
+    models : Models, optional
+        The networks to train (default: those ``config`` describes, :func:`build_models`).
 
     Returns
     -------
@@ -316,7 +325,9 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
         (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
         if not resume:  # a fresh run in an old work directory starts a fresh log
             (outdir / "log.jsonl").unlink(missing_ok=True)
-    models = build_models(config, data.box, data.n_pixels, len(data)).to(runtime.device)
+    if models is None:
+        models = build_models(config, data.box, data.n_pixels, len(data))
+    models = models.to(runtime.device)
     fused = runtime.device.type == "cuda"  # one kernel per step for all parameters
     optimizer = torch.optim.Adam(models.parameters(), lr=config.lr, fused=fused)
     pose_optimizer = None if models.poses is None else torch.optim.SparseAdam(models.poses.parameters(),
