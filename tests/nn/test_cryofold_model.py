@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -86,8 +88,14 @@ def test_coarse_pdb_and_rmsd(closed, tmp_path):
     written = read_atomic_model(tmp_path / "two.pdb")  # the first model
     same = compare_ca(closed, written)
     assert same.rmsd_angstrom < 1e-3 and same.within_3a == 1.0 and same.n_matched == 214
-    rigid = read_atomic_model(tmp_path / "two.pdb")
-    assert compare_ca(written, rigid).rmsd_angstrom < 1e-3
+    import gemmi
+
+    structure = gemmi.read_structure(str(tmp_path / "two.pdb"))
+    second = np.array([atom.pos.tolist() for residue in structure[1]["A"] for atom in residue if atom.name == "CA"])
+    np.testing.assert_allclose(second, moved[:coarse.n_residues], atol=1e-3)  # the second model: the rigid motion
+    rigid = replace(written.select(written.atom_name == "CA"), coords_angstrom=second)
+    assert compare_ca(written, rigid).rmsd_angstrom < 1e-3  # superposed
+    assert compare_ca(written, rigid, superpose=False).rmsd_angstrom > 5.0
     open_form = compare_ca(closed, read_atomic_model(example_path(ADK_OPEN)))
     assert open_form.rmsd_angstrom == pytest.approx(7.13, abs=0.05)  # the figure
 

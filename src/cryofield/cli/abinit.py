@@ -113,6 +113,8 @@ def _config(args, data, runtime):
                          "--zdim or --tilt)")
     if args.zdim < 0:
         raise InputError(args.outdir, "--zdim must be 0 or more")
+    if args.pose_lr <= 0:
+        raise InputError(args.outdir, "--pose-lr must be positive")
     for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch", "search_groups"):
         if getattr(args, name) < 1:
             raise InputError(args.outdir, f"--{name.replace('_', '-')} must be at least 1")

@@ -39,7 +39,10 @@ def _latents(args, zdim: int) -> np.ndarray:
     if args.z is not None:
         zs = np.asarray(args.z, float)[None]
     elif args.z_file is not None:
-        zs = np.load(args.z_file) if args.z_file.suffix == ".npy" else np.loadtxt(args.z_file, ndmin=2)
+        try:
+            zs = np.load(args.z_file) if args.z_file.suffix == ".npy" else np.loadtxt(args.z_file, ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise InputError(args.z_file, f"not a readable table of latents ({exc})") from None
     elif args.z_range is not None:
         if zdim != 1 or not (args.workdir / "z.npy").is_file():
             raise InputError(args.workdir, "--z-range needs a zdim 1 run with its z.npy")

@@ -81,6 +81,10 @@ def _config(args, data, runtime):
 
     if args.epochs < 1 or args.batch_size < 1 or args.warmup_epochs < 0 or args.zdim < 0:
         raise InputError(args.outdir, "need --epochs and --batch-size >= 1, --warmup-epochs and --zdim >= 0")
+    if args.width <= 0 or (args.a0 is not None and args.a0 <= 0) or args.init_box <= 0:
+        raise InputError(args.outdir, "--width, --a0 and --init-box must be positive")
+    if args.bond_strength < 0 or args.init_noise < 0:
+        raise InputError(args.outdir, "--bond-strength and --init-noise must be 0 or more")
     return CryofoldConfig(
         particles=str(args.input), outdir=str(args.outdir), poses=args.poses and str(args.poses),
         ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
@@ -142,6 +146,7 @@ def run(args) -> None:
         progress.close()
         what = "warm-up" if record.get("warmup") else f"epoch {record['epoch'] + 1}"
         print(f"{what}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if config.zdim else "")
+              + f", restraint {record.get('restraint', 0.0):.3g}"
               + f", {record['images_per_second']:.0f} images/s")
 
     models = train_cryofold(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log)

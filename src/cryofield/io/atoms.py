@@ -90,6 +90,7 @@ def read_atomic_model(path: str | os.PathLike, *, remove_water: bool = True,
         structure.remove_waters()
     if remove_hydrogens:
         structure.remove_hydrogens()
+    structure.remove_alternative_conformations()  # the first conformer only: no atom counted twice
     if len(structure) == 0:
         raise InputError(path, "no models")
     rows = [(atom.pos.x, atom.pos.y, atom.pos.z, atom.element.name, atom.name, residue.name,
@@ -161,13 +162,23 @@ _BREAK_ANGSTROM = 4.2
 
 
 def coarse_grain(model: AtomicModel) -> CoarseModel:
-    """The coarse-grained model of the amino acids of ``model`` (residues without a C-alpha are left out).
+    """The coarse-grained model of the amino acids of ``model``.
+
+    Residues count when their name is an amino acid in gemmi's table (modified ones such as
+    MSE included) and they have a C-alpha; ligands, ions, nucleotides and waters are left out.
+    Residues are told apart by chain and number (insertion codes are not read).
 
     Raises
     ------
     ValueError
         If the model has no amino acid with a C-alpha.
     """
+    import gemmi
+
+    names = np.unique(model.residue_name)
+    amino = {str(n) for n in names if (info := gemmi.find_tabulated_residue(str(n))) is not None
+             and info.is_amino_acid()}
+    model = model.select(np.isin(model.residue_name, list(amino)))
     keys = np.char.add(np.char.add(model.chain.astype(str), ":"), model.residue_number.astype(str))
     # residues in file order: the first atom of each (chain, number)
     _, first = np.unique(keys, return_index=True)
@@ -181,7 +192,7 @@ def coarse_grain(model: AtomicModel) -> CoarseModel:
     has_ca = np.zeros(len(residue_keys), bool)
     has_ca[owner[is_ca]] = True
     if not has_ca.any():
-        raise ValueError("no residue with a C-alpha atom")
+        raise ValueError("no amino acid with a C-alpha atom")
     keep = np.flatnonzero(has_ca)
     renumber = -np.ones(len(residue_keys), np.int64)
     renumber[keep] = np.arange(len(keep))

@@ -149,9 +149,7 @@ class GaussianResidues(nn.Module):
         with torch.autocast(coords_px.device.type, enabled=False):
             mu = self.positions(z)  # (M, 3) or (B, M, 3), box units
             projected = torch.matmul(mu, rotations.float().transpose(-1, -2))[..., :2]  # (B, M, 2): (R mu)_xy
-            k = coords_px.round().long()
-            kx_values, ix = torch.unique(k[:, 0], return_inverse=True)
-            ky_values, iy = torch.unique(k[:, 1], return_inverse=True)
+            kx_values, ix, ky_values, iy = self._rows_and_columns(coords_px)
             weights = (self.a0 * self.electrons).to(torch.complex64)
             ex = torch.polar(torch.ones((), device=mu.device), -2 * math.pi * kx_values.float()[None, :, None]
                              * projected[:, None, :, 0])  # (B, Kx, M)
@@ -161,6 +159,20 @@ class GaussianResidues(nn.Module):
             k2 = (coords_px.float() / (self.box * self.pixel_size)).square().sum(-1)  # cycles^2 / A^2
             envelope = torch.exp(-2 * math.pi**2 * self.width_angstrom.square() * k2)
             return grid[:, iy, ix] * envelope
+
+    def _rows_and_columns(self, coords_px: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The lattice's distinct ``kx`` and ``ky`` and each pixel's index into them.
+
+        Cached per pixel tensor (training passes the same one every step), so that a GPU
+        does not wait for ``unique`` at each step.
+        """
+        key = (coords_px.data_ptr(), coords_px.shape, coords_px.device)
+        if getattr(self, "_lattice_key", None) != key:
+            k = coords_px.round().long()
+            kx_values, ix = torch.unique(k[:, 0], return_inverse=True)
+            ky_values, iy = torch.unique(k[:, 1], return_inverse=True)
+            self._lattice_key, self._lattice = key, (kx_values, ix, ky_values, iy)
+        return self._lattice
 
     def restraint(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Restraint energy (scalar; the mean over latents ``z`` (B, zdim)), in strength x A^2.

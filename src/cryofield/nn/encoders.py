@@ -93,5 +93,6 @@ class PoseEncoder(nn.Module):
 
 def sample_rotation(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """``mean @ exp([e]_x)`` with ``e ~ N(0, exp(logvar))``: (B, 3, 3), (B, 3) -> (B, 3, 3), differentiable."""
-    e = torch.randn_like(logvar) * torch.exp(0.5 * logvar)
-    return mean @ torch.linalg.matrix_exp(skew(e))
+    with torch.autocast(mean.device.type, enabled=False):  # rotations in fp32
+        e = torch.randn_like(logvar.float()) * torch.exp(0.5 * logvar.float())
+        return mean.float() @ torch.linalg.matrix_exp(skew(e))

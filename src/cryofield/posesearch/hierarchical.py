@@ -124,6 +124,15 @@ def band_pixels(coords_px: torch.Tensor, limit: float) -> torch.Tensor:
     return torch.nonzero((r > 0) & (r < limit)).squeeze(1)
 
 
+class _View:
+    """One image of each particle in a batch, ready for scoring: ``c X``, ``c^2`` and its rotation offset."""
+
+    def __init__(self, images: torch.Tensor, ctf: torch.Tensor | None, turn: torch.Tensor | None):
+        self.weighted = images if ctf is None else images * ctf  # c X: the cross term's image side
+        self.ctf2 = None if ctf is None else ctf.square()
+        self.turn = turn
+
+
 class PoseSearch:
     """Search the poses of particle images against a model lattice.
 
@@ -289,12 +298,3 @@ class PoseSearch:
                  else power.sum(-1))
         parent = torch.arange(keep * 8, device=best_t.device) // 8
         return norms.reshape(n, keep * 8) - 2 * best_cross, centres[:, parent] + offsets[best_t]
-
-
-class _View:
-    """One image of each particle in a batch, ready for scoring: ``c X``, ``c^2`` and its rotation offset."""
-
-    def __init__(self, images: torch.Tensor, ctf: torch.Tensor | None, turn: torch.Tensor | None):
-        self.weighted = images if ctf is None else images * ctf  # c X: the cross term's image side
-        self.ctf2 = None if ctf is None else ctf.square()
-        self.turn = turn

@@ -107,6 +107,8 @@ class AbinitConfig(TrainConfig):
     def __post_init__(self):
         if self.learns_poses and (self.epochs_fixed or self.epochs_refine):
             raise ValueError(f"method {self.method} runs one stage: set epochs_fixed and epochs_refine to 0")
+        if self.method == "pose-vae" and self.beta is None:
+            self.beta = 1.0  # the rotation posterior's KL at the ELBO's weight (there is no z to set 1/zdim)
         self.epochs = self.epochs_search + self.epochs_fixed + self.epochs_refine
 
     @property

@@ -28,7 +28,7 @@ from cryofield.io.atoms import CoarseModel, coarse_grain, electrons
 from cryofield.nn import GaussianResidues, ImageEncoder
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, resolve_device
-from cryofield.train.loop import Models, _to, slice_coords, train
+from cryofield.train.loop import Models, _to, train
 
 ABLATIONS = ("side-chains", "bonds", "images")
 INITS = ("reference", "noise", "random")
@@ -108,16 +108,21 @@ def build_cryofold(config: CryofoldConfig, coarse: CoarseModel, center: np.ndarr
 
 
 @torch.no_grad()
-def least_squares_amplitude(decoder: GaussianResidues, data: PreparedParticles, count: int = 256) -> float:
+def least_squares_amplitude(decoder: GaussianResidues, data: PreparedParticles, count: int = 256,
+                            batch_size: int = 32) -> float:
     """The ``a0`` that best fits the first ``count`` images with the model's centres and width (``z = 0``)."""
-    batch = data.load(np.arange(min(count, len(data))))
+    images = data.load(np.arange(min(count, len(data))))
     device = decoder.centres.device
-    batch = _to(batch, device)
-    z = torch.zeros(len(batch), decoder.zdim, device=device) if decoder.zdim else None
-    predicted = decoder(slice_coords(batch.coords, batch.rotations, batch.box), z) / decoder.a0
-    if batch.ctf is not None:
-        predicted = predicted * batch.ctf
-    return float((predicted.conj() * batch.images).real.sum() / predicted.abs().square().sum())
+    cross = power = 0.0
+    for start in range(0, len(images), batch_size):
+        batch = _to(images.subset(torch.arange(start, min(start + batch_size, len(images)))), device)
+        z = torch.zeros(len(batch), decoder.zdim, device=device) if decoder.zdim else None
+        predicted = decoder.project(batch.coords, batch.rotations, z) / decoder.a0
+        if batch.ctf is not None:
+            predicted = predicted * batch.ctf
+        cross += float((predicted.conj() * batch.images).real.sum())
+        power += float(predicted.abs().square().sum())
+    return cross / power
 
 
 def resolve_start(config: CryofoldConfig, data) -> CryofoldConfig:
@@ -126,7 +131,11 @@ def resolve_start(config: CryofoldConfig, data) -> CryofoldConfig:
     config = replace(config, center_angstrom=[float(c) for c in center])
     if config.a0 is None:
         decoder = build_cryofold(config, coarse, center, data.box, data.n_pixels, data.pixel_size_angstrom).decoder
-        config = replace(config, a0=least_squares_amplitude(decoder, data))
+        a0 = least_squares_amplitude(decoder, data)
+        if not a0 > 0:
+            raise ValueError("the starting model anti-correlates with the images: check --center, the reference's "
+                             "frame and the contrast (--uninvert-data)")
+        config = replace(config, a0=a0)
     return config
 
 
@@ -172,7 +181,8 @@ def train_cryofold(config: CryofoldConfig, data, *, runtime: Runtime | None = No
                      log=None if log is None else (lambda record: log(record | {"warmup": True})))
         decoder = warm.decoder
         globals_ = {"width_angstrom": float(decoder.width_angstrom), "a0": float(decoder.a0)}
-        (warm_dir / "globals.json").write_text(json.dumps(globals_) + "\n")
+        if runtime.is_main:
+            (warm_dir / "globals.json").write_text(json.dumps(globals_) + "\n")
         resume = False
     models = fresh()
     if globals_ is not None:  # the warm-up's width and amplitude, every coordinate back at its start

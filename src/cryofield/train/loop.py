@@ -196,11 +196,16 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
             tilt_rotations = tilted.rotations if models.poses is None else tilted.rotations @ d_rotation
             rotations = torch.cat([rotations, tilt_rotations])
             z = None if z is None else torch.cat([z, z])
-        decoder = models.decoder.module if isinstance(models.decoder, DistributedDataParallel) else models.decoder
-        if hasattr(decoder, "project") and not isinstance(models.decoder, DistributedDataParallel):
-            predicted = decoder.project(batch.coords, rotations, z)  # slices straight from the model (atomic)
+        distributed = isinstance(models.decoder, DistributedDataParallel)
+        decoder = models.decoder.module if distributed else models.decoder
+        if hasattr(decoder, "project") and not distributed:
+            # an atomic model computes its slices directly (faster); under DDP the call must go through the
+            # wrapper's forward, which synchronises the gradients
+            predicted = decoder.project(batch.coords, rotations, z)
         else:
-            predicted = models.decoder(slice_coords(batch.coords, rotations, batch.box), z)
+            with torch.autocast(device.type, enabled=False):  # coordinates in fp32: bf16 would round them
+                coords = slice_coords(batch.coords, rotations.float(), batch.box)
+            predicted = models.decoder(coords, z)
     if tilted is not None:
         images = torch.cat([images, tilted.images])
         ctf = None if ctf is None else torch.cat([ctf, tilted.ctf])
@@ -239,14 +244,14 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     -------
     dict
         ``epoch``, ``mse`` and ``kl`` (means per image over all processes), ``seconds``,
-        ``images_per_second``.
+        ``images_per_second``; ``restraint`` (the mean energy) for models that have one.
     """
     started = time.perf_counter()
     n = len(data)
     in_memory = isinstance(data, PreparedParticles)
     plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
                       else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
-    sums = torch.zeros(2, dtype=torch.float64, device=runtime.device)  # mse, kl, times images
+    sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # mse, kl, restraint, times images
     done = 0
     for members, batches in plan:
         buffer = data if in_memory else data.load(members)
@@ -265,16 +270,17 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
             if pose_optimizer is not None:
                 scaler.step(pose_optimizer)
             scaler.update()
-            sums += torch.stack([mse.detach(), kl.detach()]).double() * len(indices)  # no host sync
+            sums += torch.stack([mse.detach(), kl.detach(), restraint.detach()]).double() * len(indices)  # no sync
             done += len(indices) * runtime.world_size
             if progress is not None and runtime.is_main:
                 progress(min(done, n), epoch)
     seen_here = sum(len(b) for _, batches in plan for b in batches)
     totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
     seconds = time.perf_counter() - started
-    seen = max(float(totals[2]), 1.0)
-    return {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
-            "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+    seen = max(float(totals[3]), 1.0)
+    record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
+              "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+    return record | ({"restraint": float(totals[2]) / seen} if float(totals[2]) else {})
 
 
 def _rng_state(generator: torch.Generator) -> dict:
@@ -285,8 +291,8 @@ def _wrap(models: Models, runtime: Runtime) -> Models:
     """The networks as this process calls them: wrapped in DistributedDataParallel across processes."""
     if runtime.world_size == 1:
         return models
-    if models.poses is not None:
-        raise ValueError("pose refinement runs in a single process (not under torchrun)")
+    if models.poses is not None or models.pose_encoder is not None:
+        raise ValueError("pose refinement and pose encoders run in a single process (not under torchrun)")
     ids = [runtime.device.index] if runtime.device.type == "cuda" else None
     return Models(DistributedDataParallel(models.decoder, device_ids=ids),
                   None if models.encoder is None else DistributedDataParallel(models.encoder, device_ids=ids))
