@@ -60,7 +60,7 @@ def test_heterogeneous_fit_and_trajectory(closed_images, tmp_path):
     out = tmp_path / "het"
     assert main(["train-cryofold", str(closed_images), "--pdb", str(example_path(ADK_OPEN)), "-o", str(out),
                  "--zdim", "--enc-dim", "32", "--enc-layers", "1", "--dec-dim", "32", "--dec-layers", "1",
-                 "--ablate", "side-chains", "-n", "1", "--warmup-epochs", "0", *SMALL]) == 0
+                 "--ablate", "side-chains", "-n", "1", "--warmup-epochs", "0", "--lazy", *SMALL]) == 0
     assert np.load(out / "z.npy").shape == (160, 1)
     structure = read_atomic_model(out / "structure.pdb")
     assert set(structure.atom_name) == {"CA"}  # side chains ablated
