@@ -104,6 +104,12 @@ def test_heterogeneous_abinit_writes_latents_and_resumes(toy, tmp_path):
     assert main(["abinit", str(toy), "-o", str(out), "--resume"]) == 0
     again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
+    # the default: each chunk searched against the model at its mean latent
+    single = tmp_path / "one_group"
+    assert main(["abinit", str(toy), "-o", str(single), *SMALL, "--zdim", "2", "--enc-dim", "32", "--enc-layers", "1",
+                 "--epochs-search", "2", "--no-reset", "--search-chunk", "48"]) == 0
+    assert json.loads((single / "config.json").read_text())["search_groups"] == 1
+    assert np.load(single / "z.npy").shape == (96, 2)
 
 
 def test_abinit_with_tilt_pairs(toy, tmp_path, capsys):

@@ -84,9 +84,10 @@ def add_parser(subparsers):
                         help="online search: render the model every N particles and train on each chunk right "
                              "after searching it, as cryoDRGN does per batch (default 256; 0: all particles "
                              "against one model, which converges far worse)")
-    search.add_argument("--search-groups", type=int, default=4,
-                        help="--zdim: search each chunk against the model at this many k-means centres of its "
-                             "latents, one render each (default 4)")
+    search.add_argument("--search-groups", type=int, default=1,
+                        help="--zdim: search each chunk against the model at its mean latent (1, the default), or "
+                             "at this many k-means centres of its latents (one render each; converged far worse "
+                             "in our tests)")
     run = parser.add_argument_group("training")
     add_step_arguments(run)
     run.add_argument("--resume", action="store_true",
