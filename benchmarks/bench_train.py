@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -257,7 +258,7 @@ def speed(args) -> None:
     arch = with_batch_size(ARCH, args.batch_size)
     compile_flag = ["--compile", args.compile] if args.compile else []
     t_ours, rss_ours = timed([CRYOFIELD, "train-vae", str(star), "-o", str(ours), "-n", str(args.epochs)] + arch
-                             + compile_flag)
+                             + compile_flag + shlex.split(args.cryofield_args))
     rate_ours = args.n * args.epochs / t_ours
     log = [json.loads(line) for line in (ours / "log.jsonl").read_text().splitlines()]
     rate_loop = np.mean([r["images_per_second"] for r in log])
@@ -424,6 +425,7 @@ def main() -> None:
     parser.add_argument("--compile", help="speed: cryofield's --compile MODE")
     parser.add_argument("--no-score", action="store_true", help="speed: time only, no maps or scores")
     parser.add_argument("--no-peer", action="store_true", help="speed: cryofield alone")
+    parser.add_argument("--cryofield-args", default="", help="speed: more train-vae options, e.g. '--no-cuda-graph'")
     parser.add_argument("--zdims", type=int, nargs="+", default=[1, 8], help="accuracy: latent dimensions")
     parser.add_argument("--refine-z", type=int, default=10,
                         help="accuracy: also score latents refined by eval-images --refine-z STEPS (0: no)")

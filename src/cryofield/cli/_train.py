@@ -38,6 +38,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
                      choices=["default", "reduce-overhead", "max-autotune"],
                      help="compile the networks with torch.compile (MODE default: 'default'); pays on a GPU, "
                           "where it fuses the many small operations of a step; slower to start")
+    add_graph_argument(run)
     run.add_argument("--lazy", action="store_true",
                      help="read images as needed through a shuffling buffer (memory independent of N)")
     run.add_argument("--buffer-size", type=int, default=8192, help="--lazy: images in the buffer (default 8192)")
@@ -46,7 +47,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
     run.add_argument("--pose-lr", type=float, default=1e-3, help="step size of the pose corrections (default 1e-3)")
     run.add_argument("--resume", action="store_true",
                      help="continue a run in OUTDIR from its last checkpoint, with the run's own settings "
-                          "(only -n, --checkpoint, --device and --compile may change)")
+                          "(only -n, --checkpoint, --device, --compile and --no-cuda-graph may change)")
     run.add_argument("--seed", type=int, default=0)
     parser.set_defaults(option_defaults={name: parser.get_default(name) for name in _RUN_SETTINGS})
 
@@ -58,6 +59,13 @@ def add_step_arguments(group, amp_help: str = "full fp32 instead of bf16/fp16 mi
     group.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
     group.add_argument("--no-amp", action="store_true", help=amp_help)
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+
+
+def add_graph_argument(group) -> None:
+    """``--no-cuda-graph``, for the trainers that replay their steps as CUDA graphs."""
+    group.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
+                       help="on a GPU, launch each step's kernels one by one instead of replaying the step as one "
+                            "CUDA graph (the default there, where the run allows it)")
 
 
 def add_decoder_arguments(group) -> None:
@@ -193,7 +201,8 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
         domain=args.domain, pe_type=args.pe_type, pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, beta=getattr(args, "beta", None), uninvert_data=args.uninvert_data,
         window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
-        device=str(runtime.device), compile_mode=args.compile_mode, lazy=args.lazy, buffer_size=args.buffer_size,
+        device=str(runtime.device), compile_mode=args.compile_mode, cuda_graph=args.cuda_graph, lazy=args.lazy,
+        buffer_size=args.buffer_size,
         tilt=tilt and str(tilt),
         tilt_deg=getattr(args, "tilt_deg", 45.0), refine_poses=args.refine_poses, pose_lr=args.pose_lr,
         world_size=runtime.world_size, box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.cli._common import EpochBars, add_input_arguments, load_table, read_indices
-from cryofield.cli._train import add_step_arguments
+from cryofield.cli._train import add_graph_argument, add_step_arguments
 from cryofield.errors import InputError
 
 NAME = "train-cryofold"
@@ -65,6 +65,7 @@ def add_parser(subparsers):
     run = parser.add_argument_group("training")
     run.add_argument("-n", "--epochs", type=int, default=10, help="epochs after the warm-up (default 10)")
     add_step_arguments(run, "the encoder in fp32 instead of bf16/fp16")
+    add_graph_argument(run)
     run.add_argument("--lazy", action="store_true", help="read images through a shuffling buffer")
     run.add_argument("--buffer-size", type=int, default=8192, help="--lazy: images in the buffer (default 8192)")
     run.add_argument("--resume", action="store_true", help="continue the run in OUTDIR with its own settings")
@@ -91,9 +92,10 @@ def _config(args, data, runtime):
         apix=args.apix, zdim=args.zdim, enc_dim=args.enc_dim, enc_layers=args.enc_layers, dec_dim=args.dec_dim,
         dec_layers=args.dec_layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
         uninvert_data=args.uninvert_data, window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint,
-        seed=args.seed, device=str(runtime.device), lazy=args.lazy, buffer_size=args.buffer_size,
-        world_size=runtime.world_size, box=data.box, data_pixel_size=data.pixel_size_angstrom,
-        data_scale=data.scale, pdb=str(args.pdb.resolve()), init=args.init, init_noise_angstrom=args.init_noise,
+        seed=args.seed, device=str(runtime.device), cuda_graph=args.cuda_graph, lazy=args.lazy,
+        buffer_size=args.buffer_size, world_size=runtime.world_size, box=data.box,
+        data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale, pdb=str(args.pdb.resolve()), init=args.init,
+        init_noise_angstrom=args.init_noise,
         init_box_angstrom=args.init_box, ablate=list(args.ablate), width_angstrom=args.width, a0=args.a0,
         bond_strength=args.bond_strength, warmup_epochs=args.warmup_epochs,
         center_angstrom=None if args.center is None else list(args.center),
@@ -130,7 +132,7 @@ def run(args) -> None:
     table = table.without_source_rows()
     data = prepare_data(argparse.Namespace(**vars(args), tilt=None), table, vae=bool(args.zdim))
     if args.resume:
-        config = replace(saved, device=str(runtime.device))
+        config = replace(saved, device=str(runtime.device), cuda_graph=args.cuda_graph)
     else:
         try:
             config = resolve_start(_config(args, data, runtime), data)
@@ -168,5 +170,5 @@ def run(args) -> None:
     write_map(outdir / "volume.mrc", volume.numpy(), data.pixel_size_angstrom)
     what = "at the median latent" if config.zdim else "fitted"
     print(f"wrote {outdir}/structure.pdb and {outdir}/volume.mrc (the structure {what}; Gaussian width "
-          f"{float(decoder.width_angstrom):.2f} A){''.join(', ' + w for w in written)}; 'cryofield eval-cryofold "
+          f"{decoder.width_angstrom.item():.2f} A){''.join(', ' + w for w in written)}; 'cryofield eval-cryofold "
           f"{outdir} ...' writes structures and maps at any z")

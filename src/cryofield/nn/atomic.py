@@ -163,10 +163,11 @@ class GaussianResidues(nn.Module):
     def _rows_and_columns(self, coords_px: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The lattice's distinct ``kx`` and ``ky`` and each pixel's index into them.
 
-        Cached per pixel tensor (training passes the same one every step), so that a GPU
-        does not wait for ``unique`` at each step.
+        Cached per number of pixels and device (a box's pixels are always the same half
+        lattice, :func:`cryofield.imaging.half_lattice_mask`), so that a GPU does not wait for
+        ``unique`` at each step, and a step captured as a CUDA graph never calls it.
         """
-        key = (coords_px.data_ptr(), coords_px.shape, coords_px.device)
+        key = (coords_px.shape, coords_px.device)
         if getattr(self, "_lattice_key", None) != key:
             k = coords_px.round().long()
             kx_values, ix = torch.unique(k[:, 0], return_inverse=True)

@@ -83,7 +83,6 @@ class VolumeDecoder(nn.Module):
         if self.domain == "hartley":  # (H(k), H(-k)) -> (Re F(k), Im F(k))
             real, imag = 0.5 * (out[..., 0] + out[..., 1]), 0.5 * (out[..., 1] - out[..., 0])
         imag = torch.where(flip, -imag, imag)
-        origin = (coords == 0).all(-1)  # its own mate: F(0) is real
-        if origin.any():
-            imag = torch.where(origin.expand_as(imag), torch.zeros_like(imag), imag)
+        origin = (coords == 0).all(-1)  # its own mate: F(0) is real (no branch: a step must not wait on the device)
+        imag = torch.where(origin.expand_as(imag), torch.zeros_like(imag), imag)
         return torch.complex(real, imag)

@@ -46,6 +46,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     compile_mode: str | None = None  # torch.compile of the networks: None, "default", "reduce-overhead", ...
+    cuda_graph: bool = True  # replay each whole step as one CUDA graph where it can (see loop.GraphedStep)
     lazy: bool = False
     buffer_size: int = 8192
     tilt: str | None = None

@@ -57,8 +57,13 @@ def init_runtime(device: str = "auto") -> Runtime:
 
 
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
-    """Mixed precision for the networks: bf16 on CPUs and on GPUs that have it, fp16 on older GPUs."""
-    return torch.autocast(device.type, dtype=amp_dtype(device), enabled=enabled)
+    """Mixed precision for the networks: bf16 on CPUs and on GPUs that have it, fp16 on older GPUs.
+
+    While a CUDA graph is being captured the cast weights are not cached (a graph must not
+    keep tensors that live outside it).
+    """
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    return torch.autocast(device.type, dtype=amp_dtype(device), enabled=enabled, cache_enabled=not capturing)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype:

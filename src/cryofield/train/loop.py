@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,9 +217,128 @@ def step_loss(models: Models, batch: PreparedParticles, config: TrainConfig, *, 
     return mse, kl, restraint
 
 
+def optimizer_step(net: Models, batch: PreparedParticles, config: TrainConfig, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, pose_optimizer: torch.optim.Optimizer | None = None, *,
+                   indices: torch.Tensor | None = None, n_pixels: int) -> torch.Tensor:
+    """One step of the optimisers on a batch; returns its ``(mse, kl, restraint)``, shape (3,), detached.
+
+    Nothing in it waits for the device, so that a GPU runs ahead and the step can be
+    captured as a CUDA graph (:class:`GraphedStep`).
+    """
+    mse, kl, restraint = step_loss(net, batch, config, indices=indices)
+    loss = config.objective(mse, kl, restraint, n_pixels)
+    optimizer.zero_grad(set_to_none=True)
+    if pose_optimizer is not None:
+        pose_optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    if pose_optimizer is not None:
+        scaler.step(pose_optimizer)
+    scaler.update()
+    return torch.stack([mse.detach(), kl.detach(), restraint.detach()])
+
+
+class GraphedStep:
+    """Optimiser steps of full batches, each replayed as one CUDA graph.
+
+    On a GPU a step of these small networks is bound by launching its few hundred kernels
+    from Python, not by arithmetic. After ``warmup`` ordinary steps (on a side stream, as
+    capture requires), the whole step of a full batch (forward, backward and Adam) is
+    captured once; each later full batch is copied into the graph's input tensors and the
+    graph replayed, one launch per step. Other batches (an epoch's last, shorter one) run
+    as ordinary steps on the same parameters. The optimiser must be made with
+    ``capturable=True``; see :func:`can_graph` for the runs that qualify. If capture fails,
+    a warning says so and every step runs ordinarily.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The networks' optimiser (its gradients become the graph's buffers).
+    batch_size : int
+        The size of the batches replayed.
+    warmup : int
+        Ordinary steps before the capture.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, batch_size: int, warmup: int = 3):
+        self.optimizer, self.batch_size, self.warmup = optimizer, batch_size, warmup
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.failed = False
+        self._steps = 0
+
+    def __call__(self, step: Callable[[PreparedParticles], torch.Tensor], batch: PreparedParticles) -> torch.Tensor:
+        """Run ``step(batch)`` (returning a (3,) tensor), through the graph where possible."""
+        if self.failed or len(batch) != self.batch_size:
+            return step(batch)
+        if self.graph is None:
+            self._steps += 1
+            if self._steps <= self.warmup:
+                return self._on_side_stream(step, batch)
+            try:
+                self._capture(step, batch)
+            except RuntimeError as error:
+                warnings.warn(f"training without CUDA graphs (capture failed: {error})", stacklevel=2)
+                self.failed, self.graph = True, None
+                torch.cuda.synchronize()
+                return step(batch)
+        _copy_into(self.inputs, batch)
+        self.graph.replay()
+        return self.outputs
+
+    @staticmethod
+    def _on_side_stream(step: Callable[[PreparedParticles], torch.Tensor], batch: PreparedParticles) -> torch.Tensor:
+        side, main = torch.cuda.Stream(), torch.cuda.current_stream()
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            out = step(batch)
+        main.wait_stream(side)
+        return out
+
+    def _capture(self, step: Callable[[PreparedParticles], torch.Tensor], batch: PreparedParticles) -> None:
+        self.inputs = _static_copy(batch)
+        self.optimizer.zero_grad(set_to_none=True)  # the backward then allocates the gradients inside the graph
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.outputs = step(self.inputs)
+        # an ordinary step sets the gradients to None; these references keep the graph's own alive
+        self._gradients = [p.grad for group in self.optimizer.param_groups for p in group["params"]]
+        self.graph = graph
+
+
+def can_graph(config: TrainConfig, runtime: Runtime, models: Models, scaler: torch.amp.GradScaler) -> bool:
+    """Whether training replays its steps as CUDA graphs (:class:`GraphedStep`).
+
+    On a GPU, in one process, unless turned off (``config.cuda_graph``) or compiled, for
+    networks without per-particle pose parameters or a pose encoder, without a gradient
+    scaler (fp16 checks its gradients on the host).
+    """
+    return (config.cuda_graph and runtime.device.type == "cuda" and runtime.world_size == 1
+            and not config.compile_mode and models.poses is None and models.pose_encoder is None
+            and not scaler.is_enabled())
+
+
+def _static_copy(batch: PreparedParticles) -> PreparedParticles:
+    """A copy of a batch's per-image tensors (the pixel coordinates, the same for every batch, shared)."""
+    def clone(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.clone()
+
+    return PreparedParticles(clone(batch.images), batch.coords, clone(batch.rotations), clone(batch.ctf),
+                             batch.scale, batch.box, batch.pixel_size_angstrom,
+                             None if batch.tilted is None else _static_copy(batch.tilted))
+
+
+def _copy_into(static: PreparedParticles, batch: PreparedParticles) -> None:
+    for target, source in ((static.images, batch.images), (static.rotations, batch.rotations),
+                           (static.ctf, batch.ctf)):
+        if target is not None:
+            target.copy_(source, non_blocking=True)
+    if static.tilted is not None:
+        _copy_into(static.tilted, batch.tilted)
+
+
 def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer: torch.optim.Optimizer,
               scaler: torch.amp.GradScaler, sampler: torch.Generator, runtime: Runtime, *, epoch: int = 0,
-              pose_optimizer: torch.optim.Optimizer | None = None,
+              pose_optimizer: torch.optim.Optimizer | None = None, graph: GraphedStep | None = None,
               progress: Callable[[int, int], None] | None = None) -> dict:
     """One pass over the particles in the order of :func:`epoch_plan`, one optimiser step per batch.
 
@@ -237,6 +357,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         Reported to ``progress``.
     pose_optimizer : Optimizer, optional
         Steps the per-particle pose corrections.
+    graph : GraphedStep, optional
+        Replays full batches' steps as a CUDA graph (kept across epochs).
     progress : callable, optional
         ``progress(images_done_in_epoch, epoch)`` after each batch (rank 0).
 
@@ -260,17 +382,13 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
         for indices, where in zip(batches, positions):
             batch = _to(buffer.subset(where), runtime.device)
-            mse, kl, restraint = step_loss(net, batch, config, indices=torch.from_numpy(indices))
-            loss = config.objective(mse, kl, restraint, data.n_pixels)
-            optimizer.zero_grad(set_to_none=True)
-            if pose_optimizer is not None:
-                pose_optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            if pose_optimizer is not None:
-                scaler.step(pose_optimizer)
-            scaler.update()
-            sums += torch.stack([mse.detach(), kl.detach(), restraint.detach()]).double() * len(indices)  # no sync
+
+            def step(batch: PreparedParticles, indices: np.ndarray = indices) -> torch.Tensor:
+                return optimizer_step(net, batch, config, optimizer, scaler, pose_optimizer,
+                                      indices=torch.from_numpy(indices), n_pixels=data.n_pixels)
+
+            losses = step(batch) if graph is None else graph(step, batch)
+            sums += losses.double() * len(indices)  # no sync
             done += len(indices) * runtime.world_size
             if progress is not None and runtime.is_main:
                 progress(min(done, n), epoch)
@@ -335,18 +453,22 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
         models = build_models(config, data.box, data.n_pixels, len(data))
     models = models.to(runtime.device)
     fused = runtime.device.type == "cuda"  # one kernel per step for all parameters
-    optimizer = torch.optim.Adam(models.parameters(), lr=config.lr, fused=fused)
+    scaler = torch.amp.GradScaler(runtime.device.type, enabled=needs_grad_scaler(runtime.device, config.amp))
+    graphed = can_graph(config, runtime, models, scaler)
+    optimizer = torch.optim.Adam(models.parameters(), lr=config.lr, fused=fused, capturable=graphed)
     pose_optimizer = None if models.poses is None else torch.optim.SparseAdam(models.poses.parameters(),
                                                                                lr=config.pose_lr)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=needs_grad_scaler(runtime.device, config.amp))
     sampler = torch.Generator().manual_seed(config.seed)
     start_epoch = 0
     if resume:
         state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=runtime.device)
         models.load_state_dict(state["models"])
         optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:  # the checkpoint may come from another device
-            group["fused"] = fused
+        for group in optimizer.param_groups:  # the checkpoint may come from another device or run
+            group["fused"], group["capturable"] = fused, graphed
+        if fused or graphed:  # their step counts live on the device
+            for parameter, values in optimizer.state.items():
+                values["step"] = values["step"].to(parameter.device, torch.float32)
         if pose_optimizer is not None:
             pose_optimizer.load_state_dict(state["pose_optimizer"])
         if state.get("scaler"):
@@ -363,9 +485,10 @@ def train(config: TrainConfig, data: ParticleSource, *, runtime: Runtime | None 
     net = _wrap(models, runtime)
     if isinstance(data, PreparedParticles) and _fits_on_device(data, runtime.device):
         data = _to(data, runtime.device)  # one transfer instead of one per batch
+    graph = GraphedStep(optimizer, config.batch_size) if graphed else None
     for epoch in range(start_epoch, config.epochs):
         record = run_epoch(net, data, config, optimizer, scaler, sampler, runtime, epoch=epoch,
-                           pose_optimizer=pose_optimizer, progress=progress)
+                           pose_optimizer=pose_optimizer, graph=graph, progress=progress)
         if not runtime.is_main:
             continue
         with open(outdir / "log.jsonl", "a") as fh:
