@@ -3,7 +3,8 @@
     python benchmarks/bench_cryofold.py homogeneous [--n 10000] [--epochs 10] [--rows exact noisy open random
         no-side-chains no-bonds no-images] [--workdir DIR]
     python benchmarks/bench_cryofold.py heterogeneous [--n 10000] [--epochs 10] [--populations uniform
-        barrier-low barrier-high clusters] [--workdir DIR]
+        barrier-low barrier-high clusters] [--train-args '--lr 3e-5'] [--workdir DIR]
+    python benchmarks/bench_cryofold.py compare [--n 10000] [--epochs 10]
     python benchmarks/bench_cryofold.py speed [--n 10000]
 
 Data: `cryofield simulate` of the shipped models (1AKE closed, 4AKE open, chain A aligned on it;
@@ -23,6 +24,10 @@ started from the open form with --zdim 1, for populations over the states: unifo
 latent of each state to that state's true structure, and of the two ends of the latent range
 (5th and 95th percentiles) to the open and closed forms.
 
+compare: the maps of the uniform heterogeneous fit against train-vae's on the same images
+(zdim 1, 256x3, as many epochs), by the per-image FSC of the seed's protocol (100 images spread
+along the coordinate, each image's map at its own latent against its state's true map).
+
 speed: seconds per epoch of train-cryofold (homogeneous) and of train-vae (256x3, zdim 8)
 on the same images.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -157,7 +163,8 @@ def heterogeneous(args) -> None:
                  "-n", str(args.n), *population, *SIM, "-o", str(data)], work / f"simulate_{name}.log")
         out = work / name
         seconds = run([CRYOFIELD, "train-cryofold", str(data / "particles.star"), "--pdb", str(models["open"]),
-                       "-o", str(out), "--zdim", "1", "-n", str(args.epochs), "--center", *center],
+                       "-o", str(out), "--zdim", "1", "-n", str(args.epochs), "--center", *center,
+                       *shlex.split(args.train_args)],
                       work / f"{name}.log")
         z = np.load(out / "z.npy")[:, 0]
         states = np.load(data / "truth.npz")["state"]
@@ -186,6 +193,34 @@ def heterogeneous(args) -> None:
               f"{along.max():.2f} | {seconds:.0f} |", flush=True)
 
 
+def compare(args) -> None:
+    """Per-image FSC (the seed's protocol, 100 images) of the uniform heterogeneous fit's maps and of
+    train-vae's (zdim 1, 256x3, as many epochs) on the same images; |Spearman| of both latents."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_train import describe, our_maps, score_latents_and_maps
+    from cryofield.io import read_map
+
+    work = Path(args.workdir) / "heterogeneous"
+    data, fit, vae = work / f"uniform_{args.n}", work / "uniform", work / "uniform_vae"
+    if not (fit / "z.npy").is_file():
+        raise SystemExit(f"no fit in {fit}: run `heterogeneous --populations uniform` first")
+    if not (vae / "z.npy").is_file():
+        seconds = run([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(vae), "--zdim", "1", "-n",
+                       str(args.epochs)], work / "uniform_vae.log")
+        print(f"train-vae --zdim 1, {args.epochs} epochs: {seconds:.0f} s")
+
+    def cryofold_maps(zs: np.ndarray) -> list[np.ndarray]:
+        path, out = work / "compare_z.txt", work / "compare_maps"
+        np.savetxt(path, zs)
+        run([CRYOFIELD, "eval-cryofold", str(fit), "--z-file", str(path), "-o", str(out)], work / "compare_eval.log")
+        return [read_map(out / f"vol_{i:03d}.mrc")[0] for i in range(len(zs))]
+
+    rows = np.arange(args.n)
+    for name, z, maps_for in (("Cryofold (train-cryofold --zdim 1)", np.load(fit / "z.npy"), cryofold_maps),
+                              ("train-vae --zdim 1", np.load(vae / "z.npy"), our_maps(vae))):
+        print(f"{name}:\n{describe(score_latents_and_maps(z, data, rows, maps_for))}", flush=True)
+
+
 def speed(args) -> None:
     work = Path(args.workdir) / "speed"
     work.mkdir(parents=True, exist_ok=True)
@@ -206,14 +241,15 @@ def speed(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["homogeneous", "heterogeneous", "speed"])
+    parser.add_argument("what", choices=["homogeneous", "heterogeneous", "compare", "speed"])
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-cryofold")
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--train-args", default="", help="heterogeneous: more train-cryofold options ('--lr 3e-5')")
     parser.add_argument("--populations", nargs="+", choices=list(POPULATIONS), default=list(POPULATIONS))
     args = parser.parse_args()
-    {"homogeneous": homogeneous, "heterogeneous": heterogeneous, "speed": speed}[args.what](args)
+    {"homogeneous": homogeneous, "heterogeneous": heterogeneous, "compare": compare, "speed": speed}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -102,3 +102,13 @@ def test_encoders_and_vae_terms():
     assert ResidualMLP(4, 8, 0, 2)(torch.randn(7, 4)).shape == (7, 2)
     with pytest.raises(ValueError):
         ResidualMLP(4, 8, -1, 2)
+    # a per-item extra input, broadcast over points: the network of the concatenation, and z's gradient
+    x, z = torch.randn(3, 5, 3), torch.randn(3, 1, 1, requires_grad=True)
+    split = mlp(x, extra=z)
+    joint = mlp(torch.cat([x, z.expand(-1, 5, -1)], -1))
+    torch.testing.assert_close(split, joint)
+    (grad_split,) = torch.autograd.grad(split.square().sum(), z)
+    (grad_joint,) = torch.autograd.grad(joint.square().sum(), z)
+    torch.testing.assert_close(grad_split, grad_joint)
+    shared = mlp(torch.cat([x[0].expand(3, -1, -1), z.expand(-1, 5, -1)], -1))
+    torch.testing.assert_close(mlp(x[0], extra=z), shared)  # points shared by every item

@@ -74,11 +74,11 @@ class VolumeDecoder(nn.Module):
         if self.zdim:
             if z is None:
                 raise ValueError("this decoder needs a latent z")
-            if features.dim() == 2:
-                features = features.expand(len(z), -1, -1)
+            if features.dim() == 2:  # one set of points for every latent
                 flip = flip.expand(len(z), -1)
-            features = torch.cat([features, z[:, None, :].to(features.dtype).expand(-1, features.shape[1], -1)], -1)
-        out = self.mlp(features).float()
+            out = self.mlp(features, extra=z[:, None, :].to(features.dtype)).float()  # (B, P, 2)
+        else:
+            out = self.mlp(features).float()
         real, imag = out[..., 0], out[..., 1]
         if self.domain == "hartley":  # (H(k), H(-k)) -> (Re F(k), Im F(k))
             real, imag = 0.5 * (out[..., 0] + out[..., 1]), 0.5 * (out[..., 1] - out[..., 0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -28,9 +29,21 @@ class ResidualMLP(nn.Module):
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.last = nn.Linear(hidden, out_dim)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map (..., in_dim) to (..., out_dim)."""
-        h = torch.relu(self.first(x))
+    def forward(self, x: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+        """Map (..., in_dim) to (..., out_dim).
+
+        With ``extra`` (..., k), the input is ``concat(x, extra)`` and ``x`` has ``in_dim - k``
+        features; ``extra``'s leading dimensions broadcast against ``x``'s. The first layer
+        then applies its last ``k`` columns to ``extra`` alone, so that a latent shared by
+        many points (a volume's ``z``) is multiplied once, not once per point, and the
+        backward pass needs no gradient with respect to ``x``.
+        """
+        if extra is None:
+            h = torch.relu(self.first(x))
+        else:
+            split = x.shape[-1]
+            weight = self.first.weight
+            h = torch.relu(F.linear(x, weight[:, :split], self.first.bias) + F.linear(extra, weight[:, split:]))
         for block in self.blocks:
             h = h + torch.relu(block(h))
         return self.last(h)
