@@ -73,8 +73,10 @@ from cryofield.train.loop import (
     Models,
     _rng_state,
     _to,
+    adam,
     build_models,
     encode,
+    load_adam,
     posterior_means,
     run_epoch,
     slice_coords,
@@ -238,11 +240,9 @@ class _Training:
                  "scaler": self.scaler.state_dict()}
         return state | ({} if self.pose_optimizer is None else {"pose_optimizer": self.pose_optimizer.state_dict()})
 
-    def load(self, state: dict, device: torch.device) -> None:
+    def load(self, state: dict) -> None:
         self.models.load_state_dict(state["models"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        for group in self.optimizer.param_groups:  # the checkpoint may come from another device
-            group["fused"] = device.type == "cuda"
+        load_adam(self.optimizer, state["optimizer"])
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         if self.pose_optimizer is not None:
@@ -256,7 +256,7 @@ def _fresh(config: AbinitConfig, data: PreparedParticles, runtime: Runtime, stag
     gd = config.method == "gd"
     models = build_models(replace(config, seed=config.seed + 1000 * (stage - 1), refine_poses=gd), data.box,
                           data.n_pixels, len(data), pose_encoder=config.method == "pose-vae").to(runtime.device)
-    optimizer = torch.optim.Adam(models.parameters(), lr=config.lr, fused=runtime.device.type == "cuda")
+    optimizer = adam(models.parameters(), config.lr)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=needs_grad_scaler(runtime.device, config.amp))
     poses = torch.optim.SparseAdam(models.poses.parameters(), lr=config.pose_lr) if gd else None
     return _Training(models, optimizer, scaler, poses)
@@ -328,7 +328,7 @@ def abinit(config: AbinitConfig, data: PreparedParticles, *, runtime: Runtime | 
         state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=device)
         start = int(state["epoch"]) + 1
         training = _fresh(config, data, runtime, config.stage(state["epoch"]))
-        training.load(state, device)
+        training.load(state)
         poses = Poses.from_state(state["poses"])
         torch.set_rng_state(state["rng"]["torch"].cpu())
         sampler.set_state(state["rng"]["sampler"].cpu())
