@@ -138,7 +138,7 @@ class GaussianResidues(nn.Module):
         Parameters
         ----------
         coords_px : Tensor, shape (P, 2)
-            Integer pixel frequencies ``(kx, ky)``, cycles per box.
+            Integer pixel frequencies ``(kx, ky)``, cycles per box, within ``-D/2 .. D/2``.
         rotations : Tensor, shape (B, 3, 3)
         z : Tensor, shape (B, zdim), optional
 
@@ -161,19 +161,15 @@ class GaussianResidues(nn.Module):
             return grid[:, iy, ix] * envelope
 
     def _rows_and_columns(self, coords_px: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The lattice's distinct ``kx`` and ``ky`` and each pixel's index into them.
+        """The lattice's possible ``kx`` and ``ky`` (``-D/2 .. D/2`` each) and each pixel's index into them.
 
-        Cached per number of pixels and device (a box's pixels are always the same half
-        lattice, :func:`cryofield.imaging.half_lattice_mask`), so that a GPU does not wait for
-        ``unique`` at each step, and a step captured as a CUDA graph never calls it.
+        Fixed by the box, not found in the pixels: nothing waits for the device, and a step
+        captured as a CUDA graph holds no tensor that a later call could free.
         """
-        key = (coords_px.shape, coords_px.device)
-        if getattr(self, "_lattice_key", None) != key:
-            k = coords_px.round().long()
-            kx_values, ix = torch.unique(k[:, 0], return_inverse=True)
-            ky_values, iy = torch.unique(k[:, 1], return_inverse=True)
-            self._lattice_key, self._lattice = key, (kx_values, ix, ky_values, iy)
-        return self._lattice
+        half = self.box // 2
+        values = torch.arange(-half, half + 1, device=coords_px.device)
+        index = coords_px.round().long().clamp(-half, half) + half  # (P, 2)
+        return values, index[:, 0], values, index[:, 1]
 
     def restraint(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Restraint energy (scalar; the mean over latents ``z`` (B, zdim)), in strength x A^2.

@@ -67,6 +67,7 @@ class VolumeDecoder(nn.Module):
         Returns
         -------
         Tensor, shape (B, P) or (P,), complex
+            (P,) only for (P, 3) coordinates without a latent; with ``z``, (B, P) either way.
         """
         flip = ~canonical_half(coords)
         canonical = torch.where(flip[..., None], -coords, coords)
