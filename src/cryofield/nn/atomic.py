@@ -149,7 +149,7 @@ class GaussianResidues(nn.Module):
         with torch.autocast(coords_px.device.type, enabled=False):
             mu = self.positions(z)  # (M, 3) or (B, M, 3), box units
             projected = torch.matmul(mu, rotations.float().transpose(-1, -2))[..., :2]  # (B, M, 2): (R mu)_xy
-            kx_values, ix, ky_values, iy = self._rows_and_columns(coords_px)
+            kx_values, ix, ky_values, iy, mirror = self._rows_and_columns(coords_px)
             weights = (self.a0 * self.electrons).to(torch.complex64)
             ex = torch.polar(torch.ones((), device=mu.device), -2 * math.pi * kx_values.float()[None, :, None]
                              * projected[:, None, :, 0])  # (B, Kx, M)
@@ -158,18 +158,30 @@ class GaussianResidues(nn.Module):
             grid = (ey * weights) @ ex.transpose(1, 2)  # (B, Ky, Kx)
             k2 = (coords_px.float() / (self.box * self.pixel_size)).square().sum(-1)  # cycles^2 / A^2
             envelope = torch.exp(-2 * math.pi**2 * self.width_angstrom.square() * k2)
-            return grid[:, iy, ix] * envelope
+            values = grid[:, iy, ix]
+            values = torch.complex(values.real, torch.where(mirror, -values.imag, values.imag))  # F(-k) = conj F(k)
+            return values * envelope
 
     def _rows_and_columns(self, coords_px: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The lattice's possible ``kx`` and ``ky`` (``-D/2 .. D/2`` each) and each pixel's index into them.
+        """Rows and columns of the slice's grid, and where each pixel reads it.
 
-        Fixed by the box, not found in the pixels: nothing waits for the device, and a step
-        captured as a CUDA graph holds no tensor that a later call could free.
+        The grid holds ``kx = 0 .. D/2`` and ``ky = -D/2 .. D/2``, fixed by the box (nothing
+        waits for the device, and a step captured as a CUDA graph holds no tensor that a
+        later call could free). A pixel with ``kx < 0`` reads its Friedel mate ``-k``, to be
+        conjugated (``mirror``): the density is real.
+
+        Returns
+        -------
+        kx_values, ix, ky_values, iy, mirror : Tensor
+            (D/2 + 1,), (P,), (D + 1,) or so, (P,), (P,) bool.
         """
         half = self.box // 2
-        values = torch.arange(-half, half + 1, device=coords_px.device)
-        index = coords_px.round().long().clamp(-half, half) + half  # (P, 2)
-        return values, index[:, 0], values, index[:, 1]
+        k = coords_px.round().long().clamp(-half, half)  # (P, 2)
+        mirror = k[:, 0] < 0
+        k = torch.where(mirror[:, None], -k, k)
+        device = coords_px.device
+        return (torch.arange(0, half + 1, device=device), k[:, 0], torch.arange(-half, half + 1, device=device),
+                k[:, 1] + half, mirror)
 
     def restraint(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """Restraint energy (scalar; the mean over latents ``z`` (B, zdim)), in strength x A^2.
