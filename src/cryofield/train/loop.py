@@ -266,9 +266,9 @@ class GraphedStep:
     capture requires), the whole step of a full batch (forward, backward and Adam) is
     captured once; each later full batch is copied into the graph's input tensors and the
     graph replayed, one launch per step. Shorter batches (an epoch's last, or with
-    ``--lazy`` a buffer's) run as ordinary steps on the same parameters. The optimiser must be made with
-    ``capturable=True``; see :func:`can_graph` for the runs that qualify. If capture fails,
-    a warning says so and every step runs ordinarily.
+    ``--lazy`` a buffer's) run as ordinary steps on the same parameters. The optimiser must
+    be made with ``capturable=True``; see :func:`can_graph` for the runs that qualify. If
+    capture fails, a warning says so and every step runs ordinarily.
 
     Parameters
     ----------
