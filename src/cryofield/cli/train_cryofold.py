@@ -169,6 +169,7 @@ def run(args) -> None:
     write_coarse_pdb(outdir / "structure.pdb", coarse, positions)
     write_map(outdir / "volume.mrc", volume.numpy(), data.pixel_size_angstrom)
     what = "at the median latent" if config.zdim else "fitted"
+    width = float(decoder.width_angstrom.detach())
     print(f"wrote {outdir}/structure.pdb and {outdir}/volume.mrc (the structure {what}; Gaussian width "
-          f"{decoder.width_angstrom.item():.2f} A){''.join(', ' + w for w in written)}; 'cryofield eval-cryofold "
+          f"{width:.2f} A){''.join(', ' + w for w in written)}; 'cryofield eval-cryofold "
           f"{outdir} ...' writes structures and maps at any z")

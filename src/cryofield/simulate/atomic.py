@@ -2,7 +2,8 @@
 
 Rendering follows the usual molmap recipe: each atom is a 3D Gaussian of standard
 deviation ``0.225 * resolution`` (``1 / (pi sqrt 2)`` of it), weighted by its atomic number
-(or 1 per residue for C-alpha models), summed on the grid.
+(or 1 per residue for C-alpha models), summed and sampled on the grid without aliasing
+(the sum's exact Fourier transform at the grid's frequencies).
 """
 
 from __future__ import annotations
@@ -31,7 +32,14 @@ def atom_weights(model: AtomicModel, ca_only: bool = False) -> tuple[np.ndarray,
 
 def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_size_angstrom: float,
            resolution_angstrom: float, center_angstrom: np.ndarray | None = None) -> np.ndarray:
-    """Render atoms as Gaussians on a ``box^3`` grid.
+    """Render atoms as Gaussians on a ``box^3`` grid, band-limited to the grid.
+
+    The map is the continuous sum of Gaussians sampled without aliasing: its discrete
+    Fourier transform is the sum's exact Fourier transform at the grid's frequencies
+    (``w exp(-2 pi^2 sigma^2 |k|^2 - 2 pi i k.x)``), periodic in the box. Sampling each
+    Gaussian at the voxel centres instead would alias a narrow atom's density
+    (``sigma = 0.45`` px at 3 A and 1.5 A/px) and make it depend on where the atom sits
+    within its voxel, which no continuous model of the density reproduces.
 
     Parameters
     ----------
@@ -48,8 +56,8 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
     Returns
     -------
     ndarray, shape (box, box, box), float32
-        ``[z, y, x]``, positive density (integral = sum of weights, in weight units per A^3
-        times the voxel volume).
+        ``[z, y, x]``, positive density where atoms are (the band limit rings slightly
+        around very narrow ones); sums to the sum of the weights.
     """
     coords = torch.as_tensor(coords_angstrom, dtype=torch.float64)
     w = torch.as_tensor(weights, dtype=torch.float64)
@@ -57,18 +65,15 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
         else torch.as_tensor(center_angstrom, dtype=torch.float64)
     sigma = SIGMA_PER_RESOLUTION * resolution_angstrom / pixel_size_angstrom  # pixels
     position = (coords - center) / pixel_size_angstrom + box // 2  # (M, 3) fractional index, (x, y, z)
-    reach = int(math.ceil(3 * sigma))
-    offsets = torch.arange(-reach, reach + 1)
-    nearest = position.round().long()  # (M, 3)
-    cells = nearest[:, None, :] + offsets[None, :, None]  # (M, W, 3): candidate index per axis
-    g = torch.exp(-((cells - position[:, None, :]) ** 2) / (2 * sigma**2))  # (M, W, 3)
-    g = g * ((cells >= 0) & (cells < box))
-    g = g / (math.sqrt(2 * math.pi) * sigma)  # each axis integrates to 1 (in pixels)
-    values = w[:, None, None, None] * g[:, None, None, :, 0] * g[:, None, :, None, 1] * g[:, :, None, None, 2]
-    cx, cy, cz = (cells[..., i].clamp(0, box - 1) for i in range(3))
-    index = (cz[:, :, None, None] * box + cy[:, None, :, None]) * box + cx[:, None, None, :]
-    volume = torch.zeros(box**3, dtype=torch.float64)
-    volume.index_add_(0, index.reshape(-1), values.reshape(-1))
+    k = torch.fft.fftfreq(box, dtype=torch.float64)  # cycles per pixel
+    envelope = torch.exp(-2 * math.pi**2 * sigma**2 * k**2)
+    volume = torch.zeros(box * box, box, dtype=torch.float64)
+    for part in torch.split(torch.arange(len(w)), max(1, 2**24 // box**2)):  # bounded memory per chunk
+        # per axis, the atom's band-limited profile along the grid: (atoms, box), summing to 1
+        spectrum = envelope * torch.exp(-2j * math.pi * k * position[part, :, None])  # (m, 3, box)
+        gx, gy, gz = torch.fft.ifft(spectrum, dim=-1).real.unbind(1)
+        zy = ((w[part, None] * gz)[:, :, None] * gy[:, None, :]).reshape(len(part), box * box)
+        volume += zy.T @ gx
     return volume.reshape(box, box, box).numpy().astype(np.float32)
 
 

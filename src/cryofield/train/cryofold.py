@@ -180,7 +180,7 @@ def train_cryofold(config: CryofoldConfig, data, *, runtime: Runtime | None = No
                      progress=None if progress is None else (lambda done, epoch: progress(done, epoch, "warm-up")),
                      log=None if log is None else (lambda record: log(record | {"warmup": True})))
         decoder = warm.decoder
-        globals_ = {"width_angstrom": decoder.width_angstrom.item(), "a0": decoder.a0.item()}
+        globals_ = {"width_angstrom": float(decoder.width_angstrom.detach()), "a0": float(decoder.a0.detach())}
         if runtime.is_main:
             (warm_dir / "globals.json").write_text(json.dumps(globals_) + "\n")
         resume = False
