@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_train import ARCH, CRYOFIELD, RECIPES, simulate_accuracy_dataset, timed
+from bench_train import ARCH, CRYOFIELD, MOLMAP, RECIPES, simulate_accuracy_dataset, timed
 
 
 def ari(a: np.ndarray, b: np.ndarray) -> float:
@@ -68,7 +68,7 @@ def accuracy(args) -> None:
     data = work / "discrete3"
     if not (data / "truth.npz").is_file():
         recipe = RECIPES["discrete"][:-1] + ["3"]  # --random-configs 3
-        subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED))] + recipe +
+        subprocess.run([CRYOFIELD, "simulate", *MOLMAP, "--pdb", str(example_path(ADK_CLOSED))] + recipe +
                        ["--box", "64", "--apix", "1.5", "-n", str(args.n), "--snr", "0.1", "--shift-px", "3",
                         "--seed", "0", "-o", str(data)], check=True, capture_output=True)
     truth = np.load(data / "truth.npz")["state"]

@@ -5,10 +5,14 @@
     python benchmarks/bench_cryofold.py heterogeneous [--n 10000] [--epochs 10] [--populations uniform
         barrier-low barrier-high clusters] [--train-args '--lr 3e-5'] [--workdir DIR]
     python benchmarks/bench_cryofold.py compare [--n 10000] [--epochs 10]
+
+The figures in docs/benchmarks.md: `homogeneous`, `heterogeneous --epochs 15 --train-args
+'--lr 3e-5 --bond-strength 30'`, then `compare --epochs 15`.
     python benchmarks/bench_cryofold.py speed [--n 10000]
 
 Data: `cryofield simulate` of the shipped models (1AKE closed, 4AKE open, chain A aligned on it;
-7.13 A C-alpha RMSD apart), box 64, 1.5 A/px, CTF, SNR 0.1, shifts +-3 px, known poses.
+7.13 A C-alpha RMSD apart; band-limited maps at 3 A), box 64, 1.5 A/px, CTF, SNR 0.1, shifts
++-3 px, known poses.
 
 homogeneous (table 7.1 and 7.2): images of the closed form. Starts: the closed form itself
 ("exact"), it with 6 A uniform noise on every C-alpha ("noisy"), the open form ("open"),

@@ -57,6 +57,7 @@ import numpy as np
 
 BIN = Path(sys.executable).parent
 CRYOFIELD = os.environ.get("CRYOFIELD", str(BIN / "cryofield"))  # override: a launcher where none is installed
+MOLMAP = ["--render", "molmap"]  # the tables in docs/benchmarks.md were measured on molmap-style maps
 ARCH = ["--enc-dim", "256", "--enc-layers", "3", "--dec-dim", "256", "--dec-layers", "3", "--zdim", "8",
         "--pe-type", "gaussian", "--domain", "fourier", "-b", "8", "--lr", "1e-4"]
 
@@ -87,7 +88,7 @@ def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0) -> Pa
     from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
 
     if not (outdir / "truth.npz").is_file():
-        subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED)), "--pdb",
+        subprocess.run([CRYOFIELD, "simulate", *MOLMAP, "--pdb", str(example_path(ADK_CLOSED)), "--pdb",
                         str(example_path(ADK_OPEN)), "--states", "50", "--box", "64", "--apix", "1.5", "-n", str(n),
                         "--snr", "0.1", "--shift-px", "3", "--seed", str(seed), "-o", str(outdir)], check=True)
     return outdir
@@ -319,8 +320,9 @@ def homogeneous(args) -> None:
     work = Path(args.workdir) / "homogeneous"
     data = work / "data"
     if not (data / "truth.npz").is_file():
-        subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED)), "--box", "64", "--apix", "1.5",
-                        "-n", str(args.n), "--snr", "0.5", "--shift-px", "3", "-o", str(data)], check=True)
+        subprocess.run([CRYOFIELD, "simulate", *MOLMAP, "--pdb", str(example_path(ADK_CLOSED)), "--box", "64",
+                        "--apix", "1.5", "-n", str(args.n), "--snr", "0.5", "--shift-px", "3", "-o", str(data)],
+                       check=True)
     truth, apix = read_map(data / "truth_vols/vol_000.mrc")
     for name, cmd, output in (
             ("backproject", [CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(work / "bp")],
@@ -392,7 +394,7 @@ def recipes(args) -> None:
         if (data / "truth.npz").is_file() and len(np.load(data / "truth.npz")["state"]) != args.n:
             shutil.rmtree(data)  # simulated for another --n
         if not (data / "truth.npz").is_file():
-            subprocess.run([CRYOFIELD, "simulate", "--pdb", str(example_path(ADK_CLOSED))] + RECIPES[name] +
+            subprocess.run([CRYOFIELD, "simulate", *MOLMAP, "--pdb", str(example_path(ADK_CLOSED))] + RECIPES[name] +
                            ["--box", "64", "--apix", "1.5", "-n", str(args.n), "--snr", "0.1", "--shift-px", "3",
                             "--seed", "0", "-o", str(data)], check=True, capture_output=True)
         rows = np.arange(args.n)

@@ -29,11 +29,19 @@ def test_render_is_band_limited_and_matches_the_sampled_sum_of_wide_gaussians():
     """A narrow atom's map has the same amplitude spectrum wherever it sits within a voxel
     (no aliasing); a wide one's is the Gaussians sampled at the voxel centres."""
     box, apix = 24, 1.5
-    narrow = [atomic.render(np.array([[0.0, 0.0, 0.0], [0.0, 4.0, 0.0]]) + shift, np.ones(2), box, apix, 3.0,
-                            center_angstrom=np.zeros(3)) for shift in (0.0, 0.6)]
     below_nyquist = np.delete(np.arange(box), box // 2)  # a real map's Nyquist terms are real: they alias
-    amplitudes = [np.abs(np.fft.fftn(v.astype(np.float64)))[np.ix_(*[below_nyquist] * 3)] for v in narrow]
-    np.testing.assert_allclose(amplitudes[0], amplitudes[1], atol=1e-5 * amplitudes[0].max())
+
+    def amplitude_change(rendering):
+        maps = [atomic.render(np.array([[0.0, 0.0, 0.0], [0.0, 4.0, 0.0]]) + shift, np.ones(2), box, apix, 3.0,
+                              np.zeros(3), rendering).astype(np.float64) for shift in (0.0, 0.6)]
+        amplitudes = [np.abs(np.fft.fftn(m))[np.ix_(*[below_nyquist] * 3)] for m in maps]
+        return np.abs(amplitudes[0] - amplitudes[1]).max() / amplitudes[0].max(), maps[0].min(), maps[0].sum()
+
+    change, lowest, mass = amplitude_change("band-limited")
+    assert change < 1e-5 and lowest < 0 and mass == pytest.approx(2.0, rel=1e-6)  # rings below zero, no more
+    change, lowest, mass = amplitude_change("molmap")
+    # sampled at the voxel centres: never negative, but aliased, and even the mass depends on the position
+    assert change > 0.05 and lowest >= 0 and abs(mass - 2.0) > 0.05
     coords = np.array([[1.3, -0.4, 2.2], [-3.1, 2.5, 0.9]])
     wide = atomic.render(coords, np.array([1.0, 2.0]), box, apix, 12.0, center_angstrom=np.zeros(3))
     sigma = atomic.SIGMA_PER_RESOLUTION * 12.0 / apix  # 1.8 px: aliasing below 1e-6 of the peak
@@ -102,10 +110,12 @@ def test_simulate_command_with_atomic_models(data, tmp_path, capsys):
 
     assert main(["simulate", "--pdb", str(pdb / "1ake_closed.pdb"), "--rotate", "A:122-159", "--axis",
                  "A:121:CA,A:122:CA", "--rotate2", "A:30-59", "--axis2", "A:29:CA,A:30:CA", "--states", "3",
-                 "--box", "48", "--apix", "2", "--ca-only", "--counts"] + ["2"] * 9 + ["-o", str(tmp_path / "g")]) == 0
+                 "--box", "48", "--apix", "2", "--ca-only", "--render", "molmap", "--counts"] + ["2"] * 9
+                + ["-o", str(tmp_path / "g")]) == 0
     truth = np.load(tmp_path / "g/truth.npz")
     assert truth["coordinates"].shape == (18, 2)
     assert len(list((tmp_path / "g/truth_vols").iterdir())) == 9
+    assert read_map(tmp_path / "g/truth_vols/vol_000.mrc")[0].min() >= 0  # molmap's sampling: no rings
 
     assert main(["simulate", "--pdb", str(pdb / "1ake_closed.pdb"), "--rotate", "A:122-159", "--axis",
                  "A:121:CA,A:122:CA", "--circular", "--states", "6", "--box", "48", "--apix", "2", "-n", "12",

@@ -29,6 +29,10 @@ def add_parser(subparsers):
                          help="an atomic model (PDB/mmCIF); two of them: a trajectory from the first to the second")
     sources.add_argument("--ca-only", action="store_true", help="render C-alpha atoms only")
     sources.add_argument("--resolution", type=float, help="rendering resolution in A (default 2 x --apix)")
+    sources.add_argument("--render", choices=["band-limited", "molmap"], default="band-limited",
+                         help="atoms to a map: their exact transform at the grid's frequencies (default), or "
+                              "Gaussians sampled at the voxel centres as Chimera's molmap does (aliased when "
+                              "narrower than a voxel; cryofield's rendering before 2026-11-26)")
     sources.add_argument("--box", type=int, help="box size in pixels (atomic models)")
     sources.add_argument("--states", type=int, default=10, help="states along a trajectory or rotation (default 10)")
     motion = parser.add_argument_group("rigid motions of part of one atomic model")
@@ -147,7 +151,8 @@ def _sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:
     keep = model.atom_name == "CA" if args.ca_only else np.ones(len(model), bool)
     coords0, weights = atomic.atom_weights(model, args.ca_only)  # the first frame's atoms, rendered
     center = (weights[:, None] * coords0).sum(0) / weights.sum()  # one frame of reference for all states
-    volumes = [atomic.render(frame[keep], weights, args.box, args.apix, resolution, center) for frame in frames]
+    volumes = [atomic.render(frame[keep], weights, args.box, args.apix, resolution, center, args.render)
+               for frame in frames]
     return volumes, coordinates, args.apix
 
 

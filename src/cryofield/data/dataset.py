@@ -65,6 +65,20 @@ class PreparedParticles:
             None if self.ctf is None else self.ctf[positions], self.scale, self.box, self.pixel_size_angstrom,
             None if self.tilted is None else self.tilted.subset(positions))
 
+    def band_limited(self, radius_px: float | None) -> PreparedParticles:
+        """The particles at the pixels with ``|k| < radius_px`` only (cycles per box; all with None).
+
+        Tilted partners are limited alike; the encoder's input needs all pixels, so this is
+        for fitting the decoder alone.
+        """
+        if radius_px is None:
+            return self
+        keep = self.coords.norm(dim=1) < radius_px
+        return PreparedParticles(self.images[:, keep], self.coords[keep], self.rotations,
+                                 None if self.ctf is None else self.ctf[:, keep], self.scale, self.box,
+                                 self.pixel_size_angstrom,
+                                 None if self.tilted is None else self.tilted.band_limited(radius_px))
+
     def load(self, indices: np.ndarray) -> PreparedParticles:
         """The particles ``indices`` (a :class:`ParticleSource` method; in memory this is :meth:`subset`)."""
         if len(indices) == len(self) and np.array_equal(indices, np.arange(len(self))):

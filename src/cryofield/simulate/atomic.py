@@ -3,7 +3,8 @@
 Rendering follows the usual molmap recipe: each atom is a 3D Gaussian of standard
 deviation ``0.225 * resolution`` (``1 / (pi sqrt 2)`` of it), weighted by its atomic number
 (or 1 per residue for C-alpha models), summed and sampled on the grid without aliasing
-(the sum's exact Fourier transform at the grid's frequencies).
+(the sum's exact Fourier transform at the grid's frequencies), or at the voxel centres as
+molmap samples it.
 """
 
 from __future__ import annotations
@@ -30,16 +31,22 @@ def atom_weights(model: AtomicModel, ca_only: bool = False) -> tuple[np.ndarray,
     return model.coords_angstrom, electrons(model)
 
 
-def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_size_angstrom: float,
-           resolution_angstrom: float, center_angstrom: np.ndarray | None = None) -> np.ndarray:
-    """Render atoms as Gaussians on a ``box^3`` grid, band-limited to the grid.
+#: how atoms become a map (:func:`render`)
+RENDERINGS = ("band-limited", "molmap")
 
-    The map is the continuous sum of Gaussians sampled without aliasing: its discrete
-    Fourier transform is the sum's exact Fourier transform at the grid's frequencies
-    (``w exp(-2 pi^2 sigma^2 |k|^2 - 2 pi i k.x)``), periodic in the box. Sampling each
-    Gaussian at the voxel centres instead would alias a narrow atom's density
-    (``sigma = 0.45`` px at 3 A and 1.5 A/px) and make it depend on where the atom sits
-    within its voxel, which no continuous model of the density reproduces.
+
+def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_size_angstrom: float,
+           resolution_angstrom: float, center_angstrom: np.ndarray | None = None,
+           rendering: str = "band-limited") -> np.ndarray:
+    """Render atoms as Gaussians on a ``box^3`` grid.
+
+    ``"band-limited"`` (the default) samples the continuous sum of Gaussians without
+    aliasing: the map's discrete Fourier transform is the sum's exact transform at the
+    grid's frequencies (``w exp(-2 pi^2 sigma^2 |k|^2 - 2 pi i k.x)``), periodic in the box.
+    ``"molmap"`` samples each Gaussian at the voxel centres within 3 sigma, as Chimera's
+    molmap does; a narrow atom (``sigma = 0.45`` px at 3 A and 1.5 A/px) is then aliased and
+    its density depends on where it sits within its voxel, which no continuous model of the
+    density reproduces. (cryofield rendered this way before 2026-11-26.)
 
     Parameters
     ----------
@@ -52,19 +59,27 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
         Sets the Gaussian width, ``sigma = 0.225 * resolution``.
     center_angstrom : ndarray, shape (3,), optional
         The point put at the box centre ``D//2`` (default: the weighted centroid).
+    rendering : {"band-limited", "molmap"}
 
     Returns
     -------
     ndarray, shape (box, box, box), float32
-        ``[z, y, x]``, positive density where atoms are (the band limit rings slightly
-        around very narrow ones); sums to the sum of the weights.
+        ``[z, y, x]``, positive density summing to the sum of the weights (band-limited:
+        with slight rings below zero around narrow atoms).
     """
+    if rendering not in RENDERINGS:
+        raise ValueError(f"unknown rendering {rendering!r}: one of {', '.join(RENDERINGS)}")
     coords = torch.as_tensor(coords_angstrom, dtype=torch.float64)
     w = torch.as_tensor(weights, dtype=torch.float64)
     center = (w[:, None] * coords).sum(0) / w.sum() if center_angstrom is None \
         else torch.as_tensor(center_angstrom, dtype=torch.float64)
     sigma = SIGMA_PER_RESOLUTION * resolution_angstrom / pixel_size_angstrom  # pixels
     position = (coords - center) / pixel_size_angstrom + box // 2  # (M, 3) fractional index, (x, y, z)
+    render_as = _band_limited if rendering == "band-limited" else _sampled
+    return render_as(position, w, sigma, box).reshape(box, box, box).numpy().astype(np.float32)
+
+
+def _band_limited(position: torch.Tensor, w: torch.Tensor, sigma: float, box: int) -> torch.Tensor:
     k = torch.fft.fftfreq(box, dtype=torch.float64)  # cycles per pixel
     envelope = torch.exp(-2 * math.pi**2 * sigma**2 * k**2)
     volume = torch.zeros(box * box, box, dtype=torch.float64)
@@ -74,7 +89,21 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
         gx, gy, gz = torch.fft.ifft(spectrum, dim=-1).real.unbind(1)
         zy = ((w[part, None] * gz)[:, :, None] * gy[:, None, :]).reshape(len(part), box * box)
         volume += zy.T @ gx
-    return volume.reshape(box, box, box).numpy().astype(np.float32)
+    return volume
+
+
+def _sampled(position: torch.Tensor, w: torch.Tensor, sigma: float, box: int) -> torch.Tensor:
+    reach = int(math.ceil(3 * sigma))
+    offsets = torch.arange(-reach, reach + 1)
+    cells = position.round().long()[:, None, :] + offsets[None, :, None]  # (M, W, 3): candidate index per axis
+    g = torch.exp(-((cells - position[:, None, :]) ** 2) / (2 * sigma**2))  # (M, W, 3)
+    g = g * ((cells >= 0) & (cells < box)) / (math.sqrt(2 * math.pi) * sigma)  # each axis integrates to ~1
+    values = w[:, None, None, None] * g[:, None, None, :, 0] * g[:, None, :, None, 1] * g[:, :, None, None, 2]
+    cx, cy, cz = (cells[..., i].clamp(0, box - 1) for i in range(3))
+    index = (cz[:, :, None, None] * box + cy[:, None, :, None]) * box + cx[:, None, None, :]
+    volume = torch.zeros(box**3, dtype=torch.float64)
+    volume.index_add_(0, index.reshape(-1), values.reshape(-1))
+    return volume
 
 
 def _atom_keys(model: AtomicModel) -> np.ndarray:

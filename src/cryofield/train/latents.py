@@ -24,17 +24,6 @@ from cryofield.train.distributed import autocast
 from cryofield.train.loop import Models, _image_losses, batches, encode
 
 
-def _band_limited(batch: PreparedParticles, radius_px: float | None) -> PreparedParticles:
-    """The batch restricted to pixels with ``|k| < radius_px`` (all with None)."""
-    if radius_px is None:
-        return batch
-    keep = batch.coords.norm(dim=1) < radius_px
-    tilted = None if batch.tilted is None else _band_limited(batch.tilted, radius_px)
-    return PreparedParticles(batch.images[:, keep], batch.coords[keep], batch.rotations,
-                             None if batch.ctf is None else batch.ctf[:, keep], batch.scale, batch.box,
-                             batch.pixel_size_angstrom, tilted)
-
-
 def _objective(models: Models, batch: PreparedParticles, z: torch.Tensor, prior_weight: float) -> torch.Tensor:
     """``L_i(z)`` (B,) of each image of the (band-limited) batch, fp32: its training loss plus the prior."""
     pixels = 2 * batch.coords.shape[0] - 1
@@ -86,7 +75,7 @@ def refine_latents(models: Models, data: ParticleSource, *, steps: int = 10, lr:
             with torch.no_grad():  # the encoder means exactly as posterior_means gives them
                 mu, _ = encode(models, batch)
             z = mu.float().clone().requires_grad_(steps > 0)
-            fit = _band_limited(batch, radius_px)
+            fit = batch.band_limited(radius_px)
             optimizer = torch.optim.Adam([z], lr=lr)
             for _ in range(steps):
                 optimizer.zero_grad(set_to_none=True)
