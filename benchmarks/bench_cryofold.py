@@ -5,10 +5,11 @@
     python benchmarks/bench_cryofold.py heterogeneous [--n 10000] [--epochs 10] [--populations uniform
         barrier-low barrier-high clusters] [--train-args '--lr 3e-5'] [--workdir DIR]
     python benchmarks/bench_cryofold.py compare [--n 10000] [--epochs 10]
+    python benchmarks/bench_cryofold.py speed [--n 10000]
 
 The figures in docs/benchmarks.md: `homogeneous`, `heterogeneous --epochs 15 --train-args
-'--lr 3e-5 --bond-strength 30'`, then `compare --epochs 15`.
-    python benchmarks/bench_cryofold.py speed [--n 10000]
+'--lr 3e-5 --bond-strength 30'`, then `compare --epochs 15`. Simulated data are reused from
+WORKDIR (their directories name the rendering, band-limited maps since 2026-11-26).
 
 Data: `cryofield simulate` of the shipped models (1AKE closed, 4AKE open, chain A aligned on it;
 7.13 A C-alpha RMSD apart; band-limited maps at 3 A), box 64, 1.5 A/px, CTF, SNR 0.1, shifts
@@ -117,7 +118,7 @@ def homogeneous(args) -> None:
     work = Path(args.workdir) / "homogeneous"
     work.mkdir(parents=True, exist_ok=True)
     models = _models()
-    data = work / f"closed_{args.n}"
+    data = work / f"closed_{args.n}_band-limited"
     if not (data / "particles.star").is_file():
         run([CRYOFIELD, "simulate", "--pdb", str(models["closed"]), "-n", str(args.n), *SIM, "-o", str(data)],
             work / "simulate.log")
@@ -160,7 +161,7 @@ def heterogeneous(args) -> None:
           "| seconds |")
     print("|---|---|---|---|---|")
     for name in args.populations:
-        data = work / f"{name}_{args.n}"
+        data = work / f"{name}_{args.n}_band-limited"
         population = POPULATIONS[name] if POPULATIONS[name] is not None else _counts(args.n, name)
         if not (data / "particles.star").is_file():
             run([CRYOFIELD, "simulate", "--pdb", str(models["open"]), "--pdb", str(models["closed"]), "--states", "50",
@@ -205,7 +206,7 @@ def compare(args) -> None:
     from cryofield.io import read_map
 
     work = Path(args.workdir) / "heterogeneous"
-    data, fit, vae = work / f"uniform_{args.n}", work / "uniform", work / "uniform_vae"
+    data, fit, vae = work / f"uniform_{args.n}_band-limited", work / "uniform", work / f"uniform_vae_{args.epochs}"
     if not (fit / "z.npy").is_file():
         raise SystemExit(f"no fit in {fit}: run `heterogeneous --populations uniform` first")
     if not (vae / "z.npy").is_file():
@@ -229,7 +230,7 @@ def speed(args) -> None:
     work = Path(args.workdir) / "speed"
     work.mkdir(parents=True, exist_ok=True)
     models = _models()
-    data = Path(args.workdir) / "homogeneous" / f"closed_{args.n}"
+    data = Path(args.workdir) / "homogeneous" / f"closed_{args.n}_band-limited"
     if not (data / "particles.star").is_file():
         run([CRYOFIELD, "simulate", "--pdb", str(models["closed"]), "-n", str(args.n), *SIM, "-o", str(data)],
             work / "simulate.log")

@@ -30,9 +30,9 @@ def add_parser(subparsers):
     sources.add_argument("--ca-only", action="store_true", help="render C-alpha atoms only")
     sources.add_argument("--resolution", type=float, help="rendering resolution in A (default 2 x --apix)")
     sources.add_argument("--render", choices=["band-limited", "molmap"], default="band-limited",
-                         help="atoms to a map: their exact transform at the grid's frequencies (default), or "
-                              "Gaussians sampled at the voxel centres as Chimera's molmap does (aliased when "
-                              "narrower than a voxel; cryofield's rendering before 2026-11-26)")
+                         help="atoms (Gaussians of --resolution) to a map: their exact transform at the grid's "
+                              "frequencies (default), or sampled at the voxel centres as Chimera's molmap does "
+                              "(aliased when narrower than a voxel; cryofield's rendering before 2026-11-26)")
     sources.add_argument("--box", type=int, help="box size in pixels (atomic models)")
     sources.add_argument("--states", type=int, default=10, help="states along a trajectory or rotation (default 10)")
     motion = parser.add_argument_group("rigid motions of part of one atomic model")

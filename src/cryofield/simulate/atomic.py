@@ -41,12 +41,15 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
     """Render atoms as Gaussians on a ``box^3`` grid.
 
     ``"band-limited"`` (the default) samples the continuous sum of Gaussians without
-    aliasing: the map's discrete Fourier transform is the sum's exact transform at the
-    grid's frequencies (``w exp(-2 pi^2 sigma^2 |k|^2 - 2 pi i k.x)``), periodic in the box.
-    ``"molmap"`` samples each Gaussian at the voxel centres within 3 sigma, as Chimera's
-    molmap does; a narrow atom (``sigma = 0.45`` px at 3 A and 1.5 A/px) is then aliased and
-    its density depends on where it sits within its voxel, which no continuous model of the
-    density reproduces. (cryofield rendered this way before 2026-11-26.)
+    aliasing: below Nyquist, the map's discrete Fourier transform is the sum's exact
+    transform at the grid's frequencies (``w exp(-2 pi^2 sigma^2 |k|^2 - 2 pi i k.x)``). The
+    map is periodic in the box (an atom outside it wraps around), and in an even box each
+    axis's Nyquist term is the real part of that transform, the one term that still
+    depends on where an atom sits within its voxel. ``"molmap"`` samples each Gaussian at
+    the voxel centres, as Chimera's molmap does (cut here at 3 sigma, where molmap cuts at
+    5); a narrow atom (``sigma = 0.45`` px at 3 A and 1.5 A/px) is then aliased, and its
+    density, even its sum, depends on where it sits within its voxel, which no continuous
+    model of the density reproduces. (cryofield rendered this way before 2026-11-26.)
 
     Parameters
     ----------
@@ -64,8 +67,8 @@ def render(coords_angstrom: np.ndarray, weights: np.ndarray, box: int, pixel_siz
     Returns
     -------
     ndarray, shape (box, box, box), float32
-        ``[z, y, x]``, positive density summing to the sum of the weights (band-limited:
-        with slight rings below zero around narrow atoms).
+        ``[z, y, x]``, positive density. Band-limited: summing to the sum of the weights,
+        with slight rings below zero around narrow atoms.
     """
     if rendering not in RENDERINGS:
         raise ValueError(f"unknown rendering {rendering!r}: one of {', '.join(RENDERINGS)}")
