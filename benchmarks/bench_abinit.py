@@ -1,10 +1,12 @@
 """Ab initio benchmarks: pose search against `cryodrgn abinit_homo_old`, and whole `cryofield abinit` runs.
 
     python benchmarks/bench_abinit.py search [--n-search 1000] [--pretrain-epochs 10] [--workdir DIR] [--peer PATH]
-    python benchmarks/bench_abinit.py abinit [--n 10000] [--workdir DIR] [-- EXTRA abinit OPTIONS]
+    python benchmarks/bench_abinit.py abinit [--n 10000] [--data hand|adk] [--workdir DIR] [EXTRA abinit OPTIONS]
 
-Data (both): the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), 10,000
-images simulated by `cryofield simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px.
+Data: the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), or with
+``--data adk`` (abinit only) the closed form of adenylate kinase (the package's example
+``1ake_closed.pdb``, 2 A/px, box 64, seed 2); 10,000 images simulated by `cryofield
+simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px.
 
 search (the seed's table 5.5 protocol): each tool trains its own volume (256x3, Gaussian
 features) on the true poses for ``--pretrain-epochs`` epochs, then searches the poses of
@@ -15,10 +17,10 @@ and the rotation error (median and mean squared Frobenius norm after global alig
 timed from its log (one `abinit_homo_old` epoch on the loaded model, the search of the
 first epoch).
 
-abinit: `cryofield abinit` with the default schedule (30 + reset + 30 + 30 epochs) on the
-particles, timed, then scored: `pose-error` against the true poses, and the FSC of the final
-map (aligned onto the truth by `align-vol`) against the true map, next to `backproject` with
-the true poses.
+abinit: `cryofield abinit` (the default schedule, 30 + reset + 30 + 30 epochs, unless the
+extra options change it) on the particles, timed, then scored: `pose-error` against the
+true poses, and the FSC of the final map (aligned onto the truth by `align-vol`) against
+the true map, next to `backproject` with the true poses.
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def run(cmd: list[str], log: Path | None = None) -> float:
     return time.perf_counter() - started
 
 
-def simulate(workdir: Path, n: int) -> Path:
-    """The hand dataset (``particles.star``, ``truth.npz``, ``truth_vols/``), simulated once."""
-    data = workdir / f"hand_{n}"
+def simulate(workdir: Path, n: int, kind: str = "hand") -> Path:
+    """The dataset (``particles.star``, ``truth.npz``, ``truth_vols/``), simulated once."""
+    data = workdir / f"{kind}_{n}"
     if not (data / "particles.star").is_file():
-        run([CRYOFIELD, "simulate", "--volume", str(HAND), "--apix", "6", "-n", str(n), "--snr", "0.1",
-             "--shift-px", "5", "-o", str(data), "--seed", "0"])
+        if kind == "hand":
+            source = ["--volume", str(HAND), "--apix", "6", "--seed", "0"]
+        else:
+            from cryofield.examples import example_path
+
+            source = ["--pdb", str(example_path("1ake_closed.pdb")), "--box", "64", "--apix", "2", "--seed", "2"]
+        run([CRYOFIELD, "simulate", *source, "-n", str(n), "--snr", "0.1", "--shift-px", "5", "-o", str(data)])
     return data
 
 
@@ -155,18 +162,19 @@ def _write_star(table, rotations: np.ndarray, shifts_px: np.ndarray, path: Path)
 
 def abinit(args, extra: list[str]) -> None:
     work = Path(args.workdir)
-    data = simulate(work, args.n)
-    out = work / "abinit"
-    seconds = run([CRYOFIELD, "abinit", str(data / "particles.star"), "-o", str(out), *extra], work / "abinit.log")
+    data = simulate(work, args.n, args.data)
+    out = work / f"abinit_{args.data}_{args.n}"
+    seconds = run([CRYOFIELD, "abinit", str(data / "particles.star"), "-o", str(out), *extra], out.with_suffix(".log"))
     print(f"cryofield abinit on {args.n} images: {seconds:.0f} s ({seconds / 3600:.2f} h)")
     error = pose_error(out / "poses.star", data / "particles.star")
     print(f"pose error: rotation median {error['rot_median']:.4f} mean {error['rot_mean']:.4f}, hand {error['hand']}")
     truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
-    run([CRYOFIELD, "align-vol", str(truth_map), str(out / "volume.mrc"), "-o", str(work / "abinit_aligned.mrc")])
-    run([CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(work / "backproject")])
-    for name, path in (("abinit (aligned onto the truth)", work / "abinit_aligned.mrc"),
-                       ("backproject, true poses", work / "backproject" / "volume.mrc")):
-        text = work / f"{path.stem}.fsc.txt"
+    aligned = out / "volume_aligned.mrc"
+    run([CRYOFIELD, "align-vol", str(truth_map), str(out / "volume.mrc"), "-o", str(aligned)])
+    run([CRYOFIELD, "backproject", str(data / "particles.star"), "-o", str(data / "backproject")])
+    for name, path in (("abinit (aligned onto the truth)", aligned),
+                       ("backproject, true poses", data / "backproject" / "volume.mrc")):
+        text = path.with_suffix(".fsc.txt")
         fsc = subprocess.run([CRYOFIELD, "fsc", str(path), str(truth_map), "-o", str(text)],
                              capture_output=True, text=True, check=True).stdout.strip()
         curve = np.loadtxt(text)
@@ -177,6 +185,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["search", "abinit"])
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
+    parser.add_argument("--data", choices=["hand", "adk"], default="hand", help="abinit: the structure imaged")
     parser.add_argument("--n-search", type=int, default=1000)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-abinit")
