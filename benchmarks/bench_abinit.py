@@ -103,7 +103,7 @@ def search(args) -> None:
     _, models = load_models(ours / "pretrained", particles.box, particles.n_pixels, device)
     images, ctf, coords = (t.to(device) for t in (particles.images, particles.ctf, particles.coords))
     settings = SearchSettings(kmax=32, shift_extent_px=10)
-    search = PoseSearch(coords, particles.box, settings)
+    search = PoseSearch(coords, particles.box, settings, amp=not args.no_amp)
     search(render_lattice(models.decoder, particles.box, 32, amp=True, device=device), images[:64], ctf[:64])  # warm
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -188,6 +188,7 @@ def main() -> None:
     parser.add_argument("--data", choices=["hand", "adk"], default="hand", help="abinit: the structure imaged")
     parser.add_argument("--n-search", type=int, default=1000)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
+    parser.add_argument("--no-amp", action="store_true", help="search: the base step's products in fp32, not bf16")
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-abinit")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args, extra = parser.parse_known_args()

@@ -45,14 +45,18 @@ def blobs():
     return Blobs((torch.rand(7, 3, generator=gen) - 0.5) * 14)
 
 
+@pytest.mark.parametrize("amp", [False, True])
 @pytest.mark.parametrize(("noise", "max_deg", "max_px"), [(0.0, 1.5, 0.15), (0.6, 4.0, 0.3)])
-def test_search_recovers_poses(blobs, noise, max_deg, max_px):
-    """Noiseless: to the final grid's spacing (0.94 degrees); at a per-pixel SNR of about 0.8, close to it."""
+def test_search_recovers_poses(blobs, noise, max_deg, max_px, amp):
+    """Noiseless: to the final grid's spacing (0.94 degrees); at a per-pixel SNR of about 0.8, close to it.
+
+    The same with the base step in bf16 (``amp``).
+    """
     box = 32
     coords, images, rotations, shifts = _dataset(blobs, box, 48, noise=noise)
     settings = SearchSettings(kmin=6, kmax=16, shift_extent_px=5)
     model_lattice = render_lattice(blobs, box, 16)
-    result = PoseSearch(coords, box, settings, batch_size=16)(model_lattice, images)
+    result = PoseSearch(coords, box, settings, batch_size=16, amp=amp)(model_lattice, images)
     angles = torch.rad2deg(geodesic_distance(result.rotations.double(), rotations.double()))
     shift_error = (result.shifts_px - shifts).norm(dim=-1)
     assert angles.median() < max_deg, angles
@@ -92,6 +96,18 @@ def test_lattice_slices_match_the_model(blobs):
     assert relative < 0.02
     coarse = render_lattice(blobs, box, 12, oversample=1).slices(rotations, coords)
     assert (coarse - exact).abs().pow(2).sum() / exact.abs().pow(2).sum() > relative  # oversampling helps
+
+
+def test_one_lattice_split_across_threads_gives_the_same_slices(blobs):
+    """A single lattice's points go to ``grid_sample`` in pieces (padded to equal length): bit-identical values."""
+    box = 32
+    coords = lattice(box, 2, normalized=False)[half_lattice_mask(box)][:333]  # R * P not a multiple of the pieces
+    rotations = random_rotations(17, generator=torch.Generator().manual_seed(2), dtype=torch.float32)
+    shared = render_lattice(blobs, box, 16)
+    whole = shared.slices(rotations, coords)  # one lattice, 17 x 333 points (over 4,096): split
+    copies = type(shared)(shared.channels.expand(2, -1, -1, -1, -1), shared.oversample, shared.radius_px)
+    separate = copies.slices(torch.stack([rotations, rotations]), coords)  # one lattice per row: not split
+    assert torch.equal(whole, separate[0]) and torch.equal(whole, separate[1])
 
 
 def test_branch_and_bound_finds_most_poses(blobs):

@@ -144,14 +144,20 @@ class PoseSearch:
     settings : SearchSettings
     batch_size : int
         Images scored at a time (memory grows as ``batch * T^2 * 4,608`` floats in the base step).
+    amp : bool
+        Take the base step's cross terms (most of the search's arithmetic) as a bf16 matrix
+        product, 2x faster on a CPU with bf16 units. Its rounding, about 0.4 % of each
+        term, is far below the images' noise and only decides which ``K`` poses the rounds
+        refine; the rounds stay in fp32.
     """
 
     def __init__(self, coords_px: torch.Tensor, box: int, settings: SearchSettings | None = None, *,
-                 batch_size: int = 32):
+                 batch_size: int = 32, amp: bool = False):
         self.settings = settings or SearchSettings()
         self.coords = coords_px
         self.box = box
         self.batch_size = batch_size
+        self.base_dtype = torch.bfloat16 if amp else coords_px.dtype
         self.base_rotations = so3_grid(self.settings.base_level, device=coords_px.device)
 
     @torch.no_grad()
@@ -191,7 +197,7 @@ class PoseSearch:
             for turn in turns:
                 slices = lattice.slices(self.base_rotations if turn is None else turn @ self.base_rotations,
                                         self.coords[base_band])  # (R, P)
-                base.append((_real(slices), slices.abs().square()))
+                base.append((_real(slices).to(self.base_dtype), slices.abs().square()))
         extent = self.settings.extent(self.box)
         grid = shift_grid(extent, self.settings.n_shifts, dtype=self.coords.dtype, device=self.coords.device)
         base_phase = shift_phase_at(self.coords[base_band], grid, self.box)  # (T2, P): the image translated by t
@@ -258,7 +264,7 @@ class PoseSearch:
                      phase: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Each base rotation's error at its best translation (B, R), and that translation's index (B, R)."""
         n = len(view.weighted)
-        translated = _real(view.weighted[:, None, band] * phase)  # (B, T2, 2P)
+        translated = _real(view.weighted[:, None, band] * phase).to(self.base_dtype)  # (B, T2, 2P)
         ctf2 = None if view.ctf2 is None else view.ctf2[:, band]
         if base is not None:  # one model for the batch
             base_real, power = base  # (R, 2P), (R, P)
@@ -269,11 +275,11 @@ class PoseSearch:
         else:
             rotations = self.base_rotations if view.turn is None else view.turn @ self.base_rotations
             slices = lattice.slices(rotations[None].expand(n, -1, -1, -1), self.coords[band])  # (B, R, P)
-            cross = _real(slices) @ translated.transpose(1, 2)  # (B, R, T2)
+            cross = _real(slices).to(self.base_dtype) @ translated.transpose(1, 2)  # (B, R, T2)
             best_cross, best_t = cross.max(-1)  # (B, R)
             power = slices.abs().square()
             norms = torch.einsum("bp,brp->br", ctf2, power) if ctf2 is not None else power.sum(-1)
-        return norms - 2 * best_cross, best_t  # |c S|^2 - 2 Re <c S, X_t> at each rotation's best t
+        return norms - 2 * best_cross.float(), best_t  # |c S|^2 - 2 Re <c S, X_t> at each rotation's best t
 
     def _round_errors(self, lattice: ModelLattice, rotations: torch.Tensor, view: _View, centres: torch.Tensor,
                       band: torch.Tensor, offsets: torch.Tensor,

@@ -333,8 +333,11 @@ def abinit(config: AbinitConfig, data: PreparedParticles, *, runtime: Runtime | 
         torch.set_rng_state(state["rng"]["torch"].cpu())
         sampler.set_state(state["rng"]["sampler"].cpu())
     raw = _to(data, device)
-    searcher = BranchAndBound if config.method == "bnb" else PoseSearch
-    search = searcher(raw.coords, data.box, config.search_settings, batch_size=config.search_batch)
+    if config.method == "bnb":
+        search = BranchAndBound(raw.coords, data.box, config.search_settings, batch_size=config.search_batch)
+    else:
+        search = PoseSearch(raw.coords, data.box, config.search_settings, batch_size=config.search_batch,
+                            amp=config.amp)
     probe = torch.from_numpy(np.random.default_rng(config.seed).choice(n, min(n, 64), replace=False))
     posed = centred(raw, initial if config.learns_poses else poses, tilt)  # the baselines correct the starts
     for epoch in range(start, config.epochs):
