@@ -104,12 +104,14 @@ def search(args) -> None:
     images, ctf, coords = (t.to(device) for t in (particles.images, particles.ctf, particles.coords))
     settings = SearchSettings(kmax=32, shift_extent_px=10)
     search = PoseSearch(coords, particles.box, settings, amp=not args.no_amp)
-    search(render_lattice(models.decoder, particles.box, 32, amp=True, device=device), images[:64], ctf[:64])  # warm
+    def render():
+        return render_lattice(models.decoder, particles.box, 32, oversample=args.oversample, amp=True, device=device)
+
+    search(render(), images[:64], ctf[:64])  # warm
     if device.type == "cuda":
         torch.cuda.synchronize()
     started = time.perf_counter()
-    lattice = render_lattice(models.decoder, particles.box, 32, amp=True, device=device)
-    result = search(lattice, images, ctf)
+    result = search(render(), images, ctf)
     rotations, shifts = result.rotations.double().cpu().numpy(), result.shifts_px.double().cpu().numpy()
     t_ours = time.perf_counter() - started
     poses = work / "cryofield_search.star"
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--n-search", type=int, default=1000)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--no-amp", action="store_true", help="search: the base step's products in fp32, not bf16")
+    parser.add_argument("--oversample", type=float, default=2.0, help="search: lattice points per Fourier pixel")
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-abinit")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args, extra = parser.parse_known_args()
