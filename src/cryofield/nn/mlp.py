@@ -12,7 +12,10 @@ class ResidualMLP(nn.Module):
 
     ``layers`` counts the hidden-to-hidden layers, as cryoDRGN's ``--enc-layers`` and
     ``--dec-layers`` do, so ``256 x 3`` names the same network in both tools: three
-    256 x 256 residual layers between the input and output layers.
+    256 x 256 residual layers between the input and output layers. The blocks keep the
+    identity path free of the nonlinearity (``h + relu(W h + b)``); cryoDRGN and the seed
+    (section 5.6.3) apply the ReLU after the sum, ``relu(W h + b + h)``. The two have the
+    same parameters and cost; checkpoints of one do not compute the other.
 
     Parameters
     ----------
