@@ -1,4 +1,4 @@
-"""Fourier-space tools: centred FFT/Hartley transforms, crop/pad, lattices, masks, radial shells.
+"""Fourier-space tools: centred FFT/Hartley transforms, crop/pad, lattices, masks, shells, interpolation.
 
 All in torch, batched over leading axes.
 """
@@ -18,6 +18,7 @@ from cryofield.fourier.lattice import (
                                         lattice,
                                         radial_sum,
                                         radius,
+                                        sample_trilinear,
                                         shell_index,
                                         soft_ball_mask,
 )
@@ -26,5 +27,5 @@ from cryofield.fourier.transforms import downsample_images, rfft_frequencies
 __all__ = [
     "ball_mask", "centered_coords", "crop_center", "downsample_images", "fft_center", "ht_center",
     "ifft_center", "iht_center", "lattice", "pad_center", "radial_sum", "radius", "reflect_center", "rfft_frequencies",
-    "shell_index", "soft_ball_mask",
+    "sample_trilinear", "shell_index", "soft_ball_mask",
 ]

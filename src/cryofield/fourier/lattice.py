@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 
 def centered_coords(size: int, *, dtype: torch.dtype = torch.float32,
@@ -82,3 +83,42 @@ def radial_sum(values: torch.Tensor, shells: torch.Tensor, n_shells: int) -> tor
     flat = values.reshape(values.shape[: values.dim() - shells.dim()] + (-1,))[..., keep]
     out = flat.new_zeros(flat.shape[:-1] + (n_shells,))
     return out.index_add_(-1, flat_shells[keep], flat)
+
+
+def sample_trilinear(volumes: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
+    """Trilinear values of 3-D lattices at points given in ``grid_sample``'s normalised coordinates.
+
+    ``F.grid_sample(mode="bilinear", padding_mode="zeros", align_corners=True)`` for any
+    arrangement of points, using every CPU thread for a single lattice: PyTorch's 3-D
+    ``grid_sample`` on a CPU gives each lattice a thread, not each point, so one lattice
+    would be interpolated on one core. Its points are split into pieces (two per thread)
+    against a stride-0 view of the same lattice; the values are bit-identical, and
+    gradients flow to ``grid`` as through ``grid_sample``.
+
+    Parameters
+    ----------
+    volumes : Tensor, shape (N, C, L, L, L)
+        ``C`` channels per lattice, array axes ``[z, y, x]``.
+    grid : Tensor, shape (N, ..., 3)
+        ``(x, y, z)`` of each point, -1 and 1 at the first and last lattice points (zero
+        outside).
+
+    Returns
+    -------
+    Tensor, shape (N, C, ...)
+    """
+    n, shape = grid.shape[0], grid.shape[1:-1]
+    points = grid.reshape(n, -1, 3)
+    count = points.shape[1]
+    pieces = 2 * torch.get_num_threads() if volumes.device.type == "cpu" and n == 1 and count >= 4096 else 1
+    if pieces == 1:
+        out = F.grid_sample(volumes, points[:, None, None], mode="bilinear", padding_mode="zeros",
+                            align_corners=True)  # (N, C, 1, 1, P)
+        return out.reshape(n, volumes.shape[1], *shape)
+    per = -(-count // pieces)
+    points = F.pad(points[0], (0, 0, 0, per * pieces - count))
+    out = F.grid_sample(volumes.expand(pieces, -1, -1, -1, -1), points.view(pieces, 1, 1, per, 3),
+                        mode="bilinear", padding_mode="zeros", align_corners=True)  # (pieces, C, 1, 1, per)
+    out = out.reshape(pieces, -1, per).transpose(0, 1).reshape(volumes.shape[1], -1)[:, :count]
+    return out.reshape(1, volumes.shape[1], *shape)
+

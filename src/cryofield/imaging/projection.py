@@ -8,9 +8,8 @@ such slices with trilinear interpolation, batched over particles, on any device.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from cryofield.fourier import centered_coords, fft_center, ifft_center, lattice, reflect_center
+from cryofield.fourier import centered_coords, fft_center, ifft_center, lattice, reflect_center, sample_trilinear
 
 
 def trilinear_apodization(size: int, *, dtype: torch.dtype = torch.float64,
@@ -77,7 +76,7 @@ def extract_slices(volume_ft: torch.Tensor, rotations: torch.Tensor, size: int |
         channels = torch.stack([volume_ft.real, volume_ft.imag])[None]
     else:
         channels = volume_ft[None, None]
-    out = F.grid_sample(channels, grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
+    out = sample_trilinear(channels, grid)[0]
     return torch.complex(out[0], out[1]) if volume_ft.is_complex() else out[0]
 
 

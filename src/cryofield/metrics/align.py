@@ -23,10 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from cryofield.conventions import matrix_to_relion_euler
-from cryofield.fourier import crop_center, fft_center, ifft_center, lattice, soft_ball_mask
+from cryofield.fourier import crop_center, fft_center, ifft_center, lattice, sample_trilinear, soft_ball_mask
 from cryofield.metrics.maps import flip_hand
 from cryofield.so3 import so3_children, so3_grid
 
@@ -103,9 +102,7 @@ def rotate_volume(volume: torch.Tensor, rotations: torch.Tensor, shifts_px: torc
     size = volume.shape[-1]
     points = lattice(size, 3, normalized=False, dtype=volume.dtype, device=volume.device).reshape(-1, 3)
     grid = _source_grid(rotations, shifts_px, points, size)  # (B, D^3, 3)
-    out = F.grid_sample(volume[None, None], grid.reshape(1, -1, size, size, 3), mode="bilinear",
-                        padding_mode="zeros", align_corners=True)
-    out = out.reshape(len(rotations), size, size, size)
+    out = sample_trilinear(volume[None, None], grid[None]).reshape(len(rotations), size, size, size)
     return out[0] if single else out
 
 
@@ -165,8 +162,7 @@ class _Scorer:
         for start in range(0, len(rotations), self.batch_size):
             r = rotations[start:start + self.batch_size].float()
             grid = _source_grid(r, zero.expand(len(r), 3), self.points, size)
-            values = F.grid_sample(self.moving, grid[None, :, :, None, :], mode="bilinear", padding_mode="zeros",
-                                   align_corners=True)[0, 0, :, :, 0]  # (B, P)
+            values = sample_trilinear(self.moving, grid[None])[0, 0]  # (B, P)
             rotated = values.new_zeros(len(r), size**3)
             rotated[:, self.inside] = values
             rotated = rotated.reshape(-1, size, size, size)
@@ -212,8 +208,7 @@ def _refine(reference: torch.Tensor, moving: torch.Tensor, size: int, rotation: 
     def correlation(p):
         r, t = transform(p)
         grid = _source_grid(r[None].float(), t[None].float(), points, size)
-        values = F.grid_sample(b, grid.reshape(1, size, size, size, 3), mode="bilinear", padding_mode="zeros",
-                               align_corners=True).reshape(-1)
+        values = sample_trilinear(b, grid).reshape(-1)
         values = values - values.mean()
         return ((a @ values) / values.norm().clamp_min(1e-30)).double()
 

@@ -15,9 +15,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from cryofield.fourier import centered_coords
+from cryofield.fourier import centered_coords, sample_trilinear
 from cryofield.imaging import VolumeModel, evaluate_model
 
 
@@ -80,31 +79,9 @@ class ModelLattice:
         scale = self.oversample * 2.0 / (self.size - 1)
         offset = (self.size // 2) * 2.0 / (self.size - 1) - 1.0
         grid = torch.matmul(k2, rotations[..., :2, :] * scale).add_(offset)  # (N, R, P, 3) as (x, y, z)
-        out = _trilinear(self.channels, grid.float())  # (N, 2, R, P)
+        out = sample_trilinear(self.channels, grid.float())  # (N, 2, R, P)
         out = torch.complex(out[:, 0], out[:, 1])
         return out[0] if squeeze else out
-
-
-def _trilinear(channels: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """``grid_sample`` of lattices (N, C, L, L, L) at normalised points (N, R, P, 3): (N, C, R, P).
-
-    On a CPU, PyTorch's 3-D ``grid_sample`` runs its lattices on parallel threads but each
-    lattice's points on one; a single lattice (the homogeneous search) would use one core.
-    Its points are therefore split into pieces against the same lattice (a stride-0
-    view, no copy), two per thread; the values are bit-identical to one call's.
-    """
-    n, r, p, _ = grid.shape
-    pieces = 2 * torch.get_num_threads() if channels.device.type == "cpu" and n == 1 else 1
-    if pieces == 1 or r * p < 4096:
-        return F.grid_sample(channels, grid[:, None], mode="bilinear", padding_mode="zeros",
-                             align_corners=True)[:, :, 0]
-    points = grid.reshape(-1, 3)
-    per = -(-len(points) // pieces)
-    points = F.pad(points, (0, 0, 0, per * pieces - len(points)))
-    out = F.grid_sample(channels.expand(pieces, -1, -1, -1, -1), points.view(pieces, 1, 1, per, 3),
-                        mode="bilinear", padding_mode="zeros", align_corners=True)  # (pieces, C, 1, 1, per)
-    out = out.reshape(pieces, -1, per).transpose(0, 1).reshape(channels.shape[1], -1)[:, :r * p]
-    return out.reshape(1, -1, r, p)
 
 
 @torch.no_grad()
