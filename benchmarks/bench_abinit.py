@@ -104,6 +104,7 @@ def search(args) -> None:
     images, ctf, coords = (t.to(device) for t in (particles.images, particles.ctf, particles.coords))
     settings = SearchSettings(kmax=32, shift_extent_px=10)
     search = PoseSearch(coords, particles.box, settings, amp=not args.no_amp)
+
     def render():
         return render_lattice(models.decoder, particles.box, 32, oversample=args.oversample, amp=True, device=device)
 

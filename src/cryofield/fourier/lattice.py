@@ -121,4 +121,3 @@ def sample_trilinear(volumes: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
                         mode="bilinear", padding_mode="zeros", align_corners=True)  # (pieces, C, 1, 1, per)
     out = out.reshape(pieces, -1, per).transpose(0, 1).reshape(volumes.shape[1], -1)[:, :count]
     return out.reshape(1, volumes.shape[1], *shape)
-
