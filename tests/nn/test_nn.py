@@ -112,3 +112,22 @@ def test_encoders_and_vae_terms():
     torch.testing.assert_close(grad_split, grad_joint)
     shared = mlp(torch.cat([x[0].expand(3, -1, -1), z.expand(-1, 5, -1)], -1))
     torch.testing.assert_close(mlp(x[0], extra=z), shared)  # points shared by every item
+
+
+def test_residual_blocks_in_either_form():
+    torch.manual_seed(0)
+    x = torch.randn(5, 4)
+    post, pre = ResidualMLP(4, 8, 2, 3), ResidualMLP(4, 8, 2, 3, residual="pre")
+    pre.load_state_dict(post.state_dict())  # the same parameters compute different functions
+
+    def by_hand(block_form):
+        h = torch.relu(post.first(x))
+        for block in post.blocks:
+            h = block_form(block, h)
+        return post.last(h)
+
+    torch.testing.assert_close(post(x), by_hand(lambda block, h: torch.relu(block(h) + h)))  # the seed's, cryoDRGN's
+    torch.testing.assert_close(pre(x), by_hand(lambda block, h: h + torch.relu(block(h))))
+    assert not torch.allclose(post(x), pre(x))
+    with pytest.raises(ValueError, match="residual"):
+        ResidualMLP(4, 8, 1, 2, residual="mid")

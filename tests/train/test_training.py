@@ -48,6 +48,22 @@ def test_resume_continues_exactly(toy, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "straight/z.npy"), np.load(tmp_path / "resumed/z.npy"))
 
 
+def test_runs_saved_before_the_residual_setting_keep_their_blocks(toy, tmp_path, capsys):
+    from cryofield.train import TrainConfig, load_models
+
+    out = tmp_path / "old"
+    assert main(["train-vae", str(toy), "--zdim", "2", "-o", str(out), "-n", "1", "--checkpoint", "1"] + SMALL) == 0
+    assert TrainConfig.load(out / "config.json").residual == "post"  # new runs: the seed's blocks
+    config = json.loads((out / "config.json").read_text())
+    del config["residual"]  # as written before the setting existed, by networks with "pre" blocks
+    (out / "config.json").write_text(json.dumps(config))
+    saved = torch.load(out / "checkpoints/last.pt", weights_only=True)["models"]
+    _, models = load_models(out, 24, saved["encoder"]["mlp.first.weight"].shape[1] // 2)
+    assert {m.residual for m in models.decoder.modules() if hasattr(m, "residual")} == {"pre"}
+    assert main(["train-vae", str(toy), "-o", str(out), "-n", "2", "--resume"]) == 0
+    assert json.loads((out / "config.json").read_text())["residual"] == "pre"  # resumed with its own blocks
+
+
 def test_resume_refuses_other_settings(toy, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train-vae", str(toy), "--zdim", "2", "-o", str(out), "-n", "1"] + SMALL) == 0

@@ -109,6 +109,7 @@ def _resume_settings(args: argparse.Namespace) -> None:
             raise InputError(args.outdir / "config.json", f"--resume continues the run with its own settings: "
                                                           f"{flag} {given} differs from the run's {value}")
         setattr(args, name, Path(value) if name in _PATH_SETTINGS and value is not None else value)
+    args.residual = saved.residual  # not an option: the run's networks, as its checkpoint holds them
     digest = saved.versions.get("inputs_sha256", {}).get(saved.particles)
     if digest is not None and _digest(args.input) != digest:
         raise InputError(args.input, f"--resume: not the particles the run was trained on ({saved.particles})")
@@ -198,7 +199,8 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
         ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
         apix=args.apix, zdim=args.zdim if vae else 0, enc_dim=getattr(args, "enc_dim", 256),
         enc_layers=getattr(args, "enc_layers", 3), dec_dim=args.dec_dim, dec_layers=args.dec_layers,
-        domain=args.domain, pe_type=args.pe_type, pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
+        domain=args.domain, residual=getattr(args, "residual", TrainConfig.residual), pe_type=args.pe_type,
+        pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, beta=getattr(args, "beta", None), uninvert_data=args.uninvert_data,
         window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
         device=str(runtime.device), compile_mode=args.compile_mode, cuda_graph=args.cuda_graph, lazy=args.lazy,

@@ -57,11 +57,14 @@ class GaussianResidues(nn.Module):
         Harmonic bonds between consecutive backbone centres: ``k (d - l)^2``.
     bonds : bool
         Keep the bond restraints (``False`` to ablate them).
+    residual : {"post", "pre"}
+        The offset decoder's residual blocks (:class:`ResidualMLP`).
     """
 
     def __init__(self, coarse: CoarseModel, box: int, pixel_size_angstrom: float, center_angstrom: np.ndarray, *,
                  zdim: int = 0, hidden: int = 256, layers: int = 3, width_angstrom: float = 3.71, a0: float = 0.1,
-                 bond_length_angstrom: float = 3.8, bond_strength: float = 0.1, bonds: bool = True):
+                 bond_length_angstrom: float = 3.8, bond_strength: float = 0.1, bonds: bool = True,
+                 residual: str = "post"):
         super().__init__()
         self.box, self.pixel_size = box, float(pixel_size_angstrom)
         self.extent = box * self.pixel_size  # A per box unit
@@ -78,7 +81,7 @@ class GaussianResidues(nn.Module):
         self.zdim = zdim
         self.offsets = None
         if zdim:
-            self.offsets = ResidualMLP(zdim, hidden, layers, 3 * len(centres))
+            self.offsets = ResidualMLP(zdim, hidden, layers, 3 * len(centres), residual=residual)
             nn.init.zeros_(self.offsets.last.weight)  # start at the reference for every z
             nn.init.zeros_(self.offsets.last.bias)
 

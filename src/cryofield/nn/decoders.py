@@ -42,17 +42,19 @@ class VolumeDecoder(nn.Module):
         MLP width and residual hidden-to-hidden layers (as cryoDRGN counts them).
     domain : {"fourier", "hartley"}
         What the two outputs are (above).
+    residual : {"post", "pre"}
+        The residual blocks' form (:class:`ResidualMLP`).
     """
 
     def __init__(self, encoding: nn.Module, zdim: int = 0, hidden: int = 256, layers: int = 3,
-                 domain: str = "fourier"):
+                 domain: str = "fourier", *, residual: str = "post"):
         super().__init__()
         if domain not in ("fourier", "hartley"):
             raise ValueError(f"domain must be 'fourier' or 'hartley', not {domain!r}")
         self.encoding = encoding
         self.zdim = zdim
         self.domain = domain
-        self.mlp = ResidualMLP(encoding.out_dim + zdim, hidden, layers, 2)
+        self.mlp = ResidualMLP(encoding.out_dim + zdim, hidden, layers, 2, residual=residual)
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """Evaluate ``F`` at ``coords``.

@@ -19,12 +19,14 @@ class ImageEncoder(nn.Module):
         Pixels fed in (those inside the circular mask).
     hidden, layers : int
     zdim : int
+    residual : {"post", "pre"}
+        The residual blocks' form (:class:`ResidualMLP`).
     """
 
-    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int):
+    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int, *, residual: str = "post"):
         super().__init__()
         self.zdim = zdim
-        self.mlp = ResidualMLP(in_dim, hidden, layers, 2 * zdim)
+        self.mlp = ResidualMLP(in_dim, hidden, layers, 2 * zdim, residual=residual)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, in_dim) -> mu (B, zdim), logvar (B, zdim)."""
@@ -42,13 +44,15 @@ class TiltPairEncoder(nn.Module):
     hidden, layers : int
         Width and depth of both MLPs.
     zdim : int
+    residual : {"post", "pre"}
+        The residual blocks' form (:class:`ResidualMLP`).
     """
 
-    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int):
+    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int, *, residual: str = "post"):
         super().__init__()
         self.zdim = zdim
-        self.per_image = ResidualMLP(in_dim, hidden, layers, hidden)
-        self.joint = ResidualMLP(2 * hidden, hidden, layers, 2 * zdim)
+        self.per_image = ResidualMLP(in_dim, hidden, layers, hidden, residual=residual)
+        self.joint = ResidualMLP(2 * hidden, hidden, layers, 2 * zdim, residual=residual)
 
     def forward(self, pixels: torch.Tensor, tilted: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Two (B, in_dim) images of each particle -> mu (B, zdim), logvar (B, zdim)."""
@@ -79,11 +83,13 @@ class PoseEncoder(nn.Module):
     in_dim : int
         Pixels fed in.
     hidden, layers : int
+    residual : {"post", "pre"}
+        The residual blocks' form (:class:`ResidualMLP`).
     """
 
-    def __init__(self, in_dim: int, hidden: int, layers: int):
+    def __init__(self, in_dim: int, hidden: int, layers: int, *, residual: str = "post"):
         super().__init__()
-        self.mlp = ResidualMLP(in_dim, hidden, layers, 9)
+        self.mlp = ResidualMLP(in_dim, hidden, layers, 9, residual=residual)
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, in_dim) -> mean rotation (B, 3, 3), log-variance of the tangent Gaussian (B, 3)."""

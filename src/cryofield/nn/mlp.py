@@ -6,28 +6,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+RESIDUAL_FORMS = ("post", "pre")
+
 
 class ResidualMLP(nn.Module):
-    """``in -> hidden``, then ``layers`` residual blocks ``h + relu(W h)``, then ``hidden -> out``.
+    """``in -> hidden``, then ``layers`` residual blocks, then ``hidden -> out``, ReLU between.
 
     ``layers`` counts the hidden-to-hidden layers, as cryoDRGN's ``--enc-layers`` and
     ``--dec-layers`` do, so ``256 x 3`` names the same network in both tools: three
-    256 x 256 residual layers between the input and output layers. The blocks keep the
-    identity path free of the nonlinearity (``h + relu(W h + b)``); cryoDRGN and the seed
-    (section 5.6.3) apply the ReLU after the sum, ``relu(W h + b + h)``. The two have the
-    same parameters and cost; checkpoints of one do not compute the other.
+    256 x 256 residual layers between the input and output layers.
+
+    A block is, by ``residual``:
+
+    - ``"post"`` (the default): ``relu(W h + b + h)``, the ReLU after the sum, as in the
+      seed (section 5.6.3, ``y = ReLU(fc(x) + x)``) and cryoDRGN;
+    - ``"pre"``: ``h + relu(W h + b)``, the identity path free of the nonlinearity: what
+      cryofield's networks computed before the ``residual`` setting existed, kept so that
+      their checkpoints compute what they were trained to.
+
+    The two have the same parameters and cost. Measured on simulated adenylate kinase, the
+    seed's form gave the better maps (per-image FSC 2.13 against 2.15 px after 10 epochs of
+    ``train-vae --zdim 8``; docs/benchmarks.md).
 
     Parameters
     ----------
     in_dim, hidden, out_dim : int
     layers : int
         Residual hidden-to-hidden layers (0 or more).
+    residual : {"post", "pre"}
+        Where a block's ReLU sits (above).
     """
 
-    def __init__(self, in_dim: int, hidden: int, layers: int, out_dim: int):
+    def __init__(self, in_dim: int, hidden: int, layers: int, out_dim: int, *, residual: str = "post"):
         super().__init__()
         if layers < 0:
             raise ValueError(f"an MLP cannot have {layers} hidden layers")
+        if residual not in RESIDUAL_FORMS:
+            raise ValueError(f"residual must be one of {RESIDUAL_FORMS}, not {residual!r}")
+        self.residual = residual
         self.first = nn.Linear(in_dim, hidden)
         self.blocks = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(layers))
         self.last = nn.Linear(hidden, out_dim)
@@ -47,6 +63,10 @@ class ResidualMLP(nn.Module):
             split = x.shape[-1]
             weight = self.first.weight
             h = torch.relu(F.linear(x, weight[:, :split], self.first.bias) + F.linear(extra, weight[:, split:]))
-        for block in self.blocks:
-            h = h + torch.relu(block(h))
+        if self.residual == "post":
+            for block in self.blocks:
+                h = torch.relu(block(h) + h)
+        else:
+            for block in self.blocks:
+                h = h + torch.relu(block(h))
         return self.last(h)

@@ -17,6 +17,9 @@ class TrainConfig:
     ``tilt_deg`` degrees; ``pose_lr`` the step size of the pose corrections (radians and
     pixels). ``device`` is ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or
     ``"cuda:N"``; ``buffer_size`` is the shuffling buffer of ``lazy`` loading, in images.
+    ``residual`` is the networks' residual block (:class:`cryofield.nn.ResidualMLP`):
+    ``"post"``, the seed's and cryoDRGN's ``relu(W h + b + h)``, or ``"pre"``,
+    ``h + relu(W h + b)``, which runs saved before the setting existed use.
     """
 
     particles: str
@@ -32,6 +35,7 @@ class TrainConfig:
     dec_dim: int = 256
     dec_layers: int = 3
     domain: str = "fourier"
+    residual: str = "post"
     pe_type: str = "gaussian"
     pe_dim: int | None = None
     feat_sigma: float = 0.5
@@ -80,7 +84,13 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TrainConfig:
-        """Read a ``config.json`` written by :meth:`save`."""
+        """Read a ``config.json`` written by :meth:`save`.
+
+        A file without ``residual`` was written before that setting existed, by networks
+        with ``"pre"`` blocks, and loads as ``"pre"`` so that its checkpoints compute what
+        they were trained to.
+        """
         values = json.loads(Path(path).read_text())
+        values.setdefault("residual", "pre")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -102,8 +102,9 @@ def build_cryofold(config: CryofoldConfig, coarse: CoarseModel, center: np.ndarr
     decoder = GaussianResidues(start, box, pixel_size_angstrom, center, zdim=config.zdim, hidden=config.dec_dim,
                                layers=config.dec_layers, width_angstrom=config.width_angstrom,
                                a0=config.a0 if config.a0 is not None else 1.0, bond_strength=config.bond_strength,
-                               bonds="bonds" not in config.ablate)
-    encoder = ImageEncoder(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim) if config.zdim else None
+                               bonds="bonds" not in config.ablate, residual=config.residual)
+    encoder = (ImageEncoder(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim, residual=config.residual)
+               if config.zdim else None)
     return Models(decoder, encoder)
 
 

@@ -107,17 +107,19 @@ def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int 
     """
     torch.manual_seed(config.seed)
     encoding = make_encoding(config.pe_type, box, config.pe_dim, config.feat_sigma, seed=config.seed)
-    decoder = VolumeDecoder(encoding, config.zdim, config.dec_dim, config.dec_layers, domain=config.domain)
+    decoder = VolumeDecoder(encoding, config.zdim, config.dec_dim, config.dec_layers, domain=config.domain,
+                            residual=config.residual)
     encoder = None
     if config.zdim:
         kind = TiltPairEncoder if config.tilt else ImageEncoder
-        encoder = kind(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim)
+        encoder = kind(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim, residual=config.residual)
     poses = None
     if config.refine_poses:
         if n_particles is None:
             raise ValueError("pose refinement needs the number of particles")
         poses = PoseCorrections(n_particles)
-    rotations = PoseEncoder(2 * n_pixels, config.enc_dim, config.enc_layers) if pose_encoder else None
+    rotations = (PoseEncoder(2 * n_pixels, config.enc_dim, config.enc_layers, residual=config.residual)
+                 if pose_encoder else None)
     return Models(decoder, encoder, poses, rotations)
 
 
