@@ -79,12 +79,15 @@ def add_decoder_arguments(group) -> None:
     group.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
     group.add_argument("--domain", choices=["fourier", "hartley"], default="fourier",
                        help="decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)")
+    group.add_argument("--residual", choices=["post", "pre"], default="post",
+                       help="every network's residual blocks: post = relu(W h + b + h), the seed's and cryoDRGN's "
+                            "(default); pre = h + relu(W h + b), cryofield's before 2026-11-27")
 
 
 # options that define a run: ``--resume`` takes them from the run's config.json
 _RUN_SETTINGS = ("poses", "ctf", "datadir", "ind", "apix", "zdim", "enc_dim", "enc_layers", "dec_dim", "dec_layers",
-                 "domain", "pe_type", "pe_dim", "feat_sigma", "batch_size", "lr", "beta", "uninvert_data", "window_r",
-                 "no_amp", "seed", "lazy", "buffer_size", "tilt", "tilt_deg", "refine_poses", "pose_lr")
+                 "domain", "residual", "pe_type", "pe_dim", "feat_sigma", "batch_size", "lr", "beta", "uninvert_data",
+                 "window_r", "no_amp", "seed", "lazy", "buffer_size", "tilt", "tilt_deg", "refine_poses", "pose_lr")
 _PATH_SETTINGS = ("poses", "ctf", "datadir", "ind", "tilt")
 
 
@@ -109,7 +112,6 @@ def _resume_settings(args: argparse.Namespace) -> None:
             raise InputError(args.outdir / "config.json", f"--resume continues the run with its own settings: "
                                                           f"{flag} {given} differs from the run's {value}")
         setattr(args, name, Path(value) if name in _PATH_SETTINGS and value is not None else value)
-    args.residual = saved.residual  # not an option: the run's networks, as its checkpoint holds them
     digest = saved.versions.get("inputs_sha256", {}).get(saved.particles)
     if digest is not None and _digest(args.input) != digest:
         raise InputError(args.input, f"--resume: not the particles the run was trained on ({saved.particles})")
@@ -199,7 +201,7 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
         ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
         apix=args.apix, zdim=args.zdim if vae else 0, enc_dim=getattr(args, "enc_dim", 256),
         enc_layers=getattr(args, "enc_layers", 3), dec_dim=args.dec_dim, dec_layers=args.dec_layers,
-        domain=args.domain, residual=getattr(args, "residual", TrainConfig.residual), pe_type=args.pe_type,
+        domain=args.domain, residual=args.residual, pe_type=args.pe_type,
         pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, beta=getattr(args, "beta", None), uninvert_data=args.uninvert_data,
         window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
