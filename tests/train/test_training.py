@@ -48,7 +48,7 @@ def test_resume_continues_exactly(toy, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "straight/z.npy"), np.load(tmp_path / "resumed/z.npy"))
 
 
-def test_runs_saved_before_the_residual_setting_keep_their_blocks(toy, tmp_path, capsys):
+def test_runs_saved_before_the_residual_setting_keep_their_blocks(toy, tmp_path):
     from cryofield.train import TrainConfig, load_models
 
     out = tmp_path / "old"
@@ -62,7 +62,6 @@ def test_runs_saved_before_the_residual_setting_keep_their_blocks(toy, tmp_path,
     assert {m.residual for m in models.decoder.modules() if hasattr(m, "residual")} == {"pre"}
     assert main(["train-vae", str(toy), "-o", str(out), "-n", "2", "--resume"]) == 0
     assert json.loads((out / "config.json").read_text())["residual"] == "pre"  # resumed with its own blocks
-    capsys.readouterr()
     assert main(["train-nn", str(toy), "-o", str(tmp_path / "nn"), "-n", "1", "--residual", "pre"]
                 + SMALL[2:4] + SMALL[6:]) == 0
     assert TrainConfig.load(tmp_path / "nn/config.json").residual == "pre"
