@@ -60,8 +60,10 @@ def test_heterogeneous_fit_and_trajectory(closed_images, tmp_path):
     out = tmp_path / "het"
     assert main(["train-cryofold", str(closed_images), "--pdb", str(example_path(ADK_OPEN)), "-o", str(out),
                  "--zdim", "--enc-dim", "32", "--enc-layers", "1", "--dec-dim", "32", "--dec-layers", "1",
-                 "--ablate", "side-chains", "-n", "1", "--warmup-epochs", "0", "--lazy", *SMALL]) == 0
+                 "--ablate", "side-chains", "-n", "1", "--warmup-epochs", "0", "--lazy", "--residual", "pre",
+                 *SMALL]) == 0
     assert np.load(out / "z.npy").shape == (160, 1)
+    assert json.loads((out / "config.json").read_text())["residual"] == "pre"
     structure = read_atomic_model(out / "structure.pdb")
     assert set(structure.atom_name) == {"CA"}  # side chains ablated
     assert main(["eval-cryofold", str(out), "--z-range", "4", "-o", str(tmp_path / "path"), "--no-maps"]) == 0

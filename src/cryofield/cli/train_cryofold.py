@@ -65,6 +65,9 @@ def add_parser(subparsers):
     model.add_argument("--enc-layers", type=int, default=3, help="encoder residual layers (default 3)")
     model.add_argument("--dec-dim", type=int, default=256, help="offset decoder width (default 256)")
     model.add_argument("--dec-layers", type=int, default=3, help="offset decoder residual layers (default 3)")
+    model.add_argument("--residual", choices=["post", "pre"], default="post",
+                       help="the networks' residual blocks: post = relu(W h + b + h), the seed's (default); pre = "
+                            "h + relu(W h + b), cryofield's before 2026-11-27")
     model.add_argument("--beta", type=float, help="KL weight (default 1/zdim)")
     run = parser.add_argument_group("training")
     run.add_argument("-n", "--epochs", type=int, default=10, help="epochs after the warm-up (default 10)")
@@ -94,7 +97,8 @@ def _config(args, data, runtime):
         particles=str(args.input), outdir=str(args.outdir), poses=args.poses and str(args.poses),
         ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
         apix=args.apix, zdim=args.zdim, enc_dim=args.enc_dim, enc_layers=args.enc_layers, dec_dim=args.dec_dim,
-        dec_layers=args.dec_layers, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, beta=args.beta,
+        dec_layers=args.dec_layers, residual=args.residual, epochs=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, beta=args.beta,
         uninvert_data=args.uninvert_data, window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint,
         seed=args.seed, device=str(runtime.device), cuda_graph=args.cuda_graph, lazy=args.lazy,
         buffer_size=args.buffer_size, world_size=runtime.world_size, box=data.box,
