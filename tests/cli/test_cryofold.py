@@ -11,6 +11,7 @@ from cryofield.cli.main import main
 from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
 from cryofield.io import read_atomic_model, read_map
 from cryofield.metrics import compare_ca
+from cryofield.train.cryofold import load_cryofold
 
 SMALL = ["-b", "16", "--lr", "3e-3", "--checkpoint", "1"]
 
@@ -64,6 +65,8 @@ def test_heterogeneous_fit_and_trajectory(closed_images, tmp_path):
                  *SMALL]) == 0
     assert np.load(out / "z.npy").shape == (160, 1)
     assert json.loads((out / "config.json").read_text())["residual"] == "pre"
+    _, _, models = load_cryofold(out)  # what eval-cryofold and --resume build
+    assert models.decoder.offsets.residual == models.encoder.mlp.residual == "pre"
     structure = read_atomic_model(out / "structure.pdb")
     assert set(structure.atom_name) == {"CA"}  # side chains ablated
     assert main(["eval-cryofold", str(out), "--z-range", "4", "-o", str(tmp_path / "path"), "--no-maps"]) == 0
