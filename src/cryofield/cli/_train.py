@@ -79,6 +79,11 @@ def add_decoder_arguments(group) -> None:
     group.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
     group.add_argument("--domain", choices=["fourier", "hartley"], default="fourier",
                        help="decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)")
+    add_residual_argument(group)
+
+
+def add_residual_argument(group) -> None:
+    """``--residual``: the residual blocks of every network a trainer builds."""
     group.add_argument("--residual", choices=["post", "pre"], default="post",
                        help="every network's residual blocks: post = relu(W h + b + h), the seed's and cryoDRGN's "
                             "(default); pre = h + relu(W h + b), cryofield's before 2026-11-27")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.cli._common import EpochBars, add_input_arguments, load_table, read_indices
-from cryofield.cli._train import add_graph_argument, add_step_arguments
+from cryofield.cli._train import add_graph_argument, add_residual_argument, add_step_arguments
 from cryofield.errors import InputError
 
 NAME = "train-cryofold"
@@ -65,9 +65,7 @@ def add_parser(subparsers):
     model.add_argument("--enc-layers", type=int, default=3, help="encoder residual layers (default 3)")
     model.add_argument("--dec-dim", type=int, default=256, help="offset decoder width (default 256)")
     model.add_argument("--dec-layers", type=int, default=3, help="offset decoder residual layers (default 3)")
-    model.add_argument("--residual", choices=["post", "pre"], default="post",
-                       help="the networks' residual blocks: post = relu(W h + b + h), the seed's (default); pre = "
-                            "h + relu(W h + b), cryofield's before 2026-11-27")
+    add_residual_argument(model)
     model.add_argument("--beta", type=float, help="KL weight (default 1/zdim)")
     run = parser.add_argument_group("training")
     run.add_argument("-n", "--epochs", type=int, default=10, help="epochs after the warm-up (default 10)")
