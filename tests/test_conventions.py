@@ -39,3 +39,42 @@ def test_cryosparc_pose_is_transposed_exponential(rng):
     pose = rng.normal(size=(5, 3))
     np.testing.assert_allclose(cryosparc_pose_to_matrix(pose),
                                Rotation.from_rotvec(pose).inv().as_matrix(), atol=1e-12)
+
+
+CONVERSIONS = [
+    ("relion_euler_to_matrix", lambda rng: rng.uniform(-180, 180, (50, 3))),
+    ("matrix_to_relion_euler", lambda rng: Rotation.random(50, random_state=2).as_matrix()),
+    ("rotvec_to_matrix", lambda rng: np.concatenate([rng.normal(size=(50, 3)), [[0, 0, 0], [np.pi, 0, 0]]])),
+    ("matrix_to_rotvec", lambda rng: Rotation.random(50, random_state=3).as_matrix()),
+    ("cryosparc_pose_to_matrix", lambda rng: rng.normal(size=(50, 3))),
+    ("matrix_to_cryosparc_pose", lambda rng: Rotation.random(50, random_state=4).as_matrix()),
+    ("quaternion_to_matrix", lambda rng: rng.normal(size=(50, 4))),
+    ("matrix_to_quaternion", lambda rng: Rotation.random(50, random_state=5).as_matrix()),
+]
+
+
+@pytest.mark.parametrize("name, make", CONVERSIONS, ids=[c[0] for c in CONVERSIONS])
+def test_numpy_and_torch_forms_are_one_definition(name, make, rng):
+    """Each convention is written once: numpy in, numpy (float64) out; torch in, torch out, same values."""
+    import torch
+
+    import cryofield.conventions as conventions
+    import cryofield.so3 as so3
+
+    convert = getattr(conventions, name)
+    x = make(rng)
+    numpy_out = convert(x)
+    torch_out = convert(torch.from_numpy(x))
+    assert isinstance(numpy_out, np.ndarray) and numpy_out.dtype == np.float64
+    assert isinstance(torch_out, torch.Tensor) and torch_out.dtype == torch.float64
+    np.testing.assert_allclose(torch_out.numpy(), numpy_out, atol=1e-12)
+    # the torch names in cryofield.so3 are the same functions
+    renamed = {"relion_euler_to_matrix": "euler_to_matrix", "matrix_to_relion_euler": "matrix_to_euler"}
+    torch_name = renamed.get(name, name)
+    assert getattr(so3, torch_name) is convert
+    # float32 tensors stay float32 and differentiable
+    t = torch.from_numpy(x).float().requires_grad_()
+    out = convert(t)
+    assert out.dtype == torch.float32
+    out.sum().backward()
+    assert torch.isfinite(t.grad).all()

@@ -29,11 +29,16 @@ Contrast
     Stored particle images carry the microscope's sign, ``X = -(CTF * P)`` for a
     positive density ``P``.
 
-The numpy functions here convert between those external conventions and ``R``; the
-torch versions used in batched code live in :mod:`cryofield.so3`.
+Each conversion is written once, for numpy arrays and torch tensors alike: a numpy input
+is computed in float64 and returns numpy; a torch tensor keeps its dtype, device and
+autograd graph. This module never imports torch; it uses the torch module that made the
+tensor. :mod:`cryofield.so3` re-exports the same functions under its own names.
 """
 
 from __future__ import annotations
+
+import sys
+from types import ModuleType
 
 import numpy as np
 
@@ -51,83 +56,150 @@ CTF_COLUMNS: tuple[str, ...] = (
 )
 
 
-def relion_euler_to_matrix(euler_deg: np.ndarray) -> np.ndarray:
+def _namespace(x) -> tuple[ModuleType, object]:
+    """``(xp, x)``: torch and the tensor for a torch tensor, else numpy and ``x`` as a float64 array."""
+    if type(x).__module__.split(".")[0] == "torch":
+        return sys.modules["torch"], x
+    return np, np.asarray(x, dtype=np.float64)
+
+
+def _norm(x):
+    """Euclidean norm over the last axis, kept as an axis of length 1."""
+    if isinstance(x, np.ndarray):
+        return np.linalg.norm(x, axis=-1, keepdims=True)
+    return x.norm(dim=-1, keepdim=True)
+
+
+def relion_euler_to_matrix(euler_deg):
     """Rotation matrices from RELION Euler angles.
 
     Parameters
     ----------
-    euler_deg : ndarray, shape (..., 3)
+    euler_deg : ndarray or Tensor, shape (..., 3)
         ``(rot, tilt, psi)`` in degrees (``_rlnAngleRot``, ``_rlnAngleTilt``,
         ``_rlnAnglePsi``), ZYZ.
 
     Returns
     -------
-    ndarray, shape (..., 3, 3), float64
+    ndarray (float64) or Tensor (the input's dtype), shape (..., 3, 3)
         ``R`` mapping the volume frame to the image frame (RELION's matrix ``A``).
     """
-    a, b, g = np.moveaxis(np.deg2rad(np.asarray(euler_deg, dtype=np.float64)), -1, 0)
-    ca, sa, cb, sb, cg, sg = np.cos(a), np.sin(a), np.cos(b), np.sin(b), np.cos(g), np.sin(g)
+    xp, euler = _namespace(euler_deg)
+    radians = xp.deg2rad(euler)
+    a, b, g = radians[..., 0], radians[..., 1], radians[..., 2]
+    ca, sa, cb, sb, cg, sg = xp.cos(a), xp.sin(a), xp.cos(b), xp.sin(b), xp.cos(g), xp.sin(g)
     rows = [
-        [cg * cb * ca - sg * sa, cg * cb * sa + sg * ca, -cg * sb],
-        [-sg * cb * ca - cg * sa, -sg * cb * sa + cg * ca, sg * sb],
-        [sb * ca, sb * sa, cb],
+        xp.stack([cg * cb * ca - sg * sa, cg * cb * sa + sg * ca, -cg * sb], -1),
+        xp.stack([-sg * cb * ca - cg * sa, -sg * cb * sa + cg * ca, sg * sb], -1),
+        xp.stack([sb * ca, sb * sa, cb], -1),
     ]
-    return np.stack([np.stack(r, axis=-1) for r in rows], axis=-2)
+    return xp.stack(rows, -2)
 
 
-def matrix_to_relion_euler(rot: np.ndarray) -> np.ndarray:
+def matrix_to_relion_euler(rot):
     """RELION Euler angles from rotation matrices; the inverse of :func:`relion_euler_to_matrix`.
 
     Parameters
     ----------
-    rot : ndarray, shape (..., 3, 3)
+    rot : ndarray or Tensor, shape (..., 3, 3)
         Rotation matrices ``R``.
 
     Returns
     -------
-    ndarray, shape (..., 3), float64
+    ndarray (float64) or Tensor, shape (..., 3)
         ``(rot, tilt, psi)`` in degrees, ``tilt`` in ``[0, 180]``. At the gimbal poles
         (``tilt`` 0 or 180) ``rot`` is set to 0 and the whole in-plane angle goes to ``psi``.
     """
-    r = np.asarray(rot, dtype=np.float64)
-    tilt = np.arccos(np.clip(r[..., 2, 2], -1.0, 1.0))
-    sin_tilt = np.sqrt(r[..., 2, 0] ** 2 + r[..., 2, 1] ** 2)
-    regular = sin_tilt > 1e-6
-    rot_angle = np.where(regular, np.arctan2(r[..., 2, 1], r[..., 2, 0]), 0.0)
-    psi = np.where(
-        regular,
-        np.arctan2(r[..., 1, 2], -r[..., 0, 2]),
-        # tilt ~ 0: R ~ Rz(rot + psi); tilt ~ 180: R ~ diag(-1, 1, -1) Rz(rot - psi)
-        np.where(r[..., 2, 2] > 0, np.arctan2(r[..., 0, 1], r[..., 0, 0]),
-                 np.arctan2(r[..., 0, 1], -r[..., 0, 0])),
-    )
-    return np.rad2deg(np.stack([rot_angle, tilt, psi], axis=-1))
+    xp, r = _namespace(rot)
+    tilt = xp.arccos(xp.clip(r[..., 2, 2], -1.0, 1.0))
+    regular = xp.hypot(r[..., 2, 0], r[..., 2, 1]) > 1e-6
+    rot_angle = xp.where(regular, xp.arctan2(r[..., 2, 1], r[..., 2, 0]), 0.0)
+    # tilt ~ 0: R ~ Rz(rot + psi); tilt ~ 180: R ~ diag(-1, 1, -1) Rz(rot - psi)
+    pole = xp.where(r[..., 2, 2] > 0, xp.arctan2(r[..., 0, 1], r[..., 0, 0]), xp.arctan2(r[..., 0, 1], -r[..., 0, 0]))
+    psi = xp.where(regular, xp.arctan2(r[..., 1, 2], -r[..., 0, 2]), pole)
+    return xp.rad2deg(xp.stack([rot_angle, tilt, psi], -1))
 
 
-def rotvec_to_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """Rotation matrices from rotation vectors (axis times angle in radians), Rodrigues' formula.
+def quaternion_to_matrix(q):
+    """Rotation matrices from quaternions ``(w, x, y, z)`` (normalised here), (..., 4) -> (..., 3, 3).
+
+    ``q`` stands for the active rotation ``R`` of :func:`rotvec_to_matrix`.
+    """
+    xp, q = _namespace(q)
+    q = q / _norm(q)
+    w, x, y, z = q[..., 0], q[..., 1], q[..., 2], q[..., 3]
+    rows = [
+        xp.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+        xp.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+        xp.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1),
+    ]
+    return xp.stack(rows, -2)
+
+
+def matrix_to_quaternion(rot):
+    """Quaternions ``(w, x, y, z)``, ``w >= 0``, from rotation matrices, (..., 3, 3) -> (..., 4).
+
+    Uses the largest of the four diagonal combinations (Shepperd's method), so it is
+    accurate at every angle, 180 degrees included.
+    """
+    xp, m = _namespace(rot)
+    trace = m[..., 0, 0] + m[..., 1, 1] + m[..., 2, 2]
+    # row i is 4 q_i q; the largest q_i^2 (the diagonal) gives the best-conditioned row
+    candidates = [
+        xp.stack([1 + trace, m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
+                  m[..., 1, 0] - m[..., 0, 1]], -1),
+        xp.stack([m[..., 2, 1] - m[..., 1, 2], 1 + 2 * m[..., 0, 0] - trace, m[..., 0, 1] + m[..., 1, 0],
+                  m[..., 0, 2] + m[..., 2, 0]], -1),
+        xp.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 0, 1] + m[..., 1, 0], 1 + 2 * m[..., 1, 1] - trace,
+                  m[..., 1, 2] + m[..., 2, 1]], -1),
+        xp.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0], m[..., 1, 2] + m[..., 2, 1],
+                  1 + 2 * m[..., 2, 2] - trace], -1),
+    ]
+    best = xp.stack([c[..., i] for i, c in enumerate(candidates)], -1).argmax(-1)[..., None]
+    q = candidates[3]
+    for i in (2, 1, 0):
+        q = xp.where(best == i, candidates[i], q)
+    q = q / _norm(q)
+    return xp.where(q[..., :1] < 0, -q, q)
+
+
+def rotvec_to_matrix(rotvec):
+    """Rotation matrices from rotation vectors (axis times angle in radians).
 
     Parameters
     ----------
-    rotvec : ndarray, shape (..., 3)
+    rotvec : ndarray or Tensor, shape (..., 3)
 
     Returns
     -------
-    ndarray, shape (..., 3, 3), float64
-        ``exp([v]_x)``, the active rotation about ``v / |v|`` by ``|v|`` radians.
+    ndarray (float64) or Tensor, shape (..., 3, 3)
+        ``exp([v]_x)``, the active rotation about ``v / |v|`` by ``|v|`` radians, through the
+        quaternion ``(cos(|v|/2), sin(|v|/2) v / |v|)`` (exact at small angles).
     """
-    v = np.asarray(rotvec, dtype=np.float64)
-    theta = np.linalg.norm(v, axis=-1)[..., None, None]
-    k = np.zeros(v.shape[:-1] + (3, 3))
-    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
-    k = k - np.swapaxes(k, -1, -2)
-    small = theta < 1e-8
-    safe = np.where(small, 1.0, theta)
-    a = np.where(small, 1.0 - theta**2 / 6.0, np.sin(safe) / safe)
-    b = np.where(small, 0.5 - theta**2 / 24.0, (1.0 - np.cos(safe)) / safe**2)
-    return np.eye(3) + a * k + b * (k @ k)
+    xp, v = _namespace(rotvec)
+    angle = _norm(v)
+    half = angle / 2
+    # sin(half) / angle, with its limit 1/2 at 0
+    scale = xp.where(angle > 1e-8, xp.sin(half) / xp.where(angle > 1e-8, angle, 1.0), 0.5 - angle**2 / 48)
+    return quaternion_to_matrix(xp.concatenate([xp.cos(half), v * scale], -1))
 
 
-def cryosparc_pose_to_matrix(pose: np.ndarray) -> np.ndarray:
-    """``R`` from cryoSPARC's ``alignments3D/pose`` rotation vectors, shape (..., 3) -> (..., 3, 3)."""
-    return np.swapaxes(rotvec_to_matrix(pose), -1, -2)
+def matrix_to_rotvec(rot):
+    """Rotation vectors (axis times angle in ``[0, pi]``, radians) from matrices, (..., 3, 3) -> (..., 3)."""
+    xp, _ = _namespace(rot)
+    q = matrix_to_quaternion(rot)
+    sin_half = _norm(q[..., 1:])
+    angle = 2 * xp.arctan2(sin_half, q[..., :1])
+    scale = xp.where(sin_half > 1e-12, angle / xp.where(sin_half > 1e-12, sin_half, 1.0), 2.0 + 0 * angle)
+    return q[..., 1:] * scale
+
+
+def cryosparc_pose_to_matrix(pose):
+    """``R`` from cryoSPARC's ``alignments3D/pose`` rotation vectors, (..., 3) -> (..., 3, 3): ``exp([v]_x)^T``."""
+    return rotvec_to_matrix(pose).swapaxes(-1, -2)
+
+
+def matrix_to_cryosparc_pose(rot):
+    """CryoSPARC ``alignments3D/pose`` rotation vectors from ``R``, (..., 3, 3) -> (..., 3)."""
+    _, r = _namespace(rot)
+    return matrix_to_rotvec(r.swapaxes(-1, -2))
