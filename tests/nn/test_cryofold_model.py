@@ -104,8 +104,8 @@ def test_projection_equals_the_slice_of_the_transform(closed):
     """The separable 2D evaluation gives the 3D transform's central slices, for latents too."""
     from cryofield.fourier import lattice
     from cryofield.imaging import half_lattice_mask
+    from cryofield.imaging import slice_frequencies as slice_coords
     from cryofield.so3 import random_rotations
-    from cryofield.train.loop import slice_coords
 
     coarse = coarse_grain(closed)
     box = 32
@@ -120,5 +120,5 @@ def test_projection_equals_the_slice_of_the_transform(closed):
         for pixels in (coords, lattice(box, 2, normalized=False).reshape(-1, 2)):  # half lattice, and all (kx < 0)
             with torch.no_grad():
                 direct = model(slice_coords(pixels, rotations, box), z)
-                projected = model.project(pixels, rotations, z)
+                projected = model.central_slices(pixels, rotations, z)
             assert torch.allclose(projected, direct, rtol=1e-3, atol=1e-3 * direct.abs().max())

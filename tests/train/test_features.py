@@ -12,11 +12,11 @@ import torch
 from cryofield.cli.main import main
 from cryofield.data import LazyParticles, PreparedParticles, epoch_plan, prepare_particles
 from cryofield.imaging import half_lattice_mask
+from cryofield.imaging import slice_frequencies as slice_coords
 from cryofield.io import read_map, read_particles
 from cryofield.nn import PoseCorrections, VolumeDecoder, make_encoding
 from cryofield.simulate.toy import make_toy_dataset
-from cryofield.train import Models, TrainConfig
-from cryofield.train.loop import slice_coords, step_loss
+from cryofield.train import Models, TrainConfig, step_loss
 
 SMALL = ["--enc-dim", "32", "--dec-dim", "32", "--enc-layers", "1", "--dec-layers", "1", "-b", "16"]
 NN_SMALL = ["--dec-dim", "32", "--dec-layers", "1", "-b", "16"]

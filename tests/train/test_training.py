@@ -117,19 +117,15 @@ def test_eval_images_and_evaluate(toy, tmp_path, capsys):
 
 
 def test_refined_latents_lower_each_images_objective(toy, tmp_path, capsys):
-    import argparse
 
-    from cryofield.cli._train import prepare_data
     from cryofield.io import read_particles
-    from cryofield.train import TrainConfig, image_losses, load_models, posterior_means, refine_latents
+    from cryofield.train import TrainConfig, image_losses, load_models, posterior_means, prepare, refine_latents
     from cryofield.train.latents import _objective
-    from cryofield.train.loop import _to
 
     out = tmp_path / "vae"
     assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "2", "-n", "2"] + SMALL) == 0
     config = TrainConfig.load(out / "config.json")
-    source = argparse.Namespace(tilt=None, uninvert_data=False, window_r=config.window_r, lazy=False)
-    data = prepare_data(source, read_particles(toy), vae=True, scale=config.data_scale)
+    data = prepare(config, read_particles(toy), scale=config.data_scale)
     _, models = load_models(out, config.box, data.n_pixels)
     before = [p.detach().clone() for p in models.parameters()]
     mu = posterior_means(models, data)
@@ -138,13 +134,13 @@ def test_refined_latents_lower_each_images_objective(toy, tmp_path, capsys):
     assert refined.shape == (120, 2) and np.isfinite(refined).all() and not np.allclose(refined, mu)
     for p, q in zip(models.parameters(), before):
         assert p.requires_grad and torch.equal(p.detach(), q)  # weights untouched, training state restored
-    fit = _to(data, torch.device("cpu")).band_limited(8)
+    fit = data.to(torch.device("cpu")).band_limited(8)
     with torch.no_grad():
         at_mu = _objective(models, fit, torch.from_numpy(mu), config.kl_weight)
         at_refined = _objective(models, fit, torch.from_numpy(refined), config.kl_weight)
     assert (at_refined <= at_mu + 1e-6).float().mean() > 0.9 and at_refined.mean() < at_mu.mean()
     with torch.no_grad():  # without the prior and the band limit, the objective is the training loss per image
-        whole = _objective(models, _to(data, torch.device("cpu")).band_limited(None), torch.from_numpy(mu), 0.0)
+        whole = _objective(models, data.to(torch.device("cpu")).band_limited(None), torch.from_numpy(mu), 0.0)
     np.testing.assert_allclose(whole.numpy(), image_losses(models, data, mu), rtol=1e-5)
 
     # the command line: eval-images --refine-z, then evaluate --z scores those latents

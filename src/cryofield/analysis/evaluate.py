@@ -10,7 +10,7 @@ import torch
 
 from cryofield.errors import InputError
 from cryofield.imaging import half_lattice_mask, render_volume
-from cryofield.io import load_legacy_pickle, read_map
+from cryofield.io import WorkDir, load_legacy_pickle, read_map
 from cryofield.metrics import (
     adjusted_rand_index,
     evaluation_images,
@@ -67,18 +67,18 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
         ``pose_error`` against the true poses (:func:`cryofield.metrics.pose_error`, in the
         truth's frame).
     """
-    workdir, truth_dir = Path(workdir), Path(truth_dir)
-    for need in (workdir / "config.json", workdir / "checkpoints/last.pt", truth_dir / "truth.npz"):
+    run, truth_dir = WorkDir(workdir), Path(truth_dir)
+    for need in (run.config, run.last_checkpoint, truth_dir / "truth.npz"):
         if not need.is_file():
             raise InputError(need, "not found")
-    config = TrainConfig.load(workdir / "config.json")
+    config = TrainConfig.load(run)
     truth = np.load(truth_dir / "truth.npz")
     rows = _indices(config, len(truth["state"]))
     states, coordinates = truth["state"][rows], truth["coordinates"][rows]
-    _, models = load_models(workdir, config.box, int(half_lattice_mask(config.box).sum()))
+    _, models = load_models(run, config.box, int(half_lattice_mask(config.box).sum()))
     z = None
     if config.zdim:
-        z_file = Path(latents) if latents is not None else workdir / "z.npy"
+        z_file = Path(latents) if latents is not None else run.latents
         if not z_file.is_file():
             raise InputError(z_file, "not found" + ("" if latents is not None else ": the run did not finish"))
         z = np.load(z_file)
@@ -108,7 +108,7 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
             predicted, target = cache[key], truth_map(int(states[i]))
             pairs.append((predicted, target))
             nmse.append(_fit_nmse(predicted, target))
-    scores = {"workdir": str(workdir), "zdim": config.zdim, "images_scored": len(picks),
+    scores = {"workdir": str(run.root), "zdim": config.zdim, "images_scored": len(picks),
               "per_image_fsc": per_image_fsc(pairs), "nmse": float(np.mean(nmse))}
     if config.zdim == 0:
         freqs, curve = fsc(pairs[0][0], pairs[0][1])
@@ -120,8 +120,8 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
 
             labels = KMeans(n_clusters=n_states, n_init=10, random_state=seed).fit_predict(z)
             scores["ari"] = adjusted_rand_index(labels, states)
-    if (workdir / "poses.npz").is_file() and "rotations" in truth:
-        poses = np.load(workdir / "poses.npz")
-        scores["pose_error"] = pose_error(poses["rotations"], truth["rotations"][rows], poses["shifts_px"],
+    refined = run.read_refined_poses()
+    if refined is not None and "rotations" in truth:
+        scores["pose_error"] = pose_error(refined[0], truth["rotations"][rows], refined[1],
                                           truth["shifts_px"][rows], align=False)
     return scores

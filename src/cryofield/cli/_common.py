@@ -1,4 +1,4 @@
-"""What the commands share: input arguments, output checks, progress bars, index files."""
+"""What the commands share: input arguments, output checks, progress bars."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cryofield.errors import InputError
-from cryofield.io import ParticleTable, export_stack, load_legacy_pickle, read_particles
+from cryofield.io import ParticleTable, export_stack, read_particles
 
 
 def command_parser(subparsers, name: str, summary: str, examples: str) -> argparse.ArgumentParser:
@@ -77,72 +77,6 @@ def progress_bar(total: int, description: str, unit: str = "img") -> tqdm:
     """A progress bar on stderr with ETA and throughput (``unit`` per second; images by default)."""
     return tqdm(total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr,
                 dynamic_ncols=True, smoothing=0.1, disable=None)
-
-
-class EpochBars:
-    """One progress bar at a time for a trainer: a fresh bar for each ``(epoch, stage)`` it reports.
-
-    Parameters
-    ----------
-    total : int
-        Images per epoch.
-    label : callable
-        ``label(epoch, stage)``, the bar's description.
-    """
-
-    def __init__(self, total: int, label):
-        self.total, self.label = total, label
-        self.key, self.bar = None, None
-
-    def __call__(self, done: int, epoch: int, stage: str = "") -> None:
-        """Report ``done`` images of ``epoch`` (``stage`` of it)."""
-        if (epoch, stage) != self.key:
-            self.close()
-            self.key, self.bar = (epoch, stage), progress_bar(self.total, self.label(epoch, stage))
-        self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        """Close the current bar (before printing a line)."""
-        if self.bar is not None:
-            self.bar.close()
-        self.key, self.bar = None, None
-
-
-def read_indices(path: Path, n: int) -> np.ndarray:
-    """Particle indices from ``.npy``, ``.txt`` (whitespace-separated) or a cryoDRGN ``.pkl``.
-
-    Returns sorted unique 0-based indices; raises ``InputError`` for values that are not
-    integers or fall outside ``[0, n)``.
-    """
-    ext = path.suffix.lower()
-    if not path.is_file():
-        raise InputError(path, "file not found")
-    try:
-        if ext == ".npy":
-            values = np.load(path, allow_pickle=False)
-        elif ext == ".pkl":
-            values = np.asarray(load_legacy_pickle(path))
-        elif ext in (".txt", ".csv", ".ind"):
-            values = np.loadtxt(path, dtype=np.float64, ndmin=1, delimiter="," if ext == ".csv" else None)
-        else:
-            raise InputError(path, "index file must be .npy, .txt or .pkl")
-    except ValueError as exc:
-        raise InputError(path, f"not a list of particle indices ({exc})") from None
-    values = np.asarray(values).ravel()
-    if values.dtype == bool:
-        if len(values) != n:
-            raise InputError(path, f"boolean mask of {len(values)} values for {n} particles")
-        return np.flatnonzero(values)
-    if values.size and not np.all(np.equal(np.mod(values, 1), 0)):
-        bad = int(np.flatnonzero(np.mod(values, 1))[0])
-        raise InputError(path, f"entry {bad + 1} ({values[bad]}) is not an integer index")
-    values = values.astype(np.int64)
-    outside = (values < 0) | (values >= n)
-    if outside.any():
-        bad = int(np.flatnonzero(outside)[0])
-        raise InputError(path, f"entry {bad + 1}: index {values[bad]} is outside 0..{n - 1} "
-                               f"({n} particles)")
-    return np.unique(values)
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import progress_bar, read_indices
+from cryofield.cli._common import progress_bar
 from cryofield.errors import InputError
+from cryofield.io import WorkDir, read_indices
 
 
 def add_path_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,17 +24,12 @@ def load_run_latents(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """``(z, rows)``: the run's latents (N, zdim) and the input-file row of each (N,)."""
     from cryofield.train import TrainConfig
 
-    if not (args.workdir / "config.json").is_file():
-        raise InputError(args.workdir, "not a trained work directory (config.json)")
-    config = TrainConfig.load(args.workdir / "config.json")
+    workdir = WorkDir(args.workdir).require_config()
+    config = TrainConfig.load(workdir)
     if not config.zdim:
         raise InputError(args.workdir, "a train-nn run has no latents")
-    z_file = args.z or args.workdir / "z.npy"
-    if not z_file.is_file():
-        raise InputError(z_file, "not found" + ("" if args.z else ": the run did not finish"))
-    z = np.load(z_file)
-    if z.ndim != 2 or z.shape[1] != config.zdim or not np.isfinite(z).all():
-        raise InputError(z_file, f"latents of shape {z.shape}: need finite (N, {config.zdim})")
+    z = workdir.read_latents(config.zdim, args.z)
+    z_file = args.z or workdir.latents
     rows = read_indices(Path(config.ind), np.iinfo(np.int64).max) if config.ind else np.arange(len(z))
     if len(rows) != len(z):
         raise InputError(z_file, f"{len(z)} latents for the run's {len(rows)} particles")

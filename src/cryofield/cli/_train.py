@@ -1,16 +1,19 @@
-"""What ``train-nn`` and ``train-vae`` share: options, data preparation, the run."""
+"""What the trainers share (``train-nn``, ``train-vae``, ``abinit``, ``train-cryofold``): options, and the run.
+
+Each trainer's options are its config's settings by name (a few renamed, e.g. ``IN`` is
+``particles``); :func:`config_values` reads the config (and, for ``--resume``, the changes
+asked for) from them, and :func:`run_trainer` calls :func:`cryofield.train.run` or
+:func:`cryofield.train.resume` with progress bars and prints what was written.
+"""
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import platform
+import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
-from cryofield.cli._common import EpochBars, add_input_arguments, load_table, progress_bar, read_indices
-from cryofield.errors import InputError
+from cryofield.cli._common import add_input_arguments, progress_bar
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
@@ -49,7 +52,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
                      help="continue a run in OUTDIR from its last checkpoint, with the run's own settings "
                           "(only -n, --checkpoint, --device, --compile and --no-cuda-graph may change)")
     run.add_argument("--seed", type=int, default=0)
-    parser.set_defaults(option_defaults={name: parser.get_default(name) for name in _RUN_SETTINGS})
+    remember_defaults(parser)
 
 
 def add_step_arguments(group, amp_help: str = "full fp32 instead of bf16/fp16 mixed precision") -> None:
@@ -89,160 +92,135 @@ def add_residual_argument(group) -> None:
                             "(default); pre = h + relu(W h + b), cryofield's before 2026-11-27")
 
 
-# options that define a run: ``--resume`` takes them from the run's config.json
-_RUN_SETTINGS = ("poses", "ctf", "datadir", "ind", "apix", "zdim", "enc_dim", "enc_layers", "dec_dim", "dec_layers",
-                 "domain", "residual", "pe_type", "pe_dim", "feat_sigma", "batch_size", "lr", "beta", "uninvert_data",
-                 "window_r", "no_amp", "seed", "lazy", "buffer_size", "tilt", "tilt_deg", "refine_poses", "pose_lr")
-_PATH_SETTINGS = ("poses", "ctf", "datadir", "ind", "tilt")
+def remember_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Keep every option's default in ``args.defaults`` (``--resume`` passes on only the options given)."""
+    parser.set_defaults(defaults={action.dest: parser.get_default(action.dest) for action in parser._actions})
+    return parser
 
 
-def _resume_settings(args: argparse.Namespace) -> None:
-    """Set the options that define a run to the values saved in ``OUTDIR/config.json``.
+def _plain(value):
+    """A command-line value as a config holds it (paths as strings, tuples as lists)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
-    An option given on the command line with another value than the run's is an error
-    (the checkpoint would not fit it, or the run would not continue exactly).
+
+def config_values(args: argparse.Namespace, config_class: type, renames: dict[str, str] | None = None,
+                  **fixed) -> tuple[dict, dict]:
+    """A config's settings from the command line, and those given with other values than the defaults.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        Parsed by a parser passed through :func:`remember_defaults`.
+    config_class : type
+        The method's config dataclass; a setting is the option of the same name, or of the
+        name ``renames`` maps it to.
+    **fixed
+        Settings that do not come from an option (e.g. ``zdim=0`` for ``train-nn``).
+
+    Returns
+    -------
+    (dict, dict)
+        Every setting found; and the changes a resumed run is asked for (the particles'
+        path included, for their checksum).
     """
-    from cryofield.train import TrainConfig
-
-    saved = TrainConfig.load(args.outdir / "config.json")
-    values = {**{name: getattr(saved, name) for name in _RUN_SETTINGS if name != "no_amp"}, "no_amp": not saved.amp}
-    for name, value in values.items():
-        if not hasattr(args, name):
-            continue  # train-nn has no encoder options
-        given = getattr(args, name)
-        if isinstance(given, Path):
-            given = str(given) if value is None or Path(value).resolve() != given.resolve() else value
-        if given != value and given != args.option_defaults[name]:
-            flag = "--" + name.replace("_", "-")
-            raise InputError(args.outdir / "config.json", f"--resume continues the run with its own settings: "
-                                                          f"{flag} {given} differs from the run's {value}")
-        setattr(args, name, Path(value) if name in _PATH_SETTINGS and value is not None else value)
-    digest = saved.versions.get("inputs_sha256", {}).get(saved.particles)
-    if digest is not None and _digest(args.input) != digest:
-        raise InputError(args.input, f"--resume: not the particles the run was trained on ({saved.particles})")
-
-
-def _digest(path: Path | None) -> str | None:
-    if path is None or not Path(path).is_file():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _tilt_table(args: argparse.Namespace, table):
-    """The tilted partners' table (CTF from the untilted particles where it has none) and their poses."""
-    from cryofield.so3 import rotation_about_x
-
-    tilt = tilt_partners(args, table)
-    if tilt.rotations_or_none is not None:
-        return tilt, tilt.rotations, tilt.shifts_px
-    # a stage tilt rotates the specimen in the microscope's frame: R_tilt = Rx(tilt) R
-    return tilt, rotation_about_x(args.tilt_deg).numpy() @ table.rotations, table.shifts_px
-
-
-def tilt_partners(args: argparse.Namespace, table):
-    """The table of ``args.tilt``, checked to pair up with ``table`` (its CTF where the partners have none)."""
-    from dataclasses import replace
-
-    tilt = load_table(argparse.Namespace(input=args.tilt, datadir=args.datadir, poses=None, ctf=None, apix=args.apix))
-    if args.ind is not None:
-        tilt = tilt.subset(read_indices(args.ind, tilt.n))
-    if tilt.n != table.n:
-        raise InputError(args.tilt, f"{tilt.n} tilted images for {table.n} particles; they must pair up in order")
-    if tilt.box_size != table.box_size:
-        raise InputError(args.tilt, f"tilted images are {tilt.box_size} px, the particles {table.box_size} px")
-    if tilt.ctf is None and table.ctf is not None:
-        tilt = replace(tilt, ctf=table.ctf)
-    return tilt
-
-
-def prepare_data(args: argparse.Namespace, table, vae: bool, scale: float | None = None):
-    """In-memory or lazy training data, tilted partners attached (``scale``: a trained model's)."""
-    from cryofield.data import LazyParticles, prepare_particles
-
-    tilt = _tilt_table(args, table) if vae and args.tilt is not None else None
-    invert, window_r = not args.uninvert_data, args.window_r
-    if args.lazy:
-        tilted = None if tilt is None else LazyParticles(tilt[0], invert=invert, window_r=window_r, scale=1.0,
-                                                         rotations=tilt[1], shifts_px=tilt[2])
-        return LazyParticles(table, invert=invert, window_r=window_r, scale=scale, tilted=tilted)
-    with progress_bar(table.n * (2 if tilt else 1), "prepare") as bar:
-        data = prepare_particles(table, invert=invert, window_r=window_r, scale=scale, progress=bar.update)
-        if tilt is not None:
-            data.tilted = prepare_particles(tilt[0], invert=invert, window_r=window_r, scale=data.scale,
-                                            rotations=tilt[1], shifts_px=tilt[2], progress=bar.update)
-    return data
+    renames = {"particles": "input", **(renames or {})}
+    values, changes = {}, {}
+    for f in dataclasses.fields(config_class):
+        option = renames.get(f.name, f.name)
+        if f.name == "amp":
+            values["amp"], default = not args.no_amp, not args.defaults["no_amp"]
+        elif f.name in fixed:
+            values[f.name], default = fixed[f.name], fixed[f.name]
+        elif hasattr(args, option):
+            values[f.name], default = _plain(getattr(args, option)), _plain(args.defaults.get(option))
+        else:
+            continue
+        if values[f.name] != default:
+            changes[f.name] = values[f.name]
+    changes.pop("outdir", None)
+    changes["particles"] = values["particles"]
+    return values, changes
 
 
 def run_training(args: argparse.Namespace, vae: bool) -> None:
-    """Prepare the data, save the resolved config, train, and write the results (rank 0 under torchrun)."""
-    import torch
+    """``train-nn`` (``vae`` False) and ``train-vae``."""
+    from cryofield.train import TrainConfig
 
-    from cryofield import __version__
-    from cryofield.imaging import render_volume
-    from cryofield.io import write_map
-    from cryofield.train import TrainConfig, init_runtime, posterior_means, train
+    values, changes = config_values(args, TrainConfig, **({} if vae else {"zdim": 0}))
 
-    outdir: Path = args.outdir
-    if args.resume:
-        if not (outdir / "checkpoints/last.pt").is_file() or not (outdir / "config.json").is_file():
-            raise InputError(outdir, "no checkpoint to resume from")
-        _resume_settings(args)
-    runtime = init_runtime(args.device)
-    if args.refine_poses and runtime.world_size > 1:
-        raise InputError(outdir, "--refine-poses runs in a single process, not under torchrun")
-    table = load_table(args)
-    if args.ind is not None:
-        table = table.subset(read_indices(args.ind, table.n))
-    table.rotations  # noqa: B018  (a clear error when there are no poses)
-    table = table.without_source_rows()  # training never exports
-    data = prepare_data(args, table, vae)
-    tilt = getattr(args, "tilt", None)
-    config = TrainConfig(
-        particles=str(args.input), outdir=str(outdir), poses=args.poses and str(args.poses),
-        ctf=args.ctf and str(args.ctf), datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind),
-        apix=args.apix, zdim=args.zdim if vae else 0, enc_dim=getattr(args, "enc_dim", 256),
-        enc_layers=getattr(args, "enc_layers", 3), dec_dim=args.dec_dim, dec_layers=args.dec_layers,
-        domain=args.domain, residual=args.residual, pe_type=args.pe_type,
-        pe_dim=args.pe_dim, feat_sigma=args.feat_sigma, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, beta=getattr(args, "beta", None), uninvert_data=args.uninvert_data,
-        window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
-        device=str(runtime.device), compile_mode=args.compile_mode, cuda_graph=args.cuda_graph, lazy=args.lazy,
-        buffer_size=args.buffer_size,
-        tilt=tilt and str(tilt),
-        tilt_deg=getattr(args, "tilt_deg", 45.0), refine_poses=args.refine_poses, pose_lr=args.pose_lr,
-        world_size=runtime.world_size, box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
-        versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                  "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.poses, args.ctf, tilt) if p}})
-    if runtime.is_main:
-        outdir.mkdir(parents=True, exist_ok=True)
-        config.save(outdir / "config.json")
-    progress = EpochBars(len(data), lambda epoch, _: f"epoch {epoch + 1}/{config.epochs}")
+    def describe(record: dict) -> str:
+        return (f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
+                + f", {record['images_per_second']:.0f} images/s")
 
-    def log(record: dict) -> None:
-        progress.close()
-        print(f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
-              + f", {record['images_per_second']:.0f} images/s")
+    run_trainer(args, None if args.resume else TrainConfig(**values), changes, describe)
 
-    models = train(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log)
-    progress.close()
-    if not runtime.is_main:
-        return
-    if models.poses is not None:
-        d_rotation, d_shift = (t.cpu().double().numpy() for t in models.poses.all())
-        rotations, shifts = table.rotations @ d_rotation, table.shifts_px + d_shift
-        np.savez(outdir / "poses.npz", rotations=rotations, shifts_px=shifts)
-        angles = np.degrees(np.linalg.norm(models.poses.rotvec.weight.detach().cpu().numpy(), axis=1))
-        print(f"wrote {outdir}/poses.npz (refined rotations and shifts; median correction {np.median(angles):.2f} deg, "
-              f"{np.median(np.linalg.norm(d_shift, axis=1)):.2f} px)")
-    if vae:
-        np.save(outdir / "z.npy", posterior_means(models, data))
-        print(f"wrote {outdir}/z.npy (posterior means, {len(data)} x {config.zdim}) and checkpoints")
-    else:
-        with torch.no_grad():
-            volume = render_volume(models.decoder.cpu(), data.box) * data.scale
-        write_map(outdir / "volume.mrc", volume.numpy(), data.pixel_size_angstrom)
-        print(f"wrote {outdir}/volume.mrc ({data.box}^3, {data.pixel_size_angstrom:.4f} A/px) and checkpoints")
+
+def run_trainer(args: argparse.Namespace, config, changes: dict, describe: Callable[[dict], str],
+                label: Callable[[int, str, int], str] | None = None,
+                poses_found: Callable[[int, object], None] | None = None) -> None:
+    """Run (or with ``--resume``, continue) a trainer with progress bars; print each epoch and what was written.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``outdir`` and ``resume``.
+    config : TrainConfig
+        The new run's config (ignored with ``--resume``).
+    changes : dict
+        What ``--resume`` is asked to change (:func:`config_values`).
+    describe : callable
+        ``describe(record)``: the line printed after each epoch.
+    label : callable, optional
+        ``label(epoch, stage, epochs)``: a progress bar's title (default ``epoch E/N``).
+    poses_found : callable, optional
+        Ab initio's ``poses_found(epoch, poses)`` after each search.
+    """
+    from cryofield.train import Callbacks, resume, run
+
+    label = label or (lambda epoch, stage, n: f"epoch {epoch + 1}/{n}")
+    bars = _Bars(label)
+
+    def epoch_end(record: dict) -> None:
+        bars.close()
+        print(describe(record))
+
+    callbacks = Callbacks(reading=bars.reading, start=bars.start, progress=bars.progress, epoch_end=epoch_end,
+                          poses_found=poses_found)
+    try:
+        result = (resume(args.outdir, changes, callbacks=callbacks) if args.resume
+                  else run(config, callbacks=callbacks))
+    finally:
+        bars.close()
+    print("\n".join(f"wrote {path} ({what})" for path, what in result.written))
+
+
+class _Bars:
+    """The progress bars of a run: one while the images are prepared, then one per epoch and stage."""
+
+    def __init__(self, label: Callable[[int, str, int], str]):
+        self.label, self.epochs, self.bar, self.key = label, 0, None, None
+
+    def start(self, config) -> None:
+        self.close()
+        self.epochs = config.epochs
+
+    def reading(self, done: int, total: int) -> None:
+        self._show(("prepare",), total, "prepare", done)
+
+    def progress(self, done: int, total: int, epoch: int, stage: str) -> None:
+        self._show((epoch, stage), total, self.label(epoch, stage, self.epochs), done)
+
+    def _show(self, key: tuple, total: int, title: str, done: int) -> None:
+        if key != self.key:
+            self.close()
+            self.key, self.bar = key, progress_bar(total, title)
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.key, self.bar = None, None

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import platform
-import shutil
-from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-
-from cryofield.cli._common import EpochBars, add_input_arguments, load_table, progress_bar, read_indices
-from cryofield.cli._train import add_decoder_arguments, add_step_arguments
-from cryofield.errors import InputError
+from cryofield.cli._common import add_input_arguments
+from cryofield.cli._train import (
+    add_decoder_arguments,
+    add_step_arguments,
+    config_values,
+    remember_defaults,
+    run_trainer,
+)
+from cryofield.io import WorkDir
 
 NAME = "abinit"
 
@@ -93,130 +94,29 @@ def add_parser(subparsers):
     run.add_argument("--resume", action="store_true",
                      help="continue the run in OUTDIR from its last checkpoint, with its own settings")
     run.add_argument("--seed", type=int, default=0)
-    return parser
-
-
-def _config(args, data, runtime):
-    import torch
-
-    from cryofield import __version__
-    from cryofield.cli._train import _digest
-    from cryofield.train.abinit import AbinitConfig
-
-    if args.no_reset or args.method in ("gd", "pose-vae"):  # the baselines run one stage
-        args.epochs_fixed = args.epochs_refine = 0
-    bnb = args.method == "bnb"
-    for name, hps_default, bnb_default in (("base_level", 2, 1), ("rounds", 4, 5), ("n_shifts", 14, 7)):
-        if getattr(args, name) is None:
-            setattr(args, name, bnb_default if bnb else hps_default)
-    if args.method != "hps" and (args.zdim or args.tilt):
-        raise InputError(args.outdir, f"--method {args.method} reconstructs one volume from single images (no "
-                         "--zdim or --tilt)")
-    if args.zdim < 0:
-        raise InputError(args.outdir, "--zdim must be 0 or more")
-    if args.pose_lr <= 0:
-        raise InputError(args.outdir, "--pose-lr must be positive")
-    for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch", "search_groups"):
-        if getattr(args, name) < 1:
-            raise InputError(args.outdir, f"--{name.replace('_', '-')} must be at least 1")
-    if args.search_chunk < 0:
-        raise InputError(args.outdir, "--search-chunk must be 0 (all at once) or more")
-    if args.kmin <= 0 or args.kmax < args.kmin:
-        raise InputError(args.outdir, f"need 0 < --kmin <= --kmax (got {args.kmin}, {args.kmax})")
-    return AbinitConfig(
-        particles=str(args.input), outdir=str(args.outdir), ctf=args.ctf and str(args.ctf),
-        datadir=args.datadir and str(args.datadir), ind=args.ind and str(args.ind), apix=args.apix,
-        zdim=args.zdim, enc_dim=args.enc_dim, enc_layers=args.enc_layers, beta=args.beta,
-        tilt=args.tilt and str(args.tilt), tilt_deg=args.tilt_deg, dec_dim=args.dec_dim, dec_layers=args.dec_layers,
-        domain=args.domain, residual=args.residual, pe_type=args.pe_type, pe_dim=args.pe_dim,
-        feat_sigma=args.feat_sigma, batch_size=args.batch_size, lr=args.lr, uninvert_data=args.uninvert_data,
-        window_r=args.window_r, amp=not args.no_amp, checkpoint=args.checkpoint, seed=args.seed,
-        device=str(runtime.device), box=data.box, data_pixel_size=data.pixel_size_angstrom, data_scale=data.scale,
-        epochs_search=args.epochs_search, epochs_fixed=args.epochs_fixed, epochs_refine=args.epochs_refine,
-        search_every=args.search_every, kmax_ramp_epochs=args.kmax_ramp_epochs, base_level=args.base_level,
-        method=args.method, keep=args.keep, rounds=args.rounds, kmin=args.kmin, kmax=args.kmax, n_shifts=args.n_shifts,
-        shift_extent_px=args.shift_extent, oversample=args.oversample, search_batch=args.search_batch,
-        search_chunk=args.search_chunk, search_groups=args.search_groups, pose_lr=args.pose_lr,
-        versions={"cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
-                  "inputs_sha256": {str(p): _digest(p) for p in (args.input, args.ctf, args.tilt) if p}})
+    return remember_defaults(parser)
 
 
 def run(args) -> None:
-
-    from cryofield.cli._train import tilt_partners
-    from cryofield.data import prepare_particles
-    from cryofield.io._atomic import atomic_outputs
-    from cryofield.io.export import write_particles
     from cryofield.reports import plot_viewing_directions
-    from cryofield.train import Runtime, resolve_device
-    from cryofield.train.abinit import AbinitConfig, abinit
+    from cryofield.train import AbinitConfig
 
-    outdir: Path = args.outdir
-    if args.resume:
-        if not (outdir / "checkpoints/last.pt").is_file() or not (outdir / "config.json").is_file():
-            raise InputError(outdir, "no checkpoint to resume from")
-        saved = AbinitConfig.load(outdir / "config.json")
-        args.ctf = saved.ctf and Path(saved.ctf)
-        args.datadir = saved.datadir and Path(saved.datadir)
-        args.ind = saved.ind and Path(saved.ind)
-        args.apix, args.uninvert_data, args.window_r = saved.apix, saved.uninvert_data, saved.window_r
-        args.tilt, args.tilt_deg = saved.tilt and Path(saved.tilt), saved.tilt_deg
-    args.poses = None
-    table = load_table(args)
-    if args.ind is not None:
-        table = table.subset(read_indices(args.ind, table.n))
-    runtime = Runtime(resolve_device(args.device))
-    tilt = None if args.tilt is None else tilt_partners(args, table)
-    unposed = {"rotations": np.broadcast_to(np.eye(3), (table.n, 3, 3)).copy(), "shifts_px": np.zeros((table.n, 2))}
-    with progress_bar(table.n * (1 if tilt is None else 2), "prepare") as bar:
-        data = prepare_particles(table, invert=not args.uninvert_data, window_r=args.window_r, progress=bar.update,
-                                 **unposed)
-        if tilt is not None:
-            data.tilted = prepare_particles(tilt, invert=not args.uninvert_data, window_r=args.window_r,
-                                            scale=data.scale, progress=bar.update, **unposed)
-    if args.resume:
-        config = replace(saved, device=str(runtime.device))
-    else:
-        config = _config(args, data, runtime)
-        outdir.mkdir(parents=True, exist_ok=True)
-        config.save(outdir / "config.json")
-    (outdir / "poses").mkdir(parents=True, exist_ok=True)
-    progress = EpochBars(len(data), lambda epoch, what: f"epoch {epoch + 1}/{config.epochs} {what}")
+    if args.no_reset or args.method in ("gd", "pose-vae"):  # the baselines run one stage
+        args.epochs_fixed = args.epochs_refine = 0
+    values, changes = config_values(args, AbinitConfig, {"shift_extent_px": "shift_extent"}, poses=None)
+    config = None if args.resume else AbinitConfig(**values)
 
-    def log(record: dict) -> None:
-        progress.close()
-        searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
-                    f"{record['pose_change_deg_median']:.1f} deg)") if "search_seconds" in record else ""
-        print(f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "
-              f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
-
-    def on_search(epoch: int, poses) -> None:
-        plot_viewing_directions(outdir / "poses" / f"directions_epoch{epoch + 1:03d}.png", poses.rotations.numpy(),
+    def poses_found(epoch: int, poses) -> None:
+        path = WorkDir(args.outdir).direction_plot(epoch)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_viewing_directions(path, poses.rotations.numpy(),
                                 title=f"Viewing directions after the search of epoch {epoch + 1}")
 
-    _, poses = abinit(config, data, runtime=runtime, resume=args.resume, progress=progress, log=log,
-                           on_search=on_search)
-    apix = data.pixel_size_angstrom
-    outputs = {"poses.star": _posed(table, poses.rotations, poses.shifts_px, apix)}
-    if tilt is not None:  # the partners' own poses: train-vae --tilt poses_tilt.star reads them
-        from cryofield.so3 import rotation_about_x
+    def describe(record: dict) -> str:
+        searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
+                    f"{record['pose_change_deg_median']:.1f} deg)") if "search_seconds" in record else ""
+        return (f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "
+                f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
 
-        outputs["poses_tilt.star"] = _posed(tilt, rotation_about_x(config.tilt_deg, dtype=poses.rotations.dtype)
-                                            @ poses.rotations, poses.tilt_shifts_px, apix)
-    with atomic_outputs(*(outdir / name for name in outputs), outdir / "volume.mrc") as paths:
-        for posed, star in zip(outputs.values(), paths):
-            write_particles(posed, star)
-        shutil.copyfile(outdir / "maps" / f"stage{config.stage(config.epochs - 1)}.mrc", paths[-1])  # the last map
-    latents = f", the latents in {outdir}/z.npy" if config.zdim else ""
-    print(f"wrote {', '.join(f'{outdir}/{name}' for name in outputs)} ({table.n} particles), {outdir}/volume.mrc "
-          f"({data.box}^3, {apix:.4f} A/px){latents}, maps per stage in {outdir}/maps/ and viewing directions in "
-          f"{outdir}/poses/")
-
-
-def _posed(table, rotations, shifts_px, apix: float):
-    """``table`` with found poses and absolute stack paths (so that the STAR file works from any folder)."""
-    names = list(table.refs.stack_names)
-    for sid in np.unique(table.refs.stack_id):
-        names[sid] = str(table.refs.stack(int(sid)).path.resolve())
-    return replace(table.without_source_rows(), refs=replace(table.refs, stack_names=tuple(names), _opened={}),
-                   rotations_or_none=rotations.double().numpy(), shifts_angstrom=shifts_px.double().numpy() * apix)
+    run_trainer(args, config, changes, describe, label=lambda epoch, what, n: f"epoch {epoch + 1}/{n} {what}",
+                poses_found=poses_found)

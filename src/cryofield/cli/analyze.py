@@ -9,6 +9,7 @@ import numpy as np
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 
 NAME = "analyze"
 
@@ -45,7 +46,7 @@ def run(args) -> None:
 
     if args.workdir is None and (args.z is None or args.outdir is None):
         raise InputError(Path("."), "give a run directory, or --z and -o for latents alone")
-    z_file = args.z or args.workdir / "z.npy"
+    z_file = args.z or WorkDir(args.workdir).latents
     rows = None
     if args.workdir is not None:
         z, rows = load_run_latents(args)  # rows of the run's input file
@@ -65,15 +66,15 @@ def run(args) -> None:
         labels = np.load(args.labels) if args.labels.suffix == ".npy" else np.loadtxt(args.labels, ndmin=1)
         if len(labels) != len(z):
             raise InputError(args.labels, f"{len(labels)} labels for {len(z)} particles")
-    outdir = args.outdir or args.workdir / "analysis"
+    outdir = args.outdir or WorkDir(args.workdir).analysis
     with_maps = args.workdir is not None and not args.no_maps
     n_maps = min(args.ksample, len(z)) + (args.gmm or 0) + min(args.pc, z.shape[1]) * args.pc_points
     with progress_bar(n_maps if with_maps else 0, "maps", unit="map") as bar:
         summary = analyze_latents(z, outdir, workdir=args.workdir if with_maps else None, particle_indices=rows,
                                   ksample=args.ksample, pcs=args.pc, pc_points=args.pc_points, gmm=args.gmm,
                                   umap=not args.no_umap, seed=args.seed, progress=bar.update)
-    log = args.workdir / "log.jsonl" if args.workdir is not None else None
-    figures = plot_latent_figures(outdir, log_path=log, labels=labels, labels_name=args.labels_name)
+    log = WorkDir(args.workdir).read_log() if args.workdir is not None else None
+    figures = plot_latent_figures(outdir, log=log, labels=labels, labels_name=args.labels_name)
     variance = ", ".join(f"{100 * v:.1f}" for v in summary["explained_variance_ratio"][:3])
     kmeans = next(name for name in summary if name.startswith("kmeans"))
     print(f"analysed {len(z)} latents (zdim {z.shape[1]}): PC variance {variance} %; {kmeans} clusters of "

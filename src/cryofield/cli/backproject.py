@@ -13,9 +13,9 @@ from cryofield.cli._common import (
     inputs_of,
     load_table,
     progress_bar,
-    read_indices,
 )
 from cryofield.errors import InputError
+from cryofield.io import read_indices
 
 
 def add_parser(subparsers):

@@ -8,6 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 
 NAME = "eval-cryofold"
 
@@ -44,9 +45,10 @@ def _latents(args, zdim: int) -> np.ndarray:
         except (OSError, ValueError) as exc:
             raise InputError(args.z_file, f"not a readable table of latents ({exc})") from None
     elif args.z_range is not None:
-        if zdim != 1 or not (args.workdir / "z.npy").is_file():
+        run = WorkDir(args.workdir)
+        if zdim != 1 or not run.latents.is_file():
             raise InputError(args.workdir, "--z-range needs a zdim 1 run with its z.npy")
-        low, high = np.percentile(np.load(args.workdir / "z.npy")[:, 0], [5, 95])
+        low, high = np.percentile(run.read_latents(1)[:, 0], [5, 95])
         zs = np.linspace(low, high, max(args.z_range, 2))[:, None]
     else:
         raise InputError(args.workdir, f"this run has zdim {zdim}: pass --z, --z-file or --z-range")
@@ -64,9 +66,10 @@ def run(args) -> None:
     from cryofield.io.atoms import write_coarse_pdb
     from cryofield.train.cryofold import CryofoldConfig, load_cryofold
 
-    if not (args.workdir / "config.json").is_file() or not (args.workdir / "checkpoints/last.pt").is_file():
+    run = WorkDir(args.workdir)
+    if not run.is_trained():
         raise InputError(args.workdir, "not a train-cryofold work directory (config.json and checkpoints/last.pt)")
-    if not CryofoldConfig.load(args.workdir / "config.json").pdb:
+    if not CryofoldConfig.load(run).pdb:
         raise InputError(args.workdir, "not a train-cryofold run (no reference structure in config.json)")
     config, coarse, models = load_cryofold(args.workdir)
     zs = _latents(args, config.zdim)

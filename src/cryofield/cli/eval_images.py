@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser, load_table, progress_bar, read_indices
+from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 
 NAME = "eval-images"
 
@@ -37,34 +38,39 @@ def add_parser(subparsers):
     return parser
 
 def run(args) -> None:
-    import argparse
+    from dataclasses import replace
 
-    from cryofield.cli._train import prepare_data
-    from cryofield.train import TrainConfig, evaluate_images, image_losses, load_models, refine_latents
+    from cryofield.train import (
+        TrainConfig,
+        evaluate_images,
+        image_losses,
+        load_models,
+        prepare,
+        read_table,
+        refine_latents,
+        tilt_partners,
+    )
 
     if args.refine_z < 0 or args.refine_lr <= 0 or (args.refine_radius is not None and args.refine_radius <= 0):
         raise InputError(args.workdir, "--refine-z must be >= 0, --refine-lr and --refine-radius > 0")
-    if not (args.workdir / "config.json").is_file():
-        raise InputError(args.workdir, "not a trained work directory (config.json)")
-    config = TrainConfig.load(args.workdir / "config.json")
+    workdir = WorkDir(args.workdir).require_config()
+    config = TrainConfig.load(workdir)
     if args.refine_z and not config.zdim:
         raise InputError(args.workdir, "--refine-z needs a train-vae run (this model has no latent)")
     if config.tilt and args.particles is not None and args.tilt is None:
         raise InputError(args.workdir, "the model encodes tilt pairs: pass --tilt with --particles")
-    source = argparse.Namespace(
-        input=args.particles or Path(config.particles), datadir=config.datadir and Path(config.datadir),
-        poses=None if args.particles else (config.poses and Path(config.poses)),
-        ctf=None if args.particles else (config.ctf and Path(config.ctf)), apix=config.apix,
-        ind=None if args.particles else (config.ind and Path(config.ind)),
-        tilt=(args.tilt or (None if args.particles else config.tilt and Path(config.tilt))) if config.tilt else None,
-        tilt_deg=config.tilt_deg, uninvert_data=config.uninvert_data, window_r=config.window_r, lazy=args.lazy)
-    table = load_table(source)
-    if source.ind is not None:
-        table = table.subset(read_indices(source.ind, table.n))
+    particles = None if args.particles is None else str(args.particles)
+    table = read_table(config, particles)
     if table.check_images() != config.box:
-        raise InputError(source.input, f"images are {table.box_size} px; the model was trained at {config.box}")
-    data = prepare_data(source, table, vae=bool(config.zdim), scale=config.data_scale)
-    _, models = load_models(args.workdir, config.box, data.n_pixels)
+        raise InputError(particles or config.particles, f"images are {table.box_size} px; the model was trained at "
+                                                        f"{config.box}")
+    tilt = None
+    if config.tilt and config.zdim:
+        tilt = tilt_partners(config, table, None if args.tilt is None else str(args.tilt))
+    with progress_bar(0 if args.lazy else table.n * (2 if tilt is not None else 1), "prepare") as bar:
+        data = prepare(replace(config, lazy=args.lazy), table, scale=config.data_scale, tilt=tilt,
+                       progress=lambda done, total: bar.update(done - bar.n))
+    _, models = load_models(workdir, config.box, data.n_pixels)
     means, logvars, losses = evaluate_images(models, data, args.batch_size, losses=not args.refine_z)
     if args.refine_z:
         radius = args.refine_radius or None

@@ -8,6 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 
 NAME = "eval-vol"
 
@@ -41,9 +42,7 @@ def add_parser(subparsers):
 def run(args) -> None:
     from cryofield.train import TrainConfig, write_volumes
 
-    if not (args.workdir / "config.json").is_file():
-        raise InputError(args.workdir, "not a trained work directory (config.json and checkpoints/last.pt)")
-    config = TrainConfig.load(args.workdir / "config.json")
+    config = TrainConfig.load(WorkDir(args.workdir).require_trained())
     if config.zdim:
         if args.z is not None:
             zs = np.asarray(args.z, float)[None]
@@ -72,8 +71,8 @@ def _set_means(args) -> np.ndarray:
     """The mean latent of the particles of each ``--mean-of`` file, (files, zdim)."""
     import argparse
 
-    from cryofield.cli._common import read_indices
     from cryofield.cli._latents import latent_rows, load_run_latents
+    from cryofield.io import read_indices
 
     z, rows = load_run_latents(argparse.Namespace(workdir=args.workdir, z=args.latents))
     means = []

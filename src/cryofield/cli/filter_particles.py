@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser, read_indices
+from cryofield.cli._common import command_parser
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
+from cryofield.io import WorkDir, read_indices
 
 NAME = "filter"
 
@@ -58,7 +59,7 @@ def run(args) -> None:
     )
 
     z, rows = load_run_latents(args)
-    analysis = args.analysis or args.workdir / "analysis"
+    analysis = args.analysis or WorkDir(args.workdir).analysis
     mask = np.ones(len(z), bool)
     criteria = []
     if args.clusters is not None:

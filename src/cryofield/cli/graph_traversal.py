@@ -8,6 +8,7 @@ from pathlib import Path
 from cryofield.cli._common import command_parser
 from cryofield.cli._latents import add_path_arguments, latent_rows, load_run_latents, write_path
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 
 NAME = "graph-traversal"
 
@@ -43,5 +44,5 @@ def run(args) -> None:
                           eps=0.0 if args.exact else 0.5)
     except ValueError as exc:  # name the particles as the user did (input-file indices, not latent rows)
         message = re.sub(r"(particle|to) (\d+)", lambda m: f"{m.group(1)} {rows[int(m.group(2))]}", str(exc))
-        raise InputError(args.z or args.workdir / "z.npy", message) from None
+        raise InputError(args.z or WorkDir(args.workdir).latents, message) from None
     write_path(args, z[path], f"graph path through {len(anchors)} anchors", particle_rows=rows[path])

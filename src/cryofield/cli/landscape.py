@@ -9,6 +9,7 @@ import numpy as np
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 
 NAME = "landscape"
 
@@ -83,7 +84,7 @@ def run(args) -> None:
                                  pc_points=args.pc_points, states=args.states, linkage=args.linkage,
                                  phi_samples=args.phi_samples, phi_epochs=args.phi_epochs, amp=not args.no_amp,
                                  seed=args.seed)
-    outdir = args.outdir or args.workdir / "landscape"
+    outdir = args.outdir or WorkDir(args.workdir).landscape
     bars: dict[str, object] = {}
 
     def progress(stage: str, done: int, total: int) -> None:
@@ -117,4 +118,4 @@ def run(args) -> None:
 def _training_box(workdir: Path) -> int:
     from cryofield.train import TrainConfig
 
-    return TrainConfig.load(workdir / "config.json").box
+    return TrainConfig.load(WorkDir(workdir).require_config()).box

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryofield.cli._common import command_parser
+from cryofield.io import WorkDir
 
 NAME = "report"
 
@@ -41,7 +42,7 @@ def add_parser(subparsers):
 def run(args) -> None:
     from cryofield.reports.html import write_report
 
-    output = args.output or args.workdir / "report.html"
+    output = args.output or WorkDir(args.workdir).report
     contents = write_report(args.workdir, output, analysis=args.analysis, fsc_files=args.fsc,
                             traversals=args.traversal, max_points=args.max_points,
                             iso_percentile=args.iso_percentile, max_map_size=args.max_map_size, seed=args.seed)

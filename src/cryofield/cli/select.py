@@ -13,10 +13,9 @@ from cryofield.cli._common import (
     inputs_of,
     load_table,
     progress_bar,
-    read_indices,
 )
 from cryofield.errors import InputError
-from cryofield.io import export_stack, write_particles
+from cryofield.io import export_stack, read_indices, write_particles
 from cryofield.io._atomic import atomic_outputs
 
 

@@ -65,6 +65,18 @@ class PreparedParticles:
             None if self.ctf is None else self.ctf[positions], self.scale, self.box, self.pixel_size_angstrom,
             None if self.tilted is None else self.tilted.subset(positions))
 
+    def to(self, device: torch.device) -> PreparedParticles:
+        """The particles on ``device`` (``self`` when they are there), copied without waiting for the host."""
+        if self.images.device == device:
+            return self
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return PreparedParticles(move(self.images), move(self.coords), move(self.rotations), move(self.ctf),
+                                 self.scale, self.box, self.pixel_size_angstrom,
+                                 None if self.tilted is None else self.tilted.to(device))
+
     def band_limited(self, radius_px: float | None) -> PreparedParticles:
         """The particles at the pixels with ``|k| < radius_px`` only (cycles per box; all with None).
 

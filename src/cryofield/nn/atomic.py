@@ -129,7 +129,8 @@ class GaussianResidues(nn.Module):
             imag = -(torch.sin(angle) @ weights)
             return torch.complex(envelope * real, envelope * imag)
 
-    def project(self, coords_px: torch.Tensor, rotations: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+    def central_slices(self, coords_px: torch.Tensor, rotations: torch.Tensor,
+                       z: torch.Tensor | None = None) -> torch.Tensor:
         """Central slices at 2D lattice pixels, the same values as ``forward`` at ``R^T (kx, ky, 0)``, faster.
 
         A slice only needs each centre's projected position ``(X_i, Y_i) = (R mu_i)_{x,y}``,

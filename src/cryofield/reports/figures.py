@@ -47,7 +47,7 @@ def plot_fsc(path: str | os.PathLike, freqs_per_angstrom: np.ndarray, curves: di
     plt.close(fig)
 
 
-def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.PathLike | None = None,
+def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | None = None,
                         labels: np.ndarray | None = None, labels_name: str = "labels") -> list[str]:
     """Figures of a folder written by :func:`cryofield.analysis.analyze_latents`.
 
@@ -55,13 +55,13 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
     ``umap`` from ``z_umap.npy``): ``<emb>_scatter.png`` (coloured by the k-means clusters,
     on-data centres numbered), ``<emb>_density.png`` (hexbin density) and
     ``<emb>_<labels_name>.png`` (coloured by ``labels`` when given); also ``z_norm.png``
-    (histogram of ``|z|``) and ``loss.png`` (training losses per epoch, from ``log_path``).
+    (histogram of ``|z|``) and ``loss.png`` (training losses per epoch, from ``log``).
 
     Parameters
     ----------
     analysis_dir : str or PathLike
-    log_path : str or PathLike, optional
-        The run's ``log.jsonl``.
+    log : list of dict, optional
+        The run's epoch records (:meth:`cryofield.io.WorkDir.read_log`).
     labels : ndarray, shape (N,), optional
         Per-particle labels to colour by (published classes, simulated truth ...).
     labels_name : str
@@ -133,19 +133,17 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log_path: str | os.P
     ax.hist(np.load(folder / "z_norm.npy"), bins=100, color="slategray")
     ax.set(xlabel="|z|", ylabel="particles", title="latent norm (outliers far right)")
     save(fig, "z_norm.png")
-    if log_path is not None and Path(log_path).is_file():
-        records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-        if records:
-            fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-            epochs = [r["epoch"] + 1 for r in records]
-            ax.plot(epochs, [r["mse"] for r in records], "o-", label="image loss (mse)")
-            ax.set(xlabel="epoch", ylabel="mse", title="training loss")
-            if any(r.get("kl") for r in records):
-                twin = ax.twinx()
-                twin.plot(epochs, [r["kl"] for r in records], "s--", color="tab:orange", label="KL")
-                twin.set_ylabel("KL")
-            ax.grid(alpha=0.3)
-            save(fig, "loss.png")
+    if log:
+        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+        epochs = [r["epoch"] + 1 for r in log]
+        ax.plot(epochs, [r["mse"] for r in log], "o-", label="image loss (mse)")
+        ax.set(xlabel="epoch", ylabel="mse", title="training loss")
+        if any(r.get("kl") for r in log):
+            twin = ax.twinx()
+            twin.plot(epochs, [r["kl"] for r in log], "s--", color="tab:orange", label="KL")
+            twin.set_ylabel("KL")
+        ax.grid(alpha=0.3)
+        save(fig, "loss.png")
     return written
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
+from cryofield.io import WorkDir
 from cryofield.reports import views
 from cryofield.reports._assets import CSS, ERROR_CAPTURE_JS, LATENT_JS
 
@@ -188,23 +189,6 @@ def _read_json(path: Path) -> object:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise InputError(path, f"not readable JSON ({exc})") from None
-
-
-def _read_log(path: Path) -> list[dict]:
-    records = []
-    if not path.is_file():
-        return records
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise InputError(path, f"line {number} is not JSON") from None
-        if not isinstance(record, dict) or "epoch" not in record:
-            raise InputError(path, f"line {number} is not an epoch record")
-        records.append(record)
-    return records
 
 
 def _load_array(path: Path, n: int | None = None, ndim: int | None = None) -> np.ndarray:
@@ -611,7 +595,7 @@ def build_report(workdir: str | os.PathLike, *, analysis: str | os.PathLike | No
     workdir = Path(workdir)
     if not workdir.is_dir():
         raise InputError(workdir, "not a folder: give a run's work directory")
-    if not (workdir / "config.json").is_file():
+    if not WorkDir(workdir).config.is_file():
         raise InputError(workdir, "not a work directory (no config.json)")
     if max_points < 1:
         raise InputError(None, f"--max-points must be at least 1, got {max_points}")
@@ -619,11 +603,10 @@ def build_report(workdir: str | os.PathLike, *, analysis: str | os.PathLike | No
         raise InputError(None, f"--iso-percentile must be in [0, 100], got {iso_percentile}")
     if max_map_size < 8:
         raise InputError(None, f"--max-map-size must be at least 8, got {max_map_size}")
-    config = _read_json(workdir / "config.json")
-    if not isinstance(config, dict):
-        raise InputError(workdir / "config.json", "not a settings object")
-    records = _read_log(workdir / "log.jsonl")
-    analysis_dir = Path(analysis) if analysis is not None else workdir / "analysis"
+    config = WorkDir(workdir).read_settings()
+    run = WorkDir(workdir)
+    records = run.read_log()
+    analysis_dir = Path(analysis) if analysis is not None else run.analysis
     if analysis is not None and not analysis_dir.is_dir():
         raise InputError(analysis_dir, "not found")
     latents = _load_latents(analysis_dir, max_points, seed) if analysis_dir.is_dir() else None
@@ -635,7 +618,7 @@ def build_report(workdir: str | os.PathLike, *, analysis: str | os.PathLike | No
     if latents is not None and not analysis_dir.resolve().is_relative_to(workdir.resolve()):
         extra = [p.parent for p in sorted(analysis_dir.rglob("z_path.txt")) if numbered_maps(p.parent)] + extra
     groups = _groups(workdir, latents, find_traversals(workdir, extra))
-    landscape_dir = workdir / "landscape"
+    landscape_dir = run.landscape
     has_landscape = (landscape_dir / "summary.json").is_file()
     if has_landscape:
         groups += _landscape_groups(landscape_dir)

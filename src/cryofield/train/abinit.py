@@ -40,24 +40,27 @@ mean, a tangent-space Gaussian around it) with the decoder. Both are expected to
 random starts (the seed's table 5.2).
 
 Images are prepared once, uncentred; after each search they are centred by the found
-shifts. Checkpoints hold the models, optimiser, poses, epoch and RNG state, so ``resume``
-continues exactly.
+shifts. :class:`Abinit` is a method on the run engine (:class:`cryofield.train.Trainer`):
+the engine's checkpoints (models, optimiser, epoch and RNG state) carry the poses too, so
+``resume`` continues exactly.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from cryofield.data import PreparedParticles, encoder_input
-from cryofield.imaging import render_volume, shift_phase_at
-from cryofield.io import write_map
+from cryofield.data import ParticleSource, PreparedParticles, encoder_input
+from cryofield.errors import InputError
+from cryofield.imaging import predict_images, render_volume, shift_phase_at
+from cryofield.io import ParticleTable, WorkDir, write_map
+from cryofield.io._atomic import atomic_outputs
+from cryofield.io.export import write_particles
 from cryofield.posesearch import (
     BnbSettings,
     BranchAndBound,
@@ -67,20 +70,13 @@ from cryofield.posesearch import (
     render_lattice,
 )
 from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
-from cryofield.train.config import TrainConfig
-from cryofield.train.distributed import Runtime, autocast, needs_grad_scaler, resolve_device
-from cryofield.train.loop import (
-    Models,
-    _rng_state,
-    _to,
-    adam,
-    build_models,
-    encode,
-    load_adam,
-    posterior_means,
-    run_epoch,
-    slice_coords,
-)
+from cryofield.train.config import KEPT, TrainConfig, setting
+from cryofield.train.distributed import autocast
+from cryofield.train.engine import Method, Trainer
+from cryofield.train.inference import posterior_means
+from cryofield.train.inputs import Progress, prepare, tilt_partners
+from cryofield.train.models import Models, build_models
+from cryofield.train.objective import encode
 
 
 @dataclass
@@ -91,18 +87,19 @@ class AbinitConfig(TrainConfig):
     (default ``20 * D / 128``). ``epochs`` is the total, set from the three stages.
     """
 
+    epochs: int = setting(90, resume=KEPT)  # the three stages'
     method: str = "hps"  # pose search: "hps" (cryoDRGN2) or "bnb" (cryoDRGN-BNB); learned: "gd" or "pose-vae"
     epochs_search: int = 30
     epochs_fixed: int = 30
     epochs_refine: int = 30
     search_every: int = 5
     kmax_ramp_epochs: int = 25
-    base_level: int = 2
+    base_level: int | None = None  # None: 2 (hps) or 1 (bnb)
     keep: int = 8
-    rounds: int = 4
+    rounds: int | None = None  # None: 4 (hps) or 5 (bnb)
     kmin: float = 12.0
     kmax: float = 48.0
-    n_shifts: int = 14
+    n_shifts: int | None = None  # None: 14 (hps) or 7 (bnb)
     shift_extent_px: float | None = None
     oversample: float = 2.0
     search_batch: int = 32
@@ -110,11 +107,34 @@ class AbinitConfig(TrainConfig):
     search_groups: int = 1  # heterogeneous: models per chunk, at k-means centres of its latents (1: their mean)
 
     def __post_init__(self):
+        bnb = self.method == "bnb"
+        for name, hps_default, bnb_default in (("base_level", 2, 1), ("rounds", 4, 5), ("n_shifts", 14, 7)):
+            if getattr(self, name) is None:
+                setattr(self, name, bnb_default if bnb else hps_default)
         if self.learns_poses and (self.epochs_fixed or self.epochs_refine):
             raise ValueError(f"method {self.method} runs one stage: set epochs_fixed and epochs_refine to 0")
         if self.method == "pose-vae" and self.beta is None:
             self.beta = 1.0  # the rotation posterior's KL at the ELBO's weight (there is no z to set 1/zdim)
         self.epochs = self.epochs_search + self.epochs_fixed + self.epochs_refine
+
+    def check(self) -> None:
+        """Settings out of range, as an :class:`InputError` naming the work directory and the flag."""
+        super().check()
+        if self.method != "hps" and (self.zdim or self.tilt):
+            raise InputError(self.outdir, f"--method {self.method} reconstructs one volume from single images (no "
+                             "--zdim or --tilt)")
+        if self.zdim < 0:
+            raise InputError(self.outdir, "--zdim must be 0 or more")
+        if self.pose_lr <= 0:
+            raise InputError(self.outdir, "--pose-lr must be positive")
+        for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch",
+                     "search_groups"):
+            if getattr(self, name) < 1:
+                raise InputError(self.outdir, f"--{name.replace('_', '-')} must be at least 1")
+        if self.search_chunk < 0:
+            raise InputError(self.outdir, "--search-chunk must be 0 (all at once) or more")
+        if self.kmin <= 0 or self.kmax < self.kmin:
+            raise InputError(self.outdir, f"need 0 < --kmin <= --kmax (got {self.kmin}, {self.kmax})")
 
     @property
     def learns_poses(self) -> bool:
@@ -217,49 +237,12 @@ def high_frequency_gradient(models: Models, batch: PreparedParticles, config: Tr
         with torch.no_grad():
             z = encode(models, batch)[0]
     models.decoder.zero_grad(set_to_none=True)
-    predicted = models.decoder(slice_coords(batch.coords[high], batch.rotations, batch.box), z)
-    if batch.ctf is not None:
-        predicted = predicted * batch.ctf[:, high]
+    predicted = predict_images(models.decoder, batch.coords[high], batch.rotations, batch.box, z=z,
+                               ctf=None if batch.ctf is None else batch.ctf[:, high])
     (predicted - batch.images[:, high]).abs().pow(2).mean().backward()
     norm = float(torch.cat([p.grad.flatten() for p in last.parameters()]).norm())
     models.decoder.zero_grad(set_to_none=True)
     return norm
-
-
-@dataclass
-class _Training:
-    """The networks of a stage and what steps them."""
-
-    models: Models
-    optimizer: torch.optim.Optimizer
-    scaler: torch.amp.GradScaler
-    pose_optimizer: torch.optim.Optimizer | None  # the gd baseline's per-particle corrections
-
-    def state(self) -> dict:
-        state = {"models": self.models.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "scaler": self.scaler.state_dict()}
-        return state | ({} if self.pose_optimizer is None else {"pose_optimizer": self.pose_optimizer.state_dict()})
-
-    def load(self, state: dict) -> None:
-        self.models.load_state_dict(state["models"])
-        load_adam(self.optimizer, state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        if self.pose_optimizer is not None:
-            self.pose_optimizer.load_state_dict(state["pose_optimizer"])
-
-
-def _fresh(config: AbinitConfig, data: PreparedParticles, runtime: Runtime, stage: int) -> _Training:
-    """New networks (seeded per stage), their optimiser and scaler."""
-    from dataclasses import replace
-
-    gd = config.method == "gd"
-    models = build_models(replace(config, seed=config.seed + 1000 * (stage - 1), refine_poses=gd), data.box,
-                          data.n_pixels, len(data), pose_encoder=config.method == "pose-vae").to(runtime.device)
-    optimizer = adam(models.parameters(), config.lr)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=needs_grad_scaler(runtime.device, config.amp))
-    poses = torch.optim.SparseAdam(models.poses.parameters(), lr=config.pose_lr) if gd else None
-    return _Training(models, optimizer, scaler, poses)
 
 
 @torch.no_grad()
@@ -275,171 +258,203 @@ def learned_poses(models: Models, start: Poses, raw: PreparedParticles, batch_si
     return Poses(torch.cat(rotations), start.shifts_px.clone())
 
 
-def abinit(config: AbinitConfig, data: PreparedParticles, *, runtime: Runtime | None = None,
-           resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
-           log: Callable[[dict], None] | None = None,
-           on_search: Callable[[int, Poses], None] | None = None) -> tuple[Models, Poses]:
-    """Reconstruct a volume, or a distribution of volumes, and every particle's pose from images alone.
+class Abinit(Method):
+    """Ab initio on the run engine: the three-stage schedule of searches, reset and refinement (module docstring).
 
     Parameters
     ----------
     config : AbinitConfig
-        ``zdim`` 0 for one volume, more for a VAE over the images.
     data : PreparedParticles
-        The images uncentred (prepared with zero shifts; the rotations are ignored); tilt
-        pairs with ``data.tilted`` (tilted by ``config.tilt_deg`` about x).
-    runtime : Runtime, optional
-        Device (default ``config.device``); one process.
-    resume : bool
-        Continue from ``OUTDIR/checkpoints/last.pt``.
-    progress : callable, optional
-        ``progress(images_done, epoch, what)`` with ``what`` "search" or "train".
-    log : callable, optional
-        Receives each epoch's record (also appended to ``OUTDIR/log.jsonl``).
-    on_search : callable, optional
-        ``on_search(epoch, poses)`` after each search (e.g. to plot the viewing directions).
-
-    Returns
-    -------
-    (Models, Poses)
-        The last stage's networks and the poses they were trained on. ``OUTDIR/maps/`` holds
-        the map at the end of each stage (heterogeneous runs: at the median posterior mean),
-        and heterogeneous runs write the posterior means to ``OUTDIR/z.npy`` (N, zdim).
+        The images uncentred (:func:`prepare` with ``posed=False``); tilt pairs with
+        ``data.tilted`` (tilted by ``config.tilt_deg`` about x).
     """
-    if config.method != "hps" and (config.zdim or data.tilted is not None):
-        raise ValueError(f"method {config.method} reconstructs one volume from single images; use the hierarchical "
-                         "search")
-    runtime = runtime or Runtime(resolve_device(config.device))
-    outdir = Path(config.outdir)
-    (outdir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    (outdir / "maps").mkdir(exist_ok=True)
-    if not resume:
-        (outdir / "log.jsonl").unlink(missing_ok=True)
-    device = runtime.device
-    n = len(data)
-    tilt = None if data.tilted is None else rotation_about_x(config.tilt_deg, dtype=torch.float32).to(device)
-    sampler = torch.Generator().manual_seed(config.seed)
-    start = 0
-    training = _fresh(config, data, runtime, 1)
-    initial = Poses(random_rotations(n, generator=torch.Generator().manual_seed(config.seed), dtype=torch.float32),
-                    torch.zeros(n, 2), None if tilt is None else torch.zeros(n, 2))
-    poses = initial
-    if resume:
-        state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=device)
-        start = int(state["epoch"]) + 1
-        training = _fresh(config, data, runtime, config.stage(state["epoch"]))
-        training.load(state)
-        poses = Poses.from_state(state["poses"])
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        sampler.set_state(state["rng"]["sampler"].cpu())
-    raw = _to(data, device)
-    if config.method == "bnb":
-        search = BranchAndBound(raw.coords, data.box, config.search_settings, batch_size=config.search_batch)
-    else:
-        search = PoseSearch(raw.coords, data.box, config.search_settings, batch_size=config.search_batch,
-                            amp=config.amp)
-    probe = torch.from_numpy(np.random.default_rng(config.seed).choice(n, min(n, 64), replace=False))
-    posed = centred(raw, initial if config.learns_poses else poses, tilt)  # the baselines correct the starts
-    for epoch in range(start, config.epochs):
+
+    graphs = False  # training passes are interleaved with searches, on chunks of every size
+
+    def __init__(self, config: AbinitConfig, data: PreparedParticles):
+        if config.method != "hps" and (config.zdim or data.tilted is not None):
+            raise ValueError(f"method {config.method} reconstructs one volume from single images; use the "
+                             "hierarchical search")
+        super().__init__(config, data)
+        n = len(data)
+        self.initial = Poses(random_rotations(n, generator=torch.Generator().manual_seed(config.seed),
+                                              dtype=torch.float32),
+                             torch.zeros(n, 2), None if data.tilted is None else torch.zeros(n, 2))
+        self.poses = self.initial
+
+    def build_models(self, stage: int = 1) -> Models:
+        """Fresh networks seeded per stage; per-particle corrections for gd, a pose encoder for pose-vae."""
+        config = self.config
+        return build_models(replace(config, seed=config.seed + 1000 * (stage - 1), refine_poses=config.method == "gd"),
+                            self.data.box, self.data.n_pixels, len(self.data), pose_encoder=config.method == "pose-vae")
+
+    def stage(self, epoch: int) -> int:
+        """1, 2 or 3 (:meth:`AbinitConfig.stage`)."""
+        return self.config.stage(epoch)
+
+    @staticmethod
+    def prepare(config: AbinitConfig, table: ParticleTable, scale: float | None,
+                progress: Progress | None = None) -> ParticleSource:
+        """The images uncentred, with their tilted partners (``config.tilt``)."""
+        tilt = None if config.tilt is None else tilt_partners(config, table)
+        return prepare(config, table, scale=scale, posed=False, tilt=tilt, progress=progress)
+
+    def extra_state(self) -> dict:
+        """The poses, in every checkpoint."""
+        return {"poses": self.poses.state()}
+
+    def load_extra_state(self, state: dict) -> None:
+        """The poses of a checkpoint."""
+        self.poses = Poses.from_state(state["poses"])
+
+    def begin(self, trainer: Trainer, first_epoch: int) -> None:
+        """The images on the device, the pose search, the probe of the gradient log."""
+        config, device, n = self.config, trainer.runtime.device, len(self.data)
+        if trainer.runtime.is_main:
+            WorkDir(config.outdir).stage_maps.mkdir(parents=True, exist_ok=True)
+        self.tilt = None if self.data.tilted is None else rotation_about_x(config.tilt_deg,
+                                                                           dtype=torch.float32).to(device)
+        self.raw = self.data.to(device)
+        kind = BranchAndBound if config.method == "bnb" else PoseSearch
+        options = {} if config.method == "bnb" else {"amp": config.amp}
+        self.search = kind(self.raw.coords, self.data.box, config.search_settings, batch_size=config.search_batch,
+                           **options)
+        self.probe = torch.from_numpy(np.random.default_rng(config.seed).choice(n, min(n, 64), replace=False))
+        # the baselines correct the random starts
+        self.posed = centred(self.raw, self.initial if config.learns_poses else self.poses, self.tilt)
+
+    def epoch(self, trainer: Trainer, epoch: int) -> dict:
+        """A reset, a search or a training pass, as the schedule says; the record of the gradient log."""
+        config, callbacks = self.config, trainer.callbacks
         started = time.perf_counter()
         stage = config.stage(epoch)
         record = {"epoch": epoch, "stage": stage}
         if config.resets(epoch):
-            training = _fresh(config, data, runtime, stage)
+            trainer.fresh(stage)
             record["reset"] = True
-        models = training.models
         trained = None
         if config.searches(epoch):
-            kmax = config.search_kmax(epoch, data.box)
+            kmax = config.search_kmax(epoch, self.data.box)
             t0 = time.perf_counter()
-            new, trained = _search_epoch(config, models, search, raw, poses, tilt, kmax, epoch,
-                                         (training.optimizer, training.scaler, sampler), runtime, progress)
-            change = torch.rad2deg(geodesic_distance(new.rotations.double(), poses.rotations.double()))
+            new, trained = self._search_epoch(trainer, kmax, epoch)
+            change = torch.rad2deg(geodesic_distance(new.rotations.double(), self.poses.rotations.double()))
             record |= {"search_kmax": round(kmax, 2),
                        "search_seconds": round(time.perf_counter() - t0 - (trained or {}).get("seconds", 0), 3),
                        "pose_change_deg_median": round(float(change.median()), 3),
-                       "shift_change_px_median": round(float((new.shifts_px - poses.shifts_px).norm(dim=-1)
+                       "shift_change_px_median": round(float((new.shifts_px - self.poses.shifts_px).norm(dim=-1)
                                                              .median()), 3)}
-            poses = new
-            posed = centred(raw, poses, tilt)
-            if on_search is not None:
-                on_search(epoch, poses)
+            self.poses = new
+            self.posed = centred(self.raw, new, self.tilt)
+            if callbacks.poses_found is not None:
+                callbacks.poses_found(epoch, new)
         if trained is None:
-            trained = run_epoch(models, posed, config, training.optimizer, training.scaler, sampler, runtime,
-                                epoch=epoch, pose_optimizer=training.pose_optimizer,
-                                progress=None if progress is None else (lambda done, e: progress(done, e, "train")))
+            trained = trainer.train_pass(self.posed, epoch, progress=callbacks.progress_of(len(self.data), "train"))
+        models = trainer.models
         if config.learns_poses:
-            poses = learned_poses(models, initial, raw)
-            if on_search is not None and ((epoch + 1) % config.search_every == 0 or epoch + 1 == config.epochs):
-                on_search(epoch, poses)
+            self.poses = learned_poses(models, self.initial, self.raw)
+            if callbacks.poses_found is not None and ((epoch + 1) % config.search_every == 0
+                                                      or epoch + 1 == config.epochs):
+                callbacks.poses_found(epoch, self.poses)
+        probe = centred(self.raw.subset(self.probe.to(self.raw.images.device)), self.poses.subset(self.probe),
+                        self.tilt)
         record |= {"mse": trained["mse"], "train_seconds": trained["seconds"],
-                   "grad_high": high_frequency_gradient(models, centred(raw.subset(probe.to(device)),
-                                                                        poses.subset(probe), tilt), config),
+                   "grad_high": high_frequency_gradient(models, probe, config),
                    "seconds": round(time.perf_counter() - started, 3)}
         if models.encoder is not None or models.pose_encoder is not None:
             record["kl"] = trained["kl"]
-        record["images_per_second"] = round(n / record["seconds"], 1)
-        with open(outdir / "log.jsonl", "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        if log is not None:
-            log(record)
-        last_of_stage = epoch + 1 == config.epochs or config.stage(epoch + 1) != stage
-        if last_of_stage:
-            z = None
-            if models.encoder is not None:
-                means = posterior_means(models, posed)
-                np.save(outdir / "z.npy", means)
-                z = torch.from_numpy(np.median(means, axis=0))[None].to(device)
-            with torch.no_grad():
-                volume = render_volume(models.decoder, data.box, z, device=device) * data.scale
-            write_map(outdir / "maps" / f"stage{stage}.mrc", volume.cpu().numpy(), data.pixel_size_angstrom)
-        if (epoch + 1) % config.checkpoint == 0 or last_of_stage:
-            state = training.state() | {"epoch": epoch, "rng": _rng_state(sampler), "poses": poses.state()}
-            torch.save(state, outdir / "checkpoints" / f"epoch_{epoch:04d}.pt")
-            torch.save(state, outdir / "checkpoints" / "last.pt")
-    return models, poses
+        record["images_per_second"] = round(len(self.data) / record["seconds"], 1)
+        return record
+
+    def _last_of_stage(self, epoch: int) -> bool:
+        return epoch + 1 == self.config.epochs or self.config.stage(epoch + 1) != self.config.stage(epoch)
+
+    def end_of_epoch(self, trainer: Trainer, epoch: int, record: dict) -> None:
+        """At the end of each stage, its map (and the latents of a heterogeneous run)."""
+        if not self._last_of_stage(epoch):
+            return
+        workdir, models, device = WorkDir(self.config.outdir), trainer.models, trainer.runtime.device
+        z = None
+        if models.encoder is not None:
+            means = posterior_means(models, self.posed)
+            workdir.write_latents(means)
+            z = torch.from_numpy(np.median(means, axis=0))[None].to(device)
+        with torch.no_grad():
+            volume = render_volume(models.decoder, self.data.box, z, device=device) * self.data.scale
+        write_map(workdir.stage_map(self.config.stage(epoch)), volume.cpu().numpy(), self.data.pixel_size_angstrom)
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        """Every ``config.checkpoint`` epochs and at the end of each stage."""
+        return (epoch + 1) % self.config.checkpoint == 0 or self._last_of_stage(epoch)
+
+    def _search_epoch(self, trainer: Trainer, kmax: float, epoch: int) -> tuple[Poses, dict | None]:
+        """Search every particle's pose, at once or online (``search_chunk``).
+
+        Online, the particles go chunk by chunk in random order: each chunk is searched with
+        the current model and trained on at once (the returned record), as cryoDRGN
+        interleaves search and training; otherwise ``None`` is returned and the epoch trains
+        afterwards.
+        """
+        config, raw, poses, tilt, progress = self.config, self.raw, self.poses, self.tilt, trainer.callbacks.progress
+        models = trainer.models
+        n = len(raw)
+        chunk = config.search_chunk or n
+        order = torch.randperm(n, generator=trainer.sampler) if chunk < n else torch.arange(n)
+        found = Poses(poses.rotations.clone(), poses.shifts_px.clone(),
+                      None if poses.tilt_shifts_px is None else poses.tilt_shifts_px.clone())
+        sums = {"mse": 0.0, "kl": 0.0, "seconds": 0.0}
+        # online, the bar follows the training of each chunk; at once, the search
+        count = None if progress is None or chunk < n else _counter(progress, epoch, "search", n)
+        for start in range(0, n, chunk):
+            where = order[start:start + chunk]
+            part = raw.subset(where.to(raw.images.device))
+            for members, z in _latent_groups(models, centred(part, poses.subset(where), tilt), config):
+                lattice = render_lattice(models.decoder, raw.box, kmax, oversample=config.oversample, z=z,
+                                         amp=config.amp, device=raw.images.device)
+                own = part.subset(members.to(part.images.device))
+                tilted = None if own.tilted is None else TiltedViews(own.tilted.images, own.tilted.ctf, tilt)
+                result = self.search(lattice, own.images, own.ctf, kmax=kmax, tilted=tilted, progress=count)
+                rows = where[members]
+                found.rotations[rows], found.shifts_px[rows] = result.rotations.cpu(), result.shifts_px.cpu()
+                if tilted is not None:
+                    found.tilt_shifts_px[rows] = result.tilt_shifts_px.cpu()
+            if chunk < n:
+                done = trainer.train_pass(centred(part, found.subset(where), tilt), epoch,
+                                          progress=None if progress is None
+                                          else (lambda d, e, s=start: progress(s + d, n, e, "search + train")))
+                for key in ("mse", "kl"):
+                    sums[key] += done[key] * len(where)
+                sums["seconds"] += done["seconds"]
+        trained = ({"mse": sums["mse"] / n, "kl": sums["kl"] / n, "seconds": round(sums["seconds"], 3)}
+                   if chunk < n else None)
+        return found, trained
+
+    def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
+        """``poses.star`` (and ``poses_tilt.star`` for tilt pairs) and ``volume.mrc``, the last stage's map."""
+        config, poses, workdir = self.config, self.poses, WorkDir(self.config.outdir)
+        apix = self.data.pixel_size_angstrom
+        outputs = {workdir.poses_star: _posed(table, poses.rotations, poses.shifts_px, apix)}
+        if config.tilt is not None:  # the partners' own poses: train-vae --tilt poses_tilt.star reads them
+            tilt = tilt_partners(config, table)
+            tilted = rotation_about_x(config.tilt_deg, dtype=poses.rotations.dtype) @ poses.rotations
+            outputs[workdir.tilt_poses_star] = _posed(tilt, tilted, poses.tilt_shifts_px, apix)
+        with atomic_outputs(*outputs, workdir.volume) as paths:
+            for posed, star in zip(outputs.values(), paths):
+                write_particles(posed, star)
+            shutil.copyfile(workdir.stage_map(config.stage(config.epochs - 1)), paths[-1])  # the last map
+        written = [(str(path), f"{table.n} particles") for path in outputs]
+        written.append((str(workdir.volume), f"{self.data.box}^3, {apix:.4f} A/px"))
+        if config.zdim:
+            written.append((str(workdir.latents), f"posterior means, {table.n} x {config.zdim}"))
+        return written
 
 
-def _search_epoch(config: AbinitConfig, models: Models, search, raw: PreparedParticles, poses: Poses,
-                  tilt: torch.Tensor | None, kmax: float, epoch: int, state: tuple, runtime: Runtime,
-                  progress) -> tuple[Poses, dict | None]:
-    """Search every particle's pose, at once or online (``search_chunk``).
-
-    Online, the particles go chunk by chunk in random order: each chunk is searched with the
-    current model and trained on at once (the returned record), as cryoDRGN interleaves
-    search and training; otherwise ``None`` is returned and the epoch trains afterwards.
-    """
-    n = len(raw)
-    chunk = config.search_chunk or n
-    order = torch.randperm(n, generator=state[2]) if chunk < n else torch.arange(n)
-    found = Poses(poses.rotations.clone(), poses.shifts_px.clone(),
-                  None if poses.tilt_shifts_px is None else poses.tilt_shifts_px.clone())
-    sums = {"mse": 0.0, "kl": 0.0, "seconds": 0.0}
-    # online, the bar follows the training of each chunk; at once, the search
-    count = None if progress is None or chunk < n else _counter(progress, epoch, "search")
-    for start in range(0, n, chunk):
-        where = order[start:start + chunk]
-        part = raw.subset(where.to(raw.images.device))
-        for members, z in _latent_groups(models, centred(part, poses.subset(where), tilt), config):
-            lattice = render_lattice(models.decoder, raw.box, kmax, oversample=config.oversample, z=z,
-                                     amp=config.amp, device=raw.images.device)
-            own = part.subset(members.to(part.images.device))
-            tilted = None if own.tilted is None else TiltedViews(own.tilted.images, own.tilted.ctf, tilt)
-            result = search(lattice, own.images, own.ctf, kmax=kmax, tilted=tilted, progress=count)
-            rows = where[members]
-            found.rotations[rows], found.shifts_px[rows] = result.rotations.cpu(), result.shifts_px.cpu()
-            if tilted is not None:
-                found.tilt_shifts_px[rows] = result.tilt_shifts_px.cpu()
-        if chunk < n:
-            done = run_epoch(models, centred(part, found.subset(where), tilt), config, *state, runtime, epoch=epoch,
-                             progress=None if progress is None
-                             else (lambda d, e, s=start: progress(s + d, e, "search + train")))
-            for key in ("mse", "kl"):
-                sums[key] += done[key] * len(where)
-            sums["seconds"] += done["seconds"]
-    trained = ({"mse": sums["mse"] / n, "kl": sums["kl"] / n, "seconds": round(sums["seconds"], 3)}
-               if chunk < n else None)
-    return found, trained
+def _posed(table: ParticleTable, rotations: torch.Tensor, shifts_px: torch.Tensor, apix: float) -> ParticleTable:
+    """``table`` with found poses and absolute stack paths (so that the STAR file works from any folder)."""
+    names = list(table.refs.stack_names)
+    for sid in np.unique(table.refs.stack_id):
+        names[sid] = str(table.refs.stack(int(sid)).path.resolve())
+    return replace(table.without_source_rows(), refs=replace(table.refs, stack_names=tuple(names), _opened={}),
+                   rotations_or_none=rotations.double().numpy(), shifts_angstrom=shifts_px.double().numpy() * apix)
 
 
 def _latent_groups(models: Models, posed: PreparedParticles,
@@ -469,13 +484,14 @@ def _latent_groups(models: Models, posed: PreparedParticles,
     return out
 
 
-def _counter(progress: Callable[[int, int, str], None], epoch: int, what: str) -> Callable[[int], None]:
+def _counter(progress: Callable[[int, int, int, str], None], epoch: int, what: str,
+             total: int) -> Callable[[int], None]:
     """Turn per-batch counts into running totals for ``progress``."""
     done = 0
 
     def step(count: int) -> None:
         nonlocal done
         done += count
-        progress(done, epoch, what)
+        progress(done, total, epoch, what)
 
     return step

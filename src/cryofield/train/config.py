@@ -1,17 +1,63 @@
-"""Typed training configuration, saved resolved in ``WORKDIR/config.json``."""
+"""Typed run configurations, saved resolved in ``WORKDIR/config.json``, and the one policy of ``--resume``.
+
+Every setting is a dataclass field; its ``resume`` policy says what a resumed run does
+with it:
+
+- ``FIXED``: the run's own; a different value asked for is an error (the checkpoint would
+  not fit it, or the run would not continue exactly);
+- ``MAY_CHANGE``: the run's own unless another is asked for (``epochs``: train longer);
+- ``RUNTIME``: where and how this process runs, never taken from the run (the device,
+  compilation, CUDA graphs, the checkpoint interval): as asked, else the default;
+- ``KEPT``: the run's own whatever is asked (filled in from the data, or derived from
+  other settings).
+
+The input files' checksums are kept in ``versions["inputs_sha256"]``; a resumed run checks
+every one that is still where it was, and the particles wherever they are now.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+import platform
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
+
+from cryofield.errors import InputError
+from cryofield.io import WorkDir
+from cryofield.io.workdir import read_json_object
+
+FIXED, MAY_CHANGE, RUNTIME, KEPT = "fixed", "may change", "runtime", "kept"
+
+
+def setting(default: Any = dataclasses.MISSING, *, resume: str = FIXED, path: bool = False,
+            flag: str | None = None, factory: Any = dataclasses.MISSING) -> Any:
+    """A config field with its ``--resume`` policy.
+
+    Parameters
+    ----------
+    default
+        The default value (or ``factory`` for a mutable one).
+    resume : str
+        ``FIXED``, ``MAY_CHANGE``, ``RUNTIME`` or ``KEPT`` (module docstring).
+    path : bool
+        A file or folder: compared by where it resolves to.
+    flag : str, optional
+        How errors name it (default ``--name-with-dashes``); a flag that starts with
+        ``--no-`` stands for the negated value.
+    """
+    metadata = {"resume": resume, "path": path, "flag": flag}
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    """Every setting of a training run (``train-nn`` when ``zdim == 0``, ``train-vae`` otherwise).
+    """Every setting of a neural-volume run (``train-nn`` when ``zdim == 0``, ``train-vae`` otherwise).
 
     Units: ``window_r`` is a fraction of the box radius; ``lr`` is Adam's step size;
     ``tilt_deg`` degrees; ``pose_lr`` the step size of the pose corrections (radians and
@@ -22,47 +68,47 @@ class TrainConfig:
     ``h + relu(W h + b)``, which runs saved before the setting existed use.
     """
 
-    particles: str
-    outdir: str
-    poses: str | None = None
-    ctf: str | None = None
-    datadir: str | None = None
-    ind: str | None = None
-    apix: float | None = None
-    zdim: int = 0
-    enc_dim: int = 256
-    enc_layers: int = 3
-    dec_dim: int = 256
-    dec_layers: int = 3
-    domain: str = "fourier"
-    residual: str = "post"
-    pe_type: str = "gaussian"
-    pe_dim: int | None = None
-    feat_sigma: float = 0.5
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 1e-4
-    beta: float | None = None  # KL weight; default 1 / zdim
-    uninvert_data: bool = False
-    window_r: float = 0.85
-    amp: bool = True
-    checkpoint: int = 5
-    seed: int = 0
-    device: str = "auto"
-    compile_mode: str | None = None  # torch.compile of the networks: None, "default", "reduce-overhead", ...
-    cuda_graph: bool = True  # replay each whole step as one CUDA graph where it can (see loop.GraphedStep)
-    lazy: bool = False
-    buffer_size: int = 8192
-    tilt: str | None = None
-    tilt_deg: float = 45.0
-    refine_poses: bool = False
-    pose_lr: float = 1e-3
-    world_size: int = 1
+    particles: str = setting(resume=KEPT, path=True)  # checked by its checksum instead
+    outdir: str = setting(resume=KEPT, path=True)
+    poses: str | None = setting(None, path=True)
+    ctf: str | None = setting(None, path=True)
+    datadir: str | None = setting(None, path=True)
+    ind: str | None = setting(None, path=True)
+    apix: float | None = setting(None)
+    zdim: int = setting(0)
+    enc_dim: int = setting(256)
+    enc_layers: int = setting(3)
+    dec_dim: int = setting(256)
+    dec_layers: int = setting(3)
+    domain: str = setting("fourier")
+    residual: str = setting("post")
+    pe_type: str = setting("gaussian")
+    pe_dim: int | None = setting(None)
+    feat_sigma: float = setting(0.5)
+    epochs: int = setting(20, resume=MAY_CHANGE, flag="-n")
+    batch_size: int = setting(8)
+    lr: float = setting(1e-4)
+    beta: float | None = setting(None)  # KL weight; default 1 / zdim
+    uninvert_data: bool = setting(False)
+    window_r: float = setting(0.85)
+    amp: bool = setting(True, flag="--no-amp")
+    checkpoint: int = setting(5, resume=RUNTIME)
+    seed: int = setting(0)
+    device: str = setting("auto", resume=RUNTIME)
+    compile_mode: str | None = setting(None, resume=RUNTIME, flag="--compile")  # torch.compile of the networks
+    cuda_graph: bool = setting(True, resume=RUNTIME, flag="--no-cuda-graph")  # steps replayed as CUDA graphs
+    lazy: bool = setting(False)
+    buffer_size: int = setting(8192)
+    tilt: str | None = setting(None, path=True)
+    tilt_deg: float = setting(45.0)
+    refine_poses: bool = setting(False)
+    pose_lr: float = setting(1e-3)
+    world_size: int = setting(1, resume=RUNTIME)
     # filled in from the data when training starts
-    box: int = 0
-    data_pixel_size: float = 0.0
-    data_scale: float = 1.0
-    versions: dict = field(default_factory=dict)
+    box: int = setting(0, resume=KEPT)
+    data_pixel_size: float = setting(0.0, resume=KEPT)
+    data_scale: float = setting(1.0, resume=KEPT)
+    versions: dict = setting(resume=KEPT, factory=dict)
 
     def objective(self, mse, kl, restraint, n_pixels: int):
         """The loss of a step: ``mse + (beta KL + restraint) / (2P - 1)``.
@@ -78,19 +124,124 @@ class TrainConfig:
         """``beta``, or ``1 / zdim`` when unset."""
         return self.beta if self.beta is not None else (1.0 / self.zdim if self.zdim else 0.0)
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write as indented JSON."""
-        Path(path).write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+    def check(self) -> None:
+        """Settings out of range, as an :class:`InputError` (the methods' configs add theirs)."""
+        if self.epochs < 0 or self.batch_size < 1 or self.checkpoint < 1:
+            raise InputError(self.outdir, "need --epochs >= 0, --batch-size and --checkpoint >= 1")
+
+    @property
+    def input_files(self) -> tuple[str, ...]:
+        """The files whose checksums the run records (and a resumed run checks)."""
+        return tuple(p for p in (self.particles, self.poses, self.ctf, self.tilt) if p)
+
+    def save(self, where: str | os.PathLike | WorkDir) -> None:
+        """Write as indented JSON to a work directory's ``config.json``, or to a file."""
+        path = _config_file(where)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> TrainConfig:
-        """Read a ``config.json`` written by :meth:`save`.
+    def load(cls: type[C], where: str | os.PathLike | WorkDir) -> C:
+        """Read a config written by :meth:`save`, from a work directory or a file.
 
         A file without ``residual`` was written before that setting existed, by networks
         with ``"pre"`` blocks, and loads as ``"pre"`` so that its checkpoints compute what
-        they were trained to.
+        they were trained to. Unknown keys (other methods' settings) are ignored.
         """
-        values = json.loads(Path(path).read_text())
+        values = read_json_object(_config_file(where))
         values.setdefault("residual", "pre")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    def resumed(self: C, changes: dict[str, Any]) -> C:
+        """The config a resumed run continues with: this (the run's) config, with ``changes`` asked for.
+
+        Parameters
+        ----------
+        changes : dict
+            Settings asked for (on the command line: those given with a value other than
+            the default). ``particles`` names where the run's particles are now.
+
+        Raises
+        ------
+        InputError
+            A ``FIXED`` setting asked to change, or an input whose checksum differs.
+        """
+        where = Path(self.outdir) / "config.json"
+        policies = {f.name: f for f in dataclasses.fields(self)}
+        values = {}
+        for f in dataclasses.fields(self):
+            if f.metadata.get("resume") == RUNTIME:
+                values[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        for name, given in changes.items():
+            if name not in policies:
+                raise ValueError(f"{type(self).__name__} has no setting {name!r}")
+            f, saved = policies[name], getattr(self, name)
+            policy = f.metadata.get("resume", FIXED)
+            if policy in (MAY_CHANGE, RUNTIME):
+                values[name] = given
+            elif policy == FIXED and not _same(given, saved, f.metadata.get("path", False)):
+                flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
+                shown = (lambda v: not v) if flag.startswith("--no-") else (lambda v: v)
+                raise InputError(where, f"--resume continues the run with its own settings: {flag} "
+                                        f"{shown(given)} differs from the run's {shown(saved)}")
+        config = dataclasses.replace(self, **values)
+        config.check_inputs(changes.get("particles"))
+        return config
+
+    def check_inputs(self, particles: str | os.PathLike | None = None) -> None:
+        """Check the run's recorded input checksums: the particles (at ``particles``, if moved) and the rest.
+
+        Raises
+        ------
+        InputError
+            Naming the file whose content is not what the run was trained on.
+        """
+        digests = self.versions.get("inputs_sha256", {})
+        recorded = digests.get(self.particles)
+        if recorded is not None and file_digest(particles or self.particles) not in (None, recorded):
+            raise InputError(particles or self.particles,
+                             f"--resume: not the particles the run was trained on ({self.particles})")
+        for path in self.input_files[1:]:
+            recorded = digests.get(path)
+            if recorded is not None and file_digest(path) not in (None, recorded):
+                raise InputError(path, "--resume: the file changed since the run started")
+
+    def with_versions(self: C) -> C:
+        """The config with the software versions and its input files' checksums recorded."""
+        import torch
+
+        from cryofield import __version__
+
+        return dataclasses.replace(self, versions={
+            "cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "inputs_sha256": {str(p): file_digest(p) for p in self.input_files}})
+
+
+C = TypeVar("C", bound=TrainConfig)
+
+
+def file_digest(path: str | os.PathLike | None) -> str | None:
+    """SHA-256 of a file's bytes, or None when it is not a file."""
+    if path is None or not Path(path).is_file():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _same(given: Any, saved: Any, path: bool) -> bool:
+    if path and given is not None and saved is not None:
+        return Path(given).resolve() == Path(saved).resolve()
+    if isinstance(saved, list) or isinstance(given, (list, tuple)):
+        return saved is not None and given is not None and list(given) == list(saved)
+    return given == saved
+
+
+def _config_file(where: str | os.PathLike | WorkDir) -> Path:
+    """The config file of a work directory (given as one or as its folder), or ``where`` itself."""
+    if isinstance(where, WorkDir):
+        return where.config
+    return WorkDir(where).config if Path(where).is_dir() else Path(where)

@@ -9,26 +9,31 @@ encoder, lazy loading, DDP).
 
 The seed's warm-up: one epoch fits everything from the starting coordinates, then the
 coordinates (and any networks) start again from their initial values, keeping the fitted
-width and amplitude.
+width and amplitude. :class:`Cryofold` is a method on the run engine: the warm-up is a run
+of its own in ``OUTDIR/warmup/``, then the main fit.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+import os
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from cryofield.data import PreparedParticles
-from cryofield.io import read_atomic_model
-from cryofield.io.atoms import CoarseModel, coarse_grain, electrons
+from cryofield.data import ParticleSource, PreparedParticles
+from cryofield.errors import InputError
+from cryofield.imaging import central_slices, half_lattice_mask, render_volume
+from cryofield.io import ParticleTable, WorkDir, read_atomic_model, write_map
+from cryofield.io.atoms import CoarseModel, coarse_grain, electrons, write_coarse_pdb
 from cryofield.nn import GaussianResidues, ImageEncoder
-from cryofield.train.config import TrainConfig
-from cryofield.train.distributed import Runtime, resolve_device
-from cryofield.train.loop import Models, _to, train
+from cryofield.train.checkpoint import load_checkpoint
+from cryofield.train.config import KEPT, MAY_CHANGE, TrainConfig, setting
+from cryofield.train.engine import Callbacks, Method, Trainer
+from cryofield.train.inference import posterior_means
+from cryofield.train.inputs import Progress, prepare
+from cryofield.train.models import Models
+from cryofield.train.objective import Restraint
 
 ABLATIONS = ("side-chains", "bonds", "images")
 INITS = ("reference", "noise", "random")
@@ -46,11 +51,12 @@ class CryofoldConfig(TrainConfig):
     ``None`` starts it at the least-squares amplitude of the starting model.
     """
 
-    pdb: str = ""
+    epochs: int = setting(10, resume=MAY_CHANGE, flag="-n")
+    pdb: str = setting("", resume=KEPT, path=True)  # the run's reference; its checksum is checked
     init: str = "reference"
     init_noise_angstrom: float = 6.0
     init_box_angstrom: float = 64.0
-    ablate: list[str] = field(default_factory=list)
+    ablate: list[str] = setting(factory=list)
     width_angstrom: float = 3.71
     a0: float | None = None
     bond_strength: float = 0.1
@@ -60,6 +66,22 @@ class CryofoldConfig(TrainConfig):
     def objective(self, mse, kl, restraint, n_pixels: int):
         """As :meth:`TrainConfig.objective`, without the image term when the images are ablated."""
         return super().objective(mse * 0 if "images" in self.ablate else mse, kl, restraint, n_pixels)
+
+    @property
+    def input_files(self) -> tuple[str, ...]:
+        """The particles, poses, CTF and the reference structure."""
+        return tuple(p for p in (self.particles, self.poses, self.ctf, self.pdb) if p)
+
+    def check(self) -> None:
+        """Settings out of range, or an unreadable reference, as an :class:`InputError`."""
+        super().check()
+        if self.epochs < 1 or self.batch_size < 1 or self.warmup_epochs < 0 or self.zdim < 0:
+            raise InputError(self.outdir, "need --epochs and --batch-size >= 1, --warmup-epochs and --zdim >= 0")
+        if self.width_angstrom <= 0 or (self.a0 is not None and self.a0 <= 0) or self.init_box_angstrom <= 0:
+            raise InputError(self.outdir, "--width, --a0 and --init-box must be positive")
+        if self.bond_strength < 0 or self.init_noise_angstrom < 0:
+            raise InputError(self.outdir, "--bond-strength and --init-noise must be 0 or more")
+        read_atomic_model(self.pdb)  # a clear error before the images are read
 
 
 def reference_model(config: CryofoldConfig) -> tuple[CoarseModel, np.ndarray]:
@@ -116,9 +138,9 @@ def least_squares_amplitude(decoder: GaussianResidues, data: PreparedParticles, 
     device = decoder.centres.device
     cross = power = 0.0
     for start in range(0, len(images), batch_size):
-        batch = _to(images.subset(torch.arange(start, min(start + batch_size, len(images)))), device)
+        batch = images.subset(torch.arange(start, min(start + batch_size, len(images)))).to(device)
         z = torch.zeros(len(batch), decoder.zdim, device=device) if decoder.zdim else None
-        predicted = decoder.project(batch.coords, batch.rotations, z) / decoder.a0
+        predicted = central_slices(decoder, batch.coords, batch.rotations, batch.box, z) / decoder.a0
         if batch.ctf is not None:
             predicted = predicted * batch.ctf
         cross += float((predicted.conj() * batch.images).real.sum())
@@ -140,69 +162,97 @@ def resolve_start(config: CryofoldConfig, data) -> CryofoldConfig:
     return config
 
 
-def train_cryofold(config: CryofoldConfig, data, *, runtime: Runtime | None = None, resume: bool = False,
-                   progress: Callable[[int, int, str], None] | None = None,
-                   log: Callable[[dict], None] | None = None) -> Models:
-    """Fit the atomic model: the warm-up (``OUTDIR/warmup/``), then ``config.epochs`` epochs.
+class Cryofold(Method):
+    """Cryofold on the run engine: the warm-up (a run of its own in ``OUTDIR/warmup/``), then the fit.
 
     Parameters
     ----------
     config : CryofoldConfig
         With the centre and amplitude resolved (:func:`resolve_start`).
-    data : PreparedParticles or LazyParticles
+    data : ParticleSource
         Particles with their poses.
-    runtime, resume, log
-        As :func:`cryofield.train.train`; ``resume`` continues the warm-up if it was
-        interrupted, else the main fit. Warm-up records carry ``"warmup": True``.
-    progress : callable, optional
-        ``progress(images_done, epoch, stage)``, ``stage`` "warm-up" or "fit".
-
-    Returns
-    -------
-    Models
+    warmup : bool
+        This is the warm-up: fit everything from the start, no warm-up of its own.
     """
-    if config.center_angstrom is None or config.a0 is None:
-        raise ValueError("resolve the centre and amplitude first (resolve_start)")
-    runtime = runtime or Runtime(resolve_device(config.device))
-    coarse, center = reference_model(config)
-    outdir = Path(config.outdir)
 
-    def fresh() -> Models:
-        return build_cryofold(config, coarse, center, data.box, data.n_pixels, data.pixel_size_angstrom)
+    def __init__(self, config: CryofoldConfig, data: ParticleSource, *, warmup: bool = False):
+        if config.center_angstrom is None or config.a0 is None:
+            raise ValueError("resolve the centre and amplitude first (resolve_start)")
+        super().__init__(config, data)
+        self.coarse, self.center = reference_model(config)
+        self.warmup = warmup
+        self.globals: dict | None = None  # the warm-up's width and amplitude, once fitted
 
-    warm_dir = outdir / "warmup"
-    main_started = (outdir / "checkpoints/last.pt").is_file()
-    globals_ = None
-    if config.warmup_epochs > 0 and not (resume and main_started):
-        warm_resume = resume and (warm_dir / "checkpoints/last.pt").is_file()
-        warm_config = replace(config, outdir=str(warm_dir), epochs=config.warmup_epochs,
-                              checkpoint=config.warmup_epochs)
-        warm = train(warm_config, data, runtime=runtime, resume=warm_resume, models=fresh(),
-                     progress=None if progress is None else (lambda done, epoch: progress(done, epoch, "warm-up")),
-                     log=None if log is None else (lambda record: log(record | {"warmup": True})))
-        decoder = warm.decoder
-        globals_ = {"width_angstrom": float(decoder.width_angstrom.detach()), "a0": float(decoder.a0.detach())}
-        if runtime.is_main:
-            (warm_dir / "globals.json").write_text(json.dumps(globals_) + "\n")
-        resume = False
-    models = fresh()
-    if globals_ is not None:  # the warm-up's width and amplitude, every coordinate back at its start
+    def build_models(self, stage: int = 1) -> Models:
+        """The atomic model at its start (with the warm-up's width and amplitude once fitted) and any encoder."""
+        models = build_cryofold(self.config, self.coarse, self.center, self.data.box, self.data.n_pixels,
+                                self.data.pixel_size_angstrom)
+        if self.globals is not None:  # every coordinate back at its start
+            with torch.no_grad():
+                models.decoder.log_width.fill_(float(np.log(self.globals["width_angstrom"])))
+                models.decoder.log_a0.fill_(float(np.log(self.globals["a0"])))
+        return models
+
+    def restraint(self, models: Models) -> Restraint:
+        """The bond and side-chain energy of the atomic model."""
+        return models.decoder.restraint
+
+    def start(self, trainer: Trainer, resume: bool) -> bool:
+        """The warm-up, unless the main fit had started (``resume`` continues an interrupted warm-up)."""
+        workdir = WorkDir(self.config.outdir)
+        if self.warmup or self.config.warmup_epochs <= 0 or (resume and workdir.last_checkpoint.is_file()):
+            return resume
+        warm_config = replace(self.config, outdir=str(workdir.warmup.root), epochs=self.config.warmup_epochs,
+                              checkpoint=self.config.warmup_epochs)
+        outer = trainer.callbacks
+        callbacks = Callbacks(
+            progress=None if outer.progress is None else (lambda done, total, epoch, _: outer.progress(
+                done, total, epoch, "warm-up")),
+            epoch_end=None if outer.epoch_end is None
+            else (lambda record: outer.epoch_end(record | {"warmup": True})))
+        warm = Trainer(Cryofold(warm_config, self.data, warmup=True), runtime=trainer.runtime, callbacks=callbacks)
+        decoder = warm.fit(resume and workdir.warmup.last_checkpoint.is_file()).decoder
+        self.globals = {"width_angstrom": float(decoder.width_angstrom.detach()), "a0": float(decoder.a0.detach())}
+        if trainer.runtime.is_main:
+            workdir.warmup.write_warmup_globals(self.globals)
+        return False
+
+    @staticmethod
+    def prepare(config: CryofoldConfig, table: ParticleTable, scale: float | None,
+                progress: Progress | None = None) -> ParticleSource:
+        """The particles with their poses."""
+        table.rotations  # noqa: B018  (a clear error when there are no poses)
+        return prepare(config, table.without_source_rows(), scale=scale, progress=progress)
+
+    def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
+        """``structure.pdb`` and ``volume.mrc`` (at the median latent of a heterogeneous fit), and ``z.npy``."""
+        config, workdir, data = self.config, WorkDir(self.config.outdir), self.data
+        written = []
+        z = None
+        if config.zdim:
+            latents = posterior_means(trainer.models, data)
+            workdir.write_latents(latents)
+            written.append((str(workdir.latents), f"posterior means, {len(data)} x {config.zdim}"))
+            z = torch.from_numpy(np.median(latents, axis=0)).float()[None]
+        decoder = trainer.models.decoder.cpu()
         with torch.no_grad():
-            models.decoder.log_width.fill_(float(np.log(globals_["width_angstrom"])))
-            models.decoder.log_a0.fill_(float(np.log(globals_["a0"])))
-    return train(config, data, runtime=runtime, resume=resume, models=models, log=log,
-                 progress=None if progress is None else (lambda done, epoch: progress(done, epoch, "fit")))
+            positions = decoder.positions_angstrom(z, self.center).reshape(-1, 3).numpy()
+            volume = render_volume(decoder, data.box, z) * data.scale
+        write_coarse_pdb(workdir.structure, self.coarse, positions)
+        write_map(workdir.volume, volume.numpy(), data.pixel_size_angstrom)
+        what = "at the median latent" if config.zdim else "fitted"
+        width = float(decoder.width_angstrom.detach())
+        return [(str(workdir.structure), f"the structure {what}"),
+                (str(workdir.volume), f"its map; Gaussian width {width:.2f} A")] + written
 
 
-def load_cryofold(outdir: str | Path, device: torch.device | str = "cpu") -> tuple[CryofoldConfig, CoarseModel, Models]:
+def load_cryofold(outdir: str | os.PathLike,
+                  device: torch.device | str = "cpu") -> tuple[CryofoldConfig, CoarseModel, Models]:
     """A trained run's config, reference and networks (from ``OUTDIR/checkpoints/last.pt``)."""
-    outdir = Path(outdir)
-    config = CryofoldConfig.load(outdir / "config.json")
+    workdir = WorkDir(outdir)
+    config = CryofoldConfig.load(workdir)
     coarse, center = reference_model(config)
-    from cryofield.imaging import half_lattice_mask
-
     n_pixels = int(half_lattice_mask(config.box).sum())
     models = build_cryofold(config, coarse, center, config.box, n_pixels, config.data_pixel_size)
-    state = torch.load(outdir / "checkpoints/last.pt", weights_only=True, map_location=device)
-    models.load_state_dict(state["models"])
+    models.load_parts_state(load_checkpoint(workdir, device)["models"])
     return config, coarse, models.to(torch.device(device))

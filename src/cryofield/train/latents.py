@@ -21,13 +21,15 @@ import torch
 
 from cryofield.data import ParticleSource, PreparedParticles
 from cryofield.train.distributed import autocast
-from cryofield.train.loop import Models, _image_losses, batches, encode
+from cryofield.train.inference import batches, image_errors
+from cryofield.train.models import Models
+from cryofield.train.objective import encode
 
 
 def _objective(models: Models, batch: PreparedParticles, z: torch.Tensor, prior_weight: float) -> torch.Tensor:
     """``L_i(z)`` (B,) of each image of the (band-limited) batch, fp32: its training loss plus the prior."""
     pixels = 2 * batch.coords.shape[0] - 1
-    return _image_losses(models, batch, z) + prior_weight * 0.5 * z.pow(2).sum(-1) / pixels
+    return image_errors(models, batch, z) + prior_weight * 0.5 * z.pow(2).sum(-1) / pixels
 
 
 def refine_latents(models: Models, data: ParticleSource, *, steps: int = 10, lr: float = 0.05,
@@ -66,7 +68,7 @@ def refine_latents(models: Models, data: ParticleSource, *, steps: int = 10, lr:
     if models.encoder is None:
         raise ValueError("latent refinement needs a VAE (an encoder)")
     device = next(models.decoder.parameters()).device
-    frozen = [p for p in models.parameters() if p.requires_grad]
+    frozen = [p for p in models.network_parameters() if p.requires_grad]
     for p in frozen:
         p.requires_grad_(False)
     out = []

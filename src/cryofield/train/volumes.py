@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from cryofield.errors import InputError
 from cryofield.imaging import half_lattice_mask, render_volumes
-from cryofield.io import write_map
+from cryofield.io import WorkDir, write_map
 from cryofield.io._atomic import atomic_outputs
 from cryofield.metrics import apply_bfactor, flip_hand
 from cryofield.train.config import TrainConfig
-from cryofield.train.loop import load_models
+from cryofield.train.models import load_models
 
 
 class RunVolumes:
@@ -38,16 +37,14 @@ class RunVolumes:
     """
 
     def __init__(self, workdir: str | os.PathLike, box: int | None = None):
-        workdir = Path(workdir)
-        if not (workdir / "config.json").is_file() or not (workdir / "checkpoints/last.pt").is_file():
-            raise InputError(workdir, "not a trained work directory (config.json and checkpoints/last.pt)")
-        self.workdir = workdir
-        self.config = TrainConfig.load(workdir / "config.json")
+        run = WorkDir(workdir).require_trained()
+        self.workdir = run.root
+        self.config = TrainConfig.load(run)
         self.box = box or self.config.box
         if not 1 < self.box <= self.config.box or self.box % 2:
             raise InputError(workdir, f"box {self.box} must be even and at most the training box {self.config.box}")
         self.apix = self.config.data_pixel_size * self.config.box / self.box
-        _, models = load_models(workdir, self.config.box, int(half_lattice_mask(self.config.box).sum()))
+        _, models = load_models(run, self.config.box, int(half_lattice_mask(self.config.box).sum()))
         self.decoder = models.decoder.eval()
 
     def check(self, latents: np.ndarray) -> np.ndarray:

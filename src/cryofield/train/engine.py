@@ -1,0 +1,337 @@
+"""The run engine: one trainer for every method.
+
+:class:`Trainer` owns what every run shares: the device and the process group, mixed
+precision and its gradient scaler, ``DistributedDataParallel``, CUDA graphs,
+``torch.compile``, the optimisers, the epoch order, checkpoints and exact resume (model,
+optimisers, scaler, epoch and RNG state), ``log.jsonl`` and the callbacks that report
+progress. A :class:`Method` says what differs: its networks (``build_models``, by stage),
+its loss (``restraint``), its schedule (``epoch``: a training pass by default; ab initio
+searches poses and resets the model; Cryofold warms up first) and the state it adds to a
+checkpoint. Adding a method is a config, a :class:`Method` and, if it needs one, a model;
+nothing here changes.
+
+Under ``torchrun`` every process runs the same loop on its share of each batch
+(:func:`cryofield.data.epoch_plan`); rank 0 writes the log, the checkpoints and the
+outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from cryofield.data import ParticleSource, PreparedParticles, epoch_plan
+from cryofield.io import WorkDir
+from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
+from cryofield.train.config import TrainConfig
+from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_device
+from cryofield.train.graphs import GraphedStep, can_graph
+from cryofield.train.models import Models
+from cryofield.train.objective import Restraint, optimizer_step
+
+
+@dataclass
+class Callbacks:
+    """What the caller of a run hears (on rank 0).
+
+    Attributes
+    ----------
+    reading : callable, optional
+        ``reading(images_done, total)`` while the particles are prepared.
+    start : callable, optional
+        ``start(config)`` with the run's resolved config, before the first epoch.
+    progress : callable, optional
+        ``progress(images_done, total, epoch, stage)`` after each batch; ``stage`` names the
+        part of the epoch ("" for a plain training pass; "search", "warm-up", ...).
+    epoch_end : callable, optional
+        ``epoch_end(record)`` with each epoch's record, as appended to ``log.jsonl``.
+    poses_found : callable, optional
+        ``poses_found(epoch, poses)`` after each pose search (ab initio).
+    """
+
+    reading: Callable[[int, int], None] | None = None
+    start: Callable[[TrainConfig], None] | None = None
+    progress: Callable[[int, int, int, str], None] | None = None
+    epoch_end: Callable[[dict], None] | None = None
+    poses_found: Callable[[int, Any], None] | None = None
+
+    def progress_of(self, total: int, stage: str = "") -> Callable[[int, int], None] | None:
+        """``progress`` as ``(done, epoch)`` for ``total`` images of one stage, or None."""
+        if self.progress is None:
+            return None
+        return lambda done, epoch: self.progress(done, total, epoch, stage)
+
+
+class Method:
+    """A reconstruction method on the engine: its networks, its loss and its schedule.
+
+    The defaults train one set of networks for ``config.epochs`` passes over the data, a
+    checkpoint every ``config.checkpoint`` epochs and at the end.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        The method's config, resolved (the data's box, pixel size and scale filled in).
+    data : ParticleSource
+        The prepared particles.
+    """
+
+    #: Whether full batches may be replayed as CUDA graphs (see :func:`cryofield.train.can_graph`).
+    graphs = True
+
+    def __init__(self, config: TrainConfig, data: ParticleSource):
+        self.config, self.data = config, data
+
+    @classmethod
+    def check(cls, config: TrainConfig, runtime: Runtime) -> None:
+        """Refuse settings the method cannot run (an :class:`InputError`; by default ``config.check()``)."""
+        config.check()
+
+    def build_models(self, stage: int = 1) -> Models:
+        """Fresh networks for ``stage`` (1 unless the schedule has stages)."""
+        raise NotImplementedError
+
+    def restraint(self, models: Models) -> Restraint | None:
+        """An energy of the model added to the loss (none by default)."""
+        return None
+
+    def stage(self, epoch: int) -> int:
+        """The stage ``epoch`` belongs to (one stage by default)."""
+        return 1
+
+    def start(self, trainer: Trainer, resume: bool) -> bool:
+        """Before the first epoch: anything to run first; returns whether the main loop resumes."""
+        return resume
+
+    def begin(self, trainer: Trainer, first_epoch: int) -> None:
+        """After the networks are built (and restored), before ``first_epoch``."""
+
+    def epoch(self, trainer: Trainer, epoch: int) -> dict:
+        """Run one epoch; return its record for ``log.jsonl`` (a training pass by default)."""
+        return trainer.train_pass(trainer.data, epoch, progress=trainer.callbacks.progress_of(len(trainer.data)))
+
+    def end_of_epoch(self, trainer: Trainer, epoch: int, record: dict) -> None:
+        """After the epoch is logged, before its checkpoint (rank 0)."""
+
+    def checkpoint_due(self, epoch: int) -> bool:
+        """Whether a checkpoint is written after ``epoch``."""
+        return (epoch + 1) % self.config.checkpoint == 0 or epoch + 1 == self.config.epochs
+
+    def extra_state(self) -> dict:
+        """What the method adds to a checkpoint (plain tensors and values)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        """Restore :meth:`extra_state` from a checkpoint."""
+
+
+class Trainer:
+    """Runs a :class:`Method` (module docstring).
+
+    Parameters
+    ----------
+    method : Method
+    runtime : Runtime, optional
+        Device and process group (default: ``config.device``, one process).
+    callbacks : Callbacks, optional
+
+    Attributes
+    ----------
+    models : Models
+        The networks being trained, on the runtime's device.
+    net : Models
+        The same networks as this process calls them (wrapped for distributed training).
+    data : ParticleSource
+        The method's data, on the device when it fits there.
+    """
+
+    def __init__(self, method: Method, *, runtime: Runtime | None = None, callbacks: Callbacks | None = None):
+        self.method, self.config = method, method.config
+        self.runtime = runtime or Runtime(resolve_device(self.config.device))
+        self.callbacks = callbacks or Callbacks()
+        self.workdir = WorkDir(self.config.outdir)
+        self.sampler = torch.Generator().manual_seed(self.config.seed)  # the epochs' order
+        self.data = method.data
+        self.graph: GraphedStep | None = None
+
+    def fresh(self, stage: int = 1) -> None:
+        """New networks for ``stage``, their optimisers and gradient scaler."""
+        device = self.runtime.device
+        self.models = self.method.build_models(stage).to(device)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, self.config.amp))
+        self.graphed = self.method.graphs and can_graph(self.config, self.runtime, self.models, self.scaler)
+        self.optimizer = adam(self.models.network_parameters(), self.config.lr, capturable=self.graphed)
+        self.pose_optimizer = (None if self.models.poses is None
+                               else torch.optim.SparseAdam(self.models.poses.parameters(), lr=self.config.pose_lr))
+        self.net, self.graph = self.models, None
+
+    def state(self, epoch: int) -> dict:
+        """The checkpoint after ``epoch``: networks, optimisers, scaler, RNG and the method's state."""
+        state = {"models": self.models.parts_state(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
+                 "scaler": self.scaler.state_dict(), "rng": rng_state(self.sampler)}
+        if self.pose_optimizer is not None:
+            state["pose_optimizer"] = self.pose_optimizer.state_dict()
+        return state | self.method.extra_state()
+
+    def restore(self, state: dict) -> int:
+        """Load a checkpoint into the networks, optimisers, scaler and RNG; returns the next epoch."""
+        self.models.load_parts_state(state["models"])
+        load_adam(self.optimizer, state["optimizer"], capturable=self.graphed)
+        if self.pose_optimizer is not None:
+            self.pose_optimizer.load_state_dict(state["pose_optimizer"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        restore_rng(state["rng"], self.sampler)
+        self.method.load_extra_state(state)
+        return int(state["epoch"]) + 1
+
+    def prepare_steps(self, first_epoch: int) -> None:
+        """Compile, wrap for distributed training and set up CUDA graphs, before ``first_epoch``."""
+        if self.runtime.world_size > 1:  # the same plan everywhere, different noise in each process
+            torch.manual_seed(self.config.seed + 7919 * self.runtime.rank + first_epoch)
+        if self.config.compile_mode:
+            for part in (self.models.decoder, self.models.encoder):
+                if part is not None:
+                    part.compile(mode=self.config.compile_mode)
+        self.net = _wrap(self.models, self.runtime)
+        if isinstance(self.data, PreparedParticles) and _fits_on_device(self.data, self.runtime.device):
+            self.data = self.data.to(self.runtime.device)  # one transfer instead of one per batch
+        if self.graphed:
+            self.graph = GraphedStep(self.optimizer, self.config.batch_size, self.runtime.device)
+
+    def train_pass(self, data: ParticleSource, epoch: int,
+                   progress: Callable[[int, int], None] | None = None) -> dict:
+        """One pass of the optimisers over ``data`` (:func:`run_epoch`) with the trainer's state."""
+        return run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
+                         epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
+                         restraint=self.method.restraint(self.models))
+
+    def fit(self, resume: bool = False) -> Models:
+        """Train for ``config.epochs`` epochs, continuing from the last checkpoint when ``resume``.
+
+        Returns
+        -------
+        Models
+            On the runtime's device.
+        """
+        resume = self.method.start(self, resume)
+        if self.runtime.is_main:
+            if resume:
+                self.workdir.checkpoints.mkdir(parents=True, exist_ok=True)
+            else:  # a fresh run in an old work directory starts a fresh log
+                self.workdir.start_log()
+        first = 0
+        if resume:
+            state = load_checkpoint(self.workdir, self.runtime.device)
+            self.fresh(self.method.stage(int(state["epoch"])))
+            first = self.restore(state)
+        else:
+            self.fresh(1)
+        self.prepare_steps(first)
+        self.method.begin(self, first)
+        for epoch in range(first, self.config.epochs):
+            record = self.method.epoch(self, epoch)
+            if not self.runtime.is_main:
+                continue
+            self.workdir.append_log(record)
+            if self.callbacks.epoch_end is not None:
+                self.callbacks.epoch_end(record)
+            self.method.end_of_epoch(self, epoch, record)
+            if self.method.checkpoint_due(epoch):
+                save_checkpoint(self.workdir, self.state(epoch), epoch)
+        return self.models
+
+
+def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer: torch.optim.Optimizer,
+              scaler: torch.amp.GradScaler, sampler: torch.Generator, runtime: Runtime, *, epoch: int = 0,
+              pose_optimizer: torch.optim.Optimizer | None = None, graph: GraphedStep | None = None,
+              progress: Callable[[int, int], None] | None = None, restraint: Restraint | None = None) -> dict:
+    """One pass over the particles in the order of :func:`epoch_plan`, one optimiser step per batch.
+
+    Parameters
+    ----------
+    net : Models
+        The networks as this process calls them (wrapped for distributed training).
+    data : PreparedParticles or LazyParticles
+        In memory (possibly on the device already) or read through a shuffling buffer.
+    config : TrainConfig
+    optimizer, scaler, sampler
+        Adam over the networks, the gradient scaler, and the generator of the epoch's order
+        (advanced by this call).
+    runtime : Runtime
+    epoch : int
+        Reported to ``progress``.
+    pose_optimizer : Optimizer, optional
+        Steps the per-particle pose corrections.
+    graph : GraphedStep, optional
+        Replays full batches' steps as a CUDA graph (kept across epochs).
+    progress : callable, optional
+        ``progress(images_done_in_epoch, epoch)`` after each batch (rank 0).
+    restraint : callable, optional
+        The model's restraint energy, added to the loss.
+
+    Returns
+    -------
+    dict
+        ``epoch``, ``mse`` and ``kl`` (means per image over all processes), ``seconds``,
+        ``images_per_second``; ``restraint`` (the mean energy) for models that have one.
+    """
+    started = time.perf_counter()
+    n = len(data)
+    in_memory = isinstance(data, PreparedParticles)
+    plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
+                      else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
+    sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # mse, kl, restraint, times images
+    done = 0
+    for members, batches in plan:
+        buffer = data if in_memory else data.load(members)
+        # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
+        positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
+        positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
+        for indices, where in zip(batches, positions):
+            batch = buffer.subset(where).to(runtime.device)
+
+            def step(batch: PreparedParticles, indices: np.ndarray = indices) -> torch.Tensor:
+                return optimizer_step(net, batch, config, optimizer, scaler, pose_optimizer,
+                                      indices=torch.from_numpy(indices), n_pixels=data.n_pixels, restraint=restraint)
+
+            losses = step(batch) if graph is None else graph(step, batch)
+            sums += losses.double() * len(indices)  # no sync
+            done += len(indices) * runtime.world_size
+            if progress is not None and runtime.is_main:
+                progress(min(done, n), epoch)
+    seen_here = sum(len(b) for _, batches in plan for b in batches)
+    totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
+    seconds = time.perf_counter() - started
+    seen = max(float(totals[3]), 1.0)
+    record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
+              "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+    return record | ({"restraint": float(totals[2]) / seen} if float(totals[2]) else {})
+
+
+def _wrap(models: Models, runtime: Runtime) -> Models:
+    """The networks as this process calls them: wrapped in DistributedDataParallel across processes."""
+    if runtime.world_size == 1:
+        return models
+    if models.poses is not None or models.pose_encoder is not None:
+        raise ValueError("pose refinement and pose encoders run in a single process (not under torchrun)")
+    ids = [runtime.device.index] if runtime.device.type == "cuda" else None
+    return Models(DistributedDataParallel(models.decoder, device_ids=ids),
+                  None if models.encoder is None else DistributedDataParallel(models.encoder, device_ids=ids))
+
+
+def _fits_on_device(data: PreparedParticles, device: torch.device, fraction: float = 0.5) -> bool:
+    """Whether ``data`` is on a GPU with more than its size / ``fraction`` free (never true on CPU)."""
+    if device.type != "cuda":
+        return False
+    tensors = [data.images, data.rotations, data.ctf]
+    if data.tilted is not None:
+        tensors += [data.tilted.images, data.tilted.rotations, data.tilted.ctf]
+    size = sum(t.numel() * t.element_size() for t in tensors if t is not None)
+    return size < fraction * torch.cuda.mem_get_info(device)[0]

@@ -1,0 +1,76 @@
+"""A trained model on particle images: latents, per-image losses, in particle order, in chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from cryofield.data import ParticleSource, PreparedParticles
+from cryofield.imaging import predict_images
+from cryofield.train.models import Models
+from cryofield.train.objective import encode
+
+
+def batches(data: ParticleSource, batch_size: int, device: torch.device,
+            chunk_size: int = 4096) -> Iterator[tuple[int, PreparedParticles]]:
+    """``(first particle, batch)`` over all particles in order, on ``device``; lazy sources read in chunks."""
+    for start in range(0, len(data), chunk_size):
+        chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
+        for first in range(0, len(chunk), batch_size):
+            yield start + first, chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))).to(device)
+
+
+@torch.no_grad()
+def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512) -> np.ndarray:
+    """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order."""
+    return evaluate_images(models, data, batch_size, losses=False)[0]
+
+
+@torch.no_grad()
+def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256, losses: bool = True,
+                    chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Posterior means and log-variances (N, zdim), and each image's loss (N,) at ``z = mu``.
+
+    The loss is the mean squared error between the image and the model's prediction, over
+    the half-lattice pixels inside the circle, in the normalised units of training (for
+    tilt pairs, over both images). Without an encoder (``train-nn``) the latents are
+    (N, 0). Lazy sources are read ``chunk_size`` images at a time.
+    """
+    device = next(models.decoder.parameters()).device
+    means, logvars, errors = [], [], []
+    for _, batch in batches(data, batch_size, device, chunk_size):
+        if models.encoder is not None:
+            mu, logvar = encode(models, batch)
+        else:
+            mu = logvar = torch.zeros((len(batch), 0), device=device)
+        means.append(mu.cpu())
+        logvars.append(logvar.cpu())
+        if losses:
+            errors.append(image_errors(models, batch, mu if models.encoder is not None else None).cpu())
+    return (torch.cat(means).numpy(), torch.cat(logvars).numpy(),
+            torch.cat(errors).numpy() if losses else None)
+
+
+@torch.no_grad()
+def image_losses(models: Models, data: ParticleSource, latents: np.ndarray, batch_size: int = 256,
+                 chunk_size: int = 4096) -> np.ndarray:
+    """Each image's loss (N,) at given latents (N, zdim), as in :func:`evaluate_images`."""
+    device = next(models.decoder.parameters()).device
+    latents = torch.as_tensor(np.asarray(latents, np.float32))
+    errors = []
+    for start, batch in batches(data, batch_size, device, chunk_size):
+        z = latents[start:start + len(batch)].to(device) if latents.shape[1] else None
+        errors.append(image_errors(models, batch, z).cpu())
+    return torch.cat(errors).numpy()
+
+
+def image_errors(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
+    """Per-image mean squared error (B,) of the model's predicted images at ``z`` (both images of tilt pairs)."""
+    parts = [batch] if batch.tilted is None else [batch, batch.tilted]
+    total = torch.zeros(len(batch), device=batch.images.device)
+    for part in parts:
+        predicted = predict_images(models.decoder, batch.coords, part.rotations, batch.box, z=z, ctf=part.ctf)
+        total += (predicted - part.images).abs().pow(2).mean(-1)
+    return total / len(parts)

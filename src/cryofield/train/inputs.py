@@ -1,0 +1,107 @@
+"""A run's particles: read as its config names them, subset, paired with tilted partners, prepared."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from cryofield.data import LazyParticles, ParticleSource, prepare_particles
+from cryofield.errors import InputError
+from cryofield.io import ParticleTable, read_indices, read_particles
+from cryofield.so3 import rotation_about_x
+from cryofield.train.config import TrainConfig
+
+Progress = Callable[[int, int], None]  # (images prepared, of total)
+
+
+def read_table(config: TrainConfig, particles: str | None = None, *, tilted: bool = False) -> ParticleTable:
+    """The run's particle table: ``config.particles`` (or ``particles``) with its metadata options and subset.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``datadir``, ``poses``, ``ctf``, ``apix`` and ``ind``.
+    particles : str, optional
+        Another file of particles (then the config's ``poses`` and ``ctf`` do not apply).
+    tilted : bool
+        Read ``config.tilt``, the tilted partners (their own metadata only).
+    """
+    own = particles is None and not tilted
+    path = config.tilt if tilted else (particles or config.particles)
+    table = read_particles(path, datadir=config.datadir, poses=config.poses if own else None,
+                           ctf=config.ctf if own else None, apix=config.apix)
+    if config.ind is not None and (own or tilted):
+        table = table.subset(read_indices(config.ind, table.n))
+    return table
+
+
+def tilt_partners(config: TrainConfig, table: ParticleTable, tilt: str | None = None) -> ParticleTable:
+    """The tilted partner of each particle of ``table`` (``config.tilt`` or ``tilt``), checked to pair up.
+
+    Partners without a CTF take their particle's.
+    """
+    partners = read_table(config, tilted=True) if tilt is None else read_particles(
+        tilt, datadir=config.datadir, apix=config.apix)
+    source = tilt or config.tilt
+    if partners.n != table.n:
+        raise InputError(source, f"{partners.n} tilted images for {table.n} particles; they must pair up in order")
+    if partners.box_size != table.box_size:
+        raise InputError(source, f"tilted images are {partners.box_size} px, the particles {table.box_size} px")
+    if partners.ctf is None and table.ctf is not None:
+        partners = replace(partners, ctf=table.ctf)
+    return partners
+
+
+def tilted_poses(config: TrainConfig, table: ParticleTable, partners: ParticleTable) -> tuple[np.ndarray, np.ndarray]:
+    """The partners' rotations (N, 3, 3) and shifts (N, 2) px: their own, or the stage tilt of the particles'."""
+    if partners.rotations_or_none is not None:
+        return partners.rotations, partners.shifts_px
+    # a stage tilt rotates the specimen in the microscope's frame: R_tilt = Rx(tilt) R
+    return rotation_about_x(config.tilt_deg).numpy() @ table.rotations, table.shifts_px
+
+
+def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = None, posed: bool = True,
+            tilt: ParticleTable | None = None, progress: Progress | None = None) -> ParticleSource:
+    """The particles as training reads them: in memory, or lazily (``config.lazy``); tilted partners attached.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        ``uninvert_data``, ``window_r``, ``lazy``, ``tilt_deg``.
+    table : ParticleTable
+    scale : float, optional
+        The normalisation (a trained model's); default: from the data.
+    posed : bool
+        Centre the images by the table's shifts, with its rotations; False prepares them
+        uncentred with identity rotations (ab initio finds the poses).
+    tilt : ParticleTable, optional
+        The tilted partners (:func:`tilt_partners`).
+    progress : callable, optional
+        ``progress(done, total)`` while images are prepared in memory.
+    """
+    invert, window_r = not config.uninvert_data, config.window_r
+    unposed = {} if posed else {"rotations": np.broadcast_to(np.eye(3), (table.n, 3, 3)).copy(),
+                                "shifts_px": np.zeros((table.n, 2))}
+    tilt_poses = {}
+    if tilt is not None:
+        tilt_poses = unposed if not posed else dict(zip(("rotations", "shifts_px"), tilted_poses(config, table, tilt)))
+    if config.lazy:
+        tilted = None if tilt is None else LazyParticles(tilt, invert=invert, window_r=window_r, scale=1.0,
+                                                         **tilt_poses)
+        return LazyParticles(table, invert=invert, window_r=window_r, scale=scale, tilted=tilted, **unposed)
+    total = table.n * (2 if tilt is not None else 1)
+    done = 0
+
+    def count(k: int) -> None:
+        nonlocal done
+        done += k
+        if progress is not None:
+            progress(done, total)
+
+    data = prepare_particles(table, invert=invert, window_r=window_r, scale=scale, progress=count, **unposed)
+    if tilt is not None:
+        data.tilted = prepare_particles(tilt, invert=invert, window_r=window_r, scale=data.scale, progress=count,
+                                        **tilt_poses)
+    return data

@@ -1,0 +1,107 @@
+"""The networks of a run: a volume decoder, an image encoder, pose corrections or a pose encoder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from cryofield.io import WorkDir
+from cryofield.nn import ImageEncoder, PoseCorrections, PoseEncoder, TiltPairEncoder, VolumeDecoder, make_encoding
+from cryofield.train.checkpoint import load_checkpoint
+from cryofield.train.config import TrainConfig
+
+
+class Models(nn.Module):
+    """The decoder and, for a VAE, the encoder; with pose refinement, the pose corrections.
+
+    ``pose_encoder`` (the pose-VAE baseline of ab initio) predicts each image's rotation,
+    which then replaces the batch's. Parts a run does not have are ``None``; the state of
+    the others is :meth:`parts_state` (what checkpoints hold).
+
+    Parameters
+    ----------
+    decoder : nn.Module
+        A :class:`cryofield.imaging.VolumeModel` (``VolumeDecoder``, ``GaussianResidues``).
+    encoder : nn.Module, optional
+        ``ImageEncoder`` or ``TiltPairEncoder``.
+    poses : PoseCorrections, optional
+    pose_encoder : PoseEncoder, optional
+    """
+
+    def __init__(self, decoder: nn.Module, encoder: nn.Module | None = None, poses: PoseCorrections | None = None,
+                 pose_encoder: PoseEncoder | None = None):
+        super().__init__()
+        self.decoder, self.encoder, self.poses, self.pose_encoder = decoder, encoder, poses, pose_encoder
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """The networks' trainable parameters (not the pose corrections: they have their own optimiser)."""
+        return [p for name, part in self.named_children() if name != "poses" for p in part.parameters()]
+
+    def parts_state(self) -> dict[str, dict]:
+        """``{part: state_dict}`` of every part present (the checkpoints' layout)."""
+        return {name: part.state_dict() for name, part in self.named_children()}
+
+    def load_parts_state(self, state: dict[str, dict]) -> None:
+        """Restore from :meth:`parts_state` (parts absent here are ignored, e.g. another run's pose corrections)."""
+        for name, part in self.named_children():
+            part.load_state_dict(state[name])
+
+
+def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int | None = None, *,
+                 pose_encoder: bool = False) -> Models:
+    """The networks a configuration describes (seeded by ``config.seed``).
+
+    Parameters
+    ----------
+    config : TrainConfig
+    box : int
+        Image size ``D``.
+    n_pixels : int
+        Half-lattice pixels per image ``P`` (the encoder sees ``2P`` numbers per image).
+    n_particles : int, optional
+        Needed for pose refinement (one correction per particle).
+    pose_encoder : bool
+        Add an encoder of rotations (``enc_dim`` x ``enc_layers``), the pose-VAE baseline.
+    """
+    torch.manual_seed(config.seed)
+    encoding = make_encoding(config.pe_type, box, config.pe_dim, config.feat_sigma, seed=config.seed)
+    decoder = VolumeDecoder(encoding, config.zdim, config.dec_dim, config.dec_layers, domain=config.domain,
+                            residual=config.residual)
+    encoder = None
+    if config.zdim:
+        kind = TiltPairEncoder if config.tilt else ImageEncoder
+        encoder = kind(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim, residual=config.residual)
+    poses = None
+    if config.refine_poses:
+        if n_particles is None:
+            raise ValueError("pose refinement needs the number of particles")
+        poses = PoseCorrections(n_particles)
+    rotations = (PoseEncoder(2 * n_pixels, config.enc_dim, config.enc_layers, residual=config.residual)
+                 if pose_encoder else None)
+    return Models(decoder, encoder, poses, rotations)
+
+
+def load_models(workdir: str | os.PathLike | WorkDir, box: int, n_pixels: int,
+                device: str | torch.device = "cpu") -> tuple[TrainConfig, Models]:
+    """The configuration and trained networks of a work directory (last checkpoint), pose corrections excluded.
+
+    Parameters
+    ----------
+    workdir : str, PathLike or WorkDir
+        A trained ``train-nn``, ``train-vae`` or ``abinit`` run.
+    box, n_pixels : int
+        The images' size ``D`` and half-lattice pixels ``P``.
+    device : str or torch.device
+
+    Returns
+    -------
+    (TrainConfig, Models)
+    """
+    workdir = workdir if isinstance(workdir, WorkDir) else WorkDir(workdir)
+    config = TrainConfig.load(workdir)
+    models = build_models(replace(config, refine_poses=False), box, n_pixels)
+    models.load_parts_state(load_checkpoint(workdir, device)["models"])
+    return config, models.to(torch.device(device))

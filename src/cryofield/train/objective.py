@@ -1,0 +1,137 @@
+"""The loss of a batch and one optimiser step: what every method trains on.
+
+The model predicts each particle's centred transform at the half-lattice pixels inside the
+circle (:func:`cryofield.imaging.predict_images`: ``CTF * F(R^T k, z)``); the loss is the
+mean squared error per pixel against the data, plus ``beta * KL / M`` for the VAE: the KL
+of an image spread over the ``M = 2P - 1`` real pixels of the full circle that its ``P``
+half-lattice coefficients stand for (the mean over the half lattice of ``|dF|^2`` equals
+the mean over the full circle of the Hartley residual ``dH^2``, so this is cryoDRGN's and
+the seed's weighting). With tilt pairs the encoder sees both images and the decoder
+predicts both. With pose refinement each particle's rotation and shift carry a learned
+correction. An atomic model adds its restraint energy (:class:`cryofield.nn.GaussianResidues`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from cryofield.data import PreparedParticles, encoder_input
+from cryofield.imaging import predict_images
+from cryofield.nn import kl_divergence, reparameterize, sample_rotation
+from cryofield.train.config import TrainConfig
+from cryofield.train.distributed import autocast
+from cryofield.train.models import Models
+
+Restraint = Callable[[torch.Tensor | None], torch.Tensor]
+
+
+def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, indices: torch.Tensor | None = None,
+              sample: bool = True, amp: bool | None = None,
+              restraint: Restraint | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mse, kl, restraint)`` of a batch, means over its images.
+
+    Parameters
+    ----------
+    net : Models
+        The networks as this process calls them (parts possibly wrapped for distributed
+        training).
+    batch : PreparedParticles
+        The batch's images, poses and CTF, on the networks' device.
+    config : TrainConfig
+    indices : Tensor, shape (B,), optional
+        The batch's particle indices (needed for pose refinement).
+    sample : bool
+        Draw ``z`` from the posterior (training) or take its mean.
+    amp : bool, optional
+        Mixed precision (default ``config.amp``).
+    restraint : callable, optional
+        ``restraint(z)``, an energy added to the loss (0 without).
+
+    Returns
+    -------
+    (Tensor, Tensor, Tensor)
+        Scalars; ``kl`` is 0 without an encoder.
+    """
+    device = batch.images.device
+    images, ctf, rotations, tilted = batch.images, batch.ctf, batch.rotations, batch.tilted
+    shifts = None
+    if net.poses is not None:
+        d_rotation, shifts = net.poses(indices.to(device))
+        rotations = rotations @ d_rotation
+    z = None
+    kl = torch.zeros((), device=device)
+    with autocast(device, config.amp if amp is None else amp):
+        if net.pose_encoder is not None:  # the rotation is inferred from the image, and sampled
+            mean, logvar = net.pose_encoder(encoder_input(images, ctf))
+            rotations = sample_rotation(mean, logvar) if sample else mean
+            kl = kl + kl_divergence(torch.zeros_like(logvar), logvar).mean()
+        if net.encoder is not None:
+            mu, logvar = encode(net, batch)
+            z = reparameterize(mu, logvar) if sample else mu
+            kl = kl + kl_divergence(mu, logvar).mean()
+        if tilted is not None:  # both images of each particle, from the same z
+            tilt_rotations = tilted.rotations if net.poses is None else tilted.rotations @ d_rotation
+            rotations = torch.cat([rotations, tilt_rotations])
+            z = None if z is None else torch.cat([z, z])
+            shifts = None if shifts is None else torch.cat([shifts, torch.zeros_like(shifts)])
+            images = torch.cat([images, tilted.images])
+            ctf = None if ctf is None else torch.cat([ctf, tilted.ctf])
+        predicted = predict_images(net.decoder, batch.coords, rotations, batch.box, z=z, ctf=ctf, shifts_px=shifts)
+    mse = (predicted - images).abs().pow(2).mean()
+    energy = restraint(z) if restraint is not None else torch.zeros((), device=device)
+    return mse, kl, energy
+
+
+def encode(net: Models, batch: PreparedParticles) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mu, logvar)`` (B, zdim) of the encoder for a batch (both images of tilt pairs)."""
+    x = encoder_input(batch.images, batch.ctf)
+    if batch.tilted is not None:
+        return net.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))
+    return net.encoder(x)
+
+
+def optimizer_step(net: Models, batch: PreparedParticles, config: TrainConfig, optimizer: torch.optim.Optimizer,
+                   scaler: torch.amp.GradScaler, pose_optimizer: torch.optim.Optimizer | None = None, *,
+                   indices: torch.Tensor | None = None, n_pixels: int,
+                   restraint: Restraint | None = None) -> torch.Tensor:
+    """One step of the optimisers on a batch.
+
+    Without a gradient scaler (fp16) or pose corrections (SparseAdam), nothing in it waits
+    for the device, so that a GPU runs ahead and the step can be captured as a CUDA graph
+    (:class:`cryofield.train.GraphedStep`).
+
+    Parameters
+    ----------
+    net : Models
+        The networks as this process calls them.
+    batch : PreparedParticles
+        On the networks' device.
+    config : TrainConfig
+        Its :meth:`TrainConfig.objective` weighs the terms.
+    optimizer, scaler, pose_optimizer
+        Adam over the networks, the gradient scaler, and the pose corrections' optimiser.
+    indices : Tensor, shape (B,), optional
+        The batch's particle indices (for pose corrections).
+    n_pixels : int
+        Half-lattice pixels per image, ``P`` (for the objective's weights).
+    restraint : callable, optional
+        As in :func:`step_loss`.
+
+    Returns
+    -------
+    Tensor, shape (3,)
+        The batch's ``mse``, ``kl`` and ``restraint``, detached, on the device.
+    """
+    mse, kl, energy = step_loss(net, batch, config, indices=indices, restraint=restraint)
+    loss = config.objective(mse, kl, energy, n_pixels)
+    optimizer.zero_grad(set_to_none=True)
+    if pose_optimizer is not None:
+        pose_optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    if pose_optimizer is not None:
+        scaler.step(pose_optimizer)
+    scaler.update()
+    return torch.stack([mse.detach(), kl.detach(), energy.detach()])
