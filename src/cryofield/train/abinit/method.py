@@ -1,261 +1,30 @@
-"""Ab initio reconstruction: training interleaved with pose search, and the model reset (cryoDRGN2 "+r").
-
-The schedule, in three stages (the seed's section 5.3.3):
-
-1. ``epochs_search`` epochs: the first on random poses, then a pose search in every
-   ``search_every``-th epoch (epochs 1, 1 + every, ...), the epochs between reusing the
-   last poses. The search is online: ``search_chunk`` particles at a time are searched
-   with the current model and trained on at once, so the model improves during the
-   epoch, as with cryoDRGN's search per batch. Searching all particles against one model
-   (``search_chunk = 0``) got stuck at wrong, self-consistent poses in our tests, even at
-   SNR 10: every image is placed against the same featureless first model. The search's
-   band limit grows from ``kmin`` to ``kmax`` over ``kmax_ramp_epochs`` epochs, as the
-   model resolves finer detail.
-2. ``epochs_fixed`` epochs (0 to skip the reset): the networks and the optimiser start
-   afresh and train on the last poses. A decoder trained while the poses were poor
-   predicts a constant at high frequency and its gradients there vanish; the reset cures
-   it (logged as ``grad_high``, the gradient norm of the decoder's last layer for the
-   high-frequency half of the loss).
-3. ``epochs_refine`` epochs with a pose search at the first and every ``search_every``-th.
-
-Heterogeneous runs (``zdim > 0``) train an image encoder with the decoder, as ``train-vae``
-does. Rendering the model at every image's own latent would cost a lattice per image;
-instead each searched chunk is searched against the model at the mean of its posterior
-means (``search_groups = 1``, the default), or its images are grouped by k-means on their
-latents and each group searched against the model at its centre. Training then uses each
-image's own latent. On a 1-D motion of adenylate kinase, one group converged (median
-rotation error 0.015 after the second search) where four groups did not (1.27, and 0.149
-after the fourth): early in training the groups' models disagree with each other, and
-poses found against different models do not share one frame.
-
-Tilt pairs (``data.tilted``, the stage tilt ``tilt_deg`` about x) are searched together:
-every rotation ``R`` is scored on the untilted image at ``R`` plus the tilted one at
-``Rx(tilt) R``, each image with its own best shift.
-
-Two baselines of the seed's chapter 5 learn the poses instead of searching them, in one
-stage: ``method = "gd"`` starts every particle at a random rotation and zero shift and
-descends the image loss on per-particle corrections (the volume trained jointly), and
-``method = "pose-vae"`` trains an encoder that predicts each image's rotation (S2 x S2
-mean, a tangent-space Gaussian around it) with the decoder. Both are expected to fail from
-random starts (the seed's table 5.2).
-
-Images are prepared once, uncentred; after each search they are centred by the found
-shifts. :class:`Abinit` is a method on the run engine (:class:`cryofield.train.Trainer`):
-the engine's checkpoints (models, optimiser, epoch and RNG state) carry the poses too, so
-``resume`` continues exactly.
-"""
+"""Ab initio on the run engine: searches, the model reset, the stage maps and the found poses."""
 
 from __future__ import annotations
 
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from cryofield.data import ParticleSource, PreparedParticles, encoder_input
-from cryofield.errors import InputError
-from cryofield.imaging import predict_images, render_volume, shift_phase_at
+from cryofield.data import ParticleSource, PreparedParticles
+from cryofield.imaging import render_volume
 from cryofield.io import ParticleTable, WorkDir, write_map
 from cryofield.io._atomic import atomic_outputs
 from cryofield.io.export import write_particles
-from cryofield.posesearch import (
-    BnbSettings,
-    BranchAndBound,
-    PoseSearch,
-    SearchSettings,
-    TiltedViews,
-    render_lattice,
-)
+from cryofield.posesearch import BranchAndBound, PoseSearch, TiltedViews, render_lattice
 from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
-from cryofield.train.config import KEPT, TrainConfig, setting
+from cryofield.train.abinit.config import AbinitConfig
+from cryofield.train.abinit.poses import Poses, centred, high_frequency_gradient, learned_poses
 from cryofield.train.distributed import autocast
 from cryofield.train.engine import Method, Trainer
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare, tilt_partners
 from cryofield.train.models import Models, build_models
 from cryofield.train.objective import encode
-
-
-@dataclass
-class AbinitConfig(TrainConfig):
-    """A :class:`TrainConfig` plus the schedule and the pose search's settings.
-
-    Units: band limits in cycles per box (Fourier pixels), ``shift_extent_px`` in pixels
-    (default ``20 * D / 128``). ``epochs`` is the total, set from the three stages.
-    """
-
-    epochs: int = setting(90, resume=KEPT)  # the three stages'
-    method: str = "hps"  # pose search: "hps" (cryoDRGN2) or "bnb" (cryoDRGN-BNB); learned: "gd" or "pose-vae"
-    epochs_search: int = 30
-    epochs_fixed: int = 30
-    epochs_refine: int = 30
-    search_every: int = 5
-    kmax_ramp_epochs: int = 25
-    base_level: int | None = None  # None: 2 (hps) or 1 (bnb)
-    keep: int = 8
-    rounds: int | None = None  # None: 4 (hps) or 5 (bnb)
-    kmin: float = 12.0
-    kmax: float = 48.0
-    n_shifts: int | None = None  # None: 14 (hps) or 7 (bnb)
-    shift_extent_px: float | None = None
-    oversample: float = 2.0
-    search_batch: int = 32
-    search_chunk: int = 256  # online search: particles per model render (0: all at once, with one model)
-    search_groups: int = 1  # heterogeneous: models per chunk, at k-means centres of its latents (1: their mean)
-
-    def __post_init__(self):
-        bnb = self.method == "bnb"
-        for name, hps_default, bnb_default in (("base_level", 2, 1), ("rounds", 4, 5), ("n_shifts", 14, 7)):
-            if getattr(self, name) is None:
-                setattr(self, name, bnb_default if bnb else hps_default)
-        if self.learns_poses and (self.epochs_fixed or self.epochs_refine):
-            raise ValueError(f"method {self.method} runs one stage: set epochs_fixed and epochs_refine to 0")
-        if self.method == "pose-vae" and self.beta is None:
-            self.beta = 1.0  # the rotation posterior's KL at the ELBO's weight (there is no z to set 1/zdim)
-        self.epochs = self.epochs_search + self.epochs_fixed + self.epochs_refine
-
-    def check(self) -> None:
-        """Settings out of range, as an :class:`InputError` naming the work directory and the flag."""
-        super().check()
-        if self.method != "hps" and (self.zdim or self.tilt):
-            raise InputError(self.outdir, f"--method {self.method} reconstructs one volume from single images (no "
-                             "--zdim or --tilt)")
-        if self.zdim < 0:
-            raise InputError(self.outdir, "--zdim must be 0 or more")
-        if self.pose_lr <= 0:
-            raise InputError(self.outdir, "--pose-lr must be positive")
-        for name in ("epochs_search", "search_every", "keep", "n_shifts", "batch_size", "search_batch",
-                     "search_groups"):
-            if getattr(self, name) < 1:
-                raise InputError(self.outdir, f"--{name.replace('_', '-')} must be at least 1")
-        if self.search_chunk < 0:
-            raise InputError(self.outdir, "--search-chunk must be 0 (all at once) or more")
-        if self.kmin <= 0 or self.kmax < self.kmin:
-            raise InputError(self.outdir, f"need 0 < --kmin <= --kmax (got {self.kmin}, {self.kmax})")
-
-    @property
-    def learns_poses(self) -> bool:
-        """Whether the poses are learned by gradient descent (the baselines) rather than searched."""
-        return self.method in ("gd", "pose-vae")
-
-    @property
-    def search_settings(self) -> SearchSettings | BnbSettings:
-        """The pose search's grids and bands (``rounds`` are the subdivisions of branch and bound)."""
-        shared = {name: getattr(self, name) for name in ("base_level", "kmin", "kmax", "n_shifts", "shift_extent_px")}
-        if self.method == "bnb":
-            return BnbSettings(subdivisions=self.rounds, **shared)
-        return SearchSettings(keep=self.keep, rounds=self.rounds, **shared)
-
-    def stage(self, epoch: int) -> int:
-        """1, 2 or 3: the stage an epoch belongs to."""
-        if epoch < self.epochs_search:
-            return 1
-        return 2 if epoch < self.epochs_search + self.epochs_fixed else 3
-
-    def searches(self, epoch: int) -> bool:
-        """Whether a pose search runs before this epoch."""
-        if self.learns_poses:
-            return False
-        stage = self.stage(epoch)
-        if stage == 1:
-            return epoch >= 1 and (epoch - 1) % self.search_every == 0
-        if stage == 3:
-            return (epoch - self.epochs_search - self.epochs_fixed) % self.search_every == 0
-        return False
-
-    def resets(self, epoch: int) -> bool:
-        """Whether the networks and optimiser start afresh before this epoch (the start of stage 2)."""
-        return self.epochs_fixed > 0 and epoch == self.epochs_search
-
-    def search_kmax(self, epoch: int, box: int) -> float:
-        """The search's band limit before ``epoch``, cycles per box: ``kmin`` ramping to ``kmax``."""
-        top = min(self.kmax, box / 2)
-        ramp = min(1.0, epoch / self.kmax_ramp_epochs) if self.kmax_ramp_epochs > 0 else 1.0
-        return min(self.kmin, top) + (top - min(self.kmin, top)) * ramp
-
-
-@dataclass
-class Poses:
-    """Rotations (N, 3, 3) and shifts (N, 2) in pixels (RELION's sign) of every particle.
-
-    For tilt pairs ``tilt_shifts_px`` (N, 2) are the tilted images' own shifts (their
-    rotations follow from the untilted ones and the stage tilt).
-    """
-
-    rotations: torch.Tensor
-    shifts_px: torch.Tensor
-    tilt_shifts_px: torch.Tensor | None = None
-
-    def subset(self, where: torch.Tensor) -> Poses:
-        """The poses of particles ``where`` (indices on the CPU)."""
-        return Poses(self.rotations[where], self.shifts_px[where],
-                     None if self.tilt_shifts_px is None else self.tilt_shifts_px[where])
-
-    def state(self) -> dict:
-        """Plain tensors, for checkpoints."""
-        state = {"rotations": self.rotations, "shifts_px": self.shifts_px}
-        return state | ({} if self.tilt_shifts_px is None else {"tilt_shifts_px": self.tilt_shifts_px})
-
-    @classmethod
-    def from_state(cls, state: dict) -> Poses:
-        """Inverse of :meth:`state`, on the CPU."""
-        tilt = state.get("tilt_shifts_px")
-        return cls(state["rotations"].cpu(), state["shifts_px"].cpu(), None if tilt is None else tilt.cpu())
-
-
-def centred(raw: PreparedParticles, poses: Poses, tilt: torch.Tensor | None = None) -> PreparedParticles:
-    """The particles centred by their shifts, with their rotations (uncentred input, unchanged).
-
-    Tilted partners, if any, are centred by ``poses.tilt_shifts_px`` and get the rotations
-    ``tilt @ R`` (``tilt``, (3, 3), the stage tilt).
-    """
-    images = raw.images * shift_phase_at(raw.coords, poses.shifts_px.to(raw.coords), raw.box)
-    rotations = poses.rotations.float().to(images.device)
-    tilted = None
-    if raw.tilted is not None:
-        other = raw.tilted
-        tilted = PreparedParticles(other.images * shift_phase_at(other.coords, poses.tilt_shifts_px.to(other.coords),
-                                                                 other.box),
-                                   other.coords, tilt.to(rotations) @ rotations, other.ctf, other.scale, other.box,
-                                   other.pixel_size_angstrom)
-    return PreparedParticles(images, raw.coords, rotations, raw.ctf, raw.scale, raw.box, raw.pixel_size_angstrom,
-                             tilted)
-
-
-def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig) -> float:
-    """Norm of the gradient of the high-frequency loss (``|k| > D/4``) for the decoder's last layer.
-
-    Heterogeneous models are evaluated at each image's posterior mean.
-    """
-    high = batch.coords.norm(dim=-1) > batch.box / 4
-    last = models.decoder.mlp.last
-    z = None
-    if models.encoder is not None:
-        with torch.no_grad():
-            z = encode(models, batch)[0]
-    models.decoder.zero_grad(set_to_none=True)
-    predicted = predict_images(models.decoder, batch.coords[high], batch.rotations, batch.box, z=z,
-                               ctf=None if batch.ctf is None else batch.ctf[:, high])
-    (predicted - batch.images[:, high]).abs().pow(2).mean().backward()
-    norm = float(torch.cat([p.grad.flatten() for p in last.parameters()]).norm())
-    models.decoder.zero_grad(set_to_none=True)
-    return norm
-
-
-@torch.no_grad()
-def learned_poses(models: Models, start: Poses, raw: PreparedParticles, batch_size: int = 512) -> Poses:
-    """The baselines' current poses: the starts corrected (gd), or the pose encoder's means (pose-vae)."""
-    if models.poses is not None:
-        d_rotation, d_shift = models.poses.all()
-        return Poses(start.rotations @ d_rotation.cpu(), start.shifts_px + d_shift.cpu())
-    rotations = []
-    for part in torch.arange(len(raw)).split(batch_size):
-        batch = raw.subset(part.to(raw.images.device))
-        rotations.append(models.pose_encoder(encoder_input(batch.images, batch.ctf))[0].cpu())
-    return Poses(torch.cat(rotations), start.shifts_px.clone())
 
 
 class Abinit(Method):

@@ -1,0 +1,94 @@
+"""Every particle's pose during ab initio, and the images centred by it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from cryofield.data import PreparedParticles, encoder_input
+from cryofield.imaging import predict_images, shift_phase_at
+from cryofield.train.config import TrainConfig
+from cryofield.train.models import Models
+from cryofield.train.objective import encode
+
+
+@dataclass
+class Poses:
+    """Rotations (N, 3, 3) and shifts (N, 2) in pixels (RELION's sign) of every particle.
+
+    For tilt pairs ``tilt_shifts_px`` (N, 2) are the tilted images' own shifts (their
+    rotations follow from the untilted ones and the stage tilt).
+    """
+
+    rotations: torch.Tensor
+    shifts_px: torch.Tensor
+    tilt_shifts_px: torch.Tensor | None = None
+
+    def subset(self, where: torch.Tensor) -> Poses:
+        """The poses of particles ``where`` (indices on the CPU)."""
+        return Poses(self.rotations[where], self.shifts_px[where],
+                     None if self.tilt_shifts_px is None else self.tilt_shifts_px[where])
+
+    def state(self) -> dict:
+        """Plain tensors, for checkpoints."""
+        state = {"rotations": self.rotations, "shifts_px": self.shifts_px}
+        return state | ({} if self.tilt_shifts_px is None else {"tilt_shifts_px": self.tilt_shifts_px})
+
+    @classmethod
+    def from_state(cls, state: dict) -> Poses:
+        """Inverse of :meth:`state`, on the CPU."""
+        tilt = state.get("tilt_shifts_px")
+        return cls(state["rotations"].cpu(), state["shifts_px"].cpu(), None if tilt is None else tilt.cpu())
+
+
+def centred(raw: PreparedParticles, poses: Poses, tilt: torch.Tensor | None = None) -> PreparedParticles:
+    """The particles centred by their shifts, with their rotations (uncentred input, unchanged).
+
+    Tilted partners, if any, are centred by ``poses.tilt_shifts_px`` and get the rotations
+    ``tilt @ R`` (``tilt``, (3, 3), the stage tilt).
+    """
+    images = raw.images * shift_phase_at(raw.coords, poses.shifts_px.to(raw.coords), raw.box)
+    rotations = poses.rotations.float().to(images.device)
+    tilted = None
+    if raw.tilted is not None:
+        other = raw.tilted
+        tilted = PreparedParticles(other.images * shift_phase_at(other.coords, poses.tilt_shifts_px.to(other.coords),
+                                                                 other.box),
+                                   other.coords, tilt.to(rotations) @ rotations, other.ctf, other.scale, other.box,
+                                   other.pixel_size_angstrom)
+    return PreparedParticles(images, raw.coords, rotations, raw.ctf, raw.scale, raw.box, raw.pixel_size_angstrom,
+                             tilted)
+
+
+def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig) -> float:
+    """Norm of the gradient of the high-frequency loss (``|k| > D/4``) for the decoder's last layer.
+
+    Heterogeneous models are evaluated at each image's posterior mean.
+    """
+    high = batch.coords.norm(dim=-1) > batch.box / 4
+    last = models.decoder.mlp.last
+    z = None
+    if models.encoder is not None:
+        with torch.no_grad():
+            z = encode(models, batch)[0]
+    models.decoder.zero_grad(set_to_none=True)
+    predicted = predict_images(models.decoder, batch.coords[high], batch.rotations, batch.box, z=z,
+                               ctf=None if batch.ctf is None else batch.ctf[:, high])
+    (predicted - batch.images[:, high]).abs().pow(2).mean().backward()
+    norm = float(torch.cat([p.grad.flatten() for p in last.parameters()]).norm())
+    models.decoder.zero_grad(set_to_none=True)
+    return norm
+
+
+@torch.no_grad()
+def learned_poses(models: Models, start: Poses, raw: PreparedParticles, batch_size: int = 512) -> Poses:
+    """The baselines' current poses: the starts corrected (gd), or the pose encoder's means (pose-vae)."""
+    if models.poses is not None:
+        d_rotation, d_shift = models.poses.all()
+        return Poses(start.rotations @ d_rotation.cpu(), start.shifts_px + d_shift.cpu())
+    rotations = []
+    for part in torch.arange(len(raw)).split(batch_size):
+        batch = raw.subset(part.to(raw.images.device))
+        rotations.append(models.pose_encoder(encoder_input(batch.images, batch.ctf))[0].cpu())
+    return Poses(torch.cat(rotations), start.shifts_px.clone())
