@@ -10,28 +10,19 @@ The names most notebooks need are reachable from here, imported when first used 
     run = cf.Run("run")                                     # a finished run: z, maps, poses, losses
 """
 
-from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+
+from cryofield._lazy import lazy_exports
 
 try:
     __version__ = version("cryofield")
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-#: The top-level names and the module each comes from.
-_API = {
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "read_particles": "cryofield.io", "write_particles": "cryofield.io", "read_map": "cryofield.io",
     "write_map": "cryofield.io", "read_indices": "cryofield.io", "WorkDir": "cryofield.io",
-    "TrainConfig": "cryofield.train", "AbinitConfig": "cryofield.train", "CryofoldConfig": "cryofield.train",
-    "Callbacks": "cryofield.train", "run": "cryofield.train", "resume": "cryofield.train", "Run": "cryofield.train",
-    "make_toy_dataset": "cryofield.simulate.toy",
-}
-
-__all__ = sorted(_API) + ["__version__"]
-
-
-def __getattr__(name: str):
-    """Import a top-level name's module on first use (PEP 562)."""
-    if name in _API:
-        return getattr(import_module(_API[name]), name)
-    raise AttributeError(f"module 'cryofield' has no attribute {name!r}")
+    "TrainConfig": "cryofield.train", "VaeConfig": "cryofield.train", "AbinitConfig": "cryofield.train",
+    "CryofoldConfig": "cryofield.train", "Callbacks": "cryofield.train", "run": "cryofield.train",
+    "resume": "cryofield.train", "Run": "cryofield.train", "make_toy_dataset": "cryofield.simulate.toy",
+})

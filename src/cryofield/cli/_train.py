@@ -10,86 +10,78 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from collections.abc import Callable
 from pathlib import Path
 
 from cryofield.cli._common import add_input_arguments, progress_bar
 
 
+def add_settings(group, config_class: type, *names: str) -> None:
+    """Add the options of a config's settings, each built from its one declaration (:func:`cryofield.train.setting`).
+
+    The option's dest is the setting's name; its flag, default, help, choices and nargs come
+    from the field, its type from the annotation (paths as :class:`pathlib.Path`, booleans as
+    switches: ``--x`` turns on a False default, ``--no-x`` turns off a True one).
+    """
+    fields = {f.name: f for f in dataclasses.fields(config_class)}
+    hints = typing.get_type_hints(config_class)
+    for name in names:
+        f, meta = fields[name], fields[name].metadata
+        flags = meta.get("flags") or ("--" + name.replace("_", "-"),)
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        options = {"dest": name, "help": meta.get("help")}
+        kind = _scalar_type(hints[name])
+        if kind is bool:
+            options["action"] = "store_false" if default else "store_true"
+        else:
+            options |= {"type": Path if meta.get("path") else kind, "default": default,
+                        "metavar": meta.get("metavar") or (None if meta.get("choices") else
+                                                           flags[-1].lstrip("-").replace("-", "_").upper())}
+            for key in ("choices", "nargs", "const"):
+                if meta.get(key) is not None:
+                    options[key] = meta[key]
+            if default is dataclasses.MISSING or meta.get("required"):
+                options["required"], options["default"] = True, None
+        group.add_argument(*flags, **options)
+
+
+def _scalar_type(hint) -> type:
+    """``int`` of ``int``, ``int | None``, ``list[int]`` and ``list[int] | None``."""
+    if typing.get_origin(hint) is list:
+        return typing.get_args(hint)[0]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return _scalar_type(args[0]) if len(args) == 1 else hint
+
+
 def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
-    """Options of the established tool where they overlap, with cryofield's defaults."""
+    """The options of ``train-nn`` and ``train-vae`` (the established tool's where they overlap)."""
+    from cryofield.train import TrainConfig, VaeConfig
+
+    config = VaeConfig if vae else TrainConfig
     add_input_arguments(parser)
-    parser.add_argument("-o", "--outdir", type=Path, required=True, help="work directory")
-    parser.add_argument("--ind", type=Path, help="train on these particles only (.npy, .txt or .pkl)")
-    parser.add_argument("--uninvert-data", action="store_true", help="do not flip the data's contrast")
-    parser.add_argument("--window-r", type=float, default=0.85, help="soft real-space window radius (default 0.85)")
+    add_settings(parser, config, "outdir", "ind", "uninvert_data", "window_r")
     model = parser.add_argument_group("model")
     if vae:
-        model.add_argument("--zdim", type=int, default=8, help="latent dimension (default 8)")
-        model.add_argument("--enc-dim", type=int, default=256, help="encoder width (default 256)")
-        model.add_argument("--enc-layers", type=int, default=3,
-                           help="encoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
-        model.add_argument("--beta", type=float, help="KL weight (default 1/zdim)")
-        model.add_argument("--tilt", type=Path, help="tilted partner of each particle (.star/.cs/.mrcs), same order")
-        model.add_argument("--tilt-deg", type=float, default=45.0,
-                           help="stage tilt about x in degrees, for --tilt files without poses (default 45)")
-    add_decoder_arguments(model)
+        add_settings(model, config, "zdim", "enc_dim", "enc_layers", "beta", "tilt", "tilt_deg")
+    add_settings(model, config, *DECODER)
     run = parser.add_argument_group("training")
-    run.add_argument("-n", "--epochs", type=int, default=20, help="epochs (default 20)")
-    add_step_arguments(run)
-    run.add_argument("--compile", dest="compile_mode", nargs="?", const="default", default=None,
-                     choices=["default", "reduce-overhead", "max-autotune"],
-                     help="compile the networks with torch.compile (MODE default: 'default'); pays on a GPU, "
-                          "where it fuses the many small operations of a step; slower to start")
-    add_graph_argument(run)
-    run.add_argument("--lazy", action="store_true",
-                     help="read images as needed through a shuffling buffer (memory independent of N)")
-    run.add_argument("--buffer-size", type=int, default=8192, help="--lazy: images in the buffer (default 8192)")
-    run.add_argument("--refine-poses", action="store_true",
-                     help="learn a rotation and shift correction per particle; writes OUTDIR/poses.npz")
-    run.add_argument("--pose-lr", type=float, default=1e-3, help="step size of the pose corrections (default 1e-3)")
-    run.add_argument("--resume", action="store_true",
-                     help="continue a run in OUTDIR from its last checkpoint, with the run's own settings "
-                          "(only -n, --checkpoint, --device, --compile and --no-cuda-graph may change)")
-    run.add_argument("--seed", type=int, default=0)
+    add_settings(run, config, "epochs", *STEP, "compile_mode", "cuda_graph", "lazy", "buffer_size", "refine_poses",
+                 "pose_lr")
+    add_resume_argument(run, "continue a run in OUTDIR from its last checkpoint, with the run's own settings "
+                             "(only -n, --checkpoint, --device, --compile and --no-cuda-graph may change)")
+    add_settings(run, config, "seed")
     remember_defaults(parser)
 
 
-def add_step_arguments(group, amp_help: str = "full fp32 instead of bf16/fp16 mixed precision") -> None:
-    """Batch size, learning rate, checkpoints, precision and device: what every trainer takes."""
-    group.add_argument("-b", "--batch-size", type=int, default=8, help="images per step (default 8)")
-    group.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    group.add_argument("--checkpoint", type=int, default=5, help="checkpoint every N epochs (default 5)")
-    group.add_argument("--no-amp", action="store_true", help=amp_help)
-    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+#: The volume decoder's settings, and those of an optimiser step, in the order every trainer shows them.
+DECODER = ("dec_dim", "dec_layers", "pe_type", "pe_dim", "feat_sigma", "domain", "residual")
+STEP = ("batch_size", "lr", "checkpoint", "amp", "device")
 
 
-def add_graph_argument(group) -> None:
-    """``--no-cuda-graph``, for the trainers that replay their steps as CUDA graphs."""
-    group.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false",
-                       help="on a GPU, launch each step's kernels one by one instead of replaying the step as one "
-                            "CUDA graph (the default there, where the run allows it)")
-
-
-def add_decoder_arguments(group) -> None:
-    """The volume decoder's options (shared by the trainers)."""
-    group.add_argument("--dec-dim", type=int, default=256, help="decoder width (default 256)")
-    group.add_argument("--dec-layers", type=int, default=3,
-                       help="decoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
-    group.add_argument("--pe-type", choices=["gaussian", "geom_full", "geom_lowf"], default="gaussian",
-                       help="positional encoding (default gaussian)")
-    group.add_argument("--pe-dim", type=int, help="frequencies per axis (default box/2)")
-    group.add_argument("--feat-sigma", type=float, default=0.5, help="gaussian features' scale (default 0.5)")
-    group.add_argument("--domain", choices=["fourier", "hartley"], default="fourier",
-                       help="decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)")
-    add_residual_argument(group)
-
-
-def add_residual_argument(group) -> None:
-    """``--residual``: the residual blocks of every network a trainer builds."""
-    group.add_argument("--residual", choices=["post", "pre"], default="post",
-                       help="every network's residual blocks: post = relu(W h + b + h), the seed's and cryoDRGN's "
-                            "(default); pre = h + relu(W h + b), cryofield's before 2026-11-27")
+def add_resume_argument(group, help: str) -> None:
+    """``--resume``: continue the run in OUTDIR (not a setting: what to do with them)."""
+    group.add_argument("--resume", action="store_true", help=help)
 
 
 def remember_defaults(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -107,17 +99,16 @@ def _plain(value):
     return value
 
 
-def config_values(args: argparse.Namespace, config_class: type, renames: dict[str, str] | None = None,
-                  **fixed) -> tuple[dict, dict]:
+def config_values(args: argparse.Namespace, config_class: type, **fixed) -> tuple[dict, dict]:
     """A config's settings from the command line, and those given with other values than the defaults.
 
     Parameters
     ----------
     args : argparse.Namespace
-        Parsed by a parser passed through :func:`remember_defaults`.
+        Parsed by a parser passed through :func:`remember_defaults`; each setting is the
+        option of the same name (:func:`add_settings`), the particles are ``IN``.
     config_class : type
-        The method's config dataclass; a setting is the option of the same name, or of the
-        name ``renames`` maps it to.
+        The method's config dataclass.
     **fixed
         Settings that do not come from an option (e.g. ``zdim=0`` for ``train-nn``).
 
@@ -127,36 +118,29 @@ def config_values(args: argparse.Namespace, config_class: type, renames: dict[st
         Every setting found; and the changes a resumed run is asked for (the particles'
         path included, for their checksum).
     """
-    renames = {"particles": "input", **(renames or {})}
-    values, changes = {}, {}
+    values, changes = {"particles": str(args.input)}, {"particles": str(args.input)}
     for f in dataclasses.fields(config_class):
-        option = renames.get(f.name, f.name)
-        if f.name == "amp":
-            values["amp"], default = not args.no_amp, not args.defaults["no_amp"]
-        elif f.name in fixed:
-            values[f.name], default = fixed[f.name], fixed[f.name]
-        elif hasattr(args, option):
-            values[f.name], default = _plain(getattr(args, option)), _plain(args.defaults.get(option))
-        else:
-            continue
-        if values[f.name] != default:
-            changes[f.name] = values[f.name]
-    changes.pop("outdir", None)
-    changes["particles"] = values["particles"]
+        if f.name in fixed:
+            values[f.name] = fixed[f.name]
+        elif f.name != "particles" and hasattr(args, f.name):
+            values[f.name] = _plain(getattr(args, f.name))
+            if values[f.name] != _plain(args.defaults.get(f.name)) and f.name != "outdir":
+                changes[f.name] = values[f.name]
     return values, changes
 
 
 def run_training(args: argparse.Namespace, vae: bool) -> None:
     """``train-nn`` (``vae`` False) and ``train-vae``."""
-    from cryofield.train import TrainConfig
+    from cryofield.train import TrainConfig, VaeConfig
 
-    values, changes = config_values(args, TrainConfig, **({} if vae else {"zdim": 0}))
+    config_class = VaeConfig if vae else TrainConfig
+    values, changes = config_values(args, config_class)
 
     def describe(record: dict) -> str:
         return (f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
                 + f", {record['images_per_second']:.0f} images/s")
 
-    run_trainer(args, None if args.resume else TrainConfig(**values), changes, describe)
+    run_trainer(args, None if args.resume else config_class(**values), changes, describe)
 
 
 def run_trainer(args: argparse.Namespace, config, changes: dict, describe: Callable[[dict], str],

@@ -33,26 +33,44 @@ from cryofield.io.workdir import read_json_object
 FIXED, MAY_CHANGE, RUNTIME, KEPT = "fixed", "may change", "runtime", "kept"
 
 
-def setting(default: Any = dataclasses.MISSING, *, resume: str = FIXED, path: bool = False,
-            flag: str | None = None, factory: Any = dataclasses.MISSING) -> Any:
-    """A config field with its ``--resume`` policy.
+def setting(default: Any = dataclasses.MISSING, help: str | None = None, *, resume: str = FIXED,
+            path: bool = False, flags: tuple[str, ...] | None = None, choices: list | None = None,
+            nargs: str | int | None = None, const: Any = None, metavar: str | tuple[str, ...] | None = None,
+            required: bool = False, factory: Any = dataclasses.MISSING) -> Any:
+    """A config field: its default, its ``--resume`` policy and how the command line offers it.
+
+    The command line builds each option from this one declaration
+    (:func:`cryofield.cli._train.add_settings`): the flag, type (the field's annotation),
+    default and help a user sees.
 
     Parameters
     ----------
     default
-        The default value (or ``factory`` for a mutable one).
+        The default value (or ``factory`` for a mutable one); none: required.
+    help : str, optional
+        The option's help text.
     resume : str
         ``FIXED``, ``MAY_CHANGE``, ``RUNTIME`` or ``KEPT`` (module docstring).
     path : bool
-        A file or folder: compared by where it resolves to.
-    flag : str, optional
-        How errors name it (default ``--name-with-dashes``); a flag that starts with
-        ``--no-`` stands for the negated value.
+        A file or folder: given as a path, compared by where it resolves to.
+    flags : tuple of str, optional
+        The option's flags (default ``--name-with-dashes``); a boolean that defaults to True
+        is turned off by a ``--no-...`` flag.
+    choices, nargs, const, metavar, required
+        As :meth:`argparse.ArgumentParser.add_argument` takes them (a setting without a
+        default is required).
     """
-    metadata = {"resume": resume, "path": path, "flag": flag}
+    metadata = {"resume": resume, "path": path, "flags": flags, "help": help, "choices": choices, "nargs": nargs,
+                "const": const, "metavar": metavar, "required": required}
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The long flag of a setting (``--batch-size`` for ``batch_size``)."""
+    flags = f.metadata.get("flags")
+    return flags[-1] if flags else "--" + f.name.replace("_", "-")
 
 
 @dataclass
@@ -68,41 +86,52 @@ class TrainConfig:
     ``h + relu(W h + b)``, which runs saved before the setting existed use.
     """
 
-    particles: str = setting(resume=KEPT, path=True)  # checked by its checksum instead
-    outdir: str = setting(resume=KEPT, path=True)
+    particles: str = setting(resume=KEPT, path=True)  # IN on the command line; checked by its checksum
+    outdir: str = setting(help="work directory", resume=KEPT, path=True, flags=("-o", "--outdir"))
     poses: str | None = setting(None, path=True)
     ctf: str | None = setting(None, path=True)
     datadir: str | None = setting(None, path=True)
-    ind: str | None = setting(None, path=True)
+    ind: str | None = setting(None, "train on these particles only (.npy, .txt or .pkl)", path=True)
     apix: float | None = setting(None)
-    zdim: int = setting(0)
-    enc_dim: int = setting(256)
-    enc_layers: int = setting(3)
-    dec_dim: int = setting(256)
-    dec_layers: int = setting(3)
-    domain: str = setting("fourier")
-    residual: str = setting("post")
-    pe_type: str = setting("gaussian")
-    pe_dim: int | None = setting(None)
-    feat_sigma: float = setting(0.5)
-    epochs: int = setting(20, resume=MAY_CHANGE, flag="-n")
-    batch_size: int = setting(8)
-    lr: float = setting(1e-4)
-    beta: float | None = setting(None)  # KL weight; default 1 / zdim
-    uninvert_data: bool = setting(False)
-    window_r: float = setting(0.85)
-    amp: bool = setting(True, flag="--no-amp")
-    checkpoint: int = setting(5, resume=RUNTIME)
+    zdim: int = setting(0, "latent dimension (default 0: one volume)")
+    enc_dim: int = setting(256, "encoder width (default 256)")
+    enc_layers: int = setting(3, "encoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
+    dec_dim: int = setting(256, "decoder width (default 256)")
+    dec_layers: int = setting(3, "decoder hidden-to-hidden (residual) layers, counted as cryoDRGN does (default 3)")
+    domain: str = setting("fourier", "decoder outputs: Re/Im of F or Hartley H(k), H(-k) (default fourier)",
+                          choices=["fourier", "hartley"])
+    residual: str = setting("post", "every network's residual blocks: post = relu(W h + b + h), the seed's and "
+                                    "cryoDRGN's (default); pre = h + relu(W h + b), cryofield's before 2026-11-27",
+                            choices=["post", "pre"])
+    pe_type: str = setting("gaussian", "positional encoding (default gaussian)",
+                           choices=["gaussian", "geom_full", "geom_lowf"])
+    pe_dim: int | None = setting(None, "frequencies per axis (default box/2)")
+    feat_sigma: float = setting(0.5, "gaussian features' scale (default 0.5)")
+    epochs: int = setting(20, "epochs (default 20)", resume=MAY_CHANGE, flags=("-n", "--epochs"))
+    batch_size: int = setting(8, "images per step (default 8)", flags=("-b", "--batch-size"))
+    lr: float = setting(1e-4, "Adam learning rate (default 1e-4)")
+    beta: float | None = setting(None, "KL weight (default 1/zdim)")
+    uninvert_data: bool = setting(False, "do not flip the data's contrast")
+    window_r: float = setting(0.85, "soft real-space window radius (default 0.85)")
+    amp: bool = setting(True, "full fp32 instead of bf16/fp16 mixed precision", flags=("--no-amp",))
+    checkpoint: int = setting(5, "checkpoint every N epochs (default 5)", resume=RUNTIME)
     seed: int = setting(0)
-    device: str = setting("auto", resume=RUNTIME)
-    compile_mode: str | None = setting(None, resume=RUNTIME, flag="--compile")  # torch.compile of the networks
-    cuda_graph: bool = setting(True, resume=RUNTIME, flag="--no-cuda-graph")  # steps replayed as CUDA graphs
-    lazy: bool = setting(False)
-    buffer_size: int = setting(8192)
-    tilt: str | None = setting(None, path=True)
-    tilt_deg: float = setting(45.0)
-    refine_poses: bool = setting(False)
-    pose_lr: float = setting(1e-3)
+    device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N", resume=RUNTIME)
+    compile_mode: str | None = setting(
+        None, "compile the networks with torch.compile (MODE default: 'default'); pays on a GPU, where it fuses the "
+              "many small operations of a step; slower to start",
+        resume=RUNTIME, flags=("--compile",), nargs="?", const="default",
+        choices=["default", "reduce-overhead", "max-autotune"])
+    cuda_graph: bool = setting(True, "on a GPU, launch each step's kernels one by one instead of replaying the step "
+                                     "as one CUDA graph (the default there, where the run allows it)",
+                               resume=RUNTIME, flags=("--no-cuda-graph",))
+    lazy: bool = setting(False, "read images as needed through a shuffling buffer (memory independent of N)")
+    buffer_size: int = setting(8192, "--lazy: images in the buffer (default 8192)")
+    tilt: str | None = setting(None, "tilted partner of each particle (.star/.cs/.mrcs), same order", path=True)
+    tilt_deg: float = setting(45.0, "stage tilt about x in degrees, for --tilt files without poses (default 45)")
+    refine_poses: bool = setting(False, "learn a rotation and shift correction per particle; writes "
+                                        "OUTDIR/poses.npz")
+    pose_lr: float = setting(1e-3, "step size of the pose corrections (default 1e-3)")
     world_size: int = setting(1, resume=RUNTIME)
     # filled in from the data when training starts
     box: int = setting(0, resume=KEPT)
@@ -181,7 +210,7 @@ class TrainConfig:
             if policy in (MAY_CHANGE, RUNTIME):
                 values[name] = given
             elif policy == FIXED and not _same(given, saved, f.metadata.get("path", False)):
-                flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
+                flag = flag_of(f)
                 shown = (lambda v: not v) if flag.startswith("--no-") else (lambda v: v)
                 raise InputError(where, f"--resume continues the run with its own settings: {flag} "
                                         f"{shown(given)} differs from the run's {shown(saved)}")
@@ -216,6 +245,13 @@ class TrainConfig:
         return dataclasses.replace(self, versions={
             "cryofield": __version__, "torch": torch.__version__, "python": platform.python_version(),
             "inputs_sha256": {str(p): file_digest(p) for p in self.input_files}})
+
+
+@dataclass
+class VaeConfig(TrainConfig):
+    """``train-vae``: a :class:`TrainConfig` whose latent has 8 dimensions unless told otherwise."""
+
+    zdim: int = setting(8, "latent dimension (default 8)")
 
 
 C = TypeVar("C", bound=TrainConfig)

@@ -36,7 +36,7 @@ class Run:
         self.workdir = (workdir if isinstance(workdir, WorkDir) else WorkDir(workdir)).require_config()
         self.written = list(written or [])
         if config is None:
-            from cryofield.train.run import load_config
+            from cryofield.train.launch import load_config
 
             config = load_config(self.workdir)
         self.config = config

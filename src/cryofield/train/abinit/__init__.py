@@ -45,8 +45,9 @@ the engine's checkpoints (models, optimiser, epoch and RNG state) carry the pose
 ``resume`` continues exactly.
 """
 
-from cryofield.train.abinit.config import AbinitConfig
-from cryofield.train.abinit.method import Abinit
-from cryofield.train.abinit.poses import Poses, centred, high_frequency_gradient, learned_poses
+from cryofield._lazy import lazy_exports
 
-__all__ = ["Abinit", "AbinitConfig", "Poses", "centred", "high_frequency_gradient", "learned_poses"]
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "AbinitConfig": ".config", "Abinit": ".method", "Poses": ".poses", "centred": ".poses",
+    "high_frequency_gradient": ".poses", "learned_poses": ".poses",
+})

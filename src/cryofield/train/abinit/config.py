@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryofield.errors import InputError
-from cryofield.posesearch import BnbSettings, SearchSettings
 from cryofield.train.config import KEPT, TrainConfig, setting
 
 
@@ -17,24 +16,44 @@ class AbinitConfig(TrainConfig):
     (default ``20 * D / 128``). ``epochs`` is the total, set from the three stages.
     """
 
+    ind: str | None = setting(None, "reconstruct from these particles only (.npy, .txt or .pkl)", path=True)
+    zdim: int = setting(0, "latent dimension: 0 for one volume (default), more for a heterogeneous VAE")
+    enc_layers: int = setting(3, "encoder residual layers (default 3)")
     epochs: int = setting(90, resume=KEPT)  # the three stages'
-    method: str = "hps"  # pose search: "hps" (cryoDRGN2) or "bnb" (cryoDRGN-BNB); learned: "gd" or "pose-vae"
-    epochs_search: int = 30
-    epochs_fixed: int = 30
-    epochs_refine: int = 30
-    search_every: int = 5
-    kmax_ramp_epochs: int = 25
-    base_level: int | None = None  # None: 2 (hps) or 1 (bnb)
-    keep: int = 8
-    rounds: int | None = None  # None: 4 (hps) or 5 (bnb)
-    kmin: float = 12.0
-    kmax: float = 48.0
-    n_shifts: int | None = None  # None: 14 (hps) or 7 (bnb)
-    shift_extent_px: float | None = None
-    oversample: float = 2.0
-    search_batch: int = 32
-    search_chunk: int = 256  # online search: particles per model render (0: all at once, with one model)
-    search_groups: int = 1  # heterogeneous: models per chunk, at k-means centres of its latents (1: their mean)
+    tilt: str | None = setting(None, "tilted partner of each particle (.star/.cs/.mrcs), same order: poses are "
+                                     "searched on both images together", path=True)
+    tilt_deg: float = setting(45.0, "stage tilt about x in degrees (default 45)")
+    pose_lr: float = setting(1e-3, "gd: step size of the rotations (radians) and shifts (px) (default 1e-3)")
+    # the schedule
+    epochs_search: int = setting(30, "stage 1: epochs with pose search, the first on random poses (default 30)")
+    epochs_fixed: int = setting(30, "stage 2: reset the model, train on the last poses (default 30)")
+    epochs_refine: int = setting(30, "stage 3: epochs with pose search again (default 30)")
+    search_every: int = setting(5, "search poses every N epochs (default 5)")
+    kmax_ramp_epochs: int = setting(25, "epochs over which the search's band limit grows from --kmin to --kmax "
+                                        "(default 25)")
+    # the pose search: "hps" (cryoDRGN2) or "bnb" (cryoDRGN-BNB); learned: "gd" or "pose-vae"
+    method: str = setting(
+        "hps", "hps: hierarchical pose search (cryoDRGN2, default); bnb: branch and bound with frequency marching "
+               "(cryoDRGN-BNB), for comparison; the baselines of the seed's table 5.2, one stage of "
+               "--epochs-search epochs: gd (gradient descent on poses from random starts, step --pose-lr) and "
+               "pose-vae (an encoder predicts each rotation)", choices=["hps", "bnb", "gd", "pose-vae"])
+    base_level: int | None = setting(None, "SO(3) base grid: 1 = 576 rotations (30 deg; bnb default), 2 = 4,608 "
+                                           "(15 deg; hps default), 3 = 36,864")
+    keep: int = setting(8, "K: rotations kept per round (default 8)")
+    rounds: int | None = setting(None, "M: refinement rounds (default 4; bnb: subdivisions, 5)")
+    kmin: float = setting(12.0, "band limit of the base search, Fourier px (default 12)")
+    kmax: float = setting(48.0, "band limit of the last round, capped at D/2 (default 48)")
+    n_shifts: int | None = setting(None, "T: translation grid T x T (default 14; bnb 7)")
+    shift_extent_px: float | None = setting(None, "translation grid half-width in px (default 20 * D / 128)",
+                                            flags=("--shift-extent",))
+    oversample: float = setting(2.0, "model lattice points per Fourier pixel for slice interpolation (default 2)")
+    search_batch: int = setting(32, "images searched at a time (default 32)")
+    search_chunk: int = setting(256, "online search: render the model every N particles and train on each chunk "
+                                     "right after searching it, as cryoDRGN does per batch (default 256; 0: all "
+                                     "particles against one model, which converges far worse)")
+    search_groups: int = setting(1, "--zdim: search each chunk against the model at its mean latent (1, the "
+                                    "default), or at this many k-means centres of its latents (one render each; "
+                                    "converged far worse in our tests)")
 
     def __post_init__(self):
         bnb = self.method == "bnb"
@@ -72,8 +91,15 @@ class AbinitConfig(TrainConfig):
         return self.method in ("gd", "pose-vae")
 
     @property
-    def search_settings(self) -> SearchSettings | BnbSettings:
-        """The pose search's grids and bands (``rounds`` are the subdivisions of branch and bound)."""
+    def search_settings(self):
+        """The pose search's grids and bands (``rounds`` are the subdivisions of branch and bound).
+
+        Returns
+        -------
+        cryofield.posesearch.SearchSettings or cryofield.posesearch.BnbSettings
+        """
+        from cryofield.posesearch import BnbSettings, SearchSettings
+
         shared = {name: getattr(self, name) for name in ("base_level", "kmin", "kmax", "n_shifts", "shift_extent_px")}
         if self.method == "bnb":
             return BnbSettings(subdivisions=self.rounds, **shared)

@@ -14,7 +14,7 @@ from dataclasses import replace
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
 from cryofield.train.abinit import Abinit, AbinitConfig
-from cryofield.train.config import TrainConfig
+from cryofield.train.config import TrainConfig, VaeConfig
 from cryofield.train.cryofold import Cryofold, CryofoldConfig, resolve_start
 from cryofield.train.distributed import Runtime, init_runtime
 from cryofield.train.engine import Callbacks, Trainer
@@ -40,7 +40,7 @@ def load_config(workdir: str | os.PathLike | WorkDir) -> TrainConfig:
         return CryofoldConfig.load(workdir)
     if "epochs_search" in settings:
         return AbinitConfig.load(workdir)
-    return TrainConfig.load(workdir)
+    return (VaeConfig if settings.get("zdim") else TrainConfig).load(workdir)
 
 
 def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Runtime | None = None,

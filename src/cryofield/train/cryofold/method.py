@@ -1,87 +1,25 @@
-"""Cryofold: fitting a coarse-grained atomic model to particle images with known poses (the seed's chapter 7).
-
-The volume is :class:`cryofield.nn.GaussianResidues`: two Gaussians per residue of a
-reference structure, moved by gradient descent on the image loss plus bond and side-chain
-restraints. Homogeneous runs fit every centre, the shared width and the amplitude;
-heterogeneous runs (``zdim > 0``) train an image encoder and an MLP that maps ``z`` to an
-offset of every centre, with the machinery of ``train-vae`` (checkpoints, resume, bf16
-encoder, lazy loading, DDP).
-
-The seed's warm-up: one epoch fits everything from the starting coordinates, then the
-coordinates (and any networks) start again from their initial values, keeping the fitted
-width and amplitude. :class:`Cryofold` is a method on the run engine: the warm-up is a run
-of its own in ``OUTDIR/warmup/``, then the main fit.
-"""
+"""Cryofold on the run engine: the coarse-grained model, its start, the warm-up, the fit and its outputs."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from cryofield.data import ParticleSource, PreparedParticles
-from cryofield.errors import InputError
 from cryofield.imaging import central_slices, half_lattice_mask, render_volume
 from cryofield.io import ParticleTable, WorkDir, read_atomic_model, write_map
 from cryofield.io.atoms import CoarseModel, coarse_grain, electrons, write_coarse_pdb
 from cryofield.nn import GaussianResidues, ImageEncoder
 from cryofield.train.checkpoint import load_checkpoint
-from cryofield.train.config import KEPT, MAY_CHANGE, TrainConfig, setting
+from cryofield.train.cryofold.config import INITS, CryofoldConfig
 from cryofield.train.engine import Callbacks, Method, Trainer
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare
 from cryofield.train.models import Models
 from cryofield.train.objective import Restraint
-
-ABLATIONS = ("side-chains", "bonds", "images")
-INITS = ("reference", "noise", "random")
-
-
-@dataclass
-class CryofoldConfig(TrainConfig):
-    """A :class:`TrainConfig` plus the atomic model, its start and its restraints.
-
-    Units: A for ``init_noise_angstrom`` (each coordinate of each C-alpha moved by a uniform
-    draw in ``[-a, a]``), ``init_box_angstrom`` (random starts: uniform in a cube of this
-    edge at the box centre), ``width_angstrom`` and ``center_angstrom`` (the point of the
-    reference's frame at the box centre; default its electron-weighted centroid, as
-    ``cryofield simulate`` places a model). ``a0`` is in the normalised units of the data;
-    ``None`` starts it at the least-squares amplitude of the starting model.
-    """
-
-    epochs: int = setting(10, resume=MAY_CHANGE, flag="-n")
-    pdb: str = setting("", resume=KEPT, path=True)  # the run's reference; its checksum is checked
-    init: str = "reference"
-    init_noise_angstrom: float = 6.0
-    init_box_angstrom: float = 64.0
-    ablate: list[str] = setting(factory=list)
-    width_angstrom: float = 3.71
-    a0: float | None = None
-    bond_strength: float = 0.1
-    warmup_epochs: int = 1
-    center_angstrom: list[float] | None = None
-
-    def objective(self, mse, kl, restraint, n_pixels: int):
-        """As :meth:`TrainConfig.objective`, without the image term when the images are ablated."""
-        return super().objective(mse * 0 if "images" in self.ablate else mse, kl, restraint, n_pixels)
-
-    @property
-    def input_files(self) -> tuple[str, ...]:
-        """The particles, poses, CTF and the reference structure."""
-        return tuple(p for p in (self.particles, self.poses, self.ctf, self.pdb) if p)
-
-    def check(self) -> None:
-        """Settings out of range, or an unreadable reference, as an :class:`InputError`."""
-        super().check()
-        if self.epochs < 1 or self.batch_size < 1 or self.warmup_epochs < 0 or self.zdim < 0:
-            raise InputError(self.outdir, "need --epochs and --batch-size >= 1, --warmup-epochs and --zdim >= 0")
-        if self.width_angstrom <= 0 or (self.a0 is not None and self.a0 <= 0) or self.init_box_angstrom <= 0:
-            raise InputError(self.outdir, "--width, --a0 and --init-box must be positive")
-        if self.bond_strength < 0 or self.init_noise_angstrom < 0:
-            raise InputError(self.outdir, "--bond-strength and --init-noise must be 0 or more")
-        read_atomic_model(self.pdb)  # a clear error before the images are read
 
 
 def reference_model(config: CryofoldConfig) -> tuple[CoarseModel, np.ndarray]:
