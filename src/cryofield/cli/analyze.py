@@ -70,14 +70,14 @@ def run(args) -> None:
     with_maps = args.workdir is not None and not args.no_maps
     n_maps = min(args.ksample, len(z)) + (args.gmm or 0) + min(args.pc, z.shape[1]) * args.pc_points
     with progress_bar(n_maps if with_maps else 0, "maps", unit="map") as bar:
-        summary = analyze_latents(z, outdir, workdir=args.workdir if with_maps else None, particle_indices=rows,
+        result = analyze_latents(z, outdir, workdir=args.workdir if with_maps else None, particle_indices=rows,
                                   ksample=args.ksample, pcs=args.pc, pc_points=args.pc_points, gmm=args.gmm,
                                   umap=not args.no_umap, seed=args.seed, progress=bar.update)
     log = WorkDir(args.workdir).read_log() if args.workdir is not None else None
     figures = plot_latent_figures(outdir, log=log, labels=labels, labels_name=args.labels_name)
-    variance = ", ".join(f"{100 * v:.1f}" for v in summary["explained_variance_ratio"][:3])
-    kmeans = next(name for name in summary if name.startswith("kmeans"))
-    print(f"analysed {len(z)} latents (zdim {z.shape[1]}): PC variance {variance} %; {kmeans} clusters of "
-          f"{min(summary[kmeans]['counts'])}-{max(summary[kmeans]['counts'])} particles")
-    print(f"wrote {outdir}/: " + (f"{summary['maps']['count']} maps, " if "maps" in summary else "")
+    variance = ", ".join(f"{100 * v:.1f}" for v in result.explained_variance_ratio[:3])
+    kmeans = result.kmeans
+    print(f"analysed {len(z)} latents (zdim {z.shape[1]}): PC variance {variance} %; {kmeans.name} clusters of "
+          f"{kmeans.counts.min()}-{kmeans.counts.max()} particles")
+    print(f"wrote {outdir}/: " + (f"{result.summary['maps']['count']} maps, " if "maps" in result.summary else "")
           + f"cluster index files, {len(figures)} figures ({', '.join(figures)})")

@@ -63,14 +63,15 @@ def run(args) -> None:
     mask = np.ones(len(z), bool)
     criteria = []
     if args.clusters is not None:
-        folder = analysis / args.kmeans if args.kmeans else next(iter(sorted(analysis.glob("kmeans*"))), None)
-        if folder is None or not (folder / "labels.npy").is_file():
+        result = _analysis(analysis)
+        clusters = result.clusters.get(args.kmeans) if args.kmeans else result.kmeans
+        if clusters is None:
             raise InputError(analysis, "no cluster labels: run `cryofield analyze` first (or give --kmeans)")
-        labels = np.load(folder / "labels.npy")
-        if len(labels) != len(z):
-            raise InputError(folder / "labels.npy", f"{len(labels)} labels for {len(z)} particles")
-        mask &= cluster_mask(labels, args.clusters)
-        criteria.append(f"{folder.name} clusters {' '.join(map(str, args.clusters))}")
+        if len(clusters.labels) != len(z):
+            raise InputError(analysis / clusters.name / "labels.npy",
+                             f"{len(clusters.labels)} labels for {len(z)} particles")
+        mask &= cluster_mask(clusters.labels, args.clusters)
+        criteria.append(f"{clusters.name} clusters {' '.join(map(str, args.clusters))}")
     if args.ind:
         sets = [np.isin(rows, read_indices(path, np.iinfo(np.int64).max)) for path in args.ind]
         mask &= np.logical_or.reduce(sets) if args.combine == "union" else np.logical_and.reduce(sets)
@@ -107,6 +108,15 @@ def run(args) -> None:
           f"wrote {args.output}")
 
 
+def _analysis(folder: Path):
+    """The analysis in ``folder``, or a clear error when ``cryofield analyze`` has not written one."""
+    from cryofield.io import LatentAnalysis
+
+    if not (folder / "z_pca.npy").is_file():
+        raise InputError(folder, "no analysis: run `cryofield analyze` first (or give --analysis)")
+    return LatentAnalysis.load(folder)
+
+
 def _polygon(args, analysis: Path, n: int, polygon_mask) -> np.ndarray:
     try:
         spec = json.loads(args.polygon.read_text())
@@ -114,13 +124,11 @@ def _polygon(args, analysis: Path, n: int, polygon_mask) -> np.ndarray:
         raise InputError(args.polygon, f"not a JSON polygon ({exc})") from None
     vertices = spec.get("vertices") if isinstance(spec, dict) else spec
     space = args.space or (spec.get("space") if isinstance(spec, dict) else None) or "pca"
-    coordinates = analysis / f"z_{space}.npy"
-    if not coordinates.is_file():
-        raise InputError(coordinates, "not found: run `cryofield analyze` first")
-    points = np.load(coordinates)
-    if len(points) != n or points.shape[1] < 2:
-        raise InputError(coordinates, f"coordinates of shape {points.shape} for {n} particles")
+    points = _analysis(analysis).coordinates(space)
+    if points is None or len(points) != n:
+        raise InputError(analysis / f"z_{space}.npy", f"no 2-D {space} coordinates of the {n} particles: run "
+                                                      "`cryofield analyze` first")
     try:
-        return polygon_mask(points[:, :2], np.asarray(vertices, float))
+        return polygon_mask(points, np.asarray(vertices, float))
     except (ValueError, TypeError) as exc:
         raise InputError(args.polygon, str(exc)) from None

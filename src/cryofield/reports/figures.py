@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from cryofield.io import LatentAnalysis
+
 
 def plot_fsc(path: str | os.PathLike, freqs_per_angstrom: np.ndarray, curves: dict[str, np.ndarray],
              thresholds: tuple[float, ...] = (0.143, 0.5), title: str = "Fourier shell correlation") -> None:
@@ -72,7 +74,6 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | No
     list of str
         The file names written.
     """
-    import json
     from pathlib import Path
 
     import matplotlib
@@ -81,10 +82,9 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | No
     import matplotlib.pyplot as plt
 
     folder = Path(analysis_dir)
-    summary = json.loads((folder / "summary.json").read_text())
-    kmeans = next(name for name in summary if name.startswith("kmeans"))
-    cluster = np.load(folder / kmeans / "labels.npy")
-    centers = np.asarray(summary[kmeans]["centers_row"])  # latent rows of the on-data centres
+    analysis = LatentAnalysis.load(folder)
+    kmeans = analysis.kmeans
+    cluster, centers = kmeans.labels, kmeans.centers_row  # centres: latent rows of the on-data centres
     written = []
 
     def save(fig, name: str) -> None:
@@ -93,11 +93,11 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | No
         plt.close(fig)
         written.append(name)
 
-    variance = summary["explained_variance_ratio"]
+    variance = analysis.explained_variance_ratio
     for emb in ("pca", "umap"):
-        if not (folder / f"z_{emb}.npy").is_file():
+        xy = analysis.z_pca[:, :2] if emb == "pca" else analysis.z_umap  # the first two PCs (or UMAP's axes)
+        if xy is None:
             continue
-        xy = np.load(folder / f"z_{emb}.npy")[:, :2]  # the first two PCs (or UMAP's two axes)
         if xy.shape[1] == 1:
             xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
         if emb == "pca":
@@ -108,7 +108,7 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | No
         if len(xy) > 100_000:
             shown = np.sort(np.random.default_rng(0).choice(len(xy), 100_000, replace=False))
         size = max(0.5, min(8.0, 4000 / len(shown)))
-        for colours, title, name in ((cluster, f"{kmeans}, on-data centres numbered", f"{emb}_scatter.png"),
+        for colours, title, name in ((cluster, f"{kmeans.name}, on-data centres numbered", f"{emb}_scatter.png"),
                                      (labels, f"coloured by {labels_name}", f"{emb}_{labels_name}.png")):
             if colours is None:
                 continue
@@ -130,7 +130,7 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | No
         ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()} density")
         save(fig, f"{emb}_density.png")
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-    ax.hist(np.load(folder / "z_norm.npy"), bins=100, color="slategray")
+    ax.hist(analysis.z_norm, bins=100, color="slategray")
     ax.set(xlabel="|z|", ylabel="particles", title="latent norm (outliers far right)")
     save(fig, "z_norm.png")
     if log:

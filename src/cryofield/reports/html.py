@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
-from cryofield.io import WorkDir
+from cryofield.io import LatentAnalysis, WorkDir
 from cryofield.reports import views
 from cryofield.reports._assets import CSS, ERROR_CAPTURE_JS, LATENT_JS
 
@@ -191,20 +191,6 @@ def _read_json(path: Path) -> object:
         raise InputError(path, f"not readable JSON ({exc})") from None
 
 
-def _load_array(path: Path, n: int | None = None, ndim: int | None = None) -> np.ndarray:
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"not a numpy array ({exc})") from None
-    if ndim is not None and array.ndim != ndim:
-        raise InputError(path, f"array of shape {array.shape}: {ndim} dimensions expected")
-    if n is not None and len(array) != n:
-        raise InputError(path, f"{len(array)} rows for {n} particles")
-    if not np.isfinite(array).all():
-        raise InputError(path, "non-finite values")
-    return array
-
-
 def _figure_html(fig, div_id: str) -> str:
     import plotly.io as pio
 
@@ -261,68 +247,49 @@ def _training_section(records: list[dict]) -> str:
 @dataclass
 class _Latents:
     analysis: Path
-    n: int
+    result: LatentAnalysis
     spaces: list[dict]
-    clusters: str | None
-    counts: list[int]
-    variance: list[float]
-    norms: np.ndarray | None
-    summary: dict
-    pca: dict
+
+    @property
+    def n(self) -> int:
+        return self.result.n
+
+    @property
+    def clusters(self) -> str | None:
+        return None if self.result.kmeans is None else self.result.kmeans.name
+
+    @property
+    def counts(self) -> list[int]:
+        return [] if self.result.kmeans is None else self.result.kmeans.counts.tolist()
 
 
 def _load_latents(analysis: Path, max_points: int, seed: int) -> _Latents:
-    summary_path = analysis / "summary.json"
-    summary = _read_json(summary_path) if summary_path.is_file() else {}
-    if not isinstance(summary, dict):
-        raise InputError(summary_path, "not an analysis summary")
-    if not (analysis / "z_pca.npy").is_file():
-        raise InputError(analysis, "no z_pca.npy: not a folder written by `cryofield analyze`")
-    z_pca = _load_array(analysis / "z_pca.npy", ndim=2)
-    n = len(z_pca)
-    if n == 0:
-        raise InputError(analysis / "z_pca.npy", "holds no particles")
-    pca = _read_json(analysis / "pca.json") if (analysis / "pca.json").is_file() else {}
-    if not isinstance(pca, dict):
-        raise InputError(analysis / "pca.json", "not a PCA summary")
-    variance = [float(v) for v in pca.get("explained_variance_ratio", summary.get("explained_variance_ratio", []))]
-    clusters = next((k for k in summary if k.startswith("kmeans")), None)
-    if clusters is None:
-        clusters = next((p.parent.name for p in sorted(analysis.glob("kmeans*/labels.npy"))), None)
-    labels, counts, centre_rows = None, [], []
-    if clusters is not None:
-        labels = _load_array(analysis / clusters / "labels.npy", n=n, ndim=1).astype(np.int64)
-        if labels.min() < 0:
-            raise InputError(analysis / clusters / "labels.npy", "negative cluster labels")
-        counts = np.bincount(labels).tolist()
-        centre_rows = [int(r) for r in summary.get(clusters, {}).get("centers_row", [])
-                       if 0 <= int(r) < n]
-    shown = np.arange(n)
-    if n > max_points:
-        shown = np.sort(np.random.default_rng(seed).choice(n, max_points, replace=False))
+    result = LatentAnalysis.load(analysis)
+    variance = result.explained_variance_ratio
+    kmeans = result.kmeans
+    shown = np.arange(result.n)
+    if result.n > max_points:
+        shown = np.sort(np.random.default_rng(seed).choice(result.n, max_points, replace=False))
     spaces = []
     for space in ("pca", "umap"):
-        path = analysis / f"z_{space}.npy"
-        if not path.is_file():
-            continue
-        xy = z_pca if space == "pca" else _load_array(path, n=n, ndim=2)
-        if xy.shape[1] < 2:
-            continue  # a 1-D latent: no plane to draw a lasso in
+        xy = result.coordinates(space)
+        if xy is None:
+            continue  # not computed, or a 1-D latent: no plane to draw a lasso in
         if space == "pca":
             names = [f"PC{i + 1}" + (f" ({100 * variance[i]:.1f} %)" if i < len(variance) else "") for i in range(2)]
             title = "latent PCA"
         else:
             names, title = ["UMAP1", "UMAP2"], "latent UMAP"
-        xy = np.asarray(xy[:, :2], np.float64)
+        xy = np.asarray(xy, np.float64)
+        centre_rows = [] if kmeans is None else kmeans.centers_row
         spaces.append({
             "space": space, "title": title, "xlabel": names[0], "ylabel": names[1],
             "x": xy[shown, 0].tolist(), "y": xy[shown, 1].tolist(), "row": shown.tolist(),
-            "cluster": None if labels is None else labels[shown].tolist(),
+            "cluster": None if kmeans is None else kmeans.labels[shown].tolist(),
             "centers": {"x": xy[centre_rows, 0].tolist(), "y": xy[centre_rows, 1].tolist(),
                         "label": [str(j) for j in range(len(centre_rows))]},
         })
-    norms = _load_array(analysis / "z_norm.npy", n=n, ndim=1) if (analysis / "z_norm.npy").is_file() else None
-    return _Latents(analysis, n, spaces, clusters, counts, variance, norms, summary, pca)
+    return _Latents(analysis, result, spaces)
 
 
 def _latent_section(latents: _Latents, workdir_text: str, analysis_option: str, shown: int) -> str:
@@ -330,7 +297,7 @@ def _latent_section(latents: _Latents, workdir_text: str, analysis_option: str, 
 
     parts = ['<h2 id="latent">Latent space</h2>',
              f'<p class="caption">{html.escape(str(latents.analysis))}: {latents.n} particles'
-             + (f", zdim {latents.summary['zdim']}" if "zdim" in latents.summary else "")
+             + (f", zdim {latents.result.summary['zdim']}" if "zdim" in latents.result.summary else "")
              + (f"; {shown} shown (a random subset, seed fixed; coordinates exact)" if shown < latents.n else "")
              + (f"; coloured by {html.escape(latents.clusters)} cluster, on-data centres numbered"
                 if latents.clusters else "") + ".</p>"]
@@ -360,16 +327,17 @@ def _latent_section(latents: _Latents, workdir_text: str, analysis_option: str, 
                                marker_color=[PALETTE[k % len(PALETTE)] for k in range(len(latents.counts))]))
         fig.update_layout(title=f"{latents.clusters} populations", xaxis_title="cluster", yaxis_title="particles")
         small.append(_figure_html(fig, "cluster-counts"))
-    if latents.variance:
-        pcs = [f"PC{i + 1}" for i in range(len(latents.variance))]
-        fig = go.Figure([go.Bar(x=pcs, y=latents.variance, name="each"),
-                         go.Scatter(x=pcs, y=np.cumsum(latents.variance).tolist(), mode="lines+markers",
+    variance = latents.result.explained_variance_ratio.tolist()
+    if variance:
+        pcs = [f"PC{i + 1}" for i in range(len(variance))]
+        fig = go.Figure([go.Bar(x=pcs, y=variance, name="each"),
+                         go.Scatter(x=pcs, y=np.cumsum(variance).tolist(), mode="lines+markers",
                                     name="cumulative")])
         fig.update_layout(title="explained variance", yaxis_title="fraction of the latent variance",
                           yaxis_range=[0, 1.05])
         small.append(_figure_html(fig, "explained-variance"))
-    if latents.norms is not None:
-        counts, edges = np.histogram(latents.norms, bins=min(100, max(10, latents.n // 10)))
+    if latents.result.z_norm is not None:
+        counts, edges = np.histogram(latents.result.z_norm, bins=min(100, max(10, latents.n // 10)))
         fig = go.Figure(go.Bar(x=(0.5 * (edges[1:] + edges[:-1])).tolist(), y=counts.tolist(),
                                width=float(edges[1] - edges[0]), marker_color="slategray"))
         fig.update_layout(title="|z| (outliers far right)", xaxis_title="|z|", yaxis_title="particles", bargap=0)
@@ -420,7 +388,7 @@ def _groups(workdir: Path, latents: _Latents | None, traversals: list[Path]) -> 
             paths = numbered_maps(folder)
             if not paths:
                 continue
-            info = latents.summary.get(folder.name, {})
+            info = latents.result.summary.get(folder.name, {})
             counts, centres = info.get("counts", []), info.get("centers_ind", [])
             captions = []
             for path in paths:
@@ -441,11 +409,11 @@ def _groups(workdir: Path, latents: _Latents | None, traversals: list[Path]) -> 
             name = str(folder)
         captions = [f"{name}/{p.name}: point {i + 1} of {len(paths)}" for i, p in enumerate(paths)]
         pc = re.fullmatch(r"pc(\d+)", folder.name)
-        if pc and latents is not None and latents.pca.get("components") and (folder / "z_path.txt").is_file():
+        if pc and latents is not None and len(latents.result.components) and (folder / "z_path.txt").is_file():
             try:
                 path_z = np.loadtxt(folder / "z_path.txt", ndmin=2)
-                component = np.asarray(latents.pca["components"][int(pc.group(1)) - 1], float)
-                values = (path_z - np.asarray(latents.pca["mean"], float)) @ component
+                component = latents.result.components[int(pc.group(1)) - 1]
+                values = (path_z - latents.result.mean) @ component
                 if len(values) == len(paths):
                     captions = [f"{c}, PC{pc.group(1)} = {v:.3g}" for c, v in zip(captions, values)]
             except (ValueError, IndexError, KeyError):
