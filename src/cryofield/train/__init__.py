@@ -20,7 +20,7 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "load_adam": ".checkpoint", "load_checkpoint": ".checkpoint", "load_config": ".launch",
     "load_cryofold": ".cryofold", "load_models": ".models", "method_of": ".launch", "optimizer_step": ".objective",
     "posterior_means": ".inference", "prepare": ".inputs", "read_table": ".inputs", "refine_latents": ".latents",
-    "resolve_device": ".distributed", "resume": ".launch", "run": ".launch", "run_epoch": ".engine",
-    "save_checkpoint": ".checkpoint", "setting": ".config", "step_loss": ".objective", "tilt_partners": ".inputs",
-    "write_volumes": ".volumes",
+    "register_method": ".launch", "resolve_device": ".distributed", "resume": ".launch", "run": ".launch",
+    "run_epoch": ".engine", "save_checkpoint": ".checkpoint", "setting": ".config", "step_loss": ".objective",
+    "tilt_partners": ".inputs", "write_volumes": ".volumes",
 })

@@ -93,6 +93,11 @@ class Method:
         """Refuse settings the method cannot run (an :class:`InputError`; by default ``config.check()``)."""
         config.check()
 
+    @classmethod
+    def resolve(cls, config: TrainConfig, data: ParticleSource) -> TrainConfig:
+        """The config with any setting that comes from the data filled in (a new run; as given by default)."""
+        return config
+
     def build_models(self, stage: int = 1) -> Models:
         """Fresh networks for ``stage`` (1 unless the schedule has stages)."""
         raise NotImplementedError

@@ -8,6 +8,7 @@ come from the data, saves ``config.json``, trains on the engine and writes the r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import replace
 
@@ -15,31 +16,45 @@ from cryofield.errors import InputError
 from cryofield.io import WorkDir
 from cryofield.train.abinit import Abinit, AbinitConfig
 from cryofield.train.config import TrainConfig, VaeConfig
-from cryofield.train.cryofold import Cryofold, CryofoldConfig, resolve_start
+from cryofield.train.cryofold import Cryofold, CryofoldConfig
 from cryofield.train.distributed import Runtime, init_runtime
-from cryofield.train.engine import Callbacks, Trainer
+from cryofield.train.engine import Callbacks, Method, Trainer
 from cryofield.train.inputs import read_table
 from cryofield.train.neural_volume import NeuralVolume
 from cryofield.train.results import Run
 
-#: The method that runs each config (most derived first).
-METHODS: tuple[tuple[type[TrainConfig], type], ...] = (
-    (AbinitConfig, Abinit), (CryofoldConfig, Cryofold), (TrainConfig, NeuralVolume))
+#: The method that runs each config, most derived config first (:func:`register_method` adds to it).
+METHODS: list[tuple[type[TrainConfig], type[Method]]] = [
+    (AbinitConfig, Abinit), (CryofoldConfig, Cryofold), (VaeConfig, NeuralVolume), (TrainConfig, NeuralVolume)]
 
 
-def method_of(config: TrainConfig) -> type:
+def register_method(config_class: type[TrainConfig], method_class: type[Method]) -> None:
+    """Make :func:`run`, :func:`resume` and :class:`Run` run ``config_class`` with ``method_class``.
+
+    A saved run is recognised as ``config_class`` when ``config.json`` holds every setting
+    the class adds to its parent.
+    """
+    METHODS.insert(0, (config_class, method_class))
+
+
+def method_of(config: TrainConfig) -> type[Method]:
     """The :class:`cryofield.train.Method` class that runs ``config``."""
     return next(method for kind, method in METHODS if isinstance(config, kind))
 
 
 def load_config(workdir: str | os.PathLike | WorkDir) -> TrainConfig:
-    """A run's config as the class of its method (told apart by the settings each one saves)."""
+    """A run's config as the class of its method.
+
+    The first registered config class that adds settings to its parent and whose added
+    settings ``config.json`` all holds; otherwise ``VaeConfig`` (``zdim > 0``) or ``TrainConfig``.
+    """
     workdir = workdir if isinstance(workdir, WorkDir) else WorkDir(workdir)
     settings = workdir.read_settings()
-    if settings.get("pdb"):
-        return CryofoldConfig.load(workdir)
-    if "epochs_search" in settings:
-        return AbinitConfig.load(workdir)
+    for kind, _ in METHODS:
+        own = {f.name for f in dataclasses.fields(kind)} - {f.name for f in dataclasses.fields(kind.__mro__[1])} \
+            if kind is not TrainConfig else set()
+        if own and own <= settings.keys():
+            return kind.load(workdir)
     return (VaeConfig if settings.get("zdim") else TrainConfig).load(workdir)
 
 
@@ -80,13 +95,8 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     data = method.prepare(config, table, scale=config.data_scale if resume else None, progress=callbacks.reading)
     config = replace(config, device=str(runtime.device), world_size=runtime.world_size)
     if not resume:
-        config = replace(config, box=data.box, data_pixel_size=data.pixel_size_angstrom,
-                         data_scale=data.scale).with_versions()
-        if method is Cryofold:
-            try:
-                config = resolve_start(config, data)
-            except ValueError as exc:
-                raise InputError(config.pdb, str(exc)) from None
+        config = method.resolve(replace(config, box=data.box, data_pixel_size=data.pixel_size_angstrom,
+                                        data_scale=data.scale).with_versions(), data)
     if runtime.is_main:
         config.save(workdir)
     if callbacks.start is not None:

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from cryofield.data import ParticleSource, PreparedParticles
+from cryofield.errors import InputError
 from cryofield.imaging import central_slices, half_lattice_mask, render_volume
 from cryofield.io import ParticleTable, WorkDir, read_atomic_model, write_map
 from cryofield.io.atoms import CoarseModel, coarse_grain, electrons, write_coarse_pdb
@@ -130,6 +131,14 @@ class Cryofold(Method):
                 models.decoder.log_width.fill_(float(np.log(self.globals["width_angstrom"])))
                 models.decoder.log_a0.fill_(float(np.log(self.globals["a0"])))
         return models
+
+    @classmethod
+    def resolve(cls, config: CryofoldConfig, data: ParticleSource) -> CryofoldConfig:
+        """The frame centre and the starting amplitude (:func:`resolve_start`); an :class:`InputError` names the PDB."""
+        try:
+            return resolve_start(config, data)
+        except ValueError as exc:
+            raise InputError(config.pdb, str(exc)) from None
 
     def restraint(self, models: Models) -> Restraint:
         """The bond and side-chain energy of the atomic model."""

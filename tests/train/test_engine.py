@@ -1,0 +1,56 @@
+"""Adding a method to the run engine: a config, a Method, nothing in the loop.
+
+The method here is frequency marching for a homogeneous volume: the first ``coarse_epochs``
+epochs fit only the pixels inside ``coarse_radius`` (cycles per box), then all of them. It is
+written outside the package, registered, and gets checkpoints, exact resume, the log and
+``Run`` from the engine.
+"""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from cryofield.simulate.toy import make_toy_dataset
+from cryofield.train import NeuralVolume, Run, TrainConfig, load_config, register_method, resume, run, setting
+from cryofield.train.launch import METHODS
+
+
+@dataclass
+class MarchingConfig(TrainConfig):
+    coarse_epochs: int = setting(2, "epochs on the low frequencies only (default 2)")
+    coarse_radius: float = setting(4.0, "their band limit, cycles per box (default 4)")
+
+
+class Marching(NeuralVolume):
+    def epoch(self, trainer, epoch):
+        band = self.config.coarse_radius if epoch < self.config.coarse_epochs else None
+        data = trainer.data.band_limited(band)
+        return trainer.train_pass(data, epoch, progress=trainer.callbacks.progress_of(len(data))) | {
+            "band": band or 0.0}
+
+
+@pytest.fixture
+def marching():
+    register_method(MarchingConfig, Marching)
+    yield
+    METHODS.remove((MarchingConfig, Marching))
+
+
+def test_a_method_added_outside_the_package_runs_checkpoints_and_resumes(marching, tmp_path):
+    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+    settings = {"particles": str(toy), "dec_dim": 16, "dec_layers": 1, "batch_size": 16, "checkpoint": 1}
+    straight = run(MarchingConfig(outdir=str(tmp_path / "a"), epochs=4, **settings))
+    assert [r["band"] for r in straight.log] == [4.0, 4.0, 0.0, 0.0]
+    assert isinstance(load_config(tmp_path / "a"), MarchingConfig) and straight.volume().shape == (16, 16, 16)
+    run(MarchingConfig(outdir=str(tmp_path / "b"), epochs=2, **settings))
+    resumed = resume(tmp_path / "b", {"epochs": 4})  # through the coarse-to-fine switch
+    assert [r["band"] for r in resumed.log] == [4.0, 4.0, 0.0, 0.0]
+    a = torch.load(tmp_path / "a/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
+    b = torch.load(tmp_path / "b/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
+    for name, tensor in a.items():
+        torch.testing.assert_close(b[name], tensor, atol=0, rtol=0)
+    np.testing.assert_array_equal(Run(tmp_path / "a").volume(), Run(tmp_path / "b").volume())
+    assert json.loads((tmp_path / "b/config.json").read_text())["coarse_epochs"] == 2
