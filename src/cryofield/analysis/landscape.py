@@ -16,19 +16,9 @@ so this analysis works on the maps themselves:
 7. **phi**: an MLP from z to the volume-PC coordinates, trained on maps of sampled particles
    generated on the fly, then applied to every particle: a landscape with interpretable axes.
 
-Outputs in ``OUTDIR`` (particle indices are rows of the run's input file):
-
-- ``sketch/``: ``labels.npy`` (N,) sketch cluster of each particle, ``centers_ind.txt``,
-  ``centers.txt`` (latents), ``counts.txt``
-- ``sketch_check.json``; ``mask.mrc``; ``mean.mrc``
-- ``vol_pca.json`` (explained variance), ``sketch_pc.npy`` (sketch, L) PC coordinates,
-  ``pc{i}/vol_XXX.mrc`` maps along volume PC i (5th to 95th percentile of the sketch)
-- ``states{M}/``: ``sketch_labels.npy``, ``state_XXX.mrc`` (centroid), ``state_XXX.ind.txt``,
-  ``counts.json``
-- ``sketch_mds.npy``, ``sketch_umap.npy``
-- ``z_vol_pc.npy`` (N, L) every particle's volume-PC coordinates from phi; ``phi.pt``
-  (its weights, a plain state dict) and ``phi.json`` (losses and R^2 per PC)
-- ``summary.json``
+The result and its files (``sketch/``, ``mask.mrc``, ``pc{i}/``, ``states{M}/``,
+``z_vol_pc.npy``, ``summary.json`` ...) are :class:`cryofield.io.Landscape`'s; ``phi.pt``
+(phi's weights, a plain state dict) and ``phi.json`` (losses and R^2 per PC) are written here.
 """
 
 from __future__ import annotations
@@ -42,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.analysis.latent import kmeans_clusters
+from cryofield.io import ClusterSet, Landscape, LandscapeStates, write_map
 
 MapSource = Callable[[np.ndarray], np.ndarray]  # latents (M, zdim) -> maps (M, D, D, D)
 
@@ -227,7 +218,7 @@ def train_phi(z: np.ndarray, targets: np.ndarray, *, epochs: int = 50, batch: in
 def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathLike, *, apix: float,
                        particle_indices: np.ndarray | None = None, mask: np.ndarray | None = None,
                        settings: LandscapeSettings | None = None,
-                       progress: Callable[[str, int, int], None] | None = None) -> dict:
+                       progress: Callable[[str, int, int], None] | None = None) -> Landscape:
     """Sketch, mask, PCA, cluster and map the volume ensemble of a run; write everything to ``outdir``.
 
     Parameters
@@ -251,15 +242,9 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
 
     Returns
     -------
-    dict
-        The summary also saved as ``summary.json``.
+    Landscape
+        As saved in ``outdir`` (its ``summary`` is ``summary.json``).
     """
-    from scipy import stats
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.decomposition import PCA
-
-    from cryofield.io import write_map
-
     s = settings or LandscapeSettings()
     z = np.asarray(z, np.float64)
     outdir = Path(outdir)
@@ -270,7 +255,43 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
     if s.linkage not in ("average", "ward", "complete", "single"):
         raise ValueError(f"linkage must be average, ward, complete or single, not {s.linkage!r}")
     rng = np.random.default_rng(s.seed)
+    render = _renderer(maps_at, progress)
 
+    # 1. sketch, 2. its check
+    k = min(s.sketch, len(z))
+    sketch = kmeans_clusters(z, k, seed=s.seed, reorder=False, n_init=1 if len(z) > 100_000 else 3)
+    maps = render(z[sketch.on_data], "sketch")
+    summary: dict = {"particles": len(z), "zdim": z.shape[1], "sketch": k, "box": maps.shape[-1], "apix": apix,
+                     "settings": {**s.__dict__}}
+    check = _check_sketch(z, sketch, maps, render, rng, s)
+    summary["sketch_check"] = {"between_sketch_median": round(check["between_sketch_median"], 4),
+                               "within_cluster_medians": [round(c["median_distance"], 4) for c in check["clusters"]]}
+    # 3. mask
+    mask, summary["mask"] = _mask(maps, mask, s)
+    write_map(outdir / "mask.mrc", mask.astype(np.float32), apix)
+    masked = maps[:, mask].astype(np.float64)  # (K, V)
+    mean_map = maps.mean(0)
+    write_map(outdir / "mean.mrc", mean_map, apix)
+    # 4. volume PCA, 5. states, 6. embeddings of the sketch, 7. phi
+    pca, sketch_pc = _volume_pca(masked, mean_map, mask, outdir, apix, s)
+    summary["explained_variance_ratio"] = [round(float(v), 4) for v in pca.explained_variance_ratio_]
+    states = _states(masked, maps, sketch.labels, outdir, apix, s)
+    summary["states"] = {"folder": states.folder, "volumes": states.volumes, "particles": states.particles,
+                         "linkage": states.linkage}
+    mds, umap = _sketch_embeddings(masked, s)
+    z_vol_pc = None
+    if s.phi_samples > 0:
+        z_vol_pc, summary["phi"] = _fit_phi(z, pca, mask, render, rng, outdir, s)
+        sketch_rho = _spearman(z_vol_pc[sketch.on_data, 0], sketch_pc[:, 0])
+        summary["phi"]["sketch_pc1_spearman"] = round(float(sketch_rho), 4)
+    result = Landscape(ClusterSet("sketch", sketch.labels, sketch.on_data), check, sketch_pc,
+                       pca.explained_variance_ratio_, states, mds, umap, z_vol_pc, summary)
+    result.save(outdir, z, rows)
+    return result
+
+
+def _renderer(maps_at: MapSource, progress: Callable[[str, int, int], None] | None) -> Callable[..., np.ndarray]:
+    """``render(latents, stage)``: maps in batches of 8, reporting ``progress(stage, done, total)``."""
     def render(latents: np.ndarray, stage: str, batch: int = 8) -> np.ndarray:
         out = []
         for i in range(0, len(latents), batch):
@@ -279,22 +300,14 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
                 progress(stage, min(i + batch, len(latents)), len(latents))
         return np.concatenate(out)
 
-    # 1. sketch
-    k = min(s.sketch, len(z))
-    sketch = kmeans_clusters(z, k, seed=s.seed, reorder=False, n_init=1 if len(z) > 100_000 else 3)
-    (outdir / "sketch").mkdir(exist_ok=True)
-    np.save(outdir / "sketch" / "labels.npy", sketch.labels)
-    np.savetxt(outdir / "sketch" / "centers.txt", z[sketch.on_data])
-    np.savetxt(outdir / "sketch" / "centers_ind.txt", rows[sketch.on_data], fmt="%d")
-    np.savetxt(outdir / "sketch" / "counts.txt", sketch.counts, fmt="%d")
-    maps = render(z[sketch.on_data], "sketch")
-    box = maps.shape[-1]
-    summary: dict = {"particles": len(z), "zdim": z.shape[1], "sketch": k, "box": box, "apix": apix,
-                     "settings": {**s.__dict__}}
+    return render
 
-    # 2. check the sketch: distances among maps of members of a few sketched clusters
-    flat_sketch = maps.reshape(k, -1)
-    between = pairwise_distances(flat_sketch[rng.choice(k, min(k, 100), replace=False)])
+
+def _check_sketch(z: np.ndarray, sketch, maps: np.ndarray, render, rng: np.random.Generator,
+                  s: LandscapeSettings) -> dict:
+    """Distances among maps of members of a few sketched clusters, against those between sketched maps."""
+    k = len(maps)
+    between = pairwise_distances(maps.reshape(k, -1)[rng.choice(k, min(k, 100), replace=False)])
     populated = np.flatnonzero(sketch.counts >= 2)
     checks = []
     for cluster in rng.choice(populated, min(s.check_clusters, len(populated)), replace=False):
@@ -303,39 +316,35 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
         within = pairwise_distances(render(z[members], "sketch check").reshape(len(members), -1))
         checks.append({"cluster": int(cluster), "particles": len(members),
                        "median_distance": float(np.median(within)), "distances": np.round(within, 4).tolist()})
-    check = {"between_sketch_median": float(np.median(between)) if len(between) else 0.0,
-             "between_sketch": np.round(between, 4).tolist(), "clusters": checks}
-    (outdir / "sketch_check.json").write_text(json.dumps(check) + "\n")
-    summary["sketch_check"] = {"between_sketch_median": round(check["between_sketch_median"], 4),
-                               "within_cluster_medians": [round(c["median_distance"], 4) for c in checks]}
+    return {"between_sketch_median": float(np.median(between)) if len(between) else 0.0,
+            "between_sketch": np.round(between, 4).tolist(), "clusters": checks}
 
-    # 3. mask
+
+def _mask(maps: np.ndarray, mask: np.ndarray | None, s: LandscapeSettings) -> tuple[np.ndarray, dict]:
+    """The thresholded union of the sketched maps, or the user's mask; and how it was made."""
     if mask is None:
         mask = threshold_mask(maps, s.threshold, s.dilate)
-        summary["mask"] = {"source": f"union of maps > {s.threshold} x max", "dilate": s.dilate}
+        info = {"source": f"union of maps > {s.threshold} x max", "dilate": s.dilate}
     else:
         mask = np.asarray(mask, bool)
         if mask.shape != maps.shape[1:]:
             raise ValueError(f"mask of shape {mask.shape} for maps of shape {maps.shape[1:]}")
-        summary["mask"] = {"source": "user"}
+        info = {"source": "user"}
     if not mask.any():
         raise ValueError("the mask is empty")
-    summary["mask"]["voxels"] = int(mask.sum())
-    write_map(outdir / "mask.mrc", mask.astype(np.float32), apix)
-    masked = maps[:, mask].astype(np.float64)  # (K, V)
-    mean_map = maps.mean(0)
-    write_map(outdir / "mean.mrc", mean_map, apix)
+    return mask, info | {"voxels": int(mask.sum())}
 
-    # 4. volume PCA
-    n_pcs = max(1, min(s.n_pcs, k - 1, masked.shape[1]))
+
+def _volume_pca(masked: np.ndarray, mean_map: np.ndarray, mask: np.ndarray, outdir: Path, apix: float,
+                s: LandscapeSettings):
+    """PCA of the masked sketch maps, and maps along the first PCs (5th to 95th percentile of the sketch)."""
+    from sklearn.decomposition import PCA
+
+    n_pcs = max(1, min(s.n_pcs, len(masked) - 1, masked.shape[1]))
     pca = PCA(n_components=n_pcs, random_state=s.seed).fit(masked)
     sketch_pc = pca.transform(masked)
-    np.save(outdir / "sketch_pc.npy", sketch_pc)
-    (outdir / "vol_pca.json").write_text(json.dumps(
-        {"explained_variance_ratio": pca.explained_variance_ratio_.tolist()}, indent=2) + "\n")
-    summary["explained_variance_ratio"] = [round(float(v), 4) for v in pca.explained_variance_ratio_]
     for pc in range(min(s.traverse_pcs, n_pcs)):
-        folder = outdir / f"pc{pc + 1}"
+        folder = Landscape.pc_folder(outdir, pc + 1)
         folder.mkdir(exist_ok=True)
         lo, hi = np.percentile(sketch_pc[:, pc], [5, 95])
         for j, t in enumerate(np.linspace(lo, hi, s.pc_points)):
@@ -343,56 +352,59 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
             volume[mask] = pca.mean_ + t * pca.components_[pc]
             write_map(folder / f"vol_{j:03d}.mrc", volume.astype(np.float32), apix)
         np.savetxt(folder / "pc_coordinates.txt", np.linspace(lo, hi, s.pc_points))
+    return pca, sketch_pc
 
-    # 5. agglomerative clustering into states
-    m = min(s.states, k)
+
+def _states(masked: np.ndarray, maps: np.ndarray, sketch_labels: np.ndarray, outdir: Path, apix: float,
+            s: LandscapeSettings) -> LandscapeStates:
+    """Agglomerative clusters of the masked sketch maps, numbered by particles, and their centroid maps."""
+    from sklearn.cluster import AgglomerativeClustering
+
+    m = min(s.states, len(masked))
     state_of_sketch = AgglomerativeClustering(n_clusters=m, linkage=s.linkage).fit_predict(masked)
-    # number the states by population of particles, largest first
-    particle_state = state_particles(sketch.labels, state_of_sketch)
-    order = np.argsort(-np.bincount(particle_state, minlength=m), kind="stable")
+    particle_state = state_particles(sketch_labels, state_of_sketch)
+    order = np.argsort(-np.bincount(particle_state, minlength=m), kind="stable")  # largest first
     rank = np.empty(m, np.int64)
     rank[order] = np.arange(m)
-    state_of_sketch, particle_state = rank[state_of_sketch], rank[particle_state]
-    folder = outdir / f"states{m}"
-    folder.mkdir(exist_ok=True)
-    np.save(folder / "sketch_labels.npy", state_of_sketch)
-    np.save(folder / "labels.npy", particle_state)
-    counts = {"volumes": np.bincount(state_of_sketch, minlength=m).tolist(),
-              "particles": np.bincount(particle_state, minlength=m).tolist(), "linkage": s.linkage}
+    states = LandscapeStates(rank[state_of_sketch], rank[particle_state], s.linkage)
+    (outdir / states.folder).mkdir(exist_ok=True)
     for j in range(m):
-        write_map(folder / f"state_{j:03d}.mrc", maps[state_of_sketch == j].mean(0), apix)
-        np.savetxt(folder / f"state_{j:03d}.ind.txt", rows[particle_state == j], fmt="%d")
-    (folder / "counts.json").write_text(json.dumps(counts) + "\n")
-    summary["states"] = {"folder": folder.name, **counts}
+        write_map(Landscape.state_map(outdir, states, j), maps[states.of_sketch == j].mean(0), apix)
+    return states
 
-    # 6. MDS and UMAP of the sketch
+
+def _sketch_embeddings(masked: np.ndarray, s: LandscapeSettings) -> tuple[np.ndarray, np.ndarray | None]:
+    """MDS of the masked sketch maps, and their UMAP when there are more than 15."""
     from sklearn.manifold import MDS
 
     try:
         mds = MDS(n_components=2, random_state=s.seed, n_init=1, init="classical_mds")
     except TypeError:  # scikit-learn before 1.8
         mds = MDS(n_components=2, random_state=s.seed, n_init=1)
-    np.save(outdir / "sketch_mds.npy", mds.fit_transform(masked))
-    if k > 15:
-        from cryofield.analysis.latent import umap_embedding
+    embedded = mds.fit_transform(masked)
+    if len(masked) <= 15:
+        return embedded, None
+    from cryofield.analysis.latent import umap_embedding
 
-        np.save(outdir / "sketch_umap.npy", umap_embedding(masked.astype(np.float32), seed=s.seed))
+    return embedded, umap_embedding(masked.astype(np.float32), seed=s.seed)
 
-    # 7. phi: latents -> volume-PC coordinates, for every particle
-    if s.phi_samples > 0:
-        import torch
 
-        samples = rng.choice(len(z), min(s.phi_samples, len(z)), replace=False)
-        targets = np.concatenate([pca.transform(render(z[part], "phi samples")[:, mask].astype(np.float64))
-                                  for part in np.array_split(samples, max(1, len(samples) // 64))])
-        phi, record = train_phi(z[samples], targets, epochs=s.phi_epochs, batch=s.phi_batch, lr=s.phi_lr,
-                                seed=s.seed)
-        z_vol_pc = phi(z)
-        np.save(outdir / "z_vol_pc.npy", z_vol_pc.astype(np.float32))
-        torch.save(phi.state_dict(), outdir / "phi.pt")
-        (outdir / "phi.json").write_text(json.dumps({**record, "samples": len(samples)}) + "\n")
-        summary["phi"] = {"samples": len(samples), "best_epoch": record["best_epoch"], "val_r2": record["val_r2"]}
-        sketch_rho = stats.spearmanr(z_vol_pc[sketch.on_data, 0], sketch_pc[:, 0])[0]
-        summary["phi"]["sketch_pc1_spearman"] = round(float(sketch_rho), 4)
-    (outdir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+def _fit_phi(z: np.ndarray, pca, mask: np.ndarray, render, rng: np.random.Generator, outdir: Path,
+             s: LandscapeSettings) -> tuple[np.ndarray, dict]:
+    """Phi trained on maps of sampled particles, applied to every particle; ``phi.pt`` and ``phi.json``."""
+    import torch
+
+    samples = rng.choice(len(z), min(s.phi_samples, len(z)), replace=False)
+    targets = np.concatenate([pca.transform(render(z[part], "phi samples")[:, mask].astype(np.float64))
+                              for part in np.array_split(samples, max(1, len(samples) // 64))])
+    phi, record = train_phi(z[samples], targets, epochs=s.phi_epochs, batch=s.phi_batch, lr=s.phi_lr, seed=s.seed)
+    torch.save(phi.state_dict(), outdir / "phi.pt")
+    (outdir / "phi.json").write_text(json.dumps({**record, "samples": len(samples)}) + "\n")
+    return phi(z), {"samples": len(samples), "best_epoch": record["best_epoch"], "val_r2": record["val_r2"]}
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two (N,) arrays."""
+    from scipy import stats
+
+    return float(stats.spearmanr(a, b)[0])

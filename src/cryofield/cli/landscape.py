@@ -95,13 +95,14 @@ def run(args) -> None:
         bars[stage].update(done - bars[stage].n)
 
     try:
-        summary = landscape_analysis(z, lambda latents: volumes(latents, amp=settings.amp), outdir,
+        result = landscape_analysis(z, lambda latents: volumes(latents, amp=settings.amp), outdir,
                                      apix=volumes.apix, particle_indices=rows, mask=mask, settings=settings,
                                      progress=progress)
     finally:
         for bar in bars.values():
             bar.close()
     figures = plot_landscape_figures(outdir, labels=labels)
+    summary = result.summary
     variance = ", ".join(f"{100 * v:.1f}" for v in summary["explained_variance_ratio"][:3])
     states = summary["states"]
     print(f"landscape of {len(z)} particles: sketch of {summary['sketch']} maps ({volumes.box}^3, "

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
-from cryofield.io import LatentAnalysis, WorkDir
+from cryofield.io import Landscape, LatentAnalysis, WorkDir
 from cryofield.reports import views
 from cryofield.reports._assets import CSS, ERROR_CAPTURE_JS, LATENT_JS
 
@@ -182,13 +182,6 @@ def find_traversals(workdir: str | os.PathLike, extra: list[str | os.PathLike] =
             found[folder.resolve()] = folder
             folders.append(folder)
     return folders
-
-
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"not readable JSON ({exc})") from None
 
 
 def _figure_html(fig, div_id: str) -> str:
@@ -482,11 +475,11 @@ def _landscape_section(folder: Path) -> str:
     """The figures of a ``cryofield landscape`` folder, embedded as PNG data URIs."""
     import base64
 
-    summary = _read_json(folder / "summary.json")
-    states = summary.get("states", {}) if isinstance(summary, dict) else {}
-    text = (f"{summary.get('particles', '?')} particles, a sketch of {summary.get('sketch', '?')} maps, "
-            f"{len(states.get('particles', []))} states ({html.escape(str(states.get('linkage', '')))} linkage); "
-            f"particle lists in <code>{html.escape(str(folder / states.get('folder', '')))}/state_XXX.ind.txt</code>")
+    landscape = Landscape.load(folder)
+    states = landscape.states
+    text = (f"{landscape.summary.get('particles', '?')} particles, a sketch of {len(landscape.sketch_pc)} maps, "
+            f"{states.count} states ({html.escape(states.linkage)} linkage); "
+            f"particle lists in <code>{html.escape(str(folder / states.folder))}/state_XXX.ind.txt</code>")
     figures = []
     for name, caption in _LANDSCAPE_FIGURES:
         if (folder / name).is_file():
@@ -500,13 +493,12 @@ def _landscape_section(folder: Path) -> str:
 def _landscape_groups(folder: Path) -> list[MapGroup]:
     """The state centroid maps and the maps along the volume PCs of a landscape folder."""
     groups = []
-    summary = _read_json(folder / "summary.json")
-    states = summary.get("states", {}) if isinstance(summary, dict) else {}
-    state_dir = folder / str(states.get("folder", ""))
-    paths = sorted(state_dir.glob("state_*.mrc")) if states.get("folder") else []
+    landscape = Landscape.load(folder)
+    paths = landscape.state_maps(folder)
     if paths:
-        counts = states.get("particles", [])
-        captions = [f"{state_dir.name}/{p.name}: state {j}" + (f", {counts[j]} particles" if j < len(counts) else "")
+        counts = landscape.states.particles
+        captions = [f"{landscape.states.folder}/{p.name}: state {j}" + (f", {counts[j]} particles"
+                                                                        if j < len(counts) else "")
                     for j, p in enumerate(paths)]
         groups.append(MapGroup("landscape states: centroid maps", "clusters", paths, captions))
     for pc_dir in sorted(folder.glob("pc[0-9]*")):

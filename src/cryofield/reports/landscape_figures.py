@@ -1,12 +1,13 @@
-"""Figures of a landscape analysis (``cryofield landscape``), from the files it wrote."""
+"""Figures of a landscape analysis (``cryofield landscape``), from the :class:`cryofield.io.Landscape` it saved."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from cryofield.io import Landscape
 
 
 def plot_landscape_figures(landscape_dir: str | os.PathLike, *, labels: np.ndarray | None = None,
@@ -32,11 +33,11 @@ def plot_landscape_figures(landscape_dir: str | os.PathLike, *, labels: np.ndarr
     import matplotlib.pyplot as plt
 
     folder = Path(landscape_dir)
-    summary = json.loads((folder / "summary.json").read_text())
-    states_dir = folder / summary["states"]["folder"]
-    state_of_sketch = np.load(states_dir / "sketch_labels.npy")
-    particles_per_sketch = np.loadtxt(folder / "sketch" / "counts.txt", ndmin=1)
-    n_states = len(summary["states"]["particles"])
+    landscape = Landscape.load(folder)
+    state_of_sketch = landscape.states.of_sketch
+    particles_per_sketch = landscape.sketch_counts
+    n_states = landscape.states.count
+    state_particles = landscape.states.particles
     colours = plt.get_cmap("tab10" if n_states <= 10 else "tab20")
     written: list[str] = []
 
@@ -46,7 +47,7 @@ def plot_landscape_figures(landscape_dir: str | os.PathLike, *, labels: np.ndarr
         plt.close(fig)
         written.append(name)
 
-    variance = np.asarray(summary["explained_variance_ratio"])
+    variance = landscape.explained_variance_ratio
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     ax.bar(np.arange(1, len(variance) + 1), 100 * variance, color="steelblue")
     ax.plot(np.arange(1, len(variance) + 1), 100 * np.cumsum(variance), "o-", color="darkorange", label="cumulative")
@@ -55,32 +56,32 @@ def plot_landscape_figures(landscape_dir: str | os.PathLike, *, labels: np.ndarr
     save(fig, "vol_pca_variance.png")
 
     sizes = 8 + 80 * particles_per_sketch / max(particles_per_sketch.max(), 1)
-    views = [("sketch_pc.npy", "sketch_pc.png", "volume PC"), ("sketch_mds.npy", "sketch_mds.png", "MDS"),
-             ("sketch_umap.npy", "sketch_umap.png", "UMAP")]
-    for source, name, axis in views:
-        if not (folder / source).is_file():
+    views = [(landscape.sketch_pc, "sketch_pc.png", "volume PC"),
+             (landscape.sketch_mds, "sketch_mds.png", "MDS"), (landscape.sketch_umap, "sketch_umap.png", "UMAP")]
+    for xy, name, axis in views:
+        if xy is None:
             continue
-        xy = np.load(folder / source)
         if xy.shape[1] < 2:
             xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
         fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
         for j in range(n_states):
             inside = state_of_sketch == j
             ax.scatter(xy[inside, 0], xy[inside, 1], s=sizes[inside], color=colours(j % colours.N), alpha=0.75,
-                       edgecolors="none", label=f"state {j} ({int(summary['states']['particles'][j])})")
+                       edgecolors="none", label=f"state {j} ({state_particles[j]})")
         ax.set(xlabel=f"{axis} 1", ylabel=f"{axis} 2",
                title=f"sketch of {len(xy)} maps, coloured by state (size: particles)")
         ax.legend(fontsize=7, markerscale=0.6, loc="best")
         save(fig, name)
 
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), dpi=120)
+    palette = [colours(j % colours.N) for j in range(n_states)]
     for ax, key in zip(axes, ("volumes", "particles")):
-        ax.bar(np.arange(n_states), summary["states"][key], color=[colours(j % colours.N) for j in range(n_states)])
+        ax.bar(np.arange(n_states), getattr(landscape.states, key), color=palette)
         ax.set(xlabel="state", ylabel=key, title=f"{key} per state")
         ax.set_xticks(np.arange(n_states))
     save(fig, "states.png")
 
-    check = json.loads((folder / "sketch_check.json").read_text())
+    check = landscape.sketch_check
     fig, ax = plt.subplots(figsize=(5.5, 3.5), dpi=120)
     bins = np.histogram_bin_edges(np.concatenate([check["between_sketch"]] + [c["distances"]
                                                                               for c in check["clusters"]]), 40)
@@ -92,10 +93,10 @@ def plot_landscape_figures(landscape_dir: str | os.PathLike, *, labels: np.ndarr
     ax.legend(fontsize=7)
     save(fig, "sketch_check.png")
 
-    if (folder / "z_vol_pc.npy").is_file():
-        xy = np.load(folder / "z_vol_pc.npy")
+    if landscape.z_vol_pc is not None:
+        xy = landscape.z_vol_pc
         if xy.shape[1] >= 2:
-            sketch_xy = np.load(folder / "sketch_pc.npy")
+            sketch_xy = landscape.sketch_pc
             fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
             hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
             fig.colorbar(hexes, ax=ax, label="particles (log)")
