@@ -176,3 +176,26 @@ def test_landscape_command_and_its_report(run, tmp_path, capsys):
     assert main(["landscape", str(out), "-o", str(tmp_path / "y"), "--mask", str(mask)]) == 2
     assert "mask for maps of 24^3" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_latent_analysis_is_a_typed_result_that_reads_back(tmp_path):
+    from cryofield.analysis import analyze_latents
+    from cryofield.io import LatentAnalysis
+
+    z = np.random.default_rng(3).normal(size=(60, 3))
+    rows = np.arange(60) * 2 + 7  # the run's --ind: input-file rows of the latents
+    result = analyze_latents(z, tmp_path / "an", particle_indices=rows, ksample=4, gmm=2, pc_points=3, umap=False)
+    loaded = LatentAnalysis.load(tmp_path / "an")
+    assert list(loaded.clusters) == ["kmeans4", "gmm2"] and loaded.kmeans.name == "kmeans4"
+    for name, clusters in result.clusters.items():
+        np.testing.assert_array_equal(loaded.clusters[name].labels, clusters.labels)
+        np.testing.assert_array_equal(loaded.clusters[name].centers_row, clusters.centers_row)
+        # index files hold input-file rows of each cluster's particles
+        members = np.loadtxt(tmp_path / "an" / name / "cluster_000.ind.txt", dtype=int, ndmin=1)
+        np.testing.assert_array_equal(members, rows[clusters.labels == 0])
+    np.testing.assert_allclose(loaded.z_pca, result.z_pca)
+    np.testing.assert_allclose(loaded.components, result.components)
+    assert loaded.coordinates("umap") is None and loaded.coordinates("pca").shape == (60, 2)
+    assert sorted(loaded.paths) == ["pc1", "pc2"] and loaded.paths["pc1"].shape == (3, 3)
+    targets = loaded.map_targets(tmp_path / "an", z)
+    assert [len(paths) for _, paths in targets] == [4, 2, 3, 3]

@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from cryofield.analysis.landscape import LandscapeSettings, landscape_analysis, threshold_mask, train_phi
-from cryofield.io import read_map
+from cryofield.io import Landscape, read_map
 from cryofield.metrics import adjusted_rand_index
 
 BOX = 16
@@ -54,8 +54,9 @@ def test_three_discrete_states_and_a_continuous_coordinate(tmp_path):
     settings = LandscapeSettings(sketch=40, states=3, n_pcs=3, pc_points=4, phi_samples=120, phi_epochs=30,
                                  check_particles=5, seed=0)
     rows = np.arange(600) + 1000
-    summary = landscape_analysis(z, blob_maps, tmp_path / "land", apix=2.0, particle_indices=rows,
-                                 settings=settings)
+    result = landscape_analysis(z, blob_maps, tmp_path / "land", apix=2.0, particle_indices=rows,
+                                settings=settings)
+    summary = result.summary
     labels = np.load(tmp_path / "land/states3/labels.npy")
     assert adjusted_rand_index(labels, states) > 0.99
     # state files hold input-file rows and cover every particle once
@@ -73,6 +74,14 @@ def test_three_discrete_states_and_a_continuous_coordinate(tmp_path):
     assert max(summary["sketch_check"]["within_cluster_medians"]) < summary["sketch_check"]["between_sketch_median"]
     for name in ("mask.mrc", "mean.mrc", "pc1/vol_003.mrc", "sketch_mds.npy", "sketch_umap.npy", "phi.pt"):
         assert (tmp_path / "land" / name).is_file(), name
+    # the typed result reads back what was saved
+    loaded = Landscape.load(tmp_path / "land")
+    assert loaded.states.particles == counts["particles"] == result.states.particles
+    np.testing.assert_array_equal(loaded.states.of_particle, labels)
+    np.testing.assert_array_equal(loaded.sketch_counts, result.sketch_counts)
+    np.testing.assert_allclose(loaded.z_vol_pc, z_vol)
+    assert [p.name for p in loaded.state_maps(tmp_path / "land")] == ["state_000.mrc", "state_001.mrc",
+                                                                       "state_002.mrc"]
 
 
 def test_user_mask_must_match_the_maps(tmp_path):
