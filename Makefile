@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_output
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint browser bench clean
 
 install: $(STAMP)
 
@@ -23,9 +23,16 @@ lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/lint-imports
 
-test: install lint
+test: install lint browser
 	# pytest's exit code 5 means no tests were collected: not a failure
 	$(VENV)/bin/pytest -q; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
+
+# the report's headless-browser test needs Chromium: Debian's package, installed once where we may
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; } || \
+	  echo "note: no chromium (and no root apt-get to install it): the report's browser test will skip"
 
 bench: install
 	$(PY) benchmarks/bench_io.py
