@@ -83,68 +83,95 @@ def plot_latent_figures(analysis_dir: str | os.PathLike, *, log: list[dict] | No
 
     folder = Path(analysis_dir)
     analysis = LatentAnalysis.load(folder)
-    kmeans = analysis.kmeans
-    cluster, centers = kmeans.labels, kmeans.centers_row  # centres: latent rows of the on-data centres
-    written = []
-
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        fig.savefig(folder / name)
-        plt.close(fig)
-        written.append(name)
-
-    variance = analysis.explained_variance_ratio
+    figures = Figures(folder, plt)
     for emb in ("pca", "umap"):
         xy = analysis.z_pca[:, :2] if emb == "pca" else analysis.z_umap  # the first two PCs (or UMAP's axes)
-        if xy is None:
-            continue
-        if xy.shape[1] == 1:
-            xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
-        if emb == "pca":
-            names = [f"PC{i + 1} ({100 * v:.1f} %)" for i, v in enumerate(variance[:2])] + ["(zdim 1)"]
-        else:
-            names = ["UMAP1", "UMAP2"]
-        shown = np.arange(len(xy))  # scatter plots draw a random 100,000 at most; the density plot all
-        if len(xy) > 100_000:
-            shown = np.sort(np.random.default_rng(0).choice(len(xy), 100_000, replace=False))
-        size = max(0.5, min(8.0, 4000 / len(shown)))
-        for colours, title, name in ((cluster, f"{kmeans.name}, on-data centres numbered", f"{emb}_scatter.png"),
-                                     (labels, f"coloured by {labels_name}", f"{emb}_{labels_name}.png")):
-            if colours is None:
-                continue
-            colours = np.asarray(colours)
-            categorical = np.all(np.mod(colours, 1) == 0) and len(np.unique(colours)) <= 20
-            fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-            points = ax.scatter(xy[shown, 0], xy[shown, 1], c=colours[shown], s=size,
-                                cmap="tab20" if categorical else "viridis", alpha=0.6, linewidths=0)
-            if name.endswith("_scatter.png"):
-                for j, row in enumerate(centers):
-                    ax.annotate(str(j), xy[row], fontsize=8, ha="center", va="center", weight="bold")
-            else:
-                fig.colorbar(points, ax=ax, label=labels_name)
-            ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()}: {title}")
-            save(fig, name)
-        fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
-        hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
-        fig.colorbar(hexes, ax=ax, label="particles (log)")
-        ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()} density")
-        save(fig, f"{emb}_density.png")
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
+        if xy is not None:
+            _embedding(figures, analysis, emb, xy, labels, labels_name)
+    fig, ax = figures.new(figsize=(6, 3.5))
     ax.hist(analysis.z_norm, bins=100, color="slategray")
     ax.set(xlabel="|z|", ylabel="particles", title="latent norm (outliers far right)")
-    save(fig, "z_norm.png")
+    figures.save(fig, "z_norm.png")
     if log:
-        fig, ax = plt.subplots(figsize=(6, 3.5), dpi=120)
-        epochs = [r["epoch"] + 1 for r in log]
-        ax.plot(epochs, [r["mse"] for r in log], "o-", label="image loss (mse)")
-        ax.set(xlabel="epoch", ylabel="mse", title="training loss")
-        if any(r.get("kl") for r in log):
-            twin = ax.twinx()
-            twin.plot(epochs, [r["kl"] for r in log], "s--", color="tab:orange", label="KL")
-            twin.set_ylabel("KL")
-        ax.grid(alpha=0.3)
-        save(fig, "loss.png")
-    return written
+        _losses(figures, log)
+    return figures.written
+
+
+class Figures:
+    """Saves figures into a folder and remembers their names (what the figure sets share).
+
+    Parameters
+    ----------
+    folder : Path
+    plt : module
+        ``matplotlib.pyplot``, with the Agg backend chosen.
+    """
+
+    def __init__(self, folder, plt):
+        self.folder, self.plt, self.written = folder, plt, []
+
+    def new(self, *shape: int, figsize: tuple[float, float]):
+        """``plt.subplots(*shape)`` at 120 dpi."""
+        return self.plt.subplots(*shape, figsize=figsize, dpi=120)
+
+    def save(self, fig, name: str) -> None:
+        """Save as ``folder/name``, close, and remember the name."""
+        fig.tight_layout()
+        fig.savefig(self.folder / name)
+        self.plt.close(fig)
+        self.written.append(name)
+
+
+def _embedding(figures: Figures, analysis: LatentAnalysis, emb: str, xy: np.ndarray, labels: np.ndarray | None,
+               labels_name: str) -> None:
+    """``<emb>_scatter.png`` (k-means, centres numbered), ``<emb>_<labels_name>.png`` and ``<emb>_density.png``."""
+    kmeans = analysis.kmeans
+    if xy.shape[1] == 1:
+        xy = np.column_stack([xy[:, 0], np.zeros(len(xy))])
+    if emb == "pca":
+        names = [f"PC{i + 1} ({100 * v:.1f} %)" for i, v in enumerate(analysis.explained_variance_ratio[:2])]
+        names += ["(zdim 1)"]
+    else:
+        names = ["UMAP1", "UMAP2"]
+    shown = np.arange(len(xy))  # scatter plots draw a random 100,000 at most; the density plot all
+    if len(xy) > 100_000:
+        shown = np.sort(np.random.default_rng(0).choice(len(xy), 100_000, replace=False))
+    size = max(0.5, min(8.0, 4000 / len(shown)))
+    for colours, title, name in ((kmeans.labels, f"{kmeans.name}, on-data centres numbered", f"{emb}_scatter.png"),
+                                 (labels, f"coloured by {labels_name}", f"{emb}_{labels_name}.png")):
+        if colours is None:
+            continue
+        colours = np.asarray(colours)
+        categorical = np.all(np.mod(colours, 1) == 0) and len(np.unique(colours)) <= 20
+        fig, ax = figures.new(figsize=(6, 5))
+        points = ax.scatter(xy[shown, 0], xy[shown, 1], c=colours[shown], s=size,
+                            cmap="tab20" if categorical else "viridis", alpha=0.6, linewidths=0)
+        if name.endswith("_scatter.png"):
+            for j, row in enumerate(kmeans.centers_row):  # latent rows of the on-data centres
+                ax.annotate(str(j), xy[row], fontsize=8, ha="center", va="center", weight="bold")
+        else:
+            fig.colorbar(points, ax=ax, label=labels_name)
+        ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()}: {title}")
+        figures.save(fig, name)
+    fig, ax = figures.new(figsize=(6, 5))
+    hexes = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=60, bins="log", cmap="viridis", mincnt=1)
+    fig.colorbar(hexes, ax=ax, label="particles (log)")
+    ax.set(xlabel=names[0], ylabel=names[1], title=f"latent {emb.upper()} density")
+    figures.save(fig, f"{emb}_density.png")
+
+
+def _losses(figures: Figures, log: list[dict]) -> None:
+    """``loss.png``: the image loss per epoch, and the KL where there is one."""
+    fig, ax = figures.new(figsize=(6, 3.5))
+    epochs = [r["epoch"] + 1 for r in log]
+    ax.plot(epochs, [r["mse"] for r in log], "o-", label="image loss (mse)")
+    ax.set(xlabel="epoch", ylabel="mse", title="training loss")
+    if any(r.get("kl") for r in log):
+        twin = ax.twinx()
+        twin.plot(epochs, [r["kl"] for r in log], "s--", color="tab:orange", label="KL")
+        twin.set_ylabel("KL")
+    ax.grid(alpha=0.3)
+    figures.save(fig, "loss.png")
 
 
 def plot_confusion(path: str | os.PathLike, confusion: np.ndarray, title: str = "") -> None:
