@@ -226,10 +226,6 @@ class WorkDir:
         """Write a warm-up's ``globals.json``."""
         self.warmup_globals.write_text(json.dumps(values) + "\n")
 
-    def read_warmup_globals(self) -> dict:
-        """A warm-up's ``globals.json``."""
-        return json.loads(self.warmup_globals.read_text())
-
 
 def read_json_object(path: str | os.PathLike) -> dict:
     """A JSON file holding one object, or an :class:`InputError` naming it."""
