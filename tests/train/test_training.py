@@ -177,3 +177,16 @@ def test_cuda_graph_steps_match_ordinary_steps(toy, tmp_path, capsys):
     log = [json.loads(line) for line in (tmp_path / "vae/log.jsonl").read_text().splitlines()]
     assert log[-1]["mse"] < log[0]["mse"] and np.isfinite(np.load(tmp_path / "vae/z.npy")).all()
     assert "without CUDA graphs" not in capsys.readouterr().err
+
+
+def test_checkpoints_in_the_earlier_layout_still_load(toy, tmp_path):
+    """Runs saved before the engine kept an entry for every part, empty when absent ({} for train-nn's encoder)."""
+    out = tmp_path / "old"
+    assert main(["train-nn", str(toy), "-o", str(out), "-n", "1", "--checkpoint", "1"] + SMALL[2:4] + SMALL[6:]) == 0
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    assert set(state["models"]) == {"decoder"}  # the engine saves the parts a run has
+    state["models"] |= {"encoder": {}, "poses": {}}
+    torch.save(state, out / "checkpoints/last.pt")
+    assert main(["eval-vol", str(out), "-o", str(tmp_path / "maps")]) == 0
+    assert main(["train-nn", str(toy), "-o", str(out), "-n", "2", "--resume"]) == 0
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [0, 1]
