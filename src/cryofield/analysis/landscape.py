@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.analysis.latent import kmeans_clusters
-from cryofield.io import ClusterSet, Landscape, LandscapeStates, write_map
+from cryofield.io import ClusterSet, Landscape, LandscapeStates, numbered_map, write_map
 
 MapSource = Callable[[np.ndarray], np.ndarray]  # latents (M, zdim) -> maps (M, D, D, D)
 
@@ -350,7 +350,7 @@ def _volume_pca(masked: np.ndarray, mean_map: np.ndarray, mask: np.ndarray, outd
         for j, t in enumerate(np.linspace(lo, hi, s.pc_points)):
             volume = mean_map.copy()
             volume[mask] = pca.mean_ + t * pca.components_[pc]
-            write_map(folder / f"vol_{j:03d}.mrc", volume.astype(np.float32), apix)
+            write_map(numbered_map(folder, j), volume.astype(np.float32), apix)
         np.savetxt(folder / "pc_coordinates.txt", np.linspace(lo, hi, s.pc_points))
     return pca, sketch_pc
 

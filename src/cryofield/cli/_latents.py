@@ -9,7 +9,7 @@ import numpy as np
 
 from cryofield.cli._common import progress_bar
 from cryofield.errors import InputError
-from cryofield.io import WorkDir, read_indices
+from cryofield.io import LatentPath, WorkDir, read_indices
 
 
 def add_path_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,13 +50,11 @@ def write_path(args: argparse.Namespace, zs: np.ndarray, what: str, particle_row
     """``OUTDIR/z_path.txt`` (and ``path_ind.txt``), then one map per latent unless ``--no-maps``."""
     from cryofield.train import write_volumes
 
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    np.savetxt(args.outdir / "z_path.txt", zs)
-    if particle_rows is not None:
-        np.savetxt(args.outdir / "path_ind.txt", particle_rows, fmt="%d")
+    path = LatentPath(zs, particle_rows)
+    path.save(args.outdir)
     message = f"wrote {args.outdir}/z_path.txt ({what}, {len(zs)} points)"
     if not args.no_maps:
-        paths = [args.outdir / f"vol_{i:03d}.mrc" for i in range(len(zs))]
+        paths = path.map_paths(args.outdir)
         with progress_bar(len(zs), "maps", unit="map") as bar:
             box, apix = write_volumes(args.workdir, zs, paths, progress=bar.update)
         message += f" and {len(paths)} maps ({box}^3, {apix:.4f} A/px)"

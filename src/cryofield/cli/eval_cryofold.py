@@ -8,7 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
-from cryofield.io import WorkDir
+from cryofield.io import WorkDir, numbered_map
 
 NAME = "eval-cryofold"
 
@@ -84,7 +84,7 @@ def run(args) -> None:
             write_coarse_pdb(args.outdir / f"structure_{i:03d}.pdb", coarse, positions)
             if not args.no_maps:
                 volume = render_volume(decoder, config.box, z) * config.data_scale
-                write_map(args.outdir / f"vol_{i:03d}.mrc", volume.numpy(), config.data_pixel_size)
+                write_map(numbered_map(args.outdir, i), volume.numpy(), config.data_pixel_size)
             bar.update(1)
     write_coarse_pdb(args.outdir / "trajectory.pdb", coarse, np.stack(frames))
     maps = "" if args.no_maps else f" and vol_000.mrc ... ({config.box}^3, {config.data_pixel_size:.4f} A/px)"

@@ -8,7 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
-from cryofield.io import WorkDir
+from cryofield.io import WorkDir, numbered_map
 
 NAME = "eval-vol"
 
@@ -59,7 +59,7 @@ def run(args) -> None:
     else:
         zs = np.zeros((1, 0))
     args.outdir.mkdir(parents=True, exist_ok=True)
-    paths = [args.outdir / f"vol_{i:03d}.mrc" for i in range(len(zs))]
+    paths = [numbered_map(args.outdir, i) for i in range(len(zs))]
     with progress_bar(len(zs), "maps", unit="map") as bar:
         box, apix = write_volumes(args.workdir, zs, paths, box=args.box, apix=args.apix, flip=args.flip,
                                   lowpass=args.lowpass, amp=False if args.no_amp else None,

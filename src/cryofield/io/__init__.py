@@ -12,14 +12,22 @@ from cryofield.io.legacy import load_legacy_pickle
 from cryofield.io.maps import read_map, write_map
 from cryofield.io.mrc import MrcStack, MrcStackWriter, write_mrc
 from cryofield.io.readers import read_particles
-from cryofield.io.results import ClusterSet, Landscape, LandscapeStates, LatentAnalysis
+from cryofield.io.results import (
+    ClusterSet,
+    Landscape,
+    LandscapeStates,
+    LatentAnalysis,
+    LatentPath,
+    numbered_map,
+    numbered_maps,
+)
 from cryofield.io.star import StarBlock, read_star, write_star
 from cryofield.io.table import ImageRefs, ParticleTable, SourceRecord
 from cryofield.io.workdir import WorkDir
 
 __all__ = [
-    "AtomicModel", "ClusterSet", "ImageRefs", "Landscape", "LandscapeStates", "LatentAnalysis", "MrcStack",
-    "MrcStackWriter", "ParticleTable", "SourceRecord", "StarBlock", "WorkDir", "export_stack", "load_legacy_pickle",
-    "read_atomic_model", "read_indices", "read_map", "read_particles", "read_star", "restack", "write_map",
-    "write_mrc", "write_particles", "write_star",
+    "AtomicModel", "ClusterSet", "ImageRefs", "Landscape", "LandscapeStates", "LatentAnalysis", "LatentPath",
+    "MrcStack", "MrcStackWriter", "ParticleTable", "SourceRecord", "StarBlock", "WorkDir", "export_stack",
+    "load_legacy_pickle", "numbered_map", "numbered_maps", "read_atomic_model", "read_indices", "read_map",
+    "read_particles", "read_star", "restack", "write_map", "write_mrc", "write_particles", "write_star",
 ]

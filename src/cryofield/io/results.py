@@ -1,4 +1,11 @@
-"""What ``cryofield analyze`` computes, as a typed result with its file format: saved once, read by everyone.
+"""The results of analysing a run, as typed objects that own their files: saved once, read by everyone.
+
+:class:`LatentAnalysis` is what ``cryofield analyze`` writes, :class:`LatentPath` a path
+through latent space (the traversal commands, ``analyze``'s PC paths), :class:`Landscape`
+what ``cryofield landscape`` writes. A set of maps is always ``vol_000.mrc``, ``vol_001.mrc``
+... in a folder (:func:`numbered_map`, :func:`numbered_maps`).
+
+An analysis folder:
 
 Layout of an analysis folder (particle indices are rows of the run's input file, so that
 ``cryofield select IN --ind FILE`` exports them; latent rows are rows of ``z.npy``):
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +35,63 @@ import numpy as np
 
 from cryofield.errors import InputError
 from cryofield.io.workdir import read_json_object
+
+_MAP_NAME = re.compile(r"vol_(\d+)\.mrc$")
+
+
+def numbered_map(folder: str | os.PathLike, j: int) -> Path:
+    """``folder/vol_XXX.mrc``, the ``j``-th map of a set (0-based)."""
+    return Path(folder) / f"vol_{j:03d}.mrc"
+
+
+def numbered_maps(folder: str | os.PathLike) -> list[Path]:
+    """The ``vol_XXX.mrc`` files of a folder, in the order of their numbers."""
+    found = [(int(m.group(1)), p) for p in Path(folder).glob("vol_*.mrc") if (m := _MAP_NAME.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+@dataclass
+class LatentPath:
+    """A path through latent space, and the particles it passes (``z_path.txt``, ``path_ind.txt``, maps).
+
+    Attributes
+    ----------
+    z : ndarray, shape (M, zdim)
+        The latents along the path.
+    particle_rows : ndarray, shape (M,), int, optional
+        The input-file row of the particle at each point (graph paths through the data).
+    """
+
+    z: np.ndarray
+    particle_rows: np.ndarray | None = None
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``z_path.txt`` (and ``path_ind.txt``) into ``folder`` (made if needed)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savetxt(folder / "z_path.txt", self.z)
+        if self.particle_rows is not None:
+            np.savetxt(folder / "path_ind.txt", self.particle_rows, fmt="%d")
+
+    def map_paths(self, folder: str | os.PathLike) -> list[Path]:
+        """Where the map at each point goes: ``folder/vol_XXX.mrc``."""
+        return [numbered_map(folder, j) for j in range(len(self.z))]
+
+    @staticmethod
+    def found_in(folder: str | os.PathLike) -> bool:
+        """Whether ``folder`` holds a path with its maps (a traversal a report shows)."""
+        return (Path(folder) / "z_path.txt").is_file() and bool(numbered_maps(folder))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> LatentPath:
+        """Read ``z_path.txt`` (and ``path_ind.txt``) of ``folder``."""
+        folder = Path(folder)
+        try:
+            z = np.loadtxt(folder / "z_path.txt", ndmin=2)
+        except (OSError, ValueError) as exc:
+            raise InputError(folder / "z_path.txt", f"not a latent path ({exc})") from None
+        rows = folder / "path_ind.txt"
+        return cls(z, np.loadtxt(rows, dtype=np.int64, ndmin=1) if rows.is_file() else None)
 
 
 @dataclass
@@ -105,10 +170,9 @@ class LatentAnalysis:
     def map_targets(self, folder: str | os.PathLike, z: np.ndarray) -> list[tuple[np.ndarray, list[Path]]]:
         """``(latents, paths)`` of the maps a run renders for this analysis: cluster centres, then PC paths."""
         folder = Path(folder)
-        targets = [(z[c.centers_row], [folder / name / f"vol_{j:03d}.mrc" for j in range(len(c.centers_row))])
+        targets = [(z[c.centers_row], [numbered_map(folder / name, j) for j in range(len(c.centers_row))])
                    for name, c in self.clusters.items()]
-        return targets + [(path, [folder / name / f"vol_{j:03d}.mrc" for j in range(len(path))])
-                          for name, path in self.paths.items()]
+        return targets + [(path, LatentPath(path).map_paths(folder / name)) for name, path in self.paths.items()]
 
     def save(self, folder: str | os.PathLike, z: np.ndarray, rows: np.ndarray) -> None:
         """Write every file of the layout.
@@ -143,8 +207,7 @@ class LatentAnalysis:
             self.summary[name] = {"counts": clusters.counts.tolist(), "centers_row": clusters.centers_row.tolist(),
                                   "centers_ind": rows[clusters.centers_row].tolist()}
         for name, path in self.paths.items():
-            (folder / name).mkdir(exist_ok=True)
-            np.savetxt(folder / name / "z_path.txt", path)
+            LatentPath(path).save(folder / name)
         self.save_summary(folder)
 
     def save_summary(self, folder: str | os.PathLike) -> None:
@@ -180,7 +243,7 @@ class LatentAnalysis:
                 raise InputError(sub, "negative cluster labels")
             rows = [int(r) for r in summary.get(sub.parent.name, {}).get("centers_row", []) if 0 <= int(r) < n]
             clusters[sub.parent.name] = ClusterSet(sub.parent.name, labels, np.asarray(rows, np.int64))
-        paths = {p.parent.name: np.loadtxt(p, ndmin=2) for p in sorted(folder.glob("pc*/z_path.txt"))}
+        paths = {p.parent.name: LatentPath.load(p.parent).z for p in sorted(folder.glob("pc*/z_path.txt"))}
         return cls(z_pca, np.asarray(pca.get("components", []), float), variance,
                    np.asarray(pca.get("mean", []), float), z_norm, z_umap, clusters, paths, summary)
 

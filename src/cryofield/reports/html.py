@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from cryofield.errors import InputError
-from cryofield.io import WorkDir
+from cryofield.io import LatentPath, WorkDir
 from cryofield.reports._assets import CSS, ERROR_CAPTURE_JS, LATENT_JS
 from cryofield.reports.sections import (
     _fsc_section,
@@ -41,7 +41,6 @@ from cryofield.reports.sources import (
     find_fsc_files,
     find_traversals,
     fsc_crossing,
-    numbered_maps,
     read_fsc,
 )
 
@@ -100,7 +99,7 @@ def build_report(workdir: str | os.PathLike, *, analysis: str | os.PathLike | No
     fsc = list(dict.fromkeys([*find_fsc_files(workdir), *map(Path, fsc_files)]))
     extra = list(traversals)
     if latents is not None and not analysis_dir.resolve().is_relative_to(workdir.resolve()):
-        extra = [p.parent for p in sorted(analysis_dir.rglob("z_path.txt")) if numbered_maps(p.parent)] + extra
+        extra = [p.parent for p in sorted(analysis_dir.rglob("z_path.txt")) if LatentPath.found_in(p.parent)] + extra
     groups = _groups(workdir, latents, find_traversals(workdir, extra))
     has_landscape = (run.landscape / "summary.json").is_file()
     if has_landscape:

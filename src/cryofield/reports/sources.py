@@ -10,9 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
-from cryofield.io import Landscape, LatentAnalysis
-
-_MAP_NAME = re.compile(r"vol_(\d+)\.mrc$")
+from cryofield.io import Landscape, LatentAnalysis, LatentPath, numbered_map, numbered_maps
 
 
 @dataclass
@@ -115,12 +113,6 @@ def find_fsc_files(workdir: str | os.PathLike) -> list[Path]:
     return sorted(found)
 
 
-def numbered_maps(folder: str | os.PathLike) -> list[Path]:
-    """``vol_XXX.mrc`` files of a folder, in the order of their numbers."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("vol_*.mrc") if (m := _MAP_NAME.search(p.name))]
-    return [p for _, p in sorted(found)]
-
-
 def find_traversals(workdir: str | os.PathLike, extra: list[str | os.PathLike] = ()) -> list[Path]:
     """Traversal folders (``z_path.txt`` and ``vol_XXX.mrc``) under ``workdir``, then those in ``extra``.
 
@@ -145,11 +137,11 @@ def find_traversals(workdir: str | os.PathLike, extra: list[str | os.PathLike] =
         return (0, int(match.group(1)), str(folder)) if match else (1, 0, str(folder))
 
     workdir = Path(workdir)
-    found = {p.parent.resolve(): p.parent for p in workdir.rglob("z_path.txt")
-             if numbered_maps(p.parent) and not any(part.startswith(".") for part in p.relative_to(workdir).parts)}
+    found = {p.parent.resolve(): p.parent for p in workdir.rglob("z_path.txt") if LatentPath.found_in(p.parent)
+             and not any(part.startswith(".") for part in p.relative_to(workdir).parts)}
     folders = sorted(found.values(), key=order)
     for folder in map(Path, extra):
-        if not (folder / "z_path.txt").is_file() or not numbered_maps(folder):
+        if not LatentPath.found_in(folder):
             raise InputError(folder, "not a traversal folder (z_path.txt and vol_XXX.mrc)")
         if folder.resolve() not in found:
             found[folder.resolve()] = folder
@@ -211,25 +203,17 @@ def _groups(workdir: Path, latents: _Latents | None, traversals: list[Path]) -> 
     if top:
         groups.append(MapGroup("maps of the run", "maps", top, [p.name for p in top]))
     if latents is not None:
-        for folder in sorted(latents.analysis.iterdir()):
-            if not (folder.is_dir() and re.fullmatch(r"(kmeans|gmm)\d+", folder.name)):
+        for name in sorted(latents.result.clusters):
+            counts = latents.result.clusters[name].counts
+            centres = latents.result.summary.get(name, {}).get("centers_ind", [])
+            folder = latents.analysis / name
+            maps = [(j, path) for j in range(len(counts)) if (path := numbered_map(folder, j)).is_file()]
+            if not maps:
                 continue
-            paths = numbered_maps(folder)
-            if not paths:
-                continue
-            info = latents.result.summary.get(folder.name, {})
-            counts, centres = info.get("counts", []), info.get("centers_ind", [])
-            captions = []
-            for path in paths:
-                j = int(_MAP_NAME.search(path.name).group(1))
-                text = f"{folder.name}/{path.name}: cluster {j}"
-                if j < len(counts):
-                    text += f", {counts[j]} particles"
-                if j < len(centres):
-                    text += f", centre particle {centres[j]}"
-                captions.append(text)
-            groups.append(MapGroup(f"{folder.name}: maps at the on-data cluster centres", "clusters", paths,
-                                   captions))
+            captions = [f"{name}/{path.name}: cluster {j}, {counts[j]} particles"
+                        + (f", centre particle {centres[j]}" if j < len(centres) else "") for j, path in maps]
+            groups.append(MapGroup(f"{name}: maps at the on-data cluster centres", "clusters",
+                                   [path for _, path in maps], captions))
     for folder in traversals:
         paths = numbered_maps(folder)
         try:
@@ -238,9 +222,9 @@ def _groups(workdir: Path, latents: _Latents | None, traversals: list[Path]) -> 
             name = str(folder)
         captions = [f"{name}/{p.name}: point {i + 1} of {len(paths)}" for i, p in enumerate(paths)]
         pc = re.fullmatch(r"pc(\d+)", folder.name)
-        if pc and latents is not None and len(latents.result.components) and (folder / "z_path.txt").is_file():
+        if pc and latents is not None and len(latents.result.components):
             try:
-                path_z = np.loadtxt(folder / "z_path.txt", ndmin=2)
+                path_z = LatentPath.load(folder).z
                 component = latents.result.components[int(pc.group(1)) - 1]
                 values = (path_z - latents.result.mean) @ component
                 if len(values) == len(paths):
