@@ -227,6 +227,31 @@ def _refine(reference: torch.Tensor, moving: torch.Tensor, size: int, rotation: 
     return r, t / scale
 
 
+def _grid_search(ref_masked: torch.Tensor, moving_masked: torch.Tensor, search: int, level: int, local_levels: int,
+                 keep: int, batch_size: int) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """The best grid rotation and shift of ``moving_masked`` onto ``ref_masked``: a base grid, then local refinements.
+
+    Returns
+    -------
+    (float, Tensor, Tensor)
+        Its normalised cross-correlation, its index on the grid of ``level + local_levels``,
+        and its shift (3,) in pixels of the full box.
+    """
+    full, device = ref_masked.shape[-1], ref_masked.device
+    scores, shifts = _Scorer(ref_masked, moving_masked, search, batch_size)(
+        so3_grid(level, dtype=torch.float32, device=device))
+    top = torch.topk(scores, min(keep, len(scores))).indices
+    indices, shifts = top, shifts[top] * (full / search)
+    for step in range(1, local_levels + 1):
+        children = so3_children(indices, level + step - 1).reshape(-1)
+        size = min(full, 2 * round(search * 2 ** (step / 2) / 2))
+        scores, found = _Scorer(ref_masked, moving_masked, size, batch_size)(
+            so3_grid(level + step, children, dtype=torch.float32, device=device))
+        top = torch.topk(scores, min(keep, len(scores))).indices
+        indices, shifts = children[top], found[top] * (full / size)
+    return float(scores[top[0]]), indices[0], shifts[0]
+
+
 def align_volumes(reference: torch.Tensor | np.ndarray, moving: torch.Tensor | np.ndarray, *, hand: str = "auto",
                   search_size: int = 24, level: int = 2, keep: int = 8, local_levels: int = 2,
                   refine_size: int | None = 128, max_iter: int = 50, batch_size: int = 256,
@@ -296,19 +321,9 @@ def align_volumes(reference: torch.Tensor | np.ndarray, moving: torch.Tensor | n
     results = []
     for name in ("same", "flipped") if hand == "auto" else (hand,):
         moving_masked = (flip_hand(mov) if name == "flipped" else mov) * mask
-        scores, shifts = _Scorer(ref_masked, moving_masked, search, batch_size)(
-            so3_grid(level, dtype=torch.float32, device=device))
-        top = torch.topk(scores, min(keep, len(scores))).indices
-        indices, shifts = top, shifts[top] * (full / search)
-        for step in range(1, local_levels + 1):
-            children = so3_children(indices, level + step - 1).reshape(-1)
-            size = min(full, 2 * round(search * 2 ** (step / 2) / 2))
-            scores, found = _Scorer(ref_masked, moving_masked, size, batch_size)(
-                so3_grid(level + step, children, dtype=torch.float32, device=device))
-            top = torch.topk(scores, min(keep, len(scores))).indices
-            indices, shifts = children[top], found[top] * (full / size)
-        # the hands are compared by the normalised cross-correlation of their best grid point
-        results.append((float(scores[top[0]]), name, indices[0], shifts[0], moving_masked))
+        score, index, shift = _grid_search(ref_masked, moving_masked, search, level, local_levels, keep, batch_size)
+        results.append((score, name, index, shift, moving_masked))
+    # the hands are compared by the normalised cross-correlation of their best grid point
     _, name, index, shift, moving_masked = max(results, key=lambda r: r[0])
     rotation = so3_grid(level + local_levels, index[None], dtype=torch.float64, device=device)[0]
     final = full if refine_size is None else min(full, refine_size)
