@@ -54,3 +54,6 @@ def test_a_method_added_outside_the_package_runs_checkpoints_and_resumes(marchin
         torch.testing.assert_close(b[name], tensor, atol=0, rtol=0)
     np.testing.assert_array_equal(Run(tmp_path / "a").volume(), Run(tmp_path / "b").volume())
     assert json.loads((tmp_path / "b/config.json").read_text())["coarse_epochs"] == 2
+    history = (tmp_path / "b/train.log").read_text().splitlines()  # the engine's log for people, too
+    assert "started Marching at epoch 1 of 2" in history[0] and "resumed Marching at epoch 3 of 4" in history[4]
+    assert sum("band 4" in line for line in history) == 2 and history[-1].endswith("finished 4 epochs")

@@ -5,6 +5,7 @@ A run (``train-nn``, ``train-vae``, ``abinit``, ``train-cryofold``) writes one f
     config.json            every setting, resolved, with versions and input checksums
     checkpoints/           epoch_NNNN.pt and last.pt (torch state dicts, weights_only)
     log.jsonl              one JSON record per epoch: losses, times, throughput
+    train.log              the same as lines to read, with times, starts and resumes
     z.npy                  posterior means (N, zdim), float32, in particle order
     poses.npz              refined poses: rotations (N, 3, 3), shifts_px (N, 2)
     volume.mrc             the map (homogeneous runs), positive density
@@ -75,6 +76,11 @@ class WorkDir:
     def log(self) -> Path:
         """``log.jsonl``: one record per epoch."""
         return self.root / "log.jsonl"
+
+    @property
+    def train_log(self) -> Path:
+        """``train.log``: the run's history as lines a person reads."""
+        return self.root / "train.log"
 
     @property
     def latents(self) -> Path:
@@ -188,14 +194,25 @@ class WorkDir:
         return records
 
     def append_log(self, record: dict) -> None:
-        """Append one epoch's record to ``log.jsonl``."""
+        """Append one epoch's record to ``log.jsonl``, and as a line to ``train.log``."""
         with open(self.log, "a") as fh:
             fh.write(json.dumps(record) + "\n")
+        shown = {k: v for k, v in record.items() if k != "epoch"}
+        self.note(f"epoch {record['epoch'] + 1}: " + ", ".join(
+            f"{k} {v:.5g}" if isinstance(v, float) else f"{k} {v}" for k, v in shown.items()))
 
     def start_log(self) -> None:
-        """Make the checkpoint folder and start an empty log (a fresh run in an old folder)."""
+        """Make the checkpoint folder and start empty logs (a fresh run in an old folder)."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self.log.unlink(missing_ok=True)
+        self.train_log.unlink(missing_ok=True)
+
+    def note(self, line: str) -> None:
+        """Append a time-stamped line to ``train.log``."""
+        import datetime
+
+        with open(self.train_log, "a") as fh:
+            fh.write(f"{datetime.datetime.now().isoformat(timespec='seconds')}  {line}\n")
 
     def read_latents(self, zdim: int | None = None, path: str | os.PathLike | None = None) -> np.ndarray:
         """Latents (N, zdim): ``z.npy`` or ``path``, checked to be finite and of ``zdim`` columns."""

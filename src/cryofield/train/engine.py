@@ -3,8 +3,8 @@
 :class:`Trainer` owns what every run shares: the device and the process group, mixed
 precision and its gradient scaler, ``DistributedDataParallel``, CUDA graphs,
 ``torch.compile``, the optimisers, the epoch order, checkpoints and exact resume (model,
-optimisers, scaler, epoch and RNG state), ``log.jsonl`` and the callbacks that report
-progress. A :class:`Method` says what differs: its networks (``build_models``, by stage),
+optimisers, scaler, epoch and RNG state), ``log.jsonl`` and ``train.log``, and the callbacks
+that report progress. A :class:`Method` says what differs: its networks (``build_models``, by stage),
 its loss (``restraint``), its schedule (``epoch``: a training pass by default; ab initio
 searches poses and resets the model; Cryofold warms up first) and the state it adds to a
 checkpoint. Adding a method is a config, a :class:`Method` and, if it needs one, a model;
@@ -240,6 +240,10 @@ class Trainer:
             self.fresh(1)
         self.prepare_steps(first)
         self.method.begin(self, first)
+        if self.runtime.is_main:
+            what = f"{'resumed' if resume else 'started'} {type(self.method).__name__}"
+            self.workdir.note(f"{what} at epoch {first + 1} of {self.config.epochs}, on {self.runtime.device} "
+                              f"({self.runtime.world_size} process(es))")
         for epoch in range(first, self.config.epochs):
             record = self.method.epoch(self, epoch)
             if not self.runtime.is_main:
@@ -250,6 +254,8 @@ class Trainer:
             self.method.end_of_epoch(self, epoch, record)
             if self.method.checkpoint_due(epoch):
                 save_checkpoint(self.workdir, self.state(epoch), epoch)
+        if self.runtime.is_main:
+            self.workdir.note(f"finished {self.config.epochs} epochs")
         return self.models
 
 
