@@ -1,19 +1,13 @@
-"""Analysis of trained runs: the latent space (PCA, clusters, traversals) and scoring against simulated truth."""
+"""Analysis of trained runs: the latent space (PCA, clusters, traversals) and scoring against simulated truth.
 
-from cryofield.analysis.analyze import analyze_latents
-from cryofield.analysis.evaluate import evaluate_run
-from cryofield.analysis.latent import (
-    LatentClusters,
-    LatentPCA,
-    gmm_clusters,
-    kmeans_clusters,
-    latent_pca,
-    nearest_particles,
-    pc_traversal,
-    umap_embedding,
-)
-from cryofield.analysis.traversal import direct_path, graph_path, neighbour_graph
+The names are imported when first used (the command line reads ``LandscapeSettings`` without torch).
+"""
 
-__all__ = ["LatentClusters", "LatentPCA", "analyze_latents", "direct_path", "evaluate_run", "gmm_clusters",
-           "graph_path", "kmeans_clusters", "latent_pca", "nearest_particles", "neighbour_graph", "pc_traversal",
-           "umap_embedding"]
+from cryofield._lazy import lazy_exports
+
+__getattr__, __dir__, __all__ = lazy_exports(__name__, {
+    "LatentClusters": ".latent", "LatentPCA": ".latent", "analyze_latents": ".analyze", "direct_path": ".traversal",
+    "evaluate_run": ".evaluate", "gmm_clusters": ".latent", "graph_path": ".traversal", "kmeans_clusters": ".latent",
+    "latent_pca": ".latent", "nearest_particles": ".latent", "neighbour_graph": ".traversal",
+    "pc_traversal": ".latent", "umap_embedding": ".latent",
+})

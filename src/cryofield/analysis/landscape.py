@@ -33,6 +33,7 @@ import numpy as np
 
 from cryofield.analysis.latent import kmeans_clusters
 from cryofield.io import ClusterSet, Landscape, LandscapeStates, numbered_map, write_map
+from cryofield.train.config import setting
 
 MapSource = Callable[[np.ndarray], np.ndarray]  # latents (M, zdim) -> maps (M, D, D, D)
 
@@ -40,6 +41,9 @@ MapSource = Callable[[np.ndarray], np.ndarray]  # latents (M, zdim) -> maps (M, 
 @dataclass
 class LandscapeSettings:
     """Settings of :func:`landscape_analysis` (defaults: the seed's, with fewer phi samples on CPU).
+
+    Each is declared once (:func:`cryofield.train.setting`); ``cryofield landscape`` builds its
+    options from them.
 
     ``sketch``: k-means clusters of the latents; ``threshold``: fraction of each map's
     maximum for the automatic mask; ``dilate``: pixels added around it; ``n_pcs``: volume
@@ -50,22 +54,24 @@ class LandscapeSettings:
     ``phi_batch``, ``phi_lr``: its training; ``amp``: render the maps in bfloat16.
     """
 
-    sketch: int = 500
-    threshold: float = 0.5
-    dilate: int = 0
-    n_pcs: int = 10
-    traverse_pcs: int = 3
-    pc_points: int = 10
-    states: int = 10
-    linkage: str = "average"
-    check_clusters: int = 3
-    check_particles: int = 20
-    phi_samples: int = 2000
-    phi_epochs: int = 50
-    phi_batch: int = 64
-    phi_lr: float = 1e-3
-    amp: bool = True
-    seed: int = 0
+    sketch: int = setting(500, "k-means clusters of the sketch (default 500)")
+    threshold: float = setting(0.5, "automatic mask: voxels above this fraction of each map's maximum (default 0.5)")
+    dilate: int = setting(0, "dilate the automatic mask by N pixels (default 0)")
+    n_pcs: int = setting(10, "volume PCs kept and predicted per particle (default 10)", flags=("--pcs",))
+    traverse_pcs: int = setting(3)
+    pc_points: int = setting(10, "maps along each of the first 3 PCs (default 10)")
+    states: int = setting(10, "agglomerative clusters (default 10)", flags=("-M", "--states"))
+    linkage: str = setting("average", "agglomerative linkage, Euclidean distances (default average)",
+                           choices=["average", "ward", "complete", "single"])
+    check_clusters: int = setting(3)
+    check_particles: int = setting(20)
+    phi_samples: int = setting(2000, "particles whose maps train the z -> volume-PC network (default 2000; the seed "
+                                     "used 25,000; 0 skips it)")
+    phi_epochs: int = setting(50, "its epochs (default 50)")
+    phi_batch: int = setting(64)
+    phi_lr: float = setting(1e-3)
+    amp: bool = setting(True, "render the maps in float32 (slower; default bfloat16)", flags=("--no-amp",))
+    seed: int = setting(0)
 
 
 def threshold_mask(maps: np.ndarray, fraction: float = 0.5, dilate: int = 0) -> np.ndarray:

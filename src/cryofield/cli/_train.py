@@ -10,48 +10,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
-from cryofield.cli._common import add_input_arguments, progress_bar
-
-
-def add_settings(group, config_class: type, *names: str) -> None:
-    """Add the options of a config's settings, each built from its one declaration (:func:`cryofield.train.setting`).
-
-    The option's dest is the setting's name; its flag, default, help, choices and nargs come
-    from the field, its type from the annotation (paths as :class:`pathlib.Path`, booleans as
-    switches: ``--x`` turns on a False default, ``--no-x`` turns off a True one).
-    """
-    fields = {f.name: f for f in dataclasses.fields(config_class)}
-    hints = typing.get_type_hints(config_class)
-    for name in names:
-        f, meta = fields[name], fields[name].metadata
-        flags = meta.get("flags") or ("--" + name.replace("_", "-"),)
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        options = {"dest": name, "help": meta.get("help")}
-        kind = _scalar_type(hints[name])
-        if kind is bool:
-            options["action"] = "store_false" if default else "store_true"
-        else:
-            options |= {"type": Path if meta.get("path") else kind, "default": default,
-                        "metavar": meta.get("metavar") or (None if meta.get("choices") else
-                                                           flags[-1].lstrip("-").replace("-", "_").upper())}
-            for key in ("choices", "nargs", "const"):
-                if meta.get(key) is not None:
-                    options[key] = meta[key]
-            if default is dataclasses.MISSING or meta.get("required"):
-                options["required"], options["default"] = True, None
-        group.add_argument(*flags, **options)
-
-
-def _scalar_type(hint) -> type:
-    """``int`` of ``int``, ``int | None``, ``list[int]`` and ``list[int] | None``."""
-    if typing.get_origin(hint) is list:
-        return typing.get_args(hint)[0]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return _scalar_type(args[0]) if len(args) == 1 else hint
+from cryofield.cli._common import add_input_arguments, add_settings, progress_bar
 
 
 def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:

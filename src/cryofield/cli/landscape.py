@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser, progress_bar
+from cryofield.analysis.landscape import LandscapeSettings
+from cryofield.cli._common import add_settings, command_parser, progress_bar
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
@@ -29,38 +31,29 @@ def add_parser(subparsers):
     parser.add_argument("workdir", type=Path, help="a train-vae run")
     parser.add_argument("--z", type=Path, help="latents (.npy, N x zdim; default WORKDIR/z.npy)")
     parser.add_argument("-o", "--outdir", type=Path, help="default WORKDIR/landscape")
-    parser.add_argument("--sketch", type=int, default=500, help="k-means clusters of the sketch (default 500)")
+    add_settings(parser, LandscapeSettings, "sketch")
     parser.add_argument("--downsample", type=int, metavar="BOX",
                         help="render the maps at this box (default: the training box, at most 64)")
     parser.add_argument("--mask", type=Path, help="a mask map (voxels > 0.5 are analysed) instead of the automatic one")
-    parser.add_argument("--threshold", type=float, default=0.5,
-                        help="automatic mask: voxels above this fraction of each map's maximum (default 0.5)")
-    parser.add_argument("--dilate", type=int, default=0, help="dilate the automatic mask by N pixels (default 0)")
-    parser.add_argument("--pcs", type=int, default=10, help="volume PCs kept and predicted per particle (default 10)")
-    parser.add_argument("--pc-points", type=int, default=10, help="maps along each of the first 3 PCs (default 10)")
-    parser.add_argument("-M", "--states", type=int, default=10, help="agglomerative clusters (default 10)")
-    parser.add_argument("--linkage", choices=["average", "ward", "complete", "single"], default="average",
-                        help="agglomerative linkage, Euclidean distances (default average)")
-    parser.add_argument("--phi-samples", type=int, default=2000,
-                        help="particles whose maps train the z -> volume-PC network (default 2000; the seed used "
-                             "25,000; 0 skips it)")
-    parser.add_argument("--phi-epochs", type=int, default=50, help="its epochs (default 50)")
-    parser.add_argument("--no-amp", action="store_true", help="render the maps in float32 (slower; default bfloat16)")
+    add_settings(parser, LandscapeSettings, "threshold", "dilate", "n_pcs", "pc_points", "states", "linkage",
+                 "phi_samples", "phi_epochs", "amp")
     parser.add_argument("--labels", type=Path, help="per-particle labels to colour the landscape by (.npy or .txt)")
-    parser.add_argument("--seed", type=int, default=0)
+    add_settings(parser, LandscapeSettings, "seed")
     return parser
 
 
 def run(args) -> None:
-    from cryofield.analysis.landscape import LandscapeSettings, landscape_analysis
+    from cryofield.analysis.landscape import landscape_analysis
     from cryofield.io import read_map
     from cryofield.reports import plot_landscape_figures
     from cryofield.train import RunVolumes
+    from cryofield.train.config import flag_of
 
     z, rows = load_run_latents(args)
-    for name in ("sketch", "pcs", "pc_points", "states", "phi_epochs"):
+    fields = {f.name: f for f in dataclasses.fields(LandscapeSettings)}
+    for name in ("sketch", "n_pcs", "pc_points", "states", "phi_epochs"):
         if getattr(args, name) < 1:
-            raise InputError(args.workdir, f"--{name.replace('_', '-')} must be at least 1")
+            raise InputError(args.workdir, f"{flag_of(fields[name])} must be at least 1")
     if args.phi_samples < 0 or args.dilate < 0 or not 0 < args.threshold < 1:
         raise InputError(args.workdir, "--phi-samples and --dilate must be >= 0, --threshold between 0 and 1")
     if args.states > min(args.sketch, len(z)):
@@ -80,10 +73,8 @@ def run(args) -> None:
         mask = mask_map > 0.5
         if not mask.any():
             raise InputError(args.mask, "no voxel above 0.5")
-    settings = LandscapeSettings(sketch=args.sketch, threshold=args.threshold, dilate=args.dilate, n_pcs=args.pcs,
-                                 pc_points=args.pc_points, states=args.states, linkage=args.linkage,
-                                 phi_samples=args.phi_samples, phi_epochs=args.phi_epochs, amp=not args.no_amp,
-                                 seed=args.seed)
+    settings = LandscapeSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(LandscapeSettings)
+                                    if hasattr(args, f.name)})
     outdir = args.outdir or WorkDir(args.workdir).landscape
     bars: dict[str, object] = {}
 
