@@ -8,14 +8,13 @@ imports torch.
 from cryofield.io.atoms import AtomicModel, read_atomic_model
 from cryofield.io.export import export_stack, restack, write_particles
 from cryofield.io.indices import read_indices
+from cryofield.io.landscape import Landscape, LandscapeStates
 from cryofield.io.legacy import load_legacy_pickle
 from cryofield.io.maps import read_map, write_map
 from cryofield.io.mrc import MrcStack, MrcStackWriter, write_mrc
 from cryofield.io.readers import read_particles
 from cryofield.io.results import (
     ClusterSet,
-    Landscape,
-    LandscapeStates,
     LatentAnalysis,
     LatentPath,
     numbered_map,
