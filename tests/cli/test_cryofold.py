@@ -11,6 +11,7 @@ from cryofield.cli.main import main
 from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
 from cryofield.io import read_atomic_model, read_map
 from cryofield.metrics import compare_ca
+from cryofield.train import Run
 from cryofield.train.cryofold import load_cryofold
 
 SMALL = ["-b", "16", "--lr", "3e-3", "--checkpoint", "1"]
@@ -43,6 +44,7 @@ def test_homogeneous_fit_moves_towards_the_truth(closed_images, tmp_path, capsys
     assert fitted.rmsd_angstrom < start_rmsd - 0.2, (start_rmsd, fitted.rmsd_angstrom)  # 2.98 -> 2.67 A
     volume, apix = read_map(out / "volume.mrc")
     assert volume.shape == (32, 32, 32) and apix == pytest.approx(3.0) and volume.sum() > 0
+    np.testing.assert_allclose(Run(out).volume(), volume, atol=1e-6 * np.abs(volume).max())  # the Python API's map
     assert main(["rmsd", str(example_path(ADK_CLOSED)), str(out / "structure.pdb"), "--json"]) == 0
     scores = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert scores["n_matched"] == 214 and scores["rmsd_angstrom"] <= fitted.rmsd_angstrom + 1e-6

@@ -1,8 +1,8 @@
 """What the trainers share (``train-nn``, ``train-vae``, ``abinit``, ``train-cryofold``): options, and the run.
 
-Each trainer's options are its config's settings by name (a few renamed, e.g. ``IN`` is
-``particles``); :func:`config_values` reads the config (and, for ``--resume``, the changes
-asked for) from them, and :func:`run_trainer` calls :func:`cryofield.train.run` or
+Each trainer's options are built from its config's settings (:func:`add_settings`) and
+carry their names (``IN`` is ``particles``); :func:`config_values` reads the config (and,
+for ``--resume``, the changes asked for) from them, and :func:`run_trainer` calls :func:`cryofield.train.run` or
 :func:`cryofield.train.resume` with progress bars and prints what was written.
 """
 
@@ -72,7 +72,8 @@ def config_values(args: argparse.Namespace, config_class: type, **fixed) -> tupl
     config_class : type
         The method's config dataclass.
     **fixed
-        Settings that do not come from an option (e.g. ``zdim=0`` for ``train-nn``).
+        Settings that do not come from an option (ab initio's ``poses=None``, Cryofold's
+        resolved ``pdb``).
 
     Returns
     -------

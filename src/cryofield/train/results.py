@@ -63,6 +63,11 @@ class Run:
 
     @cached_property
     def _volumes(self):
+        """``maps(latents (M, zdim), amp) -> (M, D, D, D)``: the decoder's maps, or the atomic model's."""
+        from cryofield.train.cryofold import CryofoldConfig
+
+        if isinstance(self.config, CryofoldConfig):
+            return _AtomicVolumes(self.workdir)
         from cryofield.train.volumes import RunVolumes
 
         return RunVolumes(self.workdir.root)
@@ -92,3 +97,24 @@ class Run:
             table = read_particles(self.workdir.poses_star)
             return table.rotations, table.shifts_px
         return None
+
+
+class _AtomicVolumes:
+    """A Cryofold run's maps at latents: its coarse-grained model rendered (as ``eval-cryofold`` does)."""
+
+    def __init__(self, workdir: WorkDir):
+        from cryofield.train.cryofold import load_cryofold
+
+        self.config, _, models = load_cryofold(workdir.require_trained().root)
+        self.decoder = models.decoder.eval()
+
+    def __call__(self, latents: np.ndarray, *, amp: bool = False) -> np.ndarray:
+        import torch
+
+        from cryofield.imaging import render_volume
+
+        latents = np.asarray(latents, np.float32).reshape(len(latents), -1)
+        with torch.no_grad():
+            return np.stack([(render_volume(self.decoder, self.config.box,
+                                            torch.from_numpy(z)[None] if self.config.zdim else None)
+                              * self.config.data_scale).numpy() for z in latents])
