@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cryofield.cli._common import command_parser, progress_bar, read_volume
+from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
 
 
@@ -125,69 +125,33 @@ def run(args) -> None:
 
 def _sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:
     """The maps of every state, their true coordinates (states, d), and the pixel size."""
+    from cryofield.io import read_atomic_model
+    from cryofield.simulate.sources import RigidMotions, map_states, model_states
+
     if bool(args.volume) == bool(args.pdb):
         raise InputError(None, "give either --volume maps or --pdb models")
     if args.volume:
-        return _volume_sources(args)
-    from cryofield.io import read_atomic_model
-    from cryofield.simulate import atomic
-
+        try:
+            volumes, coordinates, apix = map_states(args.volume, args.apix)
+        except ValueError as exc:
+            raise InputError(*exc.args) from None
+        if not apix:
+            raise InputError(args.volume[0], "no pixel size in the header; pass --apix")
+        return volumes, coordinates, apix
     if not args.box or not args.apix:
         raise InputError(args.pdb[0], "atomic models need --box and --apix")
-    resolution = args.resolution or 2 * args.apix
-    models = [read_atomic_model(p) for p in args.pdb]
+    motions = None
+    if args.rotate and len(args.pdb) == 1:  # two models make a trajectory between them
+        if not args.axis or (args.rotate2 and not args.axis2):
+            raise InputError(args.pdb[-1], "--rotate needs --axis" if not args.axis else "--rotate2 needs --axis2")
+        parts = [(args.rotate, args.axis, tuple(args.angles))]
+        if args.rotate2:
+            parts.append((args.rotate2, args.axis2, tuple(args.angles2)))
+        motions = RigidMotions(parts, circular=args.circular, random_configs=args.random_configs, seed=args.seed)
     try:
-        if len(models) == 2:
-            model, frames = atomic.interpolation_trajectory(models[0], models[1], args.states)
-            coordinates = np.linspace(0, 1, args.states)[:, None]
-        elif len(models) > 2:
-            raise ValueError("one model, or two for a trajectory")
-        elif args.rotate:
-            model, frames, coordinates = _rigid_frames(args, models[0], atomic)
-        else:
-            model, frames, coordinates = models[0], models[0].coords_angstrom[None], np.zeros((1, 1))
+        volumes, coordinates = model_states([read_atomic_model(p) for p in args.pdb], states=args.states,
+                                            box=args.box, apix=args.apix, resolution=args.resolution or 2 * args.apix,
+                                            ca_only=args.ca_only, render=args.render, motions=motions)
     except ValueError as exc:
         raise InputError(args.pdb[-1], str(exc)) from None
-    keep = model.atom_name == "CA" if args.ca_only else np.ones(len(model), bool)
-    coords0, weights = atomic.atom_weights(model, args.ca_only)  # the first frame's atoms, rendered
-    center = (weights[:, None] * coords0).sum(0) / weights.sum()  # one frame of reference for all states
-    volumes = [atomic.render(frame[keep], weights, args.box, args.apix, resolution, center, args.render)
-               for frame in frames]
     return volumes, coordinates, args.apix
-
-
-def _rigid_frames(args, model, atomic):
-    if not args.axis:
-        raise ValueError("--rotate needs --axis")
-    motions = [atomic.rigid_motion(model, args.rotate, args.axis)]
-    ranges = [(0.0, 360.0) if args.circular else tuple(args.angles)]
-    if args.rotate2:
-        if not args.axis2:
-            raise ValueError("--rotate2 needs --axis2")
-        motions.append(atomic.rigid_motion(model, args.rotate2, args.axis2))
-        ranges.append(tuple(args.angles2))
-    if args.random_configs:
-        rng = np.random.default_rng(args.seed + 1)
-        angles = np.column_stack([rng.uniform(lo, hi, args.random_configs) for lo, hi in ranges])
-    else:
-        axes = [np.linspace(lo, hi, args.states, endpoint=not (args.circular and i == 0))
-                for i, (lo, hi) in enumerate(ranges)]
-        angles = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, len(axes))
-    frames = []
-    for row in angles:
-        coords = model.coords_angstrom
-        for motion, angle in zip(motions, row):
-            coords = motion.apply(coords, angle)
-        frames.append(coords)
-    return model, np.stack(frames), angles
-
-
-def _volume_sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:
-    volumes, apix = [], args.apix
-    for path in args.volume:
-        volume, pixel = read_volume(path, apix)  # the first map's pixel size holds for all
-        if volumes and volume.shape != volumes[0].shape:
-            raise InputError(path, f"map is {volume.shape}, the first is {volumes[0].shape}")
-        volumes.append(volume)
-        apix = apix or pixel
-    return volumes, np.arange(len(volumes), dtype=float)[:, None], apix
