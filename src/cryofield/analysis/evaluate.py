@@ -10,7 +10,7 @@ import torch
 
 from cryofield.errors import InputError
 from cryofield.imaging import half_lattice_mask, render_volume
-from cryofield.io import WorkDir, load_legacy_pickle, read_map
+from cryofield.io import WorkDir, load_legacy_pickle, numbered_map, read_map
 from cryofield.metrics import (
     adjusted_rand_index,
     evaluation_images,
@@ -76,38 +76,11 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
     rows = _indices(config, len(truth["state"]))
     states, coordinates = truth["state"][rows], truth["coordinates"][rows]
     _, models = load_models(run, config.box, int(half_lattice_mask(config.box).sum()))
-    z = None
-    if config.zdim:
-        z_file = Path(latents) if latents is not None else run.latents
-        if not z_file.is_file():
-            raise InputError(z_file, "not found" + ("" if latents is not None else ": the run did not finish"))
-        z = np.load(z_file)
-        if z.ndim != 2 or len(z) != len(rows) or z.shape[1] != config.zdim:
-            raise InputError(z_file, f"latents of shape {z.shape}: need ({len(rows)}, {config.zdim}) for this run")
+    z = _latents(run, config, latents, len(rows)) if config.zdim else None
     n_states = len(np.unique(truth["state"]))
     discrete = n_states <= 20 and np.array_equal(coordinates[:, 0], states.astype(float))
     picks = evaluation_images(coordinates, min(n_images, len(rows)), states=states if discrete else None, seed=seed)
-    truth_maps: dict[int, torch.Tensor] = {}
-
-    def truth_map(state: int) -> torch.Tensor:
-        if state not in truth_maps:
-            volume, _ = read_map(truth_dir / "truth_vols" / f"vol_{state:03d}.mrc")
-            if volume.shape[-1] != config.box:
-                raise InputError(truth_dir, f"truth maps are {volume.shape[-1]} px, the run's box {config.box}")
-            truth_maps[state] = torch.from_numpy(volume)
-        return truth_maps[state]
-
-    pairs, nmse = [], []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.amp):
-        cache: dict[bytes, torch.Tensor] = {}
-        for i in picks:
-            key = b"" if z is None else z[i].tobytes()
-            if key not in cache:
-                cache[key] = render_volume(models.decoder, config.box,
-                                           None if z is None else torch.from_numpy(z[i]).float()).float()
-            predicted, target = cache[key], truth_map(int(states[i]))
-            pairs.append((predicted, target))
-            nmse.append(_fit_nmse(predicted, target))
+    pairs, nmse = _map_pairs(models, config, z, states, picks, truth_dir)
     scores = {"workdir": str(run.root), "zdim": config.zdim, "images_scored": len(picks),
               "per_image_fsc": per_image_fsc(pairs), "nmse": float(np.mean(nmse))}
     if config.zdim == 0:
@@ -125,3 +98,41 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
         scores["pose_error"] = pose_error(refined[0], truth["rotations"][rows], refined[1],
                                           truth["shifts_px"][rows], align=False)
     return scores
+
+
+def _latents(run: WorkDir, config: TrainConfig, latents: str | os.PathLike | None, n: int) -> np.ndarray:
+    """The latents scored: ``latents`` or the run's ``z.npy``, checked to be (n, zdim)."""
+    z_file = Path(latents) if latents is not None else run.latents
+    if not z_file.is_file():
+        raise InputError(z_file, "not found" + ("" if latents is not None else ": the run did not finish"))
+    z = np.load(z_file)
+    if z.ndim != 2 or len(z) != n or z.shape[1] != config.zdim:
+        raise InputError(z_file, f"latents of shape {z.shape}: need ({n}, {config.zdim}) for this run")
+    return z
+
+
+def _map_pairs(models, config: TrainConfig, z: np.ndarray | None, states: np.ndarray, picks: np.ndarray,
+               truth_dir: Path) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], list[float]]:
+    """``(predicted, true)`` map of each picked image (each map rendered once), and their scaled NMSE."""
+    truth_maps: dict[int, torch.Tensor] = {}
+
+    def truth_map(state: int) -> torch.Tensor:
+        if state not in truth_maps:
+            volume, _ = read_map(numbered_map(truth_dir / "truth_vols", state))
+            if volume.shape[-1] != config.box:
+                raise InputError(truth_dir, f"truth maps are {volume.shape[-1]} px, the run's box {config.box}")
+            truth_maps[state] = torch.from_numpy(volume)
+        return truth_maps[state]
+
+    pairs, nmse = [], []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.amp):
+        cache: dict[bytes, torch.Tensor] = {}
+        for i in picks:
+            key = b"" if z is None else z[i].tobytes()
+            if key not in cache:
+                cache[key] = render_volume(models.decoder, config.box,
+                                           None if z is None else torch.from_numpy(z[i]).float()).float()
+            predicted, target = cache[key], truth_map(int(states[i]))
+            pairs.append((predicted, target))
+            nmse.append(_fit_nmse(predicted, target))
+    return pairs, nmse
