@@ -190,3 +190,18 @@ def test_checkpoints_in_the_earlier_layout_still_load(toy, tmp_path):
     assert main(["eval-vol", str(out), "-o", str(tmp_path / "maps")]) == 0
     assert main(["train-nn", str(toy), "-o", str(out), "-n", "2", "--resume"]) == 0
     assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] == [0, 1]
+
+
+def test_a_cut_short_checkpoint_is_one_line_naming_it_and_the_earlier_ones(toy, tmp_path, capsys):
+    out = tmp_path / "cut"
+    assert main(["train-nn", str(toy), "-o", str(out), "-n", "2", "--checkpoint", "1"] + SMALL[2:4] + SMALL[6:]) == 0
+    last = out / "checkpoints/last.pt"
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])  # a write cut short
+    capsys.readouterr()
+    for command in (["train-nn", str(toy), "-o", str(out), "-n", "3", "--resume"], ["eval-vol", str(out), "-o",
+                                                                                     str(tmp_path / "maps")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "last.pt: not a readable checkpoint" in err and "epoch_0001.pt" in err
+    assert not (tmp_path / "maps").exists() or not list((tmp_path / "maps").iterdir())
+    assert not list((out / "checkpoints").glob(".*part"))  # checkpoints are written whole, through a rename

@@ -9,11 +9,14 @@ initio: the poses). It is written to ``checkpoints/epoch_NNNN.pt`` and ``last.pt
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 from torch import nn
 
+from cryofield.errors import InputError
 from cryofield.io import WorkDir
 
 
@@ -69,12 +72,46 @@ def restore_rng(state: dict, sampler: torch.Generator) -> None:
 
 
 def save_checkpoint(workdir: WorkDir, state: dict, epoch: int) -> None:
-    """Write ``state`` as the checkpoint of 0-based ``epoch`` and as ``last.pt``."""
+    """Write ``state`` as the checkpoint of 0-based ``epoch`` and as ``last.pt``, each whole or not at all.
+
+    Each file is written under a temporary name, flushed to the disk and renamed into
+    place, so a process killed (or a disk filled) while writing leaves the previous
+    checkpoint valid.
+    """
     workdir.checkpoints.mkdir(parents=True, exist_ok=True)
-    torch.save(state, workdir.checkpoint(epoch))
-    torch.save(state, workdir.last_checkpoint)
+    for path in (workdir.checkpoint(epoch), workdir.last_checkpoint):
+        _write_whole(state, path)
+
+
+def _write_whole(state: dict, path: Path) -> None:
+    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with open(temp, "wb") as fh:
+            torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
 
 
 def load_checkpoint(workdir: WorkDir, device: torch.device | str = "cpu") -> dict:
-    """The last checkpoint of a run, tensors on ``device`` (``weights_only``: no pickled objects)."""
-    return torch.load(workdir.last_checkpoint, weights_only=True, map_location=device)
+    """The last checkpoint of a run, tensors on ``device`` (``weights_only``: no pickled objects).
+
+    Raises
+    ------
+    InputError
+        A checkpoint cut short, corrupted or holding anything but tensors and plain values,
+        naming the file and the earlier checkpoints to fall back on.
+    """
+    path = workdir.last_checkpoint
+    try:
+        state = torch.load(path, weights_only=True, map_location=device)
+    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        earlier = sorted(p.name for p in workdir.checkpoints.glob("epoch_*.pt"))
+        hint = f"; earlier checkpoints: {', '.join(earlier[-3:])} (copy one to last.pt)" if earlier else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(path, f"not a readable checkpoint ({first[:120]}){hint}") from None
+    if not isinstance(state, dict) or "models" not in state:
+        raise InputError(path, "not a cryofield checkpoint (no models in it)")
+    return state
