@@ -1,6 +1,8 @@
 """Exceptions that describe bad input in words a user can act on.
 
-The command line turns :class:`InputError` into one line on stderr and exit code 2.
+The command line turns :class:`InputError` into one line on stderr and exit code 2, and
+:class:`RunStopped` (a run that cannot go on, e.g. a loss that is no longer finite) into one
+line and exit code 1.
 """
 
 from __future__ import annotations
@@ -22,3 +24,7 @@ class InputError(ValueError):
     def __init__(self, path: str | os.PathLike | None, message: str):
         self.path = None if path is None else os.fspath(path)
         super().__init__(f"{self.path}: {message}" if self.path else message)
+
+
+class RunStopped(RuntimeError):
+    """A run that stopped itself: what happened, where, and what is left to continue from."""

@@ -57,3 +57,42 @@ def test_a_method_added_outside_the_package_runs_checkpoints_and_resumes(marchin
     history = (tmp_path / "b/train.log").read_text().splitlines()  # the engine's log for people, too
     assert "started Marching at epoch 1 of 2" in history[0] and "resumed Marching at epoch 3 of 4" in history[4]
     assert sum("band 4" in line for line in history) == 2 and history[-1].endswith("finished 4 epochs")
+
+
+class Poisoned(NeuralVolume):
+    """Training whose weights turn to Inf before the second epoch, as a diverging run's do."""
+
+    def epoch(self, trainer, epoch):
+        if epoch == 1:
+            with torch.no_grad():
+                next(trainer.models.decoder.parameters()).fill_(float("inf"))
+        return super().epoch(trainer, epoch)
+
+
+def test_a_loss_that_is_no_longer_finite_stops_before_the_checkpoint(tmp_path):
+    from cryofield.errors import RunStopped
+    from cryofield.train import Trainer, prepare, read_table
+
+    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+    config = TrainConfig(particles=str(toy), outdir=str(tmp_path / "run"), epochs=3, dec_dim=16, dec_layers=1,
+                         batch_size=16, checkpoint=1)
+    data = prepare(config, read_table(config))
+    with pytest.raises(RunStopped, match=r"epoch 2, step 1\); no checkpoint of this epoch was written; the last good "
+                                         r"one is .*last.pt"):
+        Trainer(Poisoned(config, data)).fit()
+    checkpoints = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
+    assert checkpoints == ["epoch_0000.pt", "last.pt"]  # nothing poisoned written
+    assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["epoch"] == 0
+    assert len((tmp_path / "run/log.jsonl").read_text().splitlines()) == 1
+    assert "stopped: the loss is no longer finite" in (tmp_path / "run/train.log").read_text()
+
+
+def test_the_command_line_stops_a_diverging_run_with_one_line(tmp_path, capsys):
+    from cryofield.cli.main import main
+
+    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+    assert main(["train-nn", str(toy), "-o", str(tmp_path / "run"), "-n", "3", "--lr", "1e30", "--dec-dim", "16",
+                 "--dec-layers", "1", "-b", "16"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "stopped: the loss is no longer finite (epoch 1, step" in err[0]
+    assert "start again with a lower --lr" in err[0] and not (tmp_path / "run/checkpoints/last.pt").exists()

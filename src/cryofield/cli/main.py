@@ -39,7 +39,7 @@ from cryofield.cli import (
     train_nn,
     train_vae,
 )
-from cryofield.errors import InputError
+from cryofield.errors import InputError, RunStopped
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"cryofield {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RunStopped as exc:
+        print(f"cryofield {args.command}: stopped: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cryofield: interrupted; no output was written", file=sys.stderr)
         return 130

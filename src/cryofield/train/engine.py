@@ -17,6 +17,7 @@ outputs.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from cryofield.data import ParticleSource, PreparedParticles, epoch_plan
+from cryofield.errors import RunStopped
 from cryofield.io import WorkDir
 from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cryofield.train.config import TrainConfig
@@ -217,6 +219,22 @@ class Trainer:
                          epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
                          restraint=self.method.restraint(self.models))
 
+    def _guard(self, record: dict, epoch: int) -> None:
+        """Stop before a loss that is no longer finite reaches a checkpoint (:class:`RunStopped`)."""
+        losses = [record.get(key) for key in ("mse", "kl", "restraint")]
+        if all(v is None or math.isfinite(v) for v in losses):
+            return
+        step = record.get("first_nonfinite_step")
+        where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
+        message = f"the loss is no longer finite ({where}); no checkpoint of this epoch was written; "
+        if self.workdir.last_checkpoint.is_file():
+            message += f"the last good one is {self.workdir.last_checkpoint} (--resume continues from it)"
+        else:
+            message += "there is no earlier one: start again with a lower --lr"
+        if self.runtime.is_main:
+            self.workdir.note("stopped: " + message)
+        raise RunStopped(message)
+
     def fit(self, resume: bool = False) -> Models:
         """Train for ``config.epochs`` epochs, continuing from the last checkpoint when ``resume``.
 
@@ -246,6 +264,7 @@ class Trainer:
                               f"({self.runtime.world_size} process(es))")
         for epoch in range(first, self.config.epochs):
             record = self.method.epoch(self, epoch)
+            self._guard(record, epoch)
             if not self.runtime.is_main:
                 continue
             self.workdir.append_log(record)
@@ -291,7 +310,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     -------
     dict
         ``epoch``, ``mse`` and ``kl`` (means per image over all processes), ``seconds``,
-        ``images_per_second``; ``restraint`` (the mean energy) for models that have one.
+        ``images_per_second``; ``restraint`` (the mean energy) for models that have one;
+        ``first_nonfinite_step`` (0-based, in this process) when a step's loss was NaN or Inf.
     """
     started = time.perf_counter()
     n = len(data)
@@ -299,7 +319,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
                       else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
     sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # mse, kl, restraint, times images
-    done = 0
+    first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)  # first step with a non-finite loss
+    done = steps = 0
     for members, batches in plan:
         buffer = data if in_memory else data.load(members)
         # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
@@ -314,6 +335,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
 
             losses = step(batch) if graph is None else graph(step, batch)
             sums += losses.double() * len(indices)  # no sync
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), steps, first_bad)
+            steps += 1
             done += len(indices) * runtime.world_size
             if progress is not None and runtime.is_main:
                 progress(min(done, n), epoch)
@@ -323,6 +346,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     seen = max(float(totals[3]), 1.0)
     record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
               "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+    if int(first_bad) >= 0:
+        record["first_nonfinite_step"] = int(first_bad)
     return record | ({"restraint": float(totals[2]) / seen} if float(totals[2]) else {})
 
 
