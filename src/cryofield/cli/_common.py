@@ -73,8 +73,11 @@ def _scalar_type(hint) -> type:
 
 
 def load_table(args: argparse.Namespace) -> ParticleTable:
-    """Read ``args.input`` with the input options."""
-    return read_particles(args.input, datadir=args.datadir, poses=args.poses, ctf=args.ctf, apix=args.apix)
+    """Read ``args.input`` with the input options; a file of no particles is an :class:`InputError`."""
+    table = read_particles(args.input, datadir=args.datadir, poses=args.poses, ctf=args.ctf, apix=args.apix)
+    if table.n == 0:
+        raise InputError(args.input, "holds no particles")
+    return table
 
 
 def inputs_of(args: argparse.Namespace) -> list[Path]:

@@ -83,6 +83,9 @@ def _read_stacks(path: Path, names: list[str], datadir: Path | None) -> dict:
                       path, datadir)
     stacks = [lines.stack(i) for i in range(len(names))]
     counts = [len(s) for s in stacks]
+    if not sum(counts):
+        raise InputError(path, "holds no images" if names == [path.name] or len(names) == 1 else
+                         f"its {len(names)} stacks hold no images")
     refs = ImageRefs(tuple(names), np.repeat(np.arange(len(names), dtype=np.int32), counts),
                      np.concatenate([np.arange(c) for c in counts]).astype(np.int64), path, datadir,
                      lines._opened)
@@ -159,6 +162,8 @@ def _read_star(path: Path, datadir: Path | None) -> dict:
     raw = blocks[block_name].table
     df = _merge_optics(path, blocks, raw)
     n = len(raw)
+    if n == 0:
+        raise InputError(path, f"the particle table (data_{block_name}) has no rows")
     names, stack_id, image_index = _split_image_names(path, df["rlnImageName"])
     refs = ImageRefs(names, stack_id, image_index, path, datadir)
 

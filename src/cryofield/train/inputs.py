@@ -32,6 +32,8 @@ def read_table(config: TrainConfig, particles: str | None = None, *, tilted: boo
     path = config.tilt if tilted else (particles or config.particles)
     table = read_particles(path, datadir=config.datadir, poses=config.poses if own else None,
                            ctf=config.ctf if own else None, apix=config.apix)
+    if table.n == 0:
+        raise InputError(path, "holds no particles")
     if config.ind is not None and (own or tilted):
         table = table.subset(read_indices(config.ind, table.n))
     return table
