@@ -2,7 +2,8 @@
 
 The command line turns :class:`InputError` into one line on stderr and exit code 2, and
 :class:`RunStopped` (a run that cannot go on, e.g. a loss that is no longer finite) into one
-line and exit code 1.
+line and exit code 1; :class:`RunInterrupted` (stopped by a signal, checkpoint written) into
+one line and 128 + the signal (130 for SIGINT, 143 for SIGTERM).
 """
 
 from __future__ import annotations
@@ -28,3 +29,11 @@ class InputError(ValueError):
 
 class RunStopped(RuntimeError):
     """A run that stopped itself: what happened, where, and what is left to continue from."""
+
+
+class RunInterrupted(RunStopped):
+    """A run stopped by a signal (SIGINT, SIGTERM) after a checkpoint; ``exit_code`` is 128 + the signal."""
+
+    def __init__(self, signum: int, message: str):
+        self.exit_code = 128 + int(signum)
+        super().__init__(message)

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RunStopped as exc:
         print(f"cryofield {args.command}: stopped: {exc}", file=sys.stderr)
-        return 1
+        return getattr(exc, "exit_code", 1)
     except KeyboardInterrupt:
         print("cryofield: interrupted; no output was written", file=sys.stderr)
         return 130

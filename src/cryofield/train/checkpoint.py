@@ -71,15 +71,15 @@ def restore_rng(state: dict, sampler: torch.Generator) -> None:
     sampler.set_state(state["sampler"].cpu())
 
 
-def save_checkpoint(workdir: WorkDir, state: dict, epoch: int) -> None:
-    """Write ``state`` as the checkpoint of 0-based ``epoch`` and as ``last.pt``, each whole or not at all.
+def save_checkpoint(workdir: WorkDir, state: dict, epoch: int | None) -> None:
+    """Write ``state`` as the checkpoint of 0-based ``epoch`` (None: only ``last.pt``) and as ``last.pt``.
 
-    Each file is written under a temporary name, flushed to the disk and renamed into
-    place, so a process killed (or a disk filled) while writing leaves the previous
-    checkpoint valid.
+    Each file is written whole or not at all: under a temporary name, flushed to the disk
+    and renamed into place, so a process killed (or a disk filled) while writing leaves the
+    previous checkpoint valid.
     """
     workdir.checkpoints.mkdir(parents=True, exist_ok=True)
-    for path in (workdir.checkpoint(epoch), workdir.last_checkpoint):
+    for path in ([] if epoch is None else [workdir.checkpoint(epoch)]) + [workdir.last_checkpoint]:
         _write_whole(state, path)
 
 

@@ -17,7 +17,10 @@ outputs.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from cryofield.data import ParticleSource, PreparedParticles, epoch_plan
-from cryofield.errors import RunStopped
+from cryofield.errors import RunInterrupted, RunStopped
 from cryofield.io import WorkDir
 from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cryofield.train.config import TrainConfig
@@ -86,9 +89,16 @@ class Method:
 
     #: Whether full batches may be replayed as CUDA graphs (see :func:`cryofield.train.can_graph`).
     graphs = True
+    #: Whether a signal may stop an epoch after any step (exactly resumable); otherwise at its end.
+    stops_mid_epoch = True
 
     def __init__(self, config: TrainConfig, data: ParticleSource):
         self.config, self.data = config, data
+
+    @classmethod
+    def resumable(cls, workdir: WorkDir) -> bool:
+        """Whether a run in ``workdir`` can be continued (by default: it has a config and a last checkpoint)."""
+        return workdir.is_trained()
 
     @classmethod
     def check(cls, config: TrainConfig, runtime: Runtime) -> None:
@@ -166,6 +176,8 @@ class Trainer:
         self.sampler = torch.Generator().manual_seed(self.config.seed)  # the epochs' order
         self.data = method.data
         self.graph: GraphedStep | None = None
+        self.stops = _Stops()
+        self._partial: dict | None = None  # a stopped epoch to continue (from a checkpoint)
 
     def fresh(self, stage: int = 1) -> None:
         """New networks for ``stage``, their optimisers and gradient scaler."""
@@ -214,10 +226,30 @@ class Trainer:
 
     def train_pass(self, data: ParticleSource, epoch: int,
                    progress: Callable[[int, int], None] | None = None) -> dict:
-        """One pass of the optimisers over ``data`` (:func:`run_epoch`) with the trainer's state."""
+        """One pass of the optimisers over ``data`` (:func:`run_epoch`) with the trainer's state.
+
+        A method that :attr:`Method.stops_mid_epoch` makes one pass per epoch: a signal ends
+        it after the current step, and a checkpoint continues it exactly.
+        """
+        partial, self._partial = (self._partial, None) if self._partial is not None else (None, None)
         return run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
                          epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
-                         restraint=self.method.restraint(self.models))
+                         restraint=self.method.restraint(self.models),
+                         stop=self.stops.requested if self.method.stops_mid_epoch else None, partial=partial)
+
+    def _stop(self, finished: int, partial: dict | None, sampler_at_start) -> None:
+        """After a signal: write the checkpoint to continue from (mid-epoch: exactly), and raise RunInterrupted."""
+        if partial is not None:
+            state = self.state(finished) | {"partial": partial}
+            state["rng"]["sampler"] = sampler_at_start  # the epoch's order is drawn again on resume
+            save_checkpoint(self.workdir, state, None)
+            where = f"after step {partial['batches']} of epoch {partial['epoch'] + 1}"
+        else:
+            where = f"after epoch {finished + 1}"
+        name = signal.Signals(self.stops.signum).name
+        message = f"{name} {where}; checkpoint written to {self.workdir.last_checkpoint} (--resume continues exactly)"
+        self.workdir.note("stopped: " + message)
+        raise RunInterrupted(self.stops.signum, message)
 
     def _guard(self, record: dict, epoch: int) -> None:
         """Stop before a loss that is no longer finite reaches a checkpoint (:class:`RunStopped`)."""
@@ -252,8 +284,9 @@ class Trainer:
         first = 0
         if resume:
             state = load_checkpoint(self.workdir, self.runtime.device)
-            self.fresh(self.method.stage(int(state["epoch"])))
+            self.fresh(self.method.stage(max(int(state["epoch"]), 0)))
             first = self.restore(state)
+            self._partial = state.get("partial")
         else:
             self.fresh(1)
         self.prepare_steps(first)
@@ -262,17 +295,23 @@ class Trainer:
             what = f"{'resumed' if resume else 'started'} {type(self.method).__name__}"
             self.workdir.note(f"{what} at epoch {first + 1} of {self.config.epochs}, on {self.runtime.device} "
                               f"({self.runtime.world_size} process(es))")
-        for epoch in range(first, self.config.epochs):
-            record = self.method.epoch(self, epoch)
-            self._guard(record, epoch)
-            if not self.runtime.is_main:
-                continue
-            self.workdir.append_log(record)
-            if self.callbacks.epoch_end is not None:
-                self.callbacks.epoch_end(record)
-            self.method.end_of_epoch(self, epoch, record)
-            if self.method.checkpoint_due(epoch):
-                save_checkpoint(self.workdir, self.state(epoch), epoch)
+        with self.stops.installed(self.runtime):
+            for epoch in range(first, self.config.epochs):
+                at_start = self.sampler.get_state()
+                record = self.method.epoch(self, epoch)
+                if "partial" in record:
+                    self._stop(epoch - 1, record["partial"] | {"epoch": epoch}, at_start)
+                self._guard(record, epoch)
+                if not self.runtime.is_main:
+                    continue
+                self.workdir.append_log(record)
+                if self.callbacks.epoch_end is not None:
+                    self.callbacks.epoch_end(record)
+                self.method.end_of_epoch(self, epoch, record)
+                if self.method.checkpoint_due(epoch) or self.stops.requested():
+                    save_checkpoint(self.workdir, self.state(epoch), epoch)
+                if self.stops.requested() and epoch + 1 < self.config.epochs:
+                    self._stop(epoch, None, None)
         if self.runtime.is_main:
             self.workdir.note(f"finished {self.config.epochs} epochs")
         return self.models
@@ -281,7 +320,8 @@ class Trainer:
 def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer: torch.optim.Optimizer,
               scaler: torch.amp.GradScaler, sampler: torch.Generator, runtime: Runtime, *, epoch: int = 0,
               pose_optimizer: torch.optim.Optimizer | None = None, graph: GraphedStep | None = None,
-              progress: Callable[[int, int], None] | None = None, restraint: Restraint | None = None) -> dict:
+              progress: Callable[[int, int], None] | None = None, restraint: Restraint | None = None,
+              stop: Callable[[], bool] | None = None, partial: dict | None = None) -> dict:
     """One pass over the particles in the order of :func:`epoch_plan`, one optimiser step per batch.
 
     Parameters
@@ -305,6 +345,12 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         ``progress(images_done_in_epoch, epoch)`` after each batch (rank 0).
     restraint : callable, optional
         The model's restraint energy, added to the loss.
+    stop : callable, optional
+        Asked after each step; True ends the pass there, returning ``{"epoch", "partial"}``
+        (what :func:`run_epoch` needs to continue it exactly).
+    partial : dict, optional
+        Continue a pass stopped that way: its first ``batches`` steps were taken (the
+        sampler must be at the epoch's start again, the global generator where it stopped).
 
     Returns
     -------
@@ -318,15 +364,22 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     in_memory = isinstance(data, PreparedParticles)
     plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
                       else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
-    sums = torch.zeros(3, dtype=torch.float64, device=runtime.device)  # mse, kl, restraint, times images
+    partial = partial or {"batches": 0, "sums": [0.0, 0.0, 0.0], "seen": 0}
+    sums = torch.tensor(partial["sums"], dtype=torch.float64, device=runtime.device)  # mse, kl, restraint x images
     first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)  # first step with a non-finite loss
-    done = steps = 0
+    seen_here, steps, done = partial["seen"], 0, 0
     for members, batches in plan:
+        if steps + len(batches) <= partial["batches"]:  # a buffer the stopped pass finished: not even read
+            steps, done = steps + len(batches), done + sum(map(len, batches)) * runtime.world_size
+            continue
         buffer = data if in_memory else data.load(members)
         # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
         positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
         positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
         for indices, where in zip(batches, positions):
+            steps, done = steps + 1, done + len(indices) * runtime.world_size
+            if steps <= partial["batches"]:
+                continue
             batch = buffer.subset(where).to(runtime.device)
 
             def step(batch: PreparedParticles, indices: np.ndarray = indices) -> torch.Tensor:
@@ -335,12 +388,12 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
 
             losses = step(batch) if graph is None else graph(step, batch)
             sums += losses.double() * len(indices)  # no sync
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), steps, first_bad)
-            steps += 1
-            done += len(indices) * runtime.world_size
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), steps - 1, first_bad)
+            seen_here += len(indices)
             if progress is not None and runtime.is_main:
                 progress(min(done, n), epoch)
-    seen_here = sum(len(b) for _, batches in plan for b in batches)
+            if stop is not None and stop():
+                return {"epoch": epoch, "partial": {"batches": steps, "sums": sums.tolist(), "seen": seen_here}}
     totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
     seconds = time.perf_counter() - started
     seen = max(float(totals[3]), 1.0)
@@ -349,6 +402,38 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     if int(first_bad) >= 0:
         record["first_nonfinite_step"] = int(first_bad)
     return record | ({"restraint": float(totals[2]) / seen} if float(totals[2]) else {})
+
+
+class _Stops:
+    """SIGINT and SIGTERM, caught while a run trains in one process: the run stops at the next safe point."""
+
+    def __init__(self):
+        self.signum: int | None = None
+
+    def requested(self) -> bool:
+        """Whether a signal asked the run to stop."""
+        return self.signum is not None
+
+    @contextlib.contextmanager
+    def installed(self, runtime: Runtime):
+        """Catch the signals in the main thread of a single process (a second signal ends at once)."""
+        if runtime.world_size > 1 or threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def catch(signum, frame):
+            self.signum = signum
+            for sig, handler in previous.items():  # a second signal: the default, at once
+                signal.signal(sig, handler)
+
+        for sig in previous:
+            signal.signal(sig, catch)
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 def _wrap(models: Models, runtime: Runtime) -> Models:

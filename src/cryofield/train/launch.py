@@ -86,7 +86,7 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     """
     method = method_of(config)
     workdir = WorkDir(config.outdir)
-    if resume and not workdir.is_trained():
+    if resume and not method.resumable(workdir):
         raise InputError(workdir.root, "no checkpoint to resume from")
     runtime = runtime or init_runtime(config.device)
     method.check(config, runtime)
@@ -128,7 +128,7 @@ def resume(workdir: str | os.PathLike, changes: dict | None = None, *, callbacks
     Run
     """
     workdir = WorkDir(workdir)
-    if not workdir.is_trained():
+    if not workdir.config.is_file():
         raise InputError(workdir.root, "no checkpoint to resume from")
     saved = load_config(workdir)
     config = replace(saved.resumed(changes or {}), outdir=str(workdir.root))

@@ -39,6 +39,7 @@ class Abinit(Method):
     """
 
     graphs = False  # training passes are interleaved with searches, on chunks of every size
+    stops_mid_epoch = False  # a signal stops it at the end of the epoch (searches and passes interleave)
 
     def __init__(self, config: AbinitConfig, data: PreparedParticles):
         if config.method != "hps" and (config.zdim or data.tilted is not None):

@@ -133,6 +133,11 @@ class Cryofold(Method):
         return models
 
     @classmethod
+    def resumable(cls, workdir: WorkDir) -> bool:
+        """A run whose warm-up was stopped can continue too (from the warm-up's checkpoint, or its start)."""
+        return workdir.config.is_file()
+
+    @classmethod
     def resolve(cls, config: CryofoldConfig, data: ParticleSource) -> CryofoldConfig:
         """The frame centre and the starting amplitude (:func:`resolve_start`); an :class:`InputError` names the PDB."""
         try:
