@@ -16,6 +16,7 @@ A run (``train-nn``, ``train-vae``, ``abinit``, ``train-cryofold``) writes one f
     warmup/                Cryofold: the warm-up, a work directory of its own, + globals.json
     structure.pdb          Cryofold: the fitted coarse-grained model
     analysis/, landscape/  what ``analyze`` and ``landscape`` write (their own modules name those files)
+    .lock                  held while a process writes the run (:meth:`WorkDir.locked`)
     report.html            the default report
 
 Checkpoints are read and written by :mod:`cryofield.train` (this layer never imports
@@ -24,8 +25,12 @@ torch); their paths are here.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,6 +159,32 @@ class WorkDir:
     def report(self) -> Path:
         """``report.html``: the default output of ``cryofield report``."""
         return self.root / "report.html"
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[WorkDir]:
+        """Hold the folder for one writing process (``.lock``, an advisory ``flock``).
+
+        The lock belongs to the open file, so a process that dies, even by SIGKILL, leaves
+        none behind. A second process is refused with an :class:`InputError` naming the
+        process that holds the folder.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".lock"
+        fh = open(path, "a+")
+        try:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise InputError(self.root, f"in use by {holder}: one run at a time writes a work directory") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            fh.flush()
+            yield self
+        finally:
+            fh.close()
 
     # ---- state ----
     def is_trained(self) -> bool:

@@ -8,6 +8,7 @@ come from the data, saves ``config.json``, trains on the engine and writes the r
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from dataclasses import replace
@@ -88,6 +89,9 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     workdir = WorkDir(config.outdir)
     if resume and not method.resumable(workdir):
         raise InputError(workdir.root, "no checkpoint to resume from")
+    if workdir.root.is_dir():
+        with workdir.locked():  # refused at once when another process writes the folder
+            pass
     runtime = runtime or init_runtime(config.device)
     method.check(config, runtime)
     table = read_table(config)
@@ -97,14 +101,15 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     if not resume:
         config = method.resolve(replace(config, box=data.box, data_pixel_size=data.pixel_size_angstrom,
                                         data_scale=data.scale).with_versions(), data)
-    if runtime.is_main:
-        config.save(workdir)
-    if callbacks.start is not None:
-        callbacks.start(config)
-    instance = method(config, data)
-    trainer = Trainer(instance, runtime=runtime, callbacks=callbacks)
-    trainer.fit(resume)
-    written = instance.write_outputs(trainer, table) if runtime.is_main else []
+    with workdir.locked() if runtime.is_main else contextlib.nullcontext():
+        if runtime.is_main:
+            config.save(workdir)
+        if callbacks.start is not None:
+            callbacks.start(config)
+        instance = method(config, data)
+        trainer = Trainer(instance, runtime=runtime, callbacks=callbacks)
+        trainer.fit(resume)
+        written = instance.write_outputs(trainer, table) if runtime.is_main else []
     return Run(workdir, written=written, config=config)
 
 
