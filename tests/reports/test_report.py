@@ -252,3 +252,20 @@ def test_report_selftest_in_headless_browser(fake_run, tmp_path, capsys, webgl):
         assert main(["filter", str(fake_run), "--polygon", str(tmp_path / f"{space}.json"), "-o", str(chosen)]) == 0
         np.testing.assert_array_equal(np.loadtxt(chosen, dtype=int, ndmin=1), expected)
         assert f"selected {len(expected)} of {N} particles" in capsys.readouterr().out
+
+
+def test_names_that_look_like_markup_are_shown_as_text(tmp_path):
+    """A run folder, settings and labels named like HTML stay text in the page (issue 23's security item)."""
+    from cryofield.cli.main import main
+    from cryofield.simulate.toy import make_toy_dataset
+
+    hostile = "<img src=x onerror=alert(1)>"
+    toy = make_toy_dataset(tmp_path / f"data{hostile}", n=40, box=16, apix=6.0, snr=20, seed=3)["star"]
+    out = tmp_path / f"run{hostile}"
+    assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "2", "-n", "1", "--enc-dim", "16", "--dec-dim",
+                 "16", "--enc-layers", "1", "--dec-layers", "1"]) == 0
+    assert main(["analyze", str(out), "--ksample", "3", "--pc-points", "2", "--no-umap"]) == 0
+    assert main(["report", str(out), "-o", str(tmp_path / "page.html")]) == 0
+    page = (tmp_path / "page.html").read_text()
+    assert hostile not in page and "onerror=alert" not in page.replace("onerror=alert(1)&gt;", "")
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page  # shown, escaped
