@@ -33,6 +33,8 @@ def test_resumed_applies_each_policy(tmp_path):
         saved.resumed({"zdim": 3})
     with pytest.raises(InputError, match="--no-amp True differs from the run's False"):
         saved.resumed({"amp": False})
+    with pytest.raises(InputError, match="--zdim 3 differs from the run's 2; --batch-size 4 differs from the run's 8"):
+        saved.resumed({"zdim": 3, "batch_size": 4})  # every difference named at once
 
 
 def test_every_setting_has_a_policy_and_runtime_ones_a_default():

@@ -202,6 +202,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if f.metadata.get("resume") == RUNTIME:
                 values[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        differing = []
         for name, given in changes.items():
             if name not in policies:
                 raise ValueError(f"{type(self).__name__} has no setting {name!r}")
@@ -212,8 +213,9 @@ class TrainConfig:
             elif policy == FIXED and not _same(given, saved, f.metadata.get("path", False)):
                 flag = flag_of(f)
                 shown = (lambda v: not v) if flag.startswith("--no-") else (lambda v: v)
-                raise InputError(where, f"--resume continues the run with its own settings: {flag} "
-                                        f"{shown(given)} differs from the run's {shown(saved)}")
+                differing.append(f"{flag} {shown(given)} differs from the run's {shown(saved)}")
+        if differing:
+            raise InputError(where, "--resume continues the run with its own settings: " + "; ".join(differing))
         config = dataclasses.replace(self, **values)
         config.check_inputs(changes.get("particles"))
         return config
