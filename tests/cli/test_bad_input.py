@@ -40,3 +40,62 @@ def test_a_cryosparc_file_of_no_rows(data, tmp_path, capsys):
         assert main(command) == 2
         assert "empty.cs: holds no particles" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def toy_copy(tmp_path):
+    return make_toy_dataset(tmp_path / "toy", n=12, box=16, apix=6.0, snr=20, seed=3)
+
+
+def _train(star, tmp_path):
+    return main(["train-nn", str(star), "-o", str(tmp_path / "run"), "-n", "1", "--dec-dim", "16", "--dec-layers",
+                 "1"])
+
+
+def test_nan_in_an_image_names_the_stack_and_image(toy_copy, tmp_path, capsys):
+    with mrcfile.open(toy_copy["stack"], "r+") as mrc:
+        mrc.data[6, 3, 4] = np.nan
+    assert _train(toy_copy["star"], tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{toy_copy['stack'].name}: image 7 has non-finite pixels" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("column, value, message", [("_rlnDefocusU", "nan", "row 4: _rlnDefocusU is 'nan', not a"),
+                                                     ("_rlnVoltage", "0", "row 1: the voltage is not positive"),
+                                                     ("_rlnAngleTilt", "inf", "row 4: _rlnAngleTilt is")])
+def test_impossible_metadata_names_the_row(toy_copy, tmp_path, capsys, column, value, message):
+    star = toy_copy["star"]
+    lines = star.read_text().splitlines()
+    headers = [line.split()[0] for line in lines if line.startswith("_rln")]
+    rows = [i for i, line in enumerate(lines) if line.strip() and not line.startswith(("_", "data_", "loop_", "#"))]
+    if column not in headers:
+        pytest.skip(f"{column} not in this STAR file")
+    # the column's position within its own block
+    block_start = max(i for i, line in enumerate(lines) if line.startswith("loop_") and i < rows[-1])
+    block_headers = [line.split()[0] for line in lines[block_start + 1:] if line.startswith("_rln")]
+    block_rows = [i for i in rows if i > block_start]
+    if column not in block_headers:  # an optics-table value: change it for every particle
+        block_start = min(i for i, line in enumerate(lines) if line.startswith("loop_"))
+        block_headers = [line.split()[0] for line in lines[block_start + 1:] if line.startswith("_rln")][
+            :len([line for line in lines[block_start + 1:rows[0]] if line.startswith("_rln")])]
+        block_rows = [rows[0]]
+    target = block_rows[3] if len(block_rows) > 3 else block_rows[0]
+    fields = lines[target].split()
+    fields[block_headers.index(column)] = value
+    lines[target] = " ".join(fields)
+    star.write_text("\n".join(lines) + "\n")
+    assert _train(star, tmp_path) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and star.name in err[0]
+
+
+@pytest.mark.parametrize("field, message", [("alignments3D/pose", "the pose holds NaN or Inf"),
+                                            ("ctf/df1_A", "the CTF parameters hold NaN or Inf")])
+def test_nan_values_in_a_cryosparc_file_name_the_row(data, tmp_path, capsys, field, message):
+    cs = np.load(data / "cryosparc/cryosparc_P12_J24_001_particles.cs").copy()
+    cs[field][2] = np.nan
+    with open(tmp_path / "nan.cs", "wb") as fh:
+        np.save(fh, cs)
+    assert main(["info", str(tmp_path / "nan.cs")]) == 2
+    assert f"nan.cs: row 3: {message}" in capsys.readouterr().err

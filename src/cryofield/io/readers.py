@@ -275,6 +275,28 @@ def _external(kind: str, source: str | os.PathLike, n: int) -> dict:
     return other
 
 
+def _refuse_impossible(ctf: pd.DataFrame | None, ctf_source: Path, rotations: np.ndarray | None,
+                       shifts_angstrom: np.ndarray | None, pose_source: Path) -> None:
+    """An :class:`InputError` naming the file and row of a NaN/Inf pose, shift or CTF value, or a voltage <= 0.
+
+    STAR values are checked as they are read; this covers every source (``.cs``, pickles).
+    """
+    checks = []
+    if ctf is not None:
+        values = ctf.to_numpy(np.float64)
+        checks.append((ctf_source, ~np.isfinite(values).all(1), "the CTF parameters hold NaN or Inf"))
+        if "voltage_kv" in ctf:
+            checks.append((ctf_source, ~(ctf["voltage_kv"].to_numpy(np.float64) > 0), "the voltage is not positive"))
+    if rotations is not None:
+        checks.append((pose_source, ~np.isfinite(rotations.reshape(len(rotations), -1)).all(1),
+                       "the pose holds NaN or Inf"))
+    if shifts_angstrom is not None:
+        checks.append((pose_source, ~np.isfinite(shifts_angstrom).all(1), "the shift holds NaN or Inf"))
+    for source, bad, what in checks:
+        if bad.any():
+            raise InputError(source, f"row {int(np.flatnonzero(bad)[0]) + 1}: {what}")
+
+
 def _finish(parts: dict, *, poses, ctf, apix: float | None) -> ParticleTable:
     refs: ImageRefs = parts["refs"]
     n = len(refs)
@@ -337,6 +359,8 @@ def _finish(parts: dict, *, poses, ctf, apix: float | None) -> ParticleTable:
             other_apix = other["pixel_size"] if other["pixel_size"] is not None else pixel_size
             shifts_angstrom = (other.get("shifts_angstrom") if other.get("shifts_px") is None
                                else other["shifts_px"] * other_apix[:, None])
+    _refuse_impossible(ctf_table, Path(ctf) if ctf is not None else refs.metadata_path, rotations, shifts_angstrom,
+                       Path(poses) if poses is not None else refs.metadata_path)
     groups = parts.get("groups")
     return ParticleTable(refs=refs, pixel_size_angstrom=pixel_size, box_size_px=box, ctf=ctf_table,
                          rotations_or_none=rotations, shifts_angstrom=shifts_angstrom,
