@@ -99,3 +99,20 @@ def test_nan_values_in_a_cryosparc_file_name_the_row(data, tmp_path, capsys, fie
         np.save(fh, cs)
     assert main(["info", str(tmp_path / "nan.cs")]) == 2
     assert f"nan.cs: row 3: {message}" in capsys.readouterr().err
+
+
+def test_image_names_with_dotdot_are_read_but_nothing_is_written_outside_the_output(tmp_path):
+    """A STAR file may name stacks as ../x.mrcs (RELION projects do); outputs still go only where asked."""
+    toy = make_toy_dataset(tmp_path / "toy", n=12, box=16, apix=6.0, snr=20, seed=3)
+    deep = tmp_path / "project" / "job1"
+    deep.mkdir(parents=True)
+    text = toy["star"].read_text().replace("particles.mrcs", "../../toy/particles.mrcs")
+    (deep / "p.star").write_text(text)
+    (tmp_path / "keep.txt").write_text("0 1 2\n")
+    before = {p for p in tmp_path.rglob("*")}
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main(["select", str(deep / "p.star"), "--ind", str(tmp_path / "keep.txt"), "-o", str(out / "sel.mrcs")]) == 0
+    assert main(["backproject", str(deep / "p.star"), "-o", str(out / "bp")]) == 0
+    new = {p for p in tmp_path.rglob("*")} - before
+    assert new and all(p == out or out in p.parents for p in new), sorted(map(str, new - {out}))
