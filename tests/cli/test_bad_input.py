@@ -116,3 +116,13 @@ def test_image_names_with_dotdot_are_read_but_nothing_is_written_outside_the_out
     assert main(["backproject", str(deep / "p.star"), "-o", str(out / "bp")]) == 0
     new = {p for p in tmp_path.rglob("*")} - before
     assert new and all(p == out or out in p.parents for p in new), sorted(map(str, new - {out}))
+
+
+def test_images_smaller_than_8_px_are_refused(tmp_path, capsys):
+    with mrcfile.new(tmp_path / "tiny.mrcs") as mrc:
+        mrc.set_data(np.zeros((4, 6, 6), np.float32))
+        mrc.voxel_size = 2.0
+    assert main(["downsample", str(tmp_path / "tiny.mrcs"), "-D", "4", "-o", str(tmp_path / "d.mrcs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "images are 6 x 6 px; cryofield needs at least 8 x 8" in err[0]
+    assert not (tmp_path / "d.mrcs").exists()

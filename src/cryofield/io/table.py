@@ -268,6 +268,8 @@ class ParticleTable:
             raise InputError(self.source, "no particles")
         if shape[0] != shape[1]:
             raise InputError(self.source, f"images are {shape[0]} x {shape[1]}; cryofield needs square images")
+        if shape[0] < 8:
+            raise InputError(self.source, f"images are {shape[0]} x {shape[1]} px; cryofield needs at least 8 x 8")
         if self.box_size_px is not None and len(self.box_size_px) and self.box_size != shape[0]:
             warnings.warn(f"{self.source}: metadata say box {self.box_size} px but the stacks hold "
                           f"{shape[0]} px images; using the stacks", stacklevel=1)
