@@ -126,3 +126,19 @@ def test_images_smaller_than_8_px_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "images are 6 x 6 px; cryofield needs at least 8 x 8" in err[0]
     assert not (tmp_path / "d.mrcs").exists()
+
+
+def test_a_full_disk_during_an_export_is_one_line(toy_copy, tmp_path, capsys, monkeypatch):
+    import errno
+
+    import cryofield.io.mrc as mrc_module
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "out.mrcs"))
+
+    monkeypatch.setattr(mrc_module.MrcStackWriter, "write", full)
+    assert main(["invert", str(toy_copy["star"]), "-o", str(tmp_path / "out.mrcs")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the disk is full" in err[0]
+    assert not (tmp_path / "out.mrcs").exists() and not (tmp_path / "out.star").exists()
+    assert not [p for p in tmp_path.iterdir() if ".part" in p.name]

@@ -96,3 +96,31 @@ def test_the_command_line_stops_a_diverging_run_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "stopped: the loss is no longer finite (epoch 1, step" in err[0]
     assert "start again with a lower --lr" in err[0] and not (tmp_path / "run/checkpoints/last.pt").exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch,
+                                                                                          capsys):
+    import errno
+
+    import cryofield.train.checkpoint as checkpoint
+    from cryofield.cli.main import main
+
+    toy = make_toy_dataset(tmp_path / "toy", n=32, box=16, apix=6.0, snr=20, seed=3)["star"]
+    args = ["train-nn", str(toy), "-o", str(tmp_path / "run"), "-n", "2", "--checkpoint", "1", "--dec-dim", "16",
+            "--dec-layers", "1", "-b", "16"]
+    original, calls = torch.save, []
+
+    def save(state, target):
+        calls.append(target)
+        if len(calls) > 2:  # epoch 1's two files go through; epoch 2's do not fit
+            target.write(b"partial")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return original(state, target)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "the previous checkpoint is intact" in err[0]
+    monkeypatch.setattr(checkpoint.torch, "save", original)
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] == 0 and not list((tmp_path / "run/checkpoints").glob(".*part"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 
@@ -75,6 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as exc:
         print(f"cryofield {args.command}: stopped: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"cryofield {args.command}: stopped: the disk is full ({exc.filename or exc}); outputs are written "
+              "whole or not at all, so nothing was left half-written", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("cryofield: interrupted; no output was written", file=sys.stderr)
         return 130

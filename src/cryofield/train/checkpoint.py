@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cryofield.errors import InputError
+from cryofield.errors import InputError, RunStopped
 from cryofield.io import WorkDir
 
 
@@ -80,7 +80,12 @@ def save_checkpoint(workdir: WorkDir, state: dict, epoch: int | None) -> None:
     """
     workdir.checkpoints.mkdir(parents=True, exist_ok=True)
     for path in ([] if epoch is None else [workdir.checkpoint(epoch)]) + [workdir.last_checkpoint]:
-        _write_whole(state, path)
+        try:
+            _write_whole(state, path)
+        except OSError as exc:  # a full disk or quota: the files in place are untouched
+            kept = workdir.last_checkpoint if workdir.last_checkpoint.is_file() else "none"
+            raise RunStopped(f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is intact: "
+                             f"{kept}") from None
 
 
 def _write_whole(state: dict, path: Path) -> None:
