@@ -69,8 +69,7 @@ def test_impossible_metadata_names_the_row(toy_copy, tmp_path, capsys, column, v
     lines = star.read_text().splitlines()
     headers = [line.split()[0] for line in lines if line.startswith("_rln")]
     rows = [i for i, line in enumerate(lines) if line.strip() and not line.startswith(("_", "data_", "loop_", "#"))]
-    if column not in headers:
-        pytest.skip(f"{column} not in this STAR file")
+    assert column in headers  # the toy STAR file has every column the test changes
     # the column's position within its own block
     block_start = max(i for i, line in enumerate(lines) if line.startswith("loop_") and i < rows[-1])
     block_headers = [line.split()[0] for line in lines[block_start + 1:] if line.startswith("_rln")]

@@ -109,6 +109,10 @@ class _AtomicVolumes:
         self.decoder = models.decoder.eval()
 
     def __call__(self, latents: np.ndarray, *, amp: bool = False) -> np.ndarray:
+        """Maps (M, D, D, D) at latents (M, zdim), always in fp32.
+
+        ``amp`` is accepted and ignored: the atomic model is fitted and written in fp32.
+        """
         import torch
 
         from cryofield.imaging import render_volume
