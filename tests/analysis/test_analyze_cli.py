@@ -73,7 +73,7 @@ def test_analyze_latents_alone_and_errors(run, tmp_path, capsys):
     assert "2 labels for 100 particles" in capsys.readouterr().err
     np.save(tmp_path / "z3.npy", np.zeros((100, 3)))
     assert main(["analyze", str(out), "--z", str(tmp_path / "z3.npy")]) == 2
-    assert "need finite (N, 2)" in capsys.readouterr().err
+    assert "latents of shape (100, 3): expected 2 columns" in capsys.readouterr().err
 
 
 def test_traversal_commands(run, tmp_path, capsys):

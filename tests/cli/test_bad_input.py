@@ -1,5 +1,7 @@
 """Files of no particles are one line naming the file, exit code 2, nothing written (issue 23, in part)."""
 
+import pickle
+
 import mrcfile
 import numpy as np
 import pytest
@@ -63,6 +65,9 @@ def test_nan_in_an_image_names_the_stack_and_image(toy_copy, tmp_path, capsys):
 
 @pytest.mark.parametrize("column, value, message", [("_rlnDefocusU", "nan", "row 4: _rlnDefocusU is 'nan', not a"),
                                                      ("_rlnVoltage", "0", "row 1: the voltage is not positive"),
+                                                     ("_rlnDefocusV", "-500", "row 4: the defocus (V) is negative"),
+                                                     ("_rlnAmplitudeContrast", "1.2",
+                                                      "row 1: the amplitude contrast is outside [0, 1)"),
                                                      ("_rlnAngleTilt", "inf", "row 4: _rlnAngleTilt is")])
 def test_impossible_metadata_names_the_row(toy_copy, tmp_path, capsys, column, value, message):
     star = toy_copy["star"]
@@ -89,11 +94,12 @@ def test_impossible_metadata_names_the_row(toy_copy, tmp_path, capsys, column, v
     assert len(err) == 1 and message in err[0] and star.name in err[0]
 
 
-@pytest.mark.parametrize("field, message", [("alignments3D/pose", "the pose holds NaN or Inf"),
-                                            ("ctf/df1_A", "the CTF parameters hold NaN or Inf")])
-def test_nan_values_in_a_cryosparc_file_name_the_row(data, tmp_path, capsys, field, message):
+@pytest.mark.parametrize("field, value, message", [("alignments3D/pose", np.nan, "the pose holds NaN or Inf"),
+                                                   ("ctf/df1_A", np.nan, "the CTF parameters hold NaN or Inf"),
+                                                   ("ctf/df2_A", -2e4, "the defocus (V) is negative")])
+def test_impossible_values_in_a_cryosparc_file_name_the_row(data, tmp_path, capsys, field, value, message):
     cs = np.load(data / "cryosparc/cryosparc_P12_J24_001_particles.cs").copy()
-    cs[field][2] = np.nan
+    cs[field][2] = value
     with open(tmp_path / "nan.cs", "wb") as fh:
         np.save(fh, cs)
     assert main(["info", str(tmp_path / "nan.cs")]) == 2
@@ -141,3 +147,49 @@ def test_a_full_disk_during_an_export_is_one_line(toy_copy, tmp_path, capsys, mo
     assert len(err) == 1 and "the disk is full" in err[0]
     assert not (tmp_path / "out.mrcs").exists() and not (tmp_path / "out.star").exists()
     assert not [p for p in tmp_path.iterdir() if ".part" in p.name]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """A finished two-epoch VAE run and its analysis, to damage copies of."""
+    folder = tmp_path_factory.mktemp("run")
+    toy = make_toy_dataset(folder / "toy", n=24, box=16, apix=6.0, snr=20, seed=3)
+    run = folder / "run"
+    assert main(["train-vae", str(toy["star"]), "-o", str(run), "-n", "2", "--zdim", "2", "--enc-dim", "8",
+                 "--enc-layers", "1", "--dec-dim", "16", "--dec-layers", "1", "--checkpoint", "1"]) == 0
+    assert main(["analyze", str(run), "--ksample", "2", "--pc", "1", "--pc-points", "2", "--no-umap"]) == 0
+    return toy, run
+
+
+def _damage(path, how):
+    data = path.read_bytes()
+    path.write_bytes({"cut": data[:len(data) // 2], "empty": b"", "garbage": b"\x93NUMPY\x01\x00garbage{" * 7,
+                      "pickle": pickle.dumps(np.arange(3, dtype=object))}[how])
+
+
+@pytest.mark.parametrize("how", ["cut", "empty", "garbage", "pickle"])
+@pytest.mark.parametrize("name, command", [
+    ("z.npy", ["analyze", "RUN", "-o", "OUT", "--no-maps"]),
+    ("z.npy", ["graph-traversal", "RUN", "--anchors", "0", "1", "-o", "OUT", "--no-maps"]),
+    ("analysis/z_pca.npy", ["report", "RUN", "-o", "OUT.html"]),
+    ("analysis/kmeans2/labels.npy", ["report", "RUN", "-o", "OUT.html"]),
+    ("config.json", ["eval-vol", "RUN", "--z", "0", "0", "-o", "OUT"]),
+    ("checkpoints/last.pt", ["eval-vol", "RUN", "--z", "0", "0", "-o", "OUT"]),
+])
+def test_a_damaged_run_file_is_one_line_naming_it(small_run, tmp_path, capsys, name, command, how):
+    """Run files cut short, emptied or replaced: one line naming the file, exit 2, no output (item 1)."""
+    import shutil
+
+    toy, run = small_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    _damage(copy / name, how)
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("*")}
+    out = tmp_path / "out"
+    args = [str(copy) if a == "RUN" else a.replace("OUT", str(out)) for a in command]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(copy / name) in err[0], err
+    assert not list(tmp_path.glob("out*"))
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.name != ".lock"} == \
+        {p: t for p, t in before.items() if p.name != ".lock"}

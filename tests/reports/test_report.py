@@ -154,7 +154,7 @@ def test_report_bad_input_exits_2_and_writes_nothing(fake_run, tmp_path, capsys)
     (broken / "log.jsonl").unlink()
     np.save(broken / "analysis/kmeans3/labels.npy", np.zeros(10, np.int64))
     assert main(["report", str(broken), "-o", str(out)]) == 2
-    assert "10 rows for 300 particles" in capsys.readouterr().err
+    assert "10 cluster labels for 300 particles" in capsys.readouterr().err
     np.save(broken / "analysis/kmeans3/labels.npy", np.load(fake_run / "analysis/kmeans3/labels.npy"))
     (broken / "analysis/pc1/vol_001.mrc").write_bytes(b"not a map")
     assert main(["report", str(broken), "-o", str(out)]) == 2

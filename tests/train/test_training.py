@@ -152,7 +152,7 @@ def test_refined_latents_lower_each_images_objective(toy, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["images_scored"] == 5
     np.save(tmp_path / "bad.npy", np.zeros((120, 3)))
     assert main(["evaluate", str(out), "--truth", str(toy.parent), "--z", str(tmp_path / "bad.npy")]) == 2
-    assert "need (120, 2)" in capsys.readouterr().err
+    assert "latents of shape (120, 3): expected 2 columns" in capsys.readouterr().err
     assert main(["eval-images", str(out), "--refine-z", "-1", "-o", str(tmp_path / "x.npy")]) == 2
 
 

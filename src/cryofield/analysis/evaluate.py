@@ -10,7 +10,7 @@ import torch
 
 from cryofield.errors import InputError
 from cryofield.imaging import half_lattice_mask, render_volume
-from cryofield.io import WorkDir, load_legacy_pickle, numbered_map, read_map
+from cryofield.io import WorkDir, numbered_map, read_array, read_arrays, read_indices, read_map
 from cryofield.metrics import (
     adjusted_rand_index,
     evaluation_images,
@@ -34,9 +34,7 @@ def _indices(config: TrainConfig, n_truth: int) -> np.ndarray:
     if not config.ind:
         return np.arange(n_truth)
     path = Path(config.ind)
-    values = np.load(path) if path.suffix == ".npy" else (
-        np.asarray(load_legacy_pickle(path)) if path.suffix == ".pkl" else np.loadtxt(path, dtype=np.int64))
-    return np.unique(np.asarray(values, np.int64))
+    return read_indices(path, n_truth)
 
 
 def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_images: int = 100,
@@ -72,7 +70,7 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
         if not need.is_file():
             raise InputError(need, "not found")
     config = TrainConfig.load(run)
-    truth = np.load(truth_dir / "truth.npz")
+    truth = read_arrays(truth_dir / "truth.npz", ("state", "coordinates"), what="ground truth")
     rows = _indices(config, len(truth["state"]))
     states, coordinates = truth["state"][rows], truth["coordinates"][rows]
     _, models = load_models(run, config.box, int(half_lattice_mask(config.box).sum()))
@@ -105,10 +103,7 @@ def _latents(run: WorkDir, config: TrainConfig, latents: str | os.PathLike | Non
     z_file = Path(latents) if latents is not None else run.latents
     if not z_file.is_file():
         raise InputError(z_file, "not found" + ("" if latents is not None else ": the run did not finish"))
-    z = np.load(z_file)
-    if z.ndim != 2 or len(z) != n or z.shape[1] != config.zdim:
-        raise InputError(z_file, f"latents of shape {z.shape}: need ({n}, {config.zdim}) for this run")
-    return z
+    return read_array(z_file, ndim=2, rows=n, columns=config.zdim, what="latents")
 
 
 def _map_pairs(models, config: TrainConfig, z: np.ndarray | None, states: np.ndarray, picks: np.ndarray,

@@ -34,6 +34,7 @@ import numpy as np
 from cryofield.analysis.latent import kmeans_clusters
 from cryofield.analysis.phi import train_phi
 from cryofield.io import ClusterSet, Landscape, LandscapeStates, numbered_map, write_map
+from cryofield.io._atomic import save_table, save_text, whole
 from cryofield.train.config import setting
 
 MapSource = Callable[[np.ndarray], np.ndarray]  # latents (M, zdim) -> maps (M, D, D, D)
@@ -249,7 +250,7 @@ def _volume_pca(masked: np.ndarray, mean_map: np.ndarray, mask: np.ndarray, outd
             volume = mean_map.copy()
             volume[mask] = pca.mean_ + t * pca.components_[pc]
             write_map(numbered_map(folder, j), volume.astype(np.float32), apix)
-        np.savetxt(folder / "pc_coordinates.txt", np.linspace(lo, hi, s.pc_points))
+        save_table(folder / "pc_coordinates.txt", np.linspace(lo, hi, s.pc_points))
     return pca, sketch_pc
 
 
@@ -296,8 +297,9 @@ def _fit_phi(z: np.ndarray, pca, mask: np.ndarray, render, rng: np.random.Genera
     targets = np.concatenate([pca.transform(render(z[part], "phi samples")[:, mask].astype(np.float64))
                               for part in np.array_split(samples, max(1, len(samples) // 64))])
     phi, record = train_phi(z[samples], targets, epochs=s.phi_epochs, batch=s.phi_batch, lr=s.phi_lr, seed=s.seed)
-    torch.save(phi.state_dict(), outdir / "phi.pt")
-    (outdir / "phi.json").write_text(json.dumps({**record, "samples": len(samples)}) + "\n")
+    with whole(outdir / "phi.pt") as temp, open(temp, "wb") as fh:
+        torch.save(phi.state_dict(), fh)
+    save_text(outdir / "phi.json", json.dumps({**record, "samples": len(samples)}) + "\n")
     return phi(z), {"samples": len(samples), "best_epoch": record["best_epoch"], "val_r2": record["val_r2"]}
 
 

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
-from cryofield.io import WorkDir
+from cryofield.io import WorkDir, read_array
 
 NAME = "analyze"
 
@@ -51,11 +49,7 @@ def run(args) -> None:
     if args.workdir is not None:
         z, rows = load_run_latents(args)  # rows of the run's input file
     else:
-        if not z_file.is_file():
-            raise InputError(z_file, "not found")
-        z = np.load(z_file)
-        if z.ndim != 2 or not np.isfinite(z).all():
-            raise InputError(z_file, f"latents of shape {z.shape}: need finite (N, zdim)")
+        z = read_array(z_file, ndim=2, what="latents")
     for name in ("ksample", "pc", "pc_points"):
         if getattr(args, name) < 1:
             raise InputError(z_file, f"--{name.replace('_', '-')} must be at least 1")
@@ -63,9 +57,7 @@ def run(args) -> None:
         raise InputError(z_file, f"--gmm {args.gmm}: between 1 and the {len(z)} particles")
     labels = None
     if args.labels is not None:
-        labels = np.load(args.labels) if args.labels.suffix == ".npy" else np.loadtxt(args.labels, ndmin=1)
-        if len(labels) != len(z):
-            raise InputError(args.labels, f"{len(labels)} labels for {len(z)} particles")
+        labels = read_array(args.labels, ndim=1, rows=len(z), what="labels")
     outdir = args.outdir or WorkDir(args.workdir).analysis
     with_maps = args.workdir is not None and not args.no_maps
     n_maps = min(args.ksample, len(z)) + (args.gmm or 0) + min(args.pc, z.shape[1]) * args.pc_points

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cryofield.cli._common import command_parser
 from cryofield.cli._latents import add_path_arguments, latent_rows, load_run_latents, write_path
 from cryofield.errors import InputError
+from cryofield.io import read_array
 
 NAME = "direct-traversal"
 
@@ -36,8 +35,7 @@ def run(args) -> None:
     if args.anchors is not None:
         points = z[latent_rows(args.anchors, rows, Path("--anchors"))]
     else:
-        points = np.load(args.z_anchors) if args.z_anchors.suffix == ".npy" else np.loadtxt(args.z_anchors, ndmin=2)
-        points = np.asarray(points, float).reshape(len(points), -1)
+        points = read_array(args.z_anchors, ndim=2, what="anchor latents")
         if points.shape[1] != z.shape[1]:
             raise InputError(args.z_anchors, f"anchor latents have {points.shape[1]} values; the run has zdim "
                                              f"{z.shape[1]}")

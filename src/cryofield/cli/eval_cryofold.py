@@ -8,7 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
-from cryofield.io import WorkDir, numbered_map
+from cryofield.io import WorkDir, numbered_map, read_array
 
 NAME = "eval-cryofold"
 
@@ -40,10 +40,7 @@ def _latents(args, zdim: int) -> np.ndarray:
     if args.z is not None:
         zs = np.asarray(args.z, float)[None]
     elif args.z_file is not None:
-        try:
-            zs = np.load(args.z_file) if args.z_file.suffix == ".npy" else np.loadtxt(args.z_file, ndmin=2)
-        except (OSError, ValueError) as exc:
-            raise InputError(args.z_file, f"not a readable table of latents ({exc})") from None
+        zs = read_array(args.z_file, ndim=2, what="latents")
     elif args.z_range is not None:
         run = WorkDir(args.workdir)
         if zdim != 1 or not run.latents.is_file():

@@ -9,6 +9,7 @@ import numpy as np
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
+from cryofield.io._atomic import atomic_outputs
 
 NAME = "eval-images"
 
@@ -79,9 +80,10 @@ def run(args) -> None:
                                    kl_weight=config.kl_weight, amp=config.amp, progress=bar.update)
         losses = image_losses(models, data, means, args.batch_size)
     stem = args.output.with_suffix("")
-    np.save(args.output, means)
-    np.save(f"{stem}.logvar.npy", logvars)
-    np.save(f"{stem}.loss.npy", losses)
+    with atomic_outputs(args.output, f"{stem}.logvar.npy", f"{stem}.loss.npy") as temps:
+        for temp, array in zip(temps, (means, logvars, losses)):
+            with open(temp, "wb") as fh:
+                np.save(fh, array)
     what = f"refined latents ({args.refine_z} steps)" if args.refine_z else "posterior means"
     print(f"wrote {args.output} ({what}, {means.shape[0]} x {means.shape[1]}), {stem}.logvar.npy (the encoder's) "
           f"and {stem}.loss.npy (mean loss {losses.mean():.5f})")

@@ -8,7 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
-from cryofield.io import WorkDir, numbered_map
+from cryofield.io import WorkDir, numbered_map, read_array
 
 NAME = "eval-vol"
 
@@ -47,7 +47,7 @@ def run(args) -> None:
         if args.z is not None:
             zs = np.asarray(args.z, float)[None]
         elif args.z_file is not None:
-            zs = np.load(args.z_file) if args.z_file.suffix == ".npy" else np.loadtxt(args.z_file, ndmin=2)
+            zs = read_array(args.z_file, ndim=2, what="latents")
         elif args.mean_of is not None:
             zs = _set_means(args)
         else:

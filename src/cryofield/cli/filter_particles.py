@@ -11,6 +11,7 @@ from cryofield.cli._common import command_parser
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
 from cryofield.io import WorkDir, read_indices
+from cryofield.io._atomic import save_table
 
 NAME = "filter"
 
@@ -103,7 +104,7 @@ def run(args) -> None:
         mask = ~mask
     selected = mask_to_rows(mask, rows)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    np.savetxt(args.output, selected, fmt="%d")
+    save_table(args.output, selected, fmt="%d")
     print(f"selected {len(selected)} of {len(z)} particles ({'NOT ' if args.invert else ''}{'; '.join(criteria)}); "
           f"wrote {args.output}")
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, read_volume
 from cryofield.errors import InputError
+from cryofield.io._atomic import save_table
 
 
 def add_parser(subparsers):
@@ -47,7 +48,7 @@ def run(args) -> None:
     freqs, curve = fsc(torch.from_numpy(a), torch.from_numpy(b), None if mask is None else torch.from_numpy(mask))
     res5, res143 = (apix / resolution_at(freqs, curve, t) for t in (0.5, 0.143))
     if args.output:
-        np.savetxt(args.output, np.column_stack([freqs / apix, curve]), fmt="%.6f", header="freq_1/A  fsc")
+        save_table(args.output, np.column_stack([freqs / apix, curve]), fmt="%.6f", header="freq_1/A  fsc")
     if args.plot:
         from cryofield.reports import plot_fsc
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
-
 from cryofield.analysis.landscape import LandscapeSettings
 from cryofield.cli._common import add_settings, command_parser, progress_bar
 from cryofield.cli._latents import load_run_latents
 from cryofield.errors import InputError
-from cryofield.io import WorkDir
+from cryofield.io import WorkDir, read_array
 
 NAME = "landscape"
 
@@ -60,9 +58,7 @@ def run(args) -> None:
         raise InputError(args.workdir, f"-M {args.states} states from a sketch of {min(args.sketch, len(z))} maps")
     labels = None
     if args.labels is not None:
-        labels = np.load(args.labels) if args.labels.suffix == ".npy" else np.loadtxt(args.labels, ndmin=1)
-        if len(labels) != len(z):
-            raise InputError(args.labels, f"{len(labels)} labels for {len(z)} particles")
+        labels = read_array(args.labels, ndim=1, rows=len(z), what="labels")
     volumes = RunVolumes(args.workdir, args.downsample or min(64, _training_box(args.workdir)))
     mask = None
     if args.mask is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import os
 import sys
 import warnings
+from pathlib import Path
 
 from cryofield import __version__
 from cryofield.cli import (
@@ -68,9 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.showwarning = _show_warning
+    new_folders = _new_output_folders(args)
     try:
         args.run(args)
     except InputError as exc:
+        _remove_empty(new_folders)
         print(f"cryofield {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RunStopped as exc:
@@ -86,6 +91,19 @@ def main(argv: list[str] | None = None) -> int:
         print("cryofield: interrupted; no output was written", file=sys.stderr)
         return 130
     return 0
+
+
+def _new_output_folders(args) -> list[Path]:
+    """The output folders named on the command line that do not exist yet (a failed command removes them)."""
+    named = [getattr(args, name, None) for name in ("outdir", "output")]
+    return [Path(p) for p in named if isinstance(p, (str, os.PathLike)) and not os.path.lexists(p)]
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this command made and left empty: bad input leaves nothing behind."""
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ export functions write any subset back in the format it came from. This layer ne
 imports torch.
 """
 
+from cryofield.io.arrays import read_array, read_arrays
 from cryofield.io.atoms import AtomicModel, read_atomic_model
 from cryofield.io.export import export_stack, restack, write_particles
 from cryofield.io.indices import read_indices
@@ -27,6 +28,7 @@ from cryofield.io.workdir import WorkDir
 __all__ = [
     "AtomicModel", "ClusterSet", "ImageRefs", "Landscape", "LandscapeStates", "LatentAnalysis", "LatentPath",
     "MrcStack", "MrcStackWriter", "ParticleTable", "SourceRecord", "StarBlock", "WorkDir", "export_stack",
-    "load_legacy_pickle", "numbered_map", "numbered_maps", "read_atomic_model", "read_indices", "read_map",
-    "read_particles", "read_star", "restack", "write_map", "write_mrc", "write_particles", "write_star",
+    "load_legacy_pickle", "numbered_map", "numbered_maps", "read_array", "read_arrays", "read_atomic_model",
+    "read_indices", "read_map", "read_particles", "read_star", "restack", "write_map", "write_mrc",
+    "write_particles", "write_star",
 ]

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
+from cryofield.io._atomic import save_text
 
 #: electrons per element (atomic numbers; other elements count as carbon)
 ATOMIC_NUMBER = {"H": 1, "C": 6, "N": 7, "O": 8, "P": 15, "S": 16, "SE": 34, "MG": 12, "ZN": 30, "FE": 26,
@@ -266,4 +267,4 @@ def write_coarse_pdb(path: str | os.PathLike, coarse: CoarseModel, frames: np.nd
         structure.add_model(model)
     options = gemmi.PdbWriteOptions(minimal=True)
     options.cryst1_record = False  # no unit cell: a model, not a crystal
-    Path(path).write_text(structure.make_pdb_string(options))
+    save_text(path, structure.make_pdb_string(options))

@@ -11,7 +11,7 @@ import pandas as pd
 
 from cryofield.conventions import matrix_to_relion_euler
 from cryofield.errors import InputError
-from cryofield.io._atomic import atomic_outputs
+from cryofield.io._atomic import atomic_outputs, save_npy
 from cryofield.io.mrc import MrcStackWriter
 from cryofield.io.star import StarBlock, write_star
 from cryofield.io.table import ImageRefs, ParticleTable, SourceRecord
@@ -31,15 +31,14 @@ def write_particles(table: ParticleTable, path: str | os.PathLike) -> None:
     ----------
     table : ParticleTable
     path : str or PathLike
-        ``.star`` or ``.cs``; written directly (wrap in ``atomic_outputs`` for safety).
+        ``.star`` or ``.cs``; replaced whole or not at all.
     """
     path = Path(path)
     record = table.record
     if path.suffix.lower() == ".cs":
         if record.kind != "cs":
             raise InputError(path, "a .cs output needs a cryoSPARC .cs input; write .star instead")
-        with open(path, "wb") as fh:
-            np.save(fh, record.cs[record.rows])
+        save_npy(path, record.cs[record.rows])
         return
     if record.kind == "star":
         blocks = dict(record.star)

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
-from cryofield.io.results import ClusterSet, _array
+from cryofield.io._atomic import save_npy, save_table, save_text
+from cryofield.io.arrays import read_array
+from cryofield.io.results import ClusterSet
 from cryofield.io.workdir import read_json_object
 
 
@@ -126,29 +128,29 @@ class Landscape:
         folder = Path(folder)
         sketch = folder / "sketch"
         sketch.mkdir(parents=True, exist_ok=True)
-        np.save(sketch / "labels.npy", self.sketch.labels)
-        np.savetxt(sketch / "centers.txt", z[self.sketch.centers_row])
-        np.savetxt(sketch / "centers_ind.txt", rows[self.sketch.centers_row], fmt="%d")
-        np.savetxt(sketch / "counts.txt", self.sketch_counts, fmt="%d")
-        (folder / "sketch_check.json").write_text(json.dumps(self.sketch_check) + "\n")
-        np.save(folder / "sketch_pc.npy", self.sketch_pc)
-        (folder / "vol_pca.json").write_text(json.dumps(
+        save_npy(sketch / "labels.npy", self.sketch.labels)
+        save_table(sketch / "centers.txt", z[self.sketch.centers_row])
+        save_table(sketch / "centers_ind.txt", rows[self.sketch.centers_row], fmt="%d")
+        save_table(sketch / "counts.txt", self.sketch_counts, fmt="%d")
+        save_text(folder / "sketch_check.json", json.dumps(self.sketch_check) + "\n")
+        save_npy(folder / "sketch_pc.npy", self.sketch_pc)
+        save_text(folder / "vol_pca.json", json.dumps(
             {"explained_variance_ratio": self.explained_variance_ratio.tolist()}, indent=2) + "\n")
         states = folder / self.states.folder
         states.mkdir(exist_ok=True)
-        np.save(states / "sketch_labels.npy", self.states.of_sketch)
-        np.save(states / "labels.npy", self.states.of_particle)
+        save_npy(states / "sketch_labels.npy", self.states.of_sketch)
+        save_npy(states / "labels.npy", self.states.of_particle)
         for j in range(self.states.count):
-            np.savetxt(states / f"state_{j:03d}.ind.txt", rows[self.states.of_particle == j], fmt="%d")
-        (states / "counts.json").write_text(json.dumps({"volumes": self.states.volumes,
+            save_table(states / f"state_{j:03d}.ind.txt", rows[self.states.of_particle == j], fmt="%d")
+        save_text(states / "counts.json", json.dumps({"volumes": self.states.volumes,
                                                         "particles": self.states.particles,
                                                         "linkage": self.states.linkage}) + "\n")
-        np.save(folder / "sketch_mds.npy", self.sketch_mds)
+        save_npy(folder / "sketch_mds.npy", self.sketch_mds)
         if self.sketch_umap is not None:
-            np.save(folder / "sketch_umap.npy", self.sketch_umap)
+            save_npy(folder / "sketch_umap.npy", self.sketch_umap)
         if self.z_vol_pc is not None:
-            np.save(folder / "z_vol_pc.npy", self.z_vol_pc.astype(np.float32))
-        (folder / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+            save_npy(folder / "z_vol_pc.npy", self.z_vol_pc.astype(np.float32))
+        save_text(folder / "summary.json", json.dumps(self.summary, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> Landscape:
@@ -161,18 +163,22 @@ class Landscape:
         """
         folder = Path(folder)
         summary = read_json_object(folder / "summary.json")
-        states_dir = folder / str(summary.get("states", {}).get("folder", ""))
-        if not (states_dir / "sketch_labels.npy").is_file():
+        recorded = summary.get("states")
+        if not isinstance(recorded, dict) or not (folder / str(recorded.get("folder", ""))
+                                                  / "sketch_labels.npy").is_file():
             raise InputError(folder, "not a folder written by `cryofield landscape` (no states)")
-        labels = _array(folder / "sketch" / "labels.npy", ndim=1).astype(np.int64)
+        states_dir = folder / str(recorded.get("folder", ""))
+        labels = read_array(folder / "sketch" / "labels.npy", ndim=1, what="sketch labels").astype(np.int64)
         n = len(labels)
         sketch = ClusterSet("sketch", labels, np.empty(0, np.int64))  # the sketched rows are not saved
-        of_sketch = _array(states_dir / "sketch_labels.npy", ndim=1).astype(np.int64)
-        of_particle = (_array(states_dir / "labels.npy", n=n, ndim=1).astype(np.int64)
-                       if (states_dir / "labels.npy").is_file() else of_sketch[labels])
-        states = LandscapeStates(of_sketch, of_particle, str(summary["states"].get("linkage", "")))
-        sketch_pc = _array(folder / "sketch_pc.npy", n=len(of_sketch), ndim=2)
-        optional = {name: (_array(folder / f"{name}.npy", ndim=2) if (folder / f"{name}.npy").is_file() else None)
+        of_sketch = read_array(states_dir / "sketch_labels.npy", ndim=1, what="state labels").astype(np.int64)
+        if n and (labels.min() < 0 or labels.max() >= len(of_sketch)):
+            raise InputError(folder / "sketch" / "labels.npy", f"labels outside 0..{len(of_sketch) - 1}")
+        of_particle = read_array(states_dir / "labels.npy", rows=n, ndim=1, what="state labels", missing_ok=True)
+        of_particle = of_sketch[labels] if of_particle is None else of_particle.astype(np.int64)
+        states = LandscapeStates(of_sketch, of_particle, str(recorded.get("linkage", "")))
+        sketch_pc = read_array(folder / "sketch_pc.npy", rows=len(of_sketch), ndim=2, what="sketch coordinates")
+        optional = {name: read_array(folder / f"{name}.npy", ndim=2, what="coordinates", missing_ok=True)
                     for name in ("sketch_mds", "sketch_umap", "z_vol_pc")}
         return cls(sketch, read_json_object(folder / "sketch_check.json"), sketch_pc,
                    np.asarray(summary.get("explained_variance_ratio", []), float), states,

@@ -17,6 +17,7 @@ import mrcfile.utils
 import numpy as np
 
 from cryofield.errors import InputError
+from cryofield.io._atomic import whole
 
 #: MRC modes that hold real-valued images, and what they hold.
 READABLE_MODES = {0: "int8", 1: "int16", 2: "float32", 6: "uint16", 12: "float16"}
@@ -143,12 +144,14 @@ class MrcStackWriter:
     """Write a float32 image stack sequentially, chunk by chunk, with a correct header.
 
     The header (size, mode 2, image-stack space group, pixel size, and the min, max,
-    mean and RMS of all pixels) is complete when :meth:`close` returns.
+    mean and RMS of all pixels) is complete when :meth:`close` returns. The stack is written
+    under a temporary name and renamed onto ``path`` by :meth:`close`: it appears whole or not
+    at all (an exception inside ``with`` removes it).
 
     Parameters
     ----------
     path : str or PathLike
-        Output file; overwritten.
+        Output file; replaced when the stack is complete.
     shape : tuple of int
         ``(n_images, ny, nx)`` of the whole stack.
     pixel_size_angstrom : float or None
@@ -161,11 +164,17 @@ class MrcStackWriter:
         self.shape = tuple(int(s) for s in shape)
         if self.shape[0] < 1:
             raise ValueError("an MRC stack needs at least one image")
-        with mrcfile.new_mmap(self.path, self.shape, mrc_mode=2, overwrite=True) as mrc:
-            mrc.set_image_stack()
-            mrc.voxel_size = pixel_size_angstrom or 0.0
-            self._offset = int(mrc.header.nbytes) + int(mrc.header.nsymbt)
-        self._fh = open(self.path, "r+b")
+        self._whole = whole(self.path)
+        self._temp = self._whole.__enter__()
+        try:
+            with mrcfile.new_mmap(self._temp, self.shape, mrc_mode=2, overwrite=True) as mrc:
+                mrc.set_image_stack()
+                mrc.voxel_size = pixel_size_angstrom or 0.0
+                self._offset = int(mrc.header.nbytes) + int(mrc.header.nsymbt)
+            self._fh = open(self._temp, "r+b")
+        except BaseException as exc:
+            self._whole.__exit__(type(exc), exc, exc.__traceback__)
+            raise
         self._fh.seek(self._offset)
         self.written = 0
         self._min, self._max, self._sum, self._sumsq = np.inf, -np.inf, 0.0, 0.0
@@ -187,17 +196,22 @@ class MrcStackWriter:
         self._sumsq += float(np.dot(flat, flat))  # header statistics: float32 accuracy is plenty
 
     def close(self) -> None:
-        """Finish the file: check that every image was written and set the statistics."""
+        """Finish the file: check that every image was written, set the statistics, put it in place."""
         if self._fh.closed:
             return
         self._fh.close()
-        if self.written != self.shape[0]:
-            raise RuntimeError(f"{self.path}: wrote {self.written} of {self.shape[0]} images")
-        count = float(np.prod(self.shape))
-        mean = self._sum / count
-        with mrcfile.mmap(self.path, "r+") as mrc:
-            mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = self._min, self._max, mean
-            mrc.header.rms = np.sqrt(max(self._sumsq / count - mean**2, 0.0))
+        try:
+            if self.written != self.shape[0]:
+                raise RuntimeError(f"{self.path}: wrote {self.written} of {self.shape[0]} images")
+            count = float(np.prod(self.shape))
+            mean = self._sum / count
+            with mrcfile.mmap(self._temp, "r+") as mrc:
+                mrc.header.dmin, mrc.header.dmax, mrc.header.dmean = self._min, self._max, mean
+                mrc.header.rms = np.sqrt(max(self._sumsq / count - mean**2, 0.0))
+        except BaseException as exc:
+            self._whole.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._whole.__exit__(None, None, None)
 
     def __enter__(self) -> MrcStackWriter:
         return self
@@ -205,13 +219,14 @@ class MrcStackWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             self.close()
-        else:
+        elif not self._fh.closed:
             self._fh.close()
+            self._whole.__exit__(exc_type, exc, tb)  # removes the temporary file
 
 
 def write_mrc(path: str | os.PathLike, data: np.ndarray, pixel_size_angstrom: float | None,
               *, is_stack: bool = True) -> None:
-    """Write a small array (an image stack or a volume) in one go.
+    """Write a small array (an image stack or a volume) in one go, whole or not at all.
 
     Parameters
     ----------
@@ -225,7 +240,7 @@ def write_mrc(path: str | os.PathLike, data: np.ndarray, pixel_size_angstrom: fl
     data = np.asarray(data)
     if data.dtype != np.float16:
         data = data.astype(np.float32)
-    with mrcfile.new(path, data=data, overwrite=True) as mrc:
+    with whole(path) as temp, mrcfile.new(temp, data=data, overwrite=True) as mrc:
         if is_stack:
             mrc.set_image_stack()
         else:

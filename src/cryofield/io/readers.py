@@ -277,7 +277,9 @@ def _external(kind: str, source: str | os.PathLike, n: int) -> dict:
 
 def _refuse_impossible(ctf: pd.DataFrame | None, ctf_source: Path, rotations: np.ndarray | None,
                        shifts_angstrom: np.ndarray | None, pose_source: Path) -> None:
-    """An :class:`InputError` naming the file and row of a NaN/Inf pose, shift or CTF value, or a voltage <= 0.
+    """An :class:`InputError` naming the file and row of a NaN/Inf pose, shift or CTF value, or an impossible one.
+
+    Impossible: a voltage <= 0, a negative defocus, an amplitude contrast outside [0, 1).
 
     STAR values are checked as they are read; this covers every source (``.cs``, pickles).
     """
@@ -287,6 +289,13 @@ def _refuse_impossible(ctf: pd.DataFrame | None, ctf_source: Path, rotations: np
         checks.append((ctf_source, ~np.isfinite(values).all(1), "the CTF parameters hold NaN or Inf"))
         if "voltage_kv" in ctf:
             checks.append((ctf_source, ~(ctf["voltage_kv"].to_numpy(np.float64) > 0), "the voltage is not positive"))
+        for column in ("defocus_u_angstrom", "defocus_v_angstrom"):
+            if column in ctf:
+                checks.append((ctf_source, ctf[column].to_numpy(np.float64) < 0,
+                               f"the defocus ({column.split('_')[1].upper()}) is negative (overfocus)"))
+        if "amplitude_contrast" in ctf:
+            w = ctf["amplitude_contrast"].to_numpy(np.float64)
+            checks.append((ctf_source, (w < 0) | (w >= 1), "the amplitude contrast is outside [0, 1)"))
     if rotations is not None:
         checks.append((pose_source, ~np.isfinite(rotations.reshape(len(rotations), -1)).all(1),
                        "the pose holds NaN or Inf"))

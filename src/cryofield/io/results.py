@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
+from cryofield.io._atomic import save_npy, save_table, save_text
+from cryofield.io.arrays import read_array
 from cryofield.io.workdir import read_json_object
 
 _MAP_NAME = re.compile(r"vol_(\d+)\.mrc$")
@@ -70,9 +72,9 @@ class LatentPath:
         """Write ``z_path.txt`` (and ``path_ind.txt``) into ``folder`` (made if needed)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.savetxt(folder / "z_path.txt", self.z)
+        save_table(folder / "z_path.txt", self.z)
         if self.particle_rows is not None:
-            np.savetxt(folder / "path_ind.txt", self.particle_rows, fmt="%d")
+            save_table(folder / "path_ind.txt", self.particle_rows, fmt="%d")
 
     def map_paths(self, folder: str | os.PathLike) -> list[Path]:
         """Where the map at each point goes: ``folder/vol_XXX.mrc``."""
@@ -87,12 +89,10 @@ class LatentPath:
     def load(cls, folder: str | os.PathLike) -> LatentPath:
         """Read ``z_path.txt`` (and ``path_ind.txt``) of ``folder``."""
         folder = Path(folder)
-        try:
-            z = np.loadtxt(folder / "z_path.txt", ndmin=2)
-        except (OSError, ValueError) as exc:
-            raise InputError(folder / "z_path.txt", f"not a latent path ({exc})") from None
-        rows = folder / "path_ind.txt"
-        return cls(z, np.loadtxt(rows, dtype=np.int64, ndmin=1) if rows.is_file() else None)
+        z = read_array(folder / "z_path.txt", ndim=2, what="latent path")
+        indices = read_array(folder / "path_ind.txt", ndim=1, rows=len(z), what="particle indices",
+                             of="path points", missing_ok=True)
+        return cls(z, None if indices is None else indices.astype(np.int64))
 
 
 @dataclass
@@ -189,22 +189,22 @@ class LatentAnalysis:
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / "z_pca.npy", self.z_pca)
-        np.save(folder / "z_norm.npy", self.z_norm)
+        save_npy(folder / "z_pca.npy", self.z_pca)
+        save_npy(folder / "z_norm.npy", self.z_norm)
         if self.z_umap is not None:
-            np.save(folder / "z_umap.npy", self.z_umap)
-        (folder / "pca.json").write_text(json.dumps({
+            save_npy(folder / "z_umap.npy", self.z_umap)
+        save_text(folder / "pca.json", json.dumps({
             "explained_variance_ratio": self.explained_variance_ratio.tolist(),
             "components": self.components.tolist(), "mean": self.mean.tolist()}, indent=2) + "\n")
         for name, clusters in self.clusters.items():
             sub = folder / name
             sub.mkdir(exist_ok=True)
-            np.save(sub / "labels.npy", clusters.labels)
-            np.savetxt(sub / "centers.txt", z[clusters.centers_row])
-            np.savetxt(sub / "centers_ind.txt", rows[clusters.centers_row], fmt="%d")
-            np.savetxt(sub / "counts.txt", clusters.counts, fmt="%d")
+            save_npy(sub / "labels.npy", clusters.labels)
+            save_table(sub / "centers.txt", z[clusters.centers_row])
+            save_table(sub / "centers_ind.txt", rows[clusters.centers_row], fmt="%d")
+            save_table(sub / "counts.txt", clusters.counts, fmt="%d")
             for j in range(len(clusters.centers_row)):
-                np.savetxt(sub / f"cluster_{j:03d}.ind.txt", rows[clusters.labels == j], fmt="%d")
+                save_table(sub / f"cluster_{j:03d}.ind.txt", rows[clusters.labels == j], fmt="%d")
             self.summary[name] = {"counts": clusters.counts.tolist(), "centers_row": clusters.centers_row.tolist(),
                                   "centers_ind": rows[clusters.centers_row].tolist()}
         for name, path in self.paths.items():
@@ -213,7 +213,7 @@ class LatentAnalysis:
 
     def save_summary(self, folder: str | os.PathLike) -> None:
         """Write ``summary.json`` (again, e.g. once the maps are written)."""
-        (Path(folder) / "summary.json").write_text(json.dumps(self.summary, indent=2) + "\n")
+        save_text(Path(folder) / "summary.json", json.dumps(self.summary, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> LatentAnalysis:
@@ -228,18 +228,18 @@ class LatentAnalysis:
         if not (folder / "z_pca.npy").is_file():
             raise InputError(folder, "no z_pca.npy: not a folder written by `cryofield analyze`")
         summary = read_json_object(folder / "summary.json") if (folder / "summary.json").is_file() else {}
-        z_pca = _array(folder / "z_pca.npy", ndim=2)
+        z_pca = read_array(folder / "z_pca.npy", ndim=2, what="PCA coordinates")
         n = len(z_pca)
         if n == 0:
             raise InputError(folder / "z_pca.npy", "holds no particles")
         pca = read_json_object(folder / "pca.json") if (folder / "pca.json").is_file() else {}
         variance = np.asarray(pca.get("explained_variance_ratio", summary.get("explained_variance_ratio", [])), float)
-        z_norm = _array(folder / "z_norm.npy", n=n, ndim=1) if (folder / "z_norm.npy").is_file() else None
-        z_umap = _array(folder / "z_umap.npy", n=n, ndim=2) if (folder / "z_umap.npy").is_file() else None
+        z_norm = read_array(folder / "z_norm.npy", rows=n, ndim=1, what="latent norms", missing_ok=True)
+        z_umap = read_array(folder / "z_umap.npy", rows=n, ndim=2, what="UMAP coordinates", missing_ok=True)
         clusters = {}
         for sub in sorted(folder.glob("*/labels.npy"), key=lambda p: (not p.parent.name.startswith("kmeans"),
                                                                        p.parent.name)):
-            labels = _array(sub, n=n, ndim=1).astype(np.int64)
+            labels = read_array(sub, rows=n, ndim=1, what="cluster labels").astype(np.int64)
             if len(labels) and labels.min() < 0:
                 raise InputError(sub, "negative cluster labels")
             rows = [int(r) for r in summary.get(sub.parent.name, {}).get("centers_row", []) if 0 <= int(r) < n]
@@ -247,16 +247,3 @@ class LatentAnalysis:
         paths = {p.parent.name: LatentPath.load(p.parent).z for p in sorted(folder.glob("pc*/z_path.txt"))}
         return cls(z_pca, np.asarray(pca.get("components", []), float), variance,
                    np.asarray(pca.get("mean", []), float), z_norm, z_umap, clusters, paths, summary)
-
-
-def _array(path: Path, n: int | None = None, ndim: int | None = None) -> np.ndarray:
-    """A saved array, checked for its dimensions and length."""
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(path, f"not a numpy array ({exc})") from None
-    if ndim is not None and array.ndim != ndim:
-        raise InputError(path, f"array of shape {array.shape}: expected {ndim} dimensions")
-    if n is not None and len(array) != n:
-        raise InputError(path, f"{len(array)} rows for {n} particles")
-    return array

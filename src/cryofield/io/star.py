@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from cryofield.errors import InputError
+from cryofield.io._atomic import whole
 
 
 @dataclass
@@ -164,7 +165,7 @@ def _format_column(values: pd.Series) -> list[str]:
 
 
 def write_star(path: str | os.PathLike, blocks: dict[str, StarBlock]) -> None:
-    """Write blocks to a STAR file (overwrites ``path``).
+    """Write blocks to a STAR file (replaces ``path``, whole or not at all).
 
     Parameters
     ----------
@@ -172,7 +173,7 @@ def write_star(path: str | os.PathLike, blocks: dict[str, StarBlock]) -> None:
     blocks : dict of str to StarBlock
         As returned by :func:`read_star`, possibly with edited tables.
     """
-    with open(path, "w", encoding="utf-8") as fh:
+    with whole(path) as temp, open(temp, "w", encoding="utf-8") as fh:
         for block in blocks.values():
             fh.write("\n")
             for comment in block.comments:

@@ -37,6 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
+from cryofield.io._atomic import save_npy, save_npz, save_text
+from cryofield.io.arrays import check_array, read_array, read_arrays
 
 
 @dataclass(frozen=True)
@@ -250,29 +252,29 @@ class WorkDir:
         source = Path(path) if path is not None else self.latents
         if not source.is_file():
             raise InputError(source, "not found" + ("" if path is not None else ": the run did not finish"))
-        z = np.load(source)
-        if z.ndim != 2 or (zdim is not None and z.shape[1] != zdim) or not np.isfinite(z).all():
-            raise InputError(source, f"latents of shape {z.shape}: need finite (N, {zdim if zdim else 'zdim'})")
-        return z
+        return read_array(source, ndim=2, columns=zdim, what="latents")
 
     def write_latents(self, z: np.ndarray) -> None:
         """Write ``z.npy``."""
-        np.save(self.latents, z)
+        save_npy(self.latents, z)
 
     def read_refined_poses(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(rotations (N, 3, 3), shifts_px (N, 2))`` of ``poses.npz``, or None without one."""
         if not self.refined_poses.is_file():
             return None
-        with np.load(self.refined_poses) as poses:
-            return poses["rotations"], poses["shifts_px"]
+        poses = read_arrays(self.refined_poses, ("rotations", "shifts_px"), what="refined poses")
+        n = len(poses["rotations"])
+        check_array(self.refined_poses, poses["rotations"], ndim=3, rows=n, columns=3, what="rotations")
+        check_array(self.refined_poses, poses["shifts_px"], ndim=2, rows=n, columns=2, what="shifts")
+        return poses["rotations"], poses["shifts_px"]
 
     def write_refined_poses(self, rotations: np.ndarray, shifts_px: np.ndarray) -> None:
         """Write ``poses.npz``: rotations ``R`` (N, 3, 3) and shifts in pixels (N, 2), RELION's sign."""
-        np.savez(self.refined_poses, rotations=rotations, shifts_px=shifts_px)
+        save_npz(self.refined_poses, rotations=rotations, shifts_px=shifts_px)
 
     def write_warmup_globals(self, values: dict) -> None:
         """Write a warm-up's ``globals.json``."""
-        self.warmup_globals.write_text(json.dumps(values) + "\n")
+        save_text(self.warmup_globals, json.dumps(values) + "\n")
 
 
 def read_json_object(path: str | os.PathLike) -> dict:

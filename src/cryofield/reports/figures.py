@@ -7,6 +7,7 @@ import os
 import numpy as np
 
 from cryofield.io import LatentAnalysis
+from cryofield.io._atomic import whole
 
 
 def plot_fsc(path: str | os.PathLike, freqs_per_angstrom: np.ndarray, curves: dict[str, np.ndarray],
@@ -45,7 +46,8 @@ def plot_fsc(path: str | os.PathLike, freqs_per_angstrom: np.ndarray, curves: di
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    with whole(path) as temp:
+        fig.savefig(temp)
     plt.close(fig)
 
 
@@ -117,7 +119,8 @@ class Figures:
     def save(self, fig, name: str) -> None:
         """Save as ``folder/name``, close, and remember the name."""
         fig.tight_layout()
-        fig.savefig(self.folder / name)
+        with whole(self.folder / name) as temp:
+            fig.savefig(temp)
         self.plt.close(fig)
         self.written.append(name)
 
@@ -188,7 +191,8 @@ def plot_confusion(path: str | os.PathLike, confusion: np.ndarray, title: str = 
     fig.colorbar(image, ax=ax, label="fraction of the run A cluster")
     ax.set(xlabel="run B cluster (matched order)", ylabel="run A cluster", title=title)
     fig.tight_layout()
-    fig.savefig(path)
+    with whole(path) as temp:
+        fig.savefig(temp)
     plt.close(fig)
 
 
@@ -219,5 +223,6 @@ def plot_viewing_directions(path: str | os.PathLike, rotations: np.ndarray, titl
     ax.grid(alpha=0.3)
     ax.set_xticklabels([])
     fig.tight_layout()
-    fig.savefig(path)
+    with whole(path) as temp:
+        fig.savefig(temp)
     plt.close(fig)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryofield.io._atomic import save_table
 from cryofield.simulate.atomic import render
 from cryofield.simulate.dataset import write_dataset
 from cryofield.simulate.particles import Imaging
@@ -59,7 +60,7 @@ def make_toy_dataset(outdir: str | os.PathLike, n: int = 1000, box: int = 64, ap
     outdir = Path(outdir)
     states = np.random.default_rng(seed).permutation(np.arange(n) >= n // 2).astype(np.int64)
     paths = write_dataset(outdir, toy_volumes(box, apix), states, Imaging(apix, snr=snr, shift_px=3.0), seed=seed)
-    np.savetxt(outdir / "state_a.txt", np.flatnonzero(states == 0), fmt="%d")
+    save_table(outdir / "state_a.txt", np.flatnonzero(states == 0), fmt="%d")
     return {"stack": paths.stack, "star": paths.star, "truth": paths.truth, "volumes": outdir / "truth_vols",
             "state_a": outdir / "state_a.txt"}
 

@@ -9,15 +9,16 @@ initio: the poses). It is written to ``checkpoints/epoch_NNNN.pt`` and ``last.pt
 
 from __future__ import annotations
 
-import os
+import pickle
+import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from cryofield.errors import InputError, RunStopped
 from cryofield.io import WorkDir
+from cryofield.io._atomic import whole
 
 
 def adam(parameters: Iterable[nn.Parameter], lr: float, capturable: bool = False) -> torch.optim.Adam:
@@ -81,23 +82,12 @@ def save_checkpoint(workdir: WorkDir, state: dict, epoch: int | None) -> None:
     workdir.checkpoints.mkdir(parents=True, exist_ok=True)
     for path in ([] if epoch is None else [workdir.checkpoint(epoch)]) + [workdir.last_checkpoint]:
         try:
-            _write_whole(state, path)
+            with whole(path) as temp, open(temp, "wb") as fh:
+                torch.save(state, fh)
         except OSError as exc:  # a full disk or quota: the files in place are untouched
             kept = workdir.last_checkpoint if workdir.last_checkpoint.is_file() else "none"
             raise RunStopped(f"could not write {path} ({exc.strerror or exc}); the previous checkpoint is intact: "
                              f"{kept}") from None
-
-
-def _write_whole(state: dict, path: Path) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    try:
-        with open(temp, "wb") as fh:
-            torch.save(state, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_checkpoint(workdir: WorkDir, device: torch.device | str = "cpu") -> dict:
@@ -111,8 +101,10 @@ def load_checkpoint(workdir: WorkDir, device: torch.device | str = "cpu") -> dic
     """
     path = workdir.last_checkpoint
     try:
-        state = torch.load(path, weights_only=True, map_location=device)
-    except (RuntimeError, EOFError, ValueError, OSError) as exc:
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning: the error below says it all
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location=device)
+    except (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError) as exc:
         earlier = sorted(p.name for p in workdir.checkpoints.glob("epoch_*.pt"))
         hint = f"; earlier checkpoints: {', '.join(earlier[-3:])} (copy one to last.pt)" if earlier else ""
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
+from cryofield.io._atomic import save_text
 from cryofield.io.workdir import read_json_object
 
 FIXED, MAY_CHANGE, RUNTIME, KEPT = "fixed", "may change", "runtime", "kept"
@@ -167,7 +168,7 @@ class TrainConfig:
         """Write as indented JSON to a work directory's ``config.json``, or to a file."""
         path = _config_file(where)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(dataclasses.asdict(self), indent=2) + "\n")
+        save_text(path, json.dumps(dataclasses.asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls: type[C], where: str | os.PathLike | WorkDir) -> C:
