@@ -61,7 +61,7 @@ def read_array(path: str | os.PathLike, *, ndim: int | None = None, rows: int | 
     ext = path.suffix.lower()
     try:
         if ext == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = load_npy(path, what)
         elif ext in TEXT_EXTENSIONS:
             array = np.loadtxt(path, ndmin=ndim or 1, delimiter="," if ext == ".csv" else None)
         else:
@@ -71,6 +71,35 @@ def read_array(path: str | os.PathLike, *, ndim: int | None = None, rows: int | 
     except _DAMAGED as exc:
         raise InputError(path, f"not a readable {what} file ({_reason(exc)})") from None
     return check_array(path, array, ndim=ndim, rows=rows, columns=columns, finite=finite, what=what, of=of)
+
+
+def load_npy(path: str | os.PathLike, what: str = "array") -> np.ndarray:
+    """The array of a ``.npy`` file, whatever its dtype, read without pickles.
+
+    The file is mapped before it is copied, so a header that claims more data than the file
+    holds is refused without allocating it.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    what : str
+        What the file holds, for the message.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    InputError
+        Missing, damaged, cut short or pickled.
+    """
+    path = Path(path)
+    try:
+        mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.array(mapped)
+    except Exception as exc:  # noqa: BLE001 - numpy parses an untrusted header: any failure means a bad file
+        raise InputError(path, f"not a readable {what} file ({_reason(exc)})") from None
 
 
 def read_arrays(path: str | os.PathLike, names: tuple[str, ...], *, what: str = "arrays") -> dict[str, np.ndarray]:

@@ -94,17 +94,20 @@ def read_atomic_model(path: str | os.PathLike, *, remove_water: bool = True,
     structure.remove_alternative_conformations()  # the first conformer only: no atom counted twice
     if len(structure) == 0:
         raise InputError(path, "no models")
-    rows = [(atom.pos.x, atom.pos.y, atom.pos.z, atom.element.name, atom.name, residue.name,
-             residue.seqid.num, chain.name, atom.b_iso)
-            for chain in structure[0] for residue in chain for atom in residue]
-    if not rows:
-        raise InputError(path, "no atoms")
-    columns = list(zip(*rows))
-    return AtomicModel(
-        coords_angstrom=np.array(columns[:3], dtype=np.float64).T,
-        element=np.array(columns[3], dtype=str), atom_name=np.array(columns[4], dtype=str),
-        residue_name=np.array(columns[5], dtype=str), residue_number=np.array(columns[6], dtype=np.int64),
-        chain=np.array(columns[7], dtype=str), b_factor=np.array(columns[8], dtype=np.float64))
+    try:  # gemmi reads what it can; names that are not text or residues without a number end here
+        rows = [(atom.pos.x, atom.pos.y, atom.pos.z, atom.element.name, atom.name, residue.name,
+                 residue.seqid.num, chain.name, atom.b_iso)
+                for chain in structure[0] for residue in chain for atom in residue]
+        if not rows:
+            raise InputError(path, "no atoms")
+        columns = list(zip(*rows))
+        return AtomicModel(
+            coords_angstrom=np.array(columns[:3], dtype=np.float64).T,
+            element=np.array(columns[3], dtype=str), atom_name=np.array(columns[4], dtype=str),
+            residue_name=np.array(columns[5], dtype=str), residue_number=np.array(columns[6], dtype=np.int64),
+            chain=np.array(columns[7], dtype=str), b_factor=np.array(columns[8], dtype=np.float64))
+    except (UnicodeDecodeError, TypeError) as exc:
+        raise InputError(path, f"malformed atom records ({exc})") from None
 
 
 def electrons(model: AtomicModel) -> np.ndarray:

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
+from cryofield.io.arrays import load_npy
 from cryofield.io.legacy import load_legacy_pickle
 
 
@@ -37,7 +38,7 @@ def read_indices(path: str | Path, n: int) -> np.ndarray:
         raise InputError(path, "file not found")
     try:
         if ext == ".npy":
-            values = np.load(path, allow_pickle=False)
+            values = load_npy(path, "index")
         elif ext == ".pkl":
             values = np.asarray(load_legacy_pickle(path))
         elif ext in (".txt", ".csv", ".ind"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 from pathlib import Path
@@ -62,14 +63,13 @@ def load_legacy_pickle(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
-    try:
-        with open(path, "rb") as fh:
-            obj = _ArrayOnlyUnpickler(fh).load()
+    try:  # from memory: a length field that claims gigabytes then fails as truncated, with nothing allocated
+        obj = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
     except pickle.UnpicklingError as exc:
         raise InputError(path, f"unsafe or corrupt pickle ({exc}); only pickles of numpy "
                                "arrays are read") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise InputError(path, f"not a readable pickle ({exc})") from None
+    except Exception as exc:  # untrusted bytes: any failure (a memo index of 2**32: MemoryError) is a bad file
+        raise InputError(path, f"not a readable pickle ({type(exc).__name__}: {exc})"[:200]) from None
     return _check_plain(obj, path)
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from cryofield.conventions import cryosparc_pose_to_matrix, relion_euler_to_matrix
 from cryofield.errors import InputError
+from cryofield.io.arrays import load_npy
 from cryofield.io.legacy import read_legacy_ctf, read_legacy_poses
 from cryofield.io.star import StarBlock, read_star
 from cryofield.io.table import CTF_FIELDS, ImageRefs, ParticleTable, SourceRecord
@@ -105,9 +106,7 @@ def _read_txt(path: Path, datadir: Path | None) -> dict:
 # -- RELION ----------------------------------------------------------------------------------
 
 def _particles_block(path: Path, blocks: dict[str, StarBlock]) -> str:
-    if "particles" in blocks and blocks["particles"].table is not None:
-        return "particles"
-    for name, block in blocks.items():
+    for name, block in sorted(blocks.items(), key=lambda item: item[0] != "particles"):
         if block.table is not None and "rlnImageName" in block.table.columns:
             return name
     raise InputError(path, "no particle table (a loop with _rlnImageName)")
@@ -119,7 +118,11 @@ def _merge_optics(path: Path, blocks: dict[str, StarBlock], particles: pd.DataFr
     if optics is None or optics.table is None or "rlnOpticsGroup" not in particles.columns:
         return {c: particles[c] for c in particles.columns}
     table = optics.table
+    if "rlnOpticsGroup" not in table.columns:
+        raise InputError(path, "data_optics has no _rlnOpticsGroup column")
     groups = table["rlnOpticsGroup"].to_numpy()
+    if len(set(groups.tolist())) != len(groups):
+        raise InputError(path, "data_optics lists an optics group more than once")
     row_of = pd.Index(groups).get_indexer(particles["rlnOpticsGroup"].to_numpy())
     if (row_of < 0).any():
         bad = int(np.flatnonzero(row_of < 0)[0])
@@ -215,10 +218,7 @@ def _read_star(path: Path, datadir: Path | None) -> dict:
 # -- cryoSPARC -------------------------------------------------------------------------------
 
 def _load_cs(path: Path) -> np.ndarray:
-    try:
-        cs = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise InputError(path, f"not a readable cryoSPARC .cs file ({exc})") from None
+    cs = load_npy(path, "cryoSPARC .cs")
     if not isinstance(cs, np.ndarray) or cs.dtype.names is None:
         raise InputError(path, "not a cryoSPARC .cs file (no named fields)")
     return cs
@@ -226,7 +226,7 @@ def _load_cs(path: Path) -> np.ndarray:
 
 def _cs_text(values: np.ndarray) -> np.ndarray:
     if values.dtype.kind == "S":
-        values = np.char.decode(values, "utf-8")
+        values = np.char.decode(values, "utf-8", "replace")  # a damaged name is then not found, by row
     return np.asarray(values, dtype=str)
 
 

@@ -106,6 +106,8 @@ def read_star(path: str | os.PathLike) -> dict[str, StarBlock]:
                 labels = []
             elif line.startswith("_"):
                 parts = line[1:].split(None, 1)
+                if not parts:
+                    raise InputError(path, f"line {line_no}: a label with no name")
                 if labels is not None:
                     labels.append(parts[0])
                 else:
@@ -133,10 +135,15 @@ def _trim_trailing_comments(mm: mmap.mmap, start: int, stop: int) -> int:
 
 def _parse_loop(path: Path, mm: mmap.mmap, start: int, stop: int, labels: list[str],
                 first_line: int) -> pd.DataFrame:
+    if not labels:
+        raise InputError(path, f"line {first_line + 1}: values in a loop that names no columns")
+    repeated = sorted({name for name in labels if labels.count(name) > 1})
+    if repeated:
+        raise InputError(path, f"the loop before line {first_line + 1} names _{repeated[0]} more than once")
     source = io.BytesIO(mm[start:stop])
-    try:
-        table = pd.read_csv(source, sep=r"\s+", header=None, names=labels, comment=None,
-                            na_filter=False, engine="c", quotechar='"', skip_blank_lines=True)
+    try:  # bytes that are not UTF-8 become U+FFFD: the value is then refused as not a number, by row
+        table = pd.read_csv(source, sep=r"\s+", header=None, names=labels, comment=None, na_filter=False,
+                            engine="c", quotechar='"', skip_blank_lines=True, encoding_errors="replace")
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
         row = f"row {int(match.group(1))} of the loop at line {first_line + 1}" if match else \
