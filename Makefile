@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := demo_output
 
-.PHONY: install demo test lint browser bench clean
+.PHONY: install demo test lint browser bench faults clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ lint: install
 test: install lint browser
 	# pytest's exit code 5 means no tests were collected: not a failure
 	$(VENV)/bin/pytest -q; status=$$?; [ $$status -eq 0 ] || [ $$status -eq 5 ]
+
+# the long fault matrix: 3 SIGKILLs x 3 moments x resume for every trainer, 50000 mutated input files (~10 min)
+faults: install
+	log=$$(mktemp); CRYOFIELD_FUZZ=50000 CRYOFIELD_KILLS=3 $(VENV)/bin/pytest -q -s -m "faults or not faults" \
+	  tests/train/test_kill.py tests/io/test_fuzz.py > $$log 2>&1; status=$$?; \
+	  grep -E "(^fuzz:|^MATRIX|passed|failed|^E )" $$log; rm -f $$log; exit $$status
 
 # the report's headless-browser test needs Chromium: Debian's package, installed once where we may
 browser:

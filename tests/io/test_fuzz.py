@@ -179,7 +179,7 @@ def test_mutated_real_files_read_or_raise_input_error(data, tmp_path):
     start = time.perf_counter()
     counts, failures = fuzz(data, tmp_path, CASES, SEED)
     seconds = time.perf_counter() - start
-    print(f"fuzz: {CASES} mutated files (seed {SEED}) in {seconds:.1f} s: {counts['read']} read, "
+    print(f"\nfuzz: {CASES} mutated files (seed {SEED}) in {seconds:.1f} s: {counts['read']} read, "
           f"{counts['InputError']} InputError, {len(failures)} other")
     assert not failures, f"{len(failures)} of {CASES}:\n" + "\n".join(failures[:20])
     assert counts["read"] and counts["InputError"]  # both paths taken: the mutations bite and spare

@@ -124,3 +124,50 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_previous_chec
     monkeypatch.setattr(checkpoint.torch, "save", original)
     state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
     assert state["epoch"] == 0 and not list((tmp_path / "run/checkpoints").glob(".*part"))
+
+
+class PoisonedOnce(NeuralVolume):
+    """Weights that turn to Inf once, in the third epoch (a rare blow-up a lower step size avoids)."""
+
+    poisoned = False
+
+    def epoch(self, trainer, epoch):
+        if epoch == 2 and not PoisonedOnce.poisoned:
+            PoisonedOnce.poisoned = True
+            with torch.no_grad():
+                next(trainer.models.decoder.parameters()).fill_(float("inf"))
+        return super().epoch(trainer, epoch)
+
+
+def test_on_nan_rollback_returns_to_the_last_checkpoint_with_half_the_learning_rate(tmp_path):
+    from cryofield.train import Trainer, prepare, read_table
+
+    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+    config = TrainConfig(particles=str(toy), outdir=str(tmp_path / "run"), epochs=4, dec_dim=16, dec_layers=1,
+                         batch_size=16, checkpoint=2, on_nan="rollback", lr=1e-3)
+    data = prepare(config, read_table(config))
+    PoisonedOnce.poisoned = False
+    trainer = Trainer(PoisonedOnce(config, data))
+    trainer.fit()
+    assert PoisonedOnce.poisoned
+    log = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [0, 1, 2, 3] and all(np.isfinite(r["mse"]) for r in log)
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+    state = torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
+    assert state["epoch"] == 3 and state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(5e-4)
+    text = (tmp_path / "run/train.log").read_text()
+    assert "the loss is no longer finite (epoch 3, step 1): rolled back to" in text and "(rollback 1 of 3)" in text
+
+
+def test_on_nan_rollback_stops_after_three_returns(tmp_path):
+    from cryofield.errors import RunStopped
+    from cryofield.train import Trainer, prepare, read_table
+
+    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+    config = TrainConfig(particles=str(toy), outdir=str(tmp_path / "run"), epochs=3, dec_dim=16, dec_layers=1,
+                         batch_size=16, checkpoint=1, on_nan="rollback")
+    data = prepare(config, read_table(config))
+    with pytest.raises(RunStopped, match=r"\(epoch 2, step 1\) after 3 rollback\(s\) with lower learning rates; no "
+                                         r"checkpoint of this epoch"):
+        Trainer(Poisoned(config, data)).fit()
+    assert (tmp_path / "run/train.log").read_text().count("rolled back") == 3

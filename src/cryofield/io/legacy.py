@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import pickle
+import pickletools
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +44,18 @@ def _check_plain(obj, path: Path):
                            "tuples and lists are accepted")
 
 
+def _refuse_huge_memo(path: Path, data: bytes) -> None:
+    """Refuse memo indices no real pickle of this size uses: the C unpickler would allocate a memo that large."""
+    indices = []
+    with contextlib.suppress(Exception):  # a damaged opcode ends the scan: the unpickler says what is wrong
+        for op, arg, _ in pickletools.genops(data):
+            if op.name.endswith(("PUT", "GET")) and isinstance(arg, int):
+                indices.append(arg)
+    huge = [i for i in indices if not 0 <= i <= len(data)]
+    if huge:
+        raise InputError(path, f"not a readable pickle (memo index {huge[0]} in a file of {len(data)} bytes)")
+
+
 def load_legacy_pickle(path: str | os.PathLike):
     """Load a legacy cryoDRGN pickle that holds only numpy arrays, tuples and lists.
 
@@ -63,8 +77,10 @@ def load_legacy_pickle(path: str | os.PathLike):
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "file not found")
+    data = path.read_bytes()
+    _refuse_huge_memo(path, data)
     try:  # from memory: a length field that claims gigabytes then fails as truncated, with nothing allocated
-        obj = _ArrayOnlyUnpickler(io.BytesIO(path.read_bytes())).load()
+        obj = _ArrayOnlyUnpickler(io.BytesIO(data)).load()
     except pickle.UnpicklingError as exc:
         raise InputError(path, f"unsafe or corrupt pickle ({exc}); only pickles of numpy "
                                "arrays are read") from None

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
-from cryofield.io._atomic import save_npy, save_npz, save_text
+from cryofield.io._atomic import is_part_name, save_npy, save_npz, save_text
 from cryofield.io.arrays import check_array, read_array, read_arrays
 
 
@@ -167,7 +167,8 @@ class WorkDir:
         """Hold the folder for one writing process (``.lock``, an advisory ``flock``).
 
         The lock belongs to the open file, so a process that dies, even by SIGKILL, leaves
-        none behind. A second process is refused with an :class:`InputError` naming the
+        none behind; the temporary files such a process was writing are removed here (the
+        files they were to replace are untouched). A second process is refused with an :class:`InputError` naming the
         process that holds the folder.
         """
         self.root.mkdir(parents=True, exist_ok=True)
@@ -184,6 +185,10 @@ class WorkDir:
             fh.truncate()
             fh.write(f"process {os.getpid()} on {socket.gethostname()}\n")
             fh.flush()
+            for folder in (self.root, self.checkpoints):  # what a killed writer left, never a whole file
+                for left in folder.glob(".*.part*"):
+                    if is_part_name(left.name):
+                        left.unlink(missing_ok=True)
             yield self
         finally:
             fh.close()
@@ -225,6 +230,27 @@ class WorkDir:
                 raise InputError(self.log, f"line {number} is not an epoch record")
             records.append(record)
         return records
+
+    def keep_log_until(self, epochs: int) -> None:
+        """Keep the records of the first ``epochs`` epochs of ``log.jsonl`` (a run going back to a checkpoint).
+
+        A last line cut short by a killed process is dropped too.
+        """
+        if not self.log.is_file():
+            return
+        lines = self.log.read_text().splitlines()
+        kept = []
+        for number, line in enumerate(lines, 1):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except ValueError:
+                if number == len(lines):
+                    break  # the append a kill cut short
+                raise InputError(self.log, f"line {number} is not JSON") from None
+            if isinstance(record, dict) and int(record.get("epoch", -1)) < epochs:
+                kept.append(line + "\n")
+        if len(kept) != len(lines):
+            save_text(self.log, "".join(kept))
 
     def append_log(self, record: dict) -> None:
         """Append one epoch's record to ``log.jsonl``, and as a line to ``train.log``."""

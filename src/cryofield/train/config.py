@@ -116,6 +116,9 @@ class TrainConfig:
     window_r: float = setting(0.85, "soft real-space window radius (default 0.85)")
     amp: bool = setting(True, "full fp32 instead of bf16/fp16 mixed precision", flags=("--no-amp",))
     checkpoint: int = setting(5, "checkpoint every N epochs (default 5)", resume=RUNTIME)
+    on_nan: str = setting("stop", "a loss that turns NaN or Inf: stop the run (default), or rollback: go back to "
+                                  "the last checkpoint with half the learning rate (at most 3 times)",
+                          resume=RUNTIME, choices=["stop", "rollback"])
     seed: int = setting(0)
     device: str = setting("auto", "auto (CUDA when available), cpu, cuda or cuda:N", resume=RUNTIME)
     compile_mode: str | None = setting(

@@ -40,6 +40,9 @@ from cryofield.train.graphs import GraphedStep, can_graph
 from cryofield.train.models import Models
 from cryofield.train.objective import Restraint, optimizer_step
 
+#: Returns to the last checkpoint a run with ``on_nan="rollback"`` makes before it stops.
+ROLLBACKS = 3
+
 
 @dataclass
 class Callbacks:
@@ -178,6 +181,7 @@ class Trainer:
         self.graph: GraphedStep | None = None
         self.stops = _Stops()
         self._partial: dict | None = None  # a stopped epoch to continue (from a checkpoint)
+        self._rollbacks = 0  # returns to the last checkpoint after a loss that is not finite
 
     def fresh(self, stage: int = 1) -> None:
         """New networks for ``stage``, their optimisers and gradient scaler."""
@@ -251,14 +255,47 @@ class Trainer:
         self.workdir.note("stopped: " + message)
         raise RunInterrupted(self.stops.signum, message)
 
-    def _guard(self, record: dict, epoch: int) -> None:
-        """Stop before a loss that is no longer finite reaches a checkpoint (:class:`RunStopped`)."""
-        losses = [record.get(key) for key in ("mse", "kl", "restraint")]
-        if all(v is None or math.isfinite(v) for v in losses):
-            return
+    @staticmethod
+    def _finite(record: dict) -> bool:
+        return all(record.get(key) is None or math.isfinite(record[key]) for key in ("mse", "kl", "restraint"))
+
+    def _roll_back(self, record: dict, epoch: int) -> int:
+        """After an epoch whose loss is no longer finite: go back to the last checkpoint, or stop.
+
+        With ``on_nan="rollback"`` (at most :data:`ROLLBACKS` times) the networks, optimisers
+        and RNG return to the last checkpoint, the learning rates are halved, the log loses
+        the epochs after it, and the next epoch to run is returned. Otherwise, or with no
+        checkpoint to return to, the run stops (:class:`RunStopped`) before a poisoned
+        checkpoint is written.
+        """
         step = record.get("first_nonfinite_step")
         where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
-        message = f"the loss is no longer finite ({where}); no checkpoint of this epoch was written; "
+        if (self.config.on_nan != "rollback" or self._rollbacks >= ROLLBACKS
+                or not self.workdir.last_checkpoint.is_file()):
+            self._guard(where)
+        self._rollbacks += 1
+        state = load_checkpoint(self.workdir, self.runtime.device)
+        self.fresh(self.method.stage(max(int(state["epoch"]), 0)))
+        following = self.restore(state)
+        self._partial = state.get("partial")
+        lrs = []
+        for optimizer in (self.optimizer, self.pose_optimizer):
+            for group in [] if optimizer is None else optimizer.param_groups:
+                group["lr"] = group["lr"] / 2
+                lrs.append(group["lr"])
+        self.prepare_steps(following)
+        self.method.begin(self, following)
+        if self.runtime.is_main:
+            self.workdir.keep_log_until(following)
+            self.workdir.note(f"the loss is no longer finite ({where}): rolled back to {self.workdir.last_checkpoint} "
+                              f"(after epoch {following}) with learning rate {lrs[0]:.3g} "
+                              f"(rollback {self._rollbacks} of {ROLLBACKS})")
+        return following
+
+    def _guard(self, where: str) -> None:
+        """Stop before a loss that is no longer finite reaches a checkpoint (:class:`RunStopped`)."""
+        after = f" after {self._rollbacks} rollback(s) with lower learning rates" if self._rollbacks else ""
+        message = f"the loss is no longer finite ({where}){after}; no checkpoint of this epoch was written; "
         if self.workdir.last_checkpoint.is_file():
             message += f"the last good one is {self.workdir.last_checkpoint} (--resume continues from it)"
         else:
@@ -287,6 +324,8 @@ class Trainer:
             self.fresh(self.method.stage(max(int(state["epoch"]), 0)))
             first = self.restore(state)
             self._partial = state.get("partial")
+            if self.runtime.is_main:  # epochs logged after the checkpoint (then killed) run again
+                self.workdir.keep_log_until(first)
         else:
             self.fresh(1)
         self.prepare_steps(first)
@@ -296,22 +335,27 @@ class Trainer:
             self.workdir.note(f"{what} at epoch {first + 1} of {self.config.epochs}, on {self.runtime.device} "
                               f"({self.runtime.world_size} process(es))")
         with self.stops.installed(self.runtime):
-            for epoch in range(first, self.config.epochs):
+            epoch = first
+            while epoch < self.config.epochs:
                 at_start = self.sampler.get_state()
                 record = self.method.epoch(self, epoch)
                 if "partial" in record:
                     self._stop(epoch - 1, record["partial"] | {"epoch": epoch}, at_start)
-                self._guard(record, epoch)
+                if not self._finite(record):
+                    epoch = self._roll_back(record, epoch)
+                    continue
+                epoch += 1
                 if not self.runtime.is_main:
                     continue
+                done = epoch - 1
                 self.workdir.append_log(record)
                 if self.callbacks.epoch_end is not None:
                     self.callbacks.epoch_end(record)
-                self.method.end_of_epoch(self, epoch, record)
-                if self.method.checkpoint_due(epoch) or self.stops.requested():
-                    save_checkpoint(self.workdir, self.state(epoch), epoch)
-                if self.stops.requested() and epoch + 1 < self.config.epochs:
-                    self._stop(epoch, None, None)
+                self.method.end_of_epoch(self, done, record)
+                if self.method.checkpoint_due(done) or self.stops.requested():
+                    save_checkpoint(self.workdir, self.state(done), done)
+                if self.stops.requested() and epoch < self.config.epochs:
+                    self._stop(done, None, None)
         if self.runtime.is_main:
             self.workdir.note(f"finished {self.config.epochs} epochs")
         return self.models

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import warnings
 from dataclasses import replace
 
 from cryofield.errors import InputError
@@ -88,7 +89,12 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     method = method_of(config)
     workdir = WorkDir(config.outdir)
     if resume and not method.resumable(workdir):
-        raise InputError(workdir.root, "no checkpoint to resume from")
+        if not workdir.config.is_file():
+            raise InputError(workdir.root, "no checkpoint to resume from")
+        # stopped (or killed) before its first checkpoint: what was lost is less than one interval
+        warnings.warn(f"{workdir.root}: no checkpoint yet; starting the run again from epoch 1 with its settings",
+                      stacklevel=2)
+        resume = False
     if workdir.root.is_dir():
         with workdir.locked():  # refused at once when another process writes the folder
             pass
