@@ -193,3 +193,29 @@ def test_a_damaged_run_file_is_one_line_naming_it(small_run, tmp_path, capsys, n
     assert not list(tmp_path.glob("out*"))
     assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.name != ".lock"} == \
         {p: t for p, t in before.items() if p.name != ".lock"}
+
+
+def test_a_header_that_claims_terabytes_is_refused_without_allocating(toy_copy, tmp_path, capsys):
+    import resource
+
+    big = tmp_path / "big.mrcs"
+    raw = bytearray(toy_copy["stack"].read_bytes())
+    raw[0:12] = np.array([2**20, 2**20, 2**30], np.int32).tobytes()  # nx, ny, nz: 4.7e21 bytes
+    big.write_bytes(bytes(raw))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert main(["info", str(big)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "big.mrcs: truncated: header says 1073741824 images of 1048576 x 1048576" in err[0]
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 100_000  # kB: nothing of that size
+
+
+def test_tilt_partners_that_do_not_pair_up_are_one_line(toy_copy, tmp_path, capsys):
+    with mrcfile.open(toy_copy["stack"]) as mrc:
+        images = mrc.data[:11].copy()
+    with mrcfile.new(tmp_path / "tilt11.mrcs") as mrc:
+        mrc.set_data(images)
+    assert main(["train-vae", str(toy_copy["star"]), "--tilt", str(tmp_path / "tilt11.mrcs"), "--apix", "6", "-o",
+                 str(tmp_path / "run"), "-n", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "tilt11.mrcs: 11 tilted images for 12 particles; they must pair up in order" in err[0]
+    assert not (tmp_path / "run").exists()

@@ -32,6 +32,20 @@ class Marching(NeuralVolume):
             "band": band or 0.0}
 
 
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return make_toy_dataset(tmp_path_factory.mktemp("toy"), n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+
+
+def _trainer(method, toy, outdir, **settings):
+    """A :class:`Trainer` of ``method`` on the toy particles, small networks."""
+    from cryofield.train import Trainer, prepare, read_table
+
+    config = TrainConfig(particles=str(toy), outdir=str(outdir), dec_dim=16, dec_layers=1, batch_size=16,
+                         **settings)
+    return Trainer(method(config, prepare(config, read_table(config))))
+
+
 @pytest.fixture
 def marching():
     register_method(MarchingConfig, Marching)
@@ -39,8 +53,7 @@ def marching():
     METHODS.remove((MarchingConfig, Marching))
 
 
-def test_a_method_added_outside_the_package_runs_checkpoints_and_resumes(marching, tmp_path):
-    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
+def test_a_method_added_outside_the_package_runs_checkpoints_and_resumes(toy, marching, tmp_path):
     settings = {"particles": str(toy), "dec_dim": 16, "dec_layers": 1, "batch_size": 16, "checkpoint": 1}
     straight = run(MarchingConfig(outdir=str(tmp_path / "a"), epochs=4, **settings))
     assert [r["band"] for r in straight.log] == [4.0, 4.0, 0.0, 0.0]
@@ -69,17 +82,12 @@ class Poisoned(NeuralVolume):
         return super().epoch(trainer, epoch)
 
 
-def test_a_loss_that_is_no_longer_finite_stops_before_the_checkpoint(tmp_path):
+def test_a_loss_that_is_no_longer_finite_stops_before_the_checkpoint(toy, tmp_path):
     from cryofield.errors import RunStopped
-    from cryofield.train import Trainer, prepare, read_table
 
-    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
-    config = TrainConfig(particles=str(toy), outdir=str(tmp_path / "run"), epochs=3, dec_dim=16, dec_layers=1,
-                         batch_size=16, checkpoint=1)
-    data = prepare(config, read_table(config))
     with pytest.raises(RunStopped, match=r"epoch 2, step 1\); no checkpoint of this epoch was written; the last good "
                                          r"one is .*last.pt"):
-        Trainer(Poisoned(config, data)).fit()
+        _trainer(Poisoned, toy, tmp_path / "run", epochs=3, checkpoint=1).fit()
     checkpoints = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())
     assert checkpoints == ["epoch_0000.pt", "last.pt"]  # nothing poisoned written
     assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["epoch"] == 0
@@ -87,10 +95,9 @@ def test_a_loss_that_is_no_longer_finite_stops_before_the_checkpoint(tmp_path):
     assert "stopped: the loss is no longer finite" in (tmp_path / "run/train.log").read_text()
 
 
-def test_the_command_line_stops_a_diverging_run_with_one_line(tmp_path, capsys):
+def test_the_command_line_stops_a_diverging_run_with_one_line(toy, tmp_path, capsys):
     from cryofield.cli.main import main
 
-    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
     assert main(["train-nn", str(toy), "-o", str(tmp_path / "run"), "-n", "3", "--lr", "1e30", "--dec-dim", "16",
                  "--dec-layers", "1", "-b", "16"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
@@ -139,15 +146,9 @@ class PoisonedOnce(NeuralVolume):
         return super().epoch(trainer, epoch)
 
 
-def test_on_nan_rollback_returns_to_the_last_checkpoint_with_half_the_learning_rate(tmp_path):
-    from cryofield.train import Trainer, prepare, read_table
-
-    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
-    config = TrainConfig(particles=str(toy), outdir=str(tmp_path / "run"), epochs=4, dec_dim=16, dec_layers=1,
-                         batch_size=16, checkpoint=2, on_nan="rollback", lr=1e-3)
-    data = prepare(config, read_table(config))
+def test_on_nan_rollback_returns_to_the_last_checkpoint_with_half_the_learning_rate(toy, tmp_path):
     PoisonedOnce.poisoned = False
-    trainer = Trainer(PoisonedOnce(config, data))
+    trainer = _trainer(PoisonedOnce, toy, tmp_path / "run", epochs=4, checkpoint=2, on_nan="rollback", lr=1e-3)
     trainer.fit()
     assert PoisonedOnce.poisoned
     log = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()]
@@ -159,15 +160,10 @@ def test_on_nan_rollback_returns_to_the_last_checkpoint_with_half_the_learning_r
     assert "the loss is no longer finite (epoch 3, step 1): rolled back to" in text and "(rollback 1 of 3)" in text
 
 
-def test_on_nan_rollback_stops_after_three_returns(tmp_path):
+def test_on_nan_rollback_stops_after_three_returns(toy, tmp_path):
     from cryofield.errors import RunStopped
-    from cryofield.train import Trainer, prepare, read_table
 
-    toy = make_toy_dataset(tmp_path / "toy", n=64, box=16, apix=6.0, snr=20, seed=3)["star"]
-    config = TrainConfig(particles=str(toy), outdir=str(tmp_path / "run"), epochs=3, dec_dim=16, dec_layers=1,
-                         batch_size=16, checkpoint=1, on_nan="rollback")
-    data = prepare(config, read_table(config))
     with pytest.raises(RunStopped, match=r"\(epoch 2, step 1\) after 3 rollback\(s\) with lower learning rates; no "
                                          r"checkpoint of this epoch"):
-        Trainer(Poisoned(config, data)).fit()
+        _trainer(Poisoned, toy, tmp_path / "run", epochs=3, checkpoint=1, on_nan="rollback").fit()
     assert (tmp_path / "run/train.log").read_text().count("rolled back") == 3
