@@ -15,6 +15,7 @@ from cryofield.metrics import (
     adjusted_rand_index,
     evaluation_images,
     fsc,
+    junk_detection,
     latent_pc_spearman,
     per_image_fsc,
     pose_error,
@@ -38,7 +39,8 @@ def _indices(config: TrainConfig, n_truth: int) -> np.ndarray:
 
 
 def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_images: int = 100,
-                 seed: int = 0, latents: str | os.PathLike | None = None) -> dict:
+                 seed: int = 0, latents: str | os.PathLike | None = None,
+                 selection: str | os.PathLike | None = None) -> dict:
     """Ground-truth scores of a ``train-nn``/``train-vae`` run on simulated data.
 
     Parameters
@@ -54,6 +56,9 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
     latents : str or PathLike, optional
         Score these latents (.npy, (N, zdim), the run's particle order; e.g. from
         ``eval-images --refine-z``) instead of ``WORKDIR/z.npy``.
+    selection : str or PathLike, optional
+        Indices (input-file rows) of the particles a selection keeps (``filter``'s output):
+        scored against the truth's junk labels.
 
     Returns
     -------
@@ -63,7 +68,8 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
         ``spearman`` (|rho| of each latent PC with each true coordinate) and ``ari``
         (k-means on z with k = number of true states); with refined poses (``poses.npz``),
         ``pose_error`` against the true poses (:func:`cryofield.metrics.pose_error`, in the
-        truth's frame).
+        truth's frame). Junk images (the truth's ``junk_kind``) are left out of all of these;
+        with ``selection``, ``junk`` (:func:`cryofield.metrics.junk_detection`) scores it.
     """
     run, truth_dir = WorkDir(workdir), Path(truth_dir)
     for need in (run.config, run.last_checkpoint, truth_dir / "truth.npz"):
@@ -72,10 +78,19 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
     config = TrainConfig.load(run)
     truth = read_arrays(truth_dir / "truth.npz", ("state", "coordinates"), what="ground truth")
     rows = _indices(config, len(truth["state"]))
-    states, coordinates = truth["state"][rows], truth["coordinates"][rows]
+    junk_kind = truth.get("junk_kind", np.zeros(len(truth["state"]), np.int64))[rows]
     _, models = load_models(run, config.box, int(half_lattice_mask(config.box).sum()))
     z = _latents(run, config, latents, len(rows)) if config.zdim else None
-    n_states = len(np.unique(truth["state"]))
+    junk = None
+    if selection is not None:
+        kept = np.isin(rows, read_indices(selection, len(truth["state"])))
+        junk = junk_detection(junk_kind, kept, tuple(str(k) for k in truth.get("junk_kinds", [])))
+    clean = junk_kind == 0  # the particle metrics score particles, not junk
+    rows, states, coordinates = rows[clean], truth["state"][rows][clean], truth["coordinates"][rows][clean]
+    z = None if z is None else z[clean]
+    if not len(rows):
+        raise InputError(truth_dir / "truth.npz", "the run holds junk images only")
+    n_states = len(np.unique(truth["state"][truth["state"] >= 0]))
     discrete = n_states <= 20 and np.array_equal(coordinates[:, 0], states.astype(float))
     picks = evaluation_images(coordinates, min(n_images, len(rows)), states=states if discrete else None, seed=seed)
     pairs, nmse = _map_pairs(models, config, z, states, picks, truth_dir)
@@ -93,8 +108,10 @@ def evaluate_run(workdir: str | os.PathLike, truth_dir: str | os.PathLike, *, n_
             scores["ari"] = adjusted_rand_index(labels, states)
     refined = run.read_refined_poses()
     if refined is not None and "rotations" in truth:
-        scores["pose_error"] = pose_error(refined[0], truth["rotations"][rows], refined[1],
+        scores["pose_error"] = pose_error(refined[0][clean], truth["rotations"][rows], refined[1][clean],
                                           truth["shifts_px"][rows], align=False)
+    if junk is not None:
+        scores["junk"] = junk
     return scores
 
 

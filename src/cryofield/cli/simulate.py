@@ -9,6 +9,7 @@ import numpy as np
 
 from cryofield.cli._common import command_parser, progress_bar
 from cryofield.errors import InputError
+from cryofield.simulate.junk import JUNK_KINDS
 
 
 def add_parser(subparsers):
@@ -22,6 +23,10 @@ def add_parser(subparsers):
         cryofield simulate --pdb 1ake.pdb --pdb 4ake.pdb --states 20 --box 64 --apix 1.5 -n 20000 --snr 0.1 -o ake/
         cryofield simulate --pdb 1ake.pdb --rotate A:122-159 --axis A:121:CA,A:122:CA --angles 0 45 \\
             --box 64 --apix 1.5 -n 10000 --population gaussian --means 2 7 --widths 1 1 -o lid/
+        # a realistic benchmark: low SNR, 20 % junk, 2 degree pose errors, micrographs, float16
+        cryofield simulate --pdb 1ake.pdb --pdb 4ake.pdb --box 128 --apix 1.5 -n 100000 --snr 0.02 \\
+            --snr-radius 40 --ctf-from run_data.star --junk 0.2 --pose-error 2 --shift-error 0.5 \\
+            --micrographs 1000 --float16 -o realistic/
         """)
     sources = parser.add_argument_group("sources (maps or atomic models)")
     sources.add_argument("--volume", type=Path, action="append", help="a map (repeat for several states)")
@@ -67,6 +72,24 @@ def add_parser(subparsers):
     parser.add_argument("--no-ctf", action="store_true", help="no CTF")
     parser.add_argument("--tilt-pairs", action="store_true", help="also write a tilted partner of each particle")
     parser.add_argument("--tilt-deg", type=float, default=45.0, help="tilt about x for the partners (default 45)")
+    real = parser.add_argument_group("as real data look (the truth keeps the true values apart)")
+    real.add_argument("--junk", type=float, default=0.0, metavar="FRACTION",
+                      help="fraction of the images that are junk (default 0), of the --junk-kinds in equal shares")
+    real.add_argument("--junk-kinds", default=",".join(JUNK_KINDS),
+                      help=f"comma-separated, of {', '.join(JUNK_KINDS)}: empty ice, clumps of 3-5 particles, "
+                           "another protein, particles cut by a random plane (default all)")
+    real.add_argument("--junk-volume", type=Path,
+                      help="the map of the other protein (default a random compact blob of the particle's mass)")
+    real.add_argument("--pose-error", type=float, default=0.0, metavar="DEG",
+                      help="RMS angle of a random error rotation in the written poses (default 0)")
+    real.add_argument("--shift-error", type=float, default=0.0, metavar="PX",
+                      help="standard deviation of the error in each written shift coordinate (default 0)")
+    real.add_argument("--micrographs", type=int, default=0, metavar="M",
+                      help="group the particles into M micrographs: one stack and one defocus each (default: one "
+                           "stack)")
+    real.add_argument("--defocus-spread", type=float, default=100.0, metavar="A",
+                      help="--micrographs: spread of a particle's defocus about its micrograph's (default 100)")
+    real.add_argument("--float16", action="store_true", help="write float16 stacks (MRC mode 12)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("-b", "--chunk-size", type=int, default=1000)
     return parser
@@ -107,6 +130,7 @@ def run(args) -> None:
             ctf_from = np.asarray(load_legacy_pickle(args.ctf_from), float)
         if ctf_from is None or ctf_from.ndim != 2 or ctf_from.shape[1] != 9 or not len(ctf_from):
             raise InputError(args.ctf_from, "has no CTF parameters")
+    realism = _realism(args, volumes)
     imaging = Imaging(pixel_size_angstrom=apix, snr=args.snr, snr_radius_px=args.snr_radius, shift_px=args.shift_px,
                       defocus_range_angstrom=tuple(args.defocus), voltage_kv=args.voltage, cs_mm=args.cs,
                       amplitude_contrast=args.amp_contrast, bfactor=args.bfactor, ctf=not args.no_ctf)
@@ -115,12 +139,37 @@ def run(args) -> None:
     with progress_bar(total, "simulate") as bar:
         paths = write_dataset(args.outdir, volumes, states, imaging, ctf_from=ctf_from,
                               coordinates=coordinates[states],
-                              tilt_deg=args.tilt_deg if args.tilt_pairs else None, seed=args.seed,
+                              tilt_deg=args.tilt_deg if args.tilt_pairs else None, realism=realism, seed=args.seed,
                               chunk_size=args.chunk_size, progress=bar.update)
     elapsed = time.perf_counter() - start
-    print(f"wrote {len(states)} particles ({volumes[0].shape[-1]} px, {apix:.4f} A/px, {len(volumes)} states) to "
-          f"{paths.stack} and {paths.star}" + (f", tilt partners to {paths.tilt_star}" if args.tilt_pairs else "")
+    where = paths.stack if len(paths.stacks) < 2 else f"{len(paths.stacks)} stacks in {paths.stack.parent}/"
+    junk = f" ({args.junk:.0%} junk)" if args.junk else ""
+    print(f"wrote {len(states)} images{junk} ({volumes[0].shape[-1]} px, {apix:.4f} A/px, {len(volumes)} states) "
+          f"to {where} and {paths.star}" + (f", tilt partners to {paths.tilt_star}" if args.tilt_pairs else "")
           + f"; truth in {paths.truth} in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f} images/s)")
+
+
+def _realism(args, volumes: list[np.ndarray]):
+    """The :class:`Realism` the flags ask for, checked (an InputError naming the flag)."""
+    from cryofield.io import read_map
+    from cryofield.simulate.junk import Realism
+
+    other = None
+    if args.junk_volume is not None:
+        other, _ = read_map(args.junk_volume)
+        if other.shape != volumes[0].shape:
+            raise InputError(args.junk_volume, f"map of shape {other.shape}; the particles' are {volumes[0].shape}")
+    realism = Realism(junk_fraction=args.junk, junk_kinds=tuple(k.strip() for k in args.junk_kinds.split(",")
+                                                               if k.strip()),
+                      other_volume=other, pose_error_deg=args.pose_error, shift_error_px=args.shift_error,
+                      micrographs=args.micrographs, defocus_spread_angstrom=args.defocus_spread, float16=args.float16)
+    try:
+        realism.check()
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+    if args.micrographs and args.tilt_pairs:
+        raise InputError(None, "--micrographs and --tilt-pairs cannot be used together")
+    return realism
 
 
 def _sources(args) -> tuple[list[np.ndarray], np.ndarray, float]:

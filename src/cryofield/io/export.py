@@ -20,7 +20,8 @@ from cryofield.io.table import ImageRefs, ParticleTable, SourceRecord
 ChunkTransform = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def write_particles(table: ParticleTable, path: str | os.PathLike) -> None:
+def write_particles(table: ParticleTable, path: str | os.PathLike, *,
+                    extra_columns: dict[str, np.ndarray] | None = None) -> None:
     """Write the table's metadata as ``.star`` or ``.cs`` (by the extension of ``path``).
 
     A STAR source keeps its layout (RELION 3.0 stays 3.0), its optics table and every
@@ -32,9 +33,14 @@ def write_particles(table: ParticleTable, path: str | os.PathLike) -> None:
     table : ParticleTable
     path : str or PathLike
         ``.star`` or ``.cs``; replaced whole or not at all.
+    extra_columns : dict of str to ndarray, optional
+        More particle columns for a STAR file built from the fields, by RELION label without
+        the underscore (``{"rlnMicrographName": names}``), one value per particle.
     """
     path = Path(path)
     record = table.record
+    if extra_columns and record.kind in ("star", "cs"):
+        raise ValueError("extra columns are for tables built from their fields, not a STAR or .cs source")
     if path.suffix.lower() == ".cs":
         if record.kind != "cs":
             raise InputError(path, "a .cs output needs a cryoSPARC .cs input; write .star instead")
@@ -47,6 +53,8 @@ def write_particles(table: ParticleTable, path: str | os.PathLike) -> None:
                                                    list(old.comments))
     else:
         blocks = _fresh_star_blocks(table)
+        for label, values in (extra_columns or {}).items():
+            blocks["particles"].table[label] = np.asarray(values)
     write_star(path, blocks)
 
 

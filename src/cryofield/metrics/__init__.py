@@ -13,6 +13,7 @@ from cryofield.metrics.maps import (
 from cryofield.metrics.scores import (
     adjusted_rand_index,
     evaluation_images,
+    junk_detection,
     latent_pc_spearman,
     per_image_fsc,
     pose_error,
@@ -22,7 +23,7 @@ from cryofield.metrics.structure import StructureComparison, compare_ca, kabsch
 
 __all__ = [
     "StructureComparison", "VolumeAlignment", "adjusted_rand_index", "align_volumes", "apply_alignment",
-    "apply_bfactor", "auto_mask", "compare_ca", "evaluation_images", "flip_hand", "fsc", "guinier_bfactor", "kabsch",
-    "latent_pc_spearman", "map_correlation", "normalized_mse", "per_image_fsc", "pose_error", "pose_error_frobenius",
-    "radial_amplitude", "resolution_at", "rotate_volume",
+    "apply_bfactor", "auto_mask", "compare_ca", "evaluation_images", "flip_hand", "fsc", "guinier_bfactor",
+    "junk_detection", "kabsch", "latent_pc_spearman", "map_correlation", "normalized_mse", "per_image_fsc",
+    "pose_error", "pose_error_frobenius", "radial_amplitude", "resolution_at", "rotate_volume",
 ]

@@ -256,3 +256,37 @@ def pose_error_frobenius(rotations: np.ndarray, true_rotations: np.ndarray, shif
         out |= {"trans_mean": float(trans.mean()), "trans_median": float(np.median(trans)), "translation_px": t,
                 "trans_errors": trans}
     return out
+
+
+def junk_detection(junk_kind: np.ndarray, kept: np.ndarray, kinds: tuple[str, ...] = ()) -> dict:
+    """How well a selection removes junk: precision and recall of the images it leaves out.
+
+    Parameters
+    ----------
+    junk_kind : ndarray, shape (N,), int
+        0 for a particle, ``k > 0`` for junk of kind ``kinds[k - 1]`` (the simulation's truth).
+    kept : ndarray, shape (N,), bool
+        The images the selection keeps.
+    kinds : tuple of str, optional
+        Names of the junk kinds, for ``recall_by_kind``.
+
+    Returns
+    -------
+    dict
+        ``removed`` and ``junk`` (counts), ``precision`` (junk among the removed), ``recall``
+        (junk removed among all junk), ``junk_kept_fraction`` (junk among the kept), each
+        None where its denominator is 0, and ``recall_by_kind``.
+    """
+    junk_kind, kept = np.asarray(junk_kind), np.asarray(kept, bool)
+    if junk_kind.shape != kept.shape:
+        raise ValueError(f"{len(kept)} selection flags for {len(junk_kind)} images")
+    junk, removed = junk_kind > 0, ~kept
+
+    def ratio(a: np.ndarray, b: np.ndarray) -> float | None:
+        return float(a.sum() / b.sum()) if b.any() else None
+
+    by_kind = {(kinds[k - 1] if k <= len(kinds) else str(k)): ratio(removed & (junk_kind == k), junk_kind == k)
+               for k in np.unique(junk_kind[junk]).tolist()}
+    return {"removed": int(removed.sum()), "junk": int(junk.sum()), "precision": ratio(removed & junk, removed),
+            "recall": ratio(removed & junk, junk), "junk_kept_fraction": ratio(kept & junk, kept),
+            "recall_by_kind": by_kind}

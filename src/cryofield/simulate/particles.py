@@ -125,7 +125,8 @@ def noise_std(signal: torch.Tensor, snr: float, radius_px: float | None = None) 
 
 def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray,
                     ctf_params: np.ndarray | None, imaging: Imaging, *, seed: int = 0, chunk_size: int = 1000,
-                    progress: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+                    progress: Callable[[int], None] | None = None,
+                    signal: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield float32 images chunk by chunk, noise at ``imaging.snr`` (std set by the first chunk).
 
     Parameters
@@ -138,6 +139,8 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
         Seed of the noise.
     chunk_size : int
     progress : callable, optional
+    signal : ndarray, shape (N,), bool, optional
+        The images whose signal sets the noise (the particles, not the junk; default all).
 
     Yields
     ------
@@ -150,7 +153,8 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
         clean = projector(states[part], torch.from_numpy(rotations[part]), torch.from_numpy(shifts_px[part]),
                           None if ctf_params is None else torch.from_numpy(ctf_params[part]), imaging.bfactor)
         if sigma is None:
-            sigma = noise_std(clean, imaging.snr, imaging.snr_radius_px)
+            measured = clean if signal is None or not signal[part].any() else clean[torch.from_numpy(signal[part])]
+            sigma = noise_std(measured, imaging.snr, imaging.snr_radius_px)
         if sigma:
             clean += torch.randn(clean.shape, generator=generator, dtype=clean.dtype) * sigma
         if progress is not None:
