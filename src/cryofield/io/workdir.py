@@ -39,6 +39,8 @@ import numpy as np
 from cryofield.errors import InputError
 from cryofield.io._atomic import is_part_name, save_npy, save_npz, save_text
 from cryofield.io.arrays import check_array, read_array, read_arrays
+from cryofield.io.cryodrgn import CryodrgnRun, is_cryodrgn_run
+from cryofield.io.legacy import load_legacy_pickle
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,9 @@ class WorkDir:
 
     @property
     def latents(self) -> Path:
-        """``z.npy``: posterior means (N, zdim)."""
+        """``z.npy``: posterior means (N, zdim) (a cryoDRGN run's ``z.pkl``)."""
+        if self.is_cryodrgn():
+            return CryodrgnRun.open(self.root).latents
         return self.root / "z.npy"
 
     @property
@@ -194,24 +198,37 @@ class WorkDir:
             fh.close()
 
     # ---- state ----
+    def is_cryodrgn(self) -> bool:
+        """Whether this is a cryoDRGN work directory (read through :mod:`cryofield.io.cryodrgn`)."""
+        return is_cryodrgn_run(self.root)
+
     def is_trained(self) -> bool:
-        """Whether the run has a config and a last checkpoint."""
+        """Whether the run has a config and a last checkpoint (a cryoDRGN run: its final weights)."""
+        if self.is_cryodrgn():
+            return (self.root / "weights.pkl").is_file()
         return self.config.is_file() and self.last_checkpoint.is_file()
 
     def require_trained(self) -> WorkDir:
         """``self``, or an :class:`InputError` naming the folder when it holds no trained run."""
         if not self.is_trained():
-            raise InputError(self.root, "not a trained work directory (config.json and checkpoints/last.pt)")
+            raise InputError(self.root, "not a trained work directory (config.json and checkpoints/last.pt, or "
+                                        "cryoDRGN's config.yaml and weights.pkl)")
         return self
 
     def require_config(self) -> WorkDir:
         """``self``, or an :class:`InputError` when there is no ``config.json``."""
-        if not self.config.is_file():
-            raise InputError(self.root, "not a trained work directory (config.json)")
+        if not self.config.is_file() and not self.is_cryodrgn():
+            raise InputError(self.root, "not a trained work directory (config.json, or cryoDRGN's config.yaml)")
         return self
 
     def read_settings(self) -> dict:
-        """``config.json`` as a dict (:mod:`cryofield.train` turns it into a typed config)."""
+        """``config.json`` as a dict (:mod:`cryofield.train` turns it into a typed config).
+
+        A cryoDRGN run's ``config.yaml`` is read under cryofield's names
+        (:meth:`CryodrgnRun.cryofield_settings`).
+        """
+        if self.is_cryodrgn():
+            return CryodrgnRun.open(self.root).cryofield_settings()
         return read_json_object(self.config)
 
     def read_log(self) -> list[dict]:
@@ -278,6 +295,8 @@ class WorkDir:
         source = Path(path) if path is not None else self.latents
         if not source.is_file():
             raise InputError(source, "not found" + ("" if path is not None else ": the run did not finish"))
+        if source.suffix.lower() == ".pkl":  # cryoDRGN's z.pkl, through the safe loader
+            return check_array(source, load_legacy_pickle(source), ndim=2, columns=zdim, what="latents")
         return read_array(source, ndim=2, columns=zdim, what="latents")
 
     def write_latents(self, z: np.ndarray) -> None:

@@ -105,7 +105,8 @@ def build_report(workdir: str | os.PathLike, *, analysis: str | os.PathLike | No
     if has_landscape:
         groups += _landscape_groups(run.landscape)
 
-    sections = [("settings", "Settings", _settings_section(run.read_settings())),
+    source = "cryoDRGN's config.yaml, under cryofield's names" if run.is_cryodrgn() else "config.json"
+    sections = [("settings", "Settings", _settings_section(run.read_settings(), source)),
                 ("training", "Training", _training_section(records))]
     shown = 0 if latents is None else min(latents.n, max_points)
     if latents is not None:
@@ -130,8 +131,8 @@ def _checked(workdir: Path, max_points: int, iso_percentile: float, max_map_size
     """The run's work directory, or an :class:`InputError` for it or for an option out of range."""
     if not workdir.is_dir():
         raise InputError(workdir, "not a folder: give a run's work directory")
-    if not WorkDir(workdir).config.is_file():
-        raise InputError(workdir, "not a work directory (no config.json)")
+    if not WorkDir(workdir).config.is_file() and not WorkDir(workdir).is_cryodrgn():
+        raise InputError(workdir, "not a work directory (no config.json, nor cryoDRGN's config.yaml)")
     if max_points < 1:
         raise InputError(None, f"--max-points must be at least 1, got {max_points}")
     if not 0 <= iso_percentile <= 100:

@@ -31,7 +31,7 @@ def _figure_html(fig, div_id: str) -> str:
                        default_height="360px")
 
 
-def _settings_section(config: dict) -> str:
+def _settings_section(config: dict, source: str = "config.json") -> str:
     def show(value) -> str:
         if isinstance(value, dict):
             return "; ".join(f"{k} {show(v)}" for k, v in value.items()) or "-"
@@ -43,7 +43,7 @@ def _settings_section(config: dict) -> str:
 
     rows = "\n".join(f'<tr><td class="key">{html.escape(str(k))}</td><td class="value">{html.escape(show(v))}</td>'
                      f"</tr>" for k, v in config.items())
-    return ('<h2 id="settings">Settings</h2>\n<p class="caption">config.json</p>\n'
+    return (f'<h2 id="settings">Settings</h2>\n<p class="caption">{html.escape(source)}</p>\n'
             f'<table class="settings">{rows}</table>')
 
 

@@ -175,13 +175,16 @@ class TrainConfig:
 
     @classmethod
     def load(cls: type[C], where: str | os.PathLike | WorkDir) -> C:
-        """Read a config written by :meth:`save`, from a work directory or a file.
+        """Read a config written by :meth:`save`, from a work directory or a file (or a cryoDRGN run's).
 
         A file without ``residual`` was written before that setting existed, by networks
         with ``"pre"`` blocks, and loads as ``"pre"`` so that its checkpoints compute what
         they were trained to. Unknown keys (other methods' settings) are ignored.
         """
-        values = read_json_object(_config_file(where))
+        if isinstance(where, WorkDir) or Path(where).is_dir():  # a cryoDRGN run's config.yaml too
+            values = (where if isinstance(where, WorkDir) else WorkDir(where)).read_settings()
+        else:
+            values = read_json_object(where)
         values.setdefault("residual", "pre")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import replace
 
 import torch
 from torch import nn
 
+from cryofield.errors import InputError
 from cryofield.io import WorkDir
+from cryofield.io.cryodrgn import CryodrgnRun
 from cryofield.nn import ImageEncoder, PoseCorrections, PoseEncoder, TiltPairEncoder, VolumeDecoder, make_encoding
+from cryofield.nn.cryodrgn import CryodrgnDecoder
 from cryofield.train.checkpoint import load_checkpoint
 from cryofield.train.config import TrainConfig
 
@@ -91,7 +95,8 @@ def load_models(workdir: str | os.PathLike | WorkDir, box: int, n_pixels: int,
     Parameters
     ----------
     workdir : str, PathLike or WorkDir
-        A trained ``train-nn``, ``train-vae`` or ``abinit`` run.
+        A trained ``train-nn``, ``train-vae`` or ``abinit`` run, or a cryoDRGN ``train_vae`` or
+        ``train_nn`` run (its decoder only: :func:`load_cryodrgn_decoder`).
     box, n_pixels : int
         The images' size ``D`` and half-lattice pixels ``P``.
     device : str or torch.device
@@ -102,6 +107,30 @@ def load_models(workdir: str | os.PathLike | WorkDir, box: int, n_pixels: int,
     """
     workdir = workdir if isinstance(workdir, WorkDir) else WorkDir(workdir)
     config = TrainConfig.load(workdir)
+    if workdir.is_cryodrgn():
+        return config, Models(load_cryodrgn_decoder(workdir)).to(torch.device(device))
     models = build_models(replace(config, refine_poses=False), box, n_pixels)
     models.load_parts_state(load_checkpoint(workdir, device)["models"])
     return config, models.to(torch.device(device))
+
+
+def load_cryodrgn_decoder(workdir: WorkDir, epoch: int | None = None) -> CryodrgnDecoder:
+    """The decoder of a cryoDRGN run (its final weights, or ``weights.EPOCH.pkl``), loaded with ``weights_only=True``.
+
+    Raises
+    ------
+    InputError
+        Weights that are not a cryoDRGN checkpoint, or a decoder this version cannot rebuild.
+    """
+    run = CryodrgnRun.open(workdir.root, epoch)
+    model = run.model
+    try:
+        state = torch.load(run.weights, weights_only=True, map_location="cpu")["model_state_dict"]
+        decoder = CryodrgnDecoder(run.box, int(model.get("zdim") or 0), int(model["pdim"]), int(model["players"]),
+                                  str(model.get("pe_type", "gaussian")), model.get("pe_dim"),
+                                  str(model.get("domain", "fourier")))
+        decoder.load_cryodrgn_state(state)
+    except (RuntimeError, KeyError, ValueError, TypeError, OSError, pickle.UnpicklingError) as exc:
+        raise InputError(run.weights, f"not a cryoDRGN decoder cryofield can read ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0][:120] if str(exc) else ''})") from None
+    return decoder.eval()
