@@ -6,6 +6,7 @@ over a large stack keeps a bounded resident set and never holds file descriptors
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import warnings
@@ -169,18 +170,15 @@ class MrcStackWriter:
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float16):
             raise ValueError(f"MRC stacks are written as float32 or float16, not {self.dtype}")
-        self._whole = whole(self.path)
-        self._temp = self._whole.__enter__()
-        try:
+        with contextlib.ExitStack() as stack:  # the temporary file goes away if the header cannot be written
+            self._temp = stack.enter_context(whole(self.path))
             with mrcfile.new_mmap(self._temp, self.shape, mrc_mode=2 if self.dtype == np.float32 else 12,
                                   overwrite=True) as mrc:
                 mrc.set_image_stack()
                 mrc.voxel_size = pixel_size_angstrom or 0.0
                 self._offset = int(mrc.header.nbytes) + int(mrc.header.nsymbt)
             self._fh = open(self._temp, "r+b")
-        except BaseException as exc:
-            self._whole.__exit__(type(exc), exc, exc.__traceback__)
-            raise
+            self._whole = stack.pop_all()  # closed by close() (renamed into place) or __exit__ (removed)
         self._fh.seek(self._offset)
         self.written = 0
         self._min, self._max, self._sum, self._sumsq = np.inf, -np.inf, 0.0, 0.0
@@ -217,7 +215,7 @@ class MrcStackWriter:
         except BaseException as exc:
             self._whole.__exit__(type(exc), exc, exc.__traceback__)
             raise
-        self._whole.__exit__(None, None, None)
+        self._whole.close()
 
     def __enter__(self) -> MrcStackWriter:
         return self

@@ -274,22 +274,32 @@ class Trainer:
                 or not self.workdir.last_checkpoint.is_file()):
             self._guard(where)
         self._rollbacks += 1
+        following = self._from_last_checkpoint(lr_factor=0.5)
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
+        if self.runtime.is_main:
+            self.workdir.note(f"the loss is no longer finite ({where}): rolled back to {self.workdir.last_checkpoint} "
+                              f"(after epoch {following}) with learning rate {lrs[0]:.3g} "
+                              f"(rollback {self._rollbacks} of {ROLLBACKS})")
+        return following
+
+    def _from_last_checkpoint(self, lr_factor: float = 1.0) -> int:
+        """Networks, optimisers, RNG and method state as the last checkpoint left them; returns the next epoch.
+
+        The optimisers' learning rates are multiplied by ``lr_factor`` (before any CUDA graph
+        is captured), and the log loses the epochs after the checkpoint (a run killed or rolled
+        back runs them again).
+        """
         state = load_checkpoint(self.workdir, self.runtime.device)
         self.fresh(self.method.stage(max(int(state["epoch"]), 0)))
         following = self.restore(state)
         self._partial = state.get("partial")
-        lrs = []
         for optimizer in (self.optimizer, self.pose_optimizer):
-            for group in [] if optimizer is None else optimizer.param_groups:
-                group["lr"] = group["lr"] / 2
-                lrs.append(group["lr"])
-        self.prepare_steps(following)
-        self.method.begin(self, following)
+            for group in [] if optimizer is None or lr_factor == 1.0 else optimizer.param_groups:
+                group["lr"] *= lr_factor
         if self.runtime.is_main:
             self.workdir.keep_log_until(following)
-            self.workdir.note(f"the loss is no longer finite ({where}): rolled back to {self.workdir.last_checkpoint} "
-                              f"(after epoch {following}) with learning rate {lrs[0]:.3g} "
-                              f"(rollback {self._rollbacks} of {ROLLBACKS})")
+        self.prepare_steps(following)
+        self.method.begin(self, following)
         return following
 
     def _guard(self, where: str) -> None:
@@ -318,18 +328,13 @@ class Trainer:
                 self.workdir.checkpoints.mkdir(parents=True, exist_ok=True)
             else:  # a fresh run in an old work directory starts a fresh log
                 self.workdir.start_log()
-        first = 0
         if resume:
-            state = load_checkpoint(self.workdir, self.runtime.device)
-            self.fresh(self.method.stage(max(int(state["epoch"]), 0)))
-            first = self.restore(state)
-            self._partial = state.get("partial")
-            if self.runtime.is_main:  # epochs logged after the checkpoint (then killed) run again
-                self.workdir.keep_log_until(first)
+            first = self._from_last_checkpoint()
         else:
+            first = 0
             self.fresh(1)
-        self.prepare_steps(first)
-        self.method.begin(self, first)
+            self.prepare_steps(first)
+            self.method.begin(self, first)
         if self.runtime.is_main:
             what = f"{'resumed' if resume else 'started'} {type(self.method).__name__}"
             self.workdir.note(f"{what} at epoch {first + 1} of {self.config.epochs}, on {self.runtime.device} "
