@@ -421,6 +421,7 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         if steps + len(batches) <= partial["batches"]:  # a buffer the stopped pass finished: not even read
             steps, done = steps + len(batches), done + sum(map(len, batches)) * runtime.world_size
             continue
+        buffer = None  # the last buffer goes before the next is read: one buffer in memory, not two
         buffer = data if in_memory else data.load(members)
         # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
         positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
