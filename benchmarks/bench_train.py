@@ -279,13 +279,16 @@ def speed(args) -> None:
 
     score_ours = None if args.no_score else score_latents_and_maps(np.load(ours / "z.npy"), data, rows,
                                                                    our_maps(ours))
-    gflop = step_gflop_per_image()
+    from cryofield.io import read_particles
+
+    box = read_particles(star).box_size
+    gflop = step_gflop_per_image(box)
     import torch
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peak = bf16_peak_gflops(device)
-    print(f"cryofield train-vae: {t_ours:.1f} s for {args.n} x {args.epochs} epochs = {rate_ours:.1f} images/s "
-          f"(training loop alone {rate_loop:.1f} images/s), peak RSS {rss_ours:.0f} MB")
+    print(f"cryofield train-vae: {box} px, {t_ours:.1f} s for {args.n} x {args.epochs} epochs = "
+          f"{rate_ours:.1f} images/s (training loop alone {rate_loop:.1f} images/s), peak RSS {rss_ours:.0f} MB")
     if score_ours:
         print(describe(score_ours))
     print(f"  matmul work {gflop:.2f} GFLOP per image -> {gflop * rate_loop:.0f} GFLOP/s in the loop; "

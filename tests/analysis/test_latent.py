@@ -38,6 +38,12 @@ def test_kmeans_on_data_centres_and_order(blobs):
     assert np.array_equal(six.labels, again.labels)  # repeatable
     with pytest.raises(ValueError, match="clusters for 600"):
         kmeans_clusters(z, 601)
+    # centres fitted on a subsample (large N): every particle still labelled, by its nearest centre
+    sub = kmeans_clusters(z, 3, seed=1, max_fit=60)
+    assert sorted(sub.counts) == [100, 200, 300]
+    assert all(len(np.unique(sub.labels[states == s])) == 1 for s in range(3))
+    nearest = np.argmin(((z[:, None, :] - sub.centers[None]) ** 2).sum(-1), axis=1)
+    assert np.array_equal(sub.labels, nearest)
 
 
 def test_gmm_and_nearest(blobs):
@@ -65,7 +71,7 @@ def test_umap_separates_clusters_and_subsamples(blobs):
     from cryofield.analysis import umap_embedding
 
     z, states = blobs
-    embedding = umap_embedding(z, seed=0, max_fit=300)  # 300 fitted, 300 placed by transform
+    embedding = umap_embedding(z, seed=0, max_fit=300, fit_size=300)  # 300 fitted, 300 placed
     assert embedding.shape == (600, 2) and np.isfinite(embedding).all()
     centres = np.array([embedding[states == s].mean(0) for s in range(3)])
     spread = max(np.linalg.norm(embedding[states == s] - centres[s], axis=1).mean() for s in range(3))

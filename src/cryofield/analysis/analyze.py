@@ -48,7 +48,8 @@ def analyze_latents(z: np.ndarray, outdir: str | os.PathLike, *, workdir: str | 
     gmm : int, optional
         Also fit a Gaussian mixture with this many full-covariance components.
     umap : bool
-        Also a 2-D UMAP embedding (for zdim > 1; fitted on at most 100,000 particles).
+        Also a 2-D UMAP embedding (for zdim > 1; fitted on at most 30,000 particles, the rest placed:
+        :func:`cryofield.analysis.umap_embedding`).
     seed : int
         Makes clustering repeatable.
     progress : callable, optional
@@ -74,8 +75,7 @@ def analyze_latents(z: np.ndarray, outdir: str | os.PathLike, *, workdir: str | 
         result.clusters[name] = ClusterSet(name, clusters.labels, clusters.on_data)
 
     k = min(ksample, len(z))
-    restarts = 10 if len(z) <= 100_000 else 3  # k-means restarts: 9 s instead of 27 s at 10^6 latents
-    add(f"kmeans{k}", kmeans_clusters(z, k, seed=seed, n_init=restarts))
+    add(f"kmeans{k}", kmeans_clusters(z, k, seed=seed))
     if gmm:
         add(f"gmm{gmm}", gmm_clusters(z, gmm, seed=seed))
     for pc in range(1, min(pcs, z.shape[1]) + 1):
