@@ -93,3 +93,23 @@ def test_fsc_and_resolution(data):
     assert curve[1] > 0.9 and curve[-1] < 0.5
     assert 0 < resolution_at(freqs, curve, 0.5) < 0.5
     assert resolution_at(np.array([0, 0.1, 0.2]), np.array([1, 0.6, 0.4]), 0.5) == pytest.approx(0.15)
+
+
+def test_projector_with_room_for_one_transform_gives_the_same_images(tmp_path):
+    """Volumes whose transforms do not all fit are projected one volume at a time through a scratch file."""
+    rng = np.random.default_rng(3)
+    volumes = [np.asarray(rng.random((16, 16, 16)), np.float32) for _ in range(3)]
+    n = 50
+    states = rng.integers(0, 3, n)
+    imaging = Imaging(2.0, snr=0.5, shift_px=2)
+    rot, shifts = draw_poses(n, imaging.shift_px, rng, seed=0)
+    ctf = draw_ctf(n, imaging, 16, rng)
+    resident = VolumeProjector(volumes)
+    tight = VolumeProjector(volumes, max_bytes=1)  # one transform at a time
+    assert resident.resident and not tight.resident
+    done = []
+    expected = np.concatenate(list(simulate_chunks(resident, states, rot, shifts, ctf, imaging, chunk_size=16)))
+    got = np.concatenate(list(simulate_chunks(tight, states, rot, shifts, ctf, imaging, chunk_size=16,
+                                              progress=done.append, scratch=tmp_path)))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    assert sum(done) == n and list(tmp_path.iterdir()) == []  # every image counted; the scratch file is gone

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,20 +70,48 @@ class VolumeProjector:
     ``D x D`` lattice, so the images are exactly ``-(CTF * slice)`` there, as
     reconstruction assumes.
 
+    A padded transform takes ``8 (2D)^3`` bytes (134 MB at 128 px, 1.07 GB at 256 px), so
+    the projector computes them when first needed and keeps at most ``max_bytes`` of them,
+    the least recently used going first. :attr:`resident` says whether every volume's fits.
+
     Parameters
     ----------
     volumes : sequence of ndarray, each (D, D, D)
         Positive density, ``[z, y, x]``.
+    max_bytes : int
+        Memory for transforms (at least one is always kept).
     """
 
-    def __init__(self, volumes: list[np.ndarray]):
+    def __init__(self, volumes: list[np.ndarray], max_bytes: int = 2**30):
         sizes = {v.shape for v in volumes}
         if len(sizes) != 1 or len(next(iter(sizes))) != 3 or len(set(next(iter(sizes)))) != 1:
             raise ValueError(f"volumes must be cubes of one size, got {sorted(sizes)}")
         self.size = volumes[0].shape[0]
-        correction = trilinear_apodization(2 * self.size)
-        self._ft = [fft_center(pad_center(torch.from_numpy(np.asarray(v, np.float64)), 2 * self.size, 3)
-                               / correction, 3).to(torch.complex64) for v in volumes]
+        self._volumes = [np.asarray(v) for v in volumes]
+        self._capacity = max(1, max_bytes // (8 * (2 * self.size) ** 3))
+        self._ft: OrderedDict[int, torch.Tensor] = OrderedDict()
+
+    @property
+    def resident(self) -> bool:
+        """Whether every volume's transform fits in ``max_bytes`` at once."""
+        return len(self._volumes) <= self._capacity
+
+    def _transform(self, state: int) -> torch.Tensor:
+        """The padded, apodization-corrected transform of one volume, (2D, 2D, 2D) complex64."""
+        if state in self._ft:
+            self._ft.move_to_end(state)
+            return self._ft[state]
+        while len(self._ft) >= self._capacity:
+            self._ft.popitem(last=False)
+        # in single precision, the precision kept: the transient memory of the FFT is 4 x 8 (2D)^3 bytes
+        padded = pad_center(torch.from_numpy(np.asarray(self._volumes[state], np.float32)), 2 * self.size, 3)
+        padded /= trilinear_apodization(2 * self.size).float()
+        self._ft[state] = fft_center(padded, 3).to(torch.complex64)
+        return self._ft[state]
+
+    def release(self) -> None:
+        """Drop every transform kept (they are computed again when needed)."""
+        self._ft.clear()
 
     def __call__(self, states: np.ndarray, rotations: torch.Tensor, shifts_px: torch.Tensor,
                  ctf_params: torch.Tensor | None, bfactor: float = 0.0) -> torch.Tensor:
@@ -99,10 +131,10 @@ class VolumeProjector:
         Tensor, shape (B, D, D), float64
         """
         size = self.size
-        slices = torch.empty((len(states), size, size), dtype=self._ft[0].dtype)
+        slices = torch.empty((len(states), size, size), dtype=torch.complex64)
         for s in np.unique(states):
             sel = torch.from_numpy(states == s)
-            slices[sel] = extract_slices(self._ft[int(s)], rotations[sel].to(slices.real.dtype), size)
+            slices[sel] = extract_slices(self._transform(int(s)), rotations[sel].to(slices.real.dtype), size)
         slices = slices.to(torch.complex128)
         if ctf_params is not None:
             b = torch.full((len(states),), float(bfactor), dtype=torch.float64) if bfactor else None
@@ -125,9 +157,14 @@ def noise_std(signal: torch.Tensor, snr: float, radius_px: float | None = None) 
 
 def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray,
                     ctf_params: np.ndarray | None, imaging: Imaging, *, seed: int = 0, chunk_size: int = 1000,
-                    progress: Callable[[int], None] | None = None,
-                    signal: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                    progress: Callable[[int], None] | None = None, signal: np.ndarray | None = None,
+                    scratch: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
     """Yield float32 images chunk by chunk, noise at ``imaging.snr`` (std set by the first chunk).
+
+    When the projector cannot hold every volume's transform (:attr:`VolumeProjector.resident`),
+    the noise-free images are first made one volume at a time into a temporary float32 file
+    in ``scratch`` (``4 N D^2`` bytes, removed at the end), so that each transform is computed
+    once, and then read back in order; ``progress`` then counts that first pass.
 
     Parameters
     ----------
@@ -141,17 +178,53 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
     progress : callable, optional
     signal : ndarray, shape (N,), bool, optional
         The images whose signal sets the noise (the particles, not the junk; default all).
+    scratch : str or PathLike, optional
+        Folder of the temporary file (default: the system's, ``TMPDIR``).
 
     Yields
     ------
     ndarray, shape (B, D, D), float32
     """
+    def project(rows: np.ndarray | slice) -> torch.Tensor:
+        return projector(states[rows], torch.from_numpy(rotations[rows]), torch.from_numpy(shifts_px[rows]),
+                         None if ctf_params is None else torch.from_numpy(ctf_params[rows]), imaging.bfactor)
+
+    if projector.resident:
+        yield from _with_noise((project(slice(s, s + chunk_size)) for s in range(0, len(states), chunk_size)),
+                               imaging, seed, chunk_size, progress, signal)
+        return
+    with tempfile.TemporaryDirectory(prefix=".cryofield-clean-", dir=scratch) as folder:
+        path = Path(folder) / ".noise-free.part.f32"  # a temporary name: never an output
+        image_bytes = 4 * projector.size**2
+        with open(path, "wb") as fh:
+            fh.truncate(image_bytes * len(states))
+            for state in np.unique(states):  # each volume's transform computed once, one held at a time
+                projector.release()
+                rows = np.flatnonzero(states == state)
+                for start in range(0, len(rows), chunk_size):
+                    part = rows[start:start + chunk_size]
+                    for row, image in zip(part, project(part).numpy().astype(np.float32)):
+                        os.pwrite(fh.fileno(), image.tobytes(), int(row) * image_bytes)
+                    if progress is not None:
+                        progress(len(part))
+
+        def read_back() -> Iterator[torch.Tensor]:
+            with open(path, "rb") as fh:
+                for start in range(0, len(states), chunk_size):
+                    count = min(chunk_size, len(states) - start)
+                    images = np.fromfile(fh, np.float32, count * projector.size**2)
+                    yield torch.from_numpy(images.reshape(count, projector.size, projector.size).astype(np.float64))
+
+        yield from _with_noise(read_back(), imaging, seed, chunk_size, None, signal)
+
+
+def _with_noise(chunks: Iterator[torch.Tensor], imaging: Imaging, seed: int, chunk_size: int,
+                progress: Callable[[int], None] | None, signal: np.ndarray | None) -> Iterator[np.ndarray]:
+    """:func:`simulate_chunks`' second half: noise-free chunks in particle order, with noise, as float32."""
     generator = torch.Generator().manual_seed(seed)
     sigma = None
-    for start in range(0, len(states), chunk_size):
+    for start, clean in zip(range(0, 1 << 62, chunk_size), chunks):
         part = slice(start, start + chunk_size)
-        clean = projector(states[part], torch.from_numpy(rotations[part]), torch.from_numpy(shifts_px[part]),
-                          None if ctf_params is None else torch.from_numpy(ctf_params[part]), imaging.bfactor)
         if sigma is None:
             measured = clean if signal is None or not signal[part].any() else clean[torch.from_numpy(signal[part])]
             sigma = noise_std(measured, imaging.snr, imaging.snr_radius_px)
