@@ -33,6 +33,34 @@ def test_threshold_mask_is_the_union_of_half_maximum_regions():
     assert threshold_mask(maps, 0.5, dilate=1).sum() == 2 * 7
 
 
+def test_sketch_maps_on_disk_give_what_the_maps_in_memory_give(tmp_path):
+    """The sketch is rendered in batches to a scratch file; each step reads back what it needs."""
+    from scipy.spatial.distance import pdist
+
+    from cryofield.analysis.landscape import _SketchMaps, pairwise_distances
+
+    latents = np.random.default_rng(0).normal(size=(21, 2)) * 3
+    calls = []
+
+    def counted(batch):
+        calls.append(len(batch))
+        return blob_maps(batch)
+
+    maps = _SketchMaps(tmp_path, counted, latents, 0.5, batch=8)
+    full = blob_maps(latents)
+    assert calls == [8, 8, 5] and len(maps) == 21 and maps.shape == (BOX,) * 3
+    np.testing.assert_array_equal(maps[7], full[7])
+    np.testing.assert_allclose(maps.mean, full.mean(0), rtol=1e-6)
+    np.testing.assert_array_equal(maps.union, threshold_mask(full, 0.5))
+    mask = maps.union
+    np.testing.assert_array_equal(maps.masked(mask), full[:, mask].astype(np.float64))
+    rows = np.array([3, 0, 12, 20])
+    np.testing.assert_allclose(maps.distances(rows, block=1000), pairwise_distances(full.reshape(21, -1)[rows]),
+                               rtol=1e-6)
+    assert len(maps.distances(rows)) == len(pdist(full[rows].reshape(4, -1)))
+    np.testing.assert_allclose(maps.state_mean(np.array([1, 4, 5])), full[[1, 4, 5]].mean(0), rtol=1e-6)
+
+
 def test_phi_learns_a_smooth_map_and_reports_validation_r2():
     rng = np.random.default_rng(0)
     z = rng.normal(size=(400, 3))

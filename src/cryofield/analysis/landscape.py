@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,25 +157,28 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
     rng = np.random.default_rng(s.seed)
     render = _renderer(maps_at, progress)
 
-    # 1. sketch, 2. its check
+    # 1. sketch (its maps on disk, not in memory: 500 maps at 128 px are 4 GB), 2. its check
     k = min(s.sketch, len(z))
     sketch = kmeans_clusters(z, k, seed=s.seed, reorder=False, n_init=1 if len(z) > 100_000 else 3)
-    maps = render(z[sketch.on_data], "sketch")
-    summary: dict = {"particles": len(z), "zdim": z.shape[1], "sketch": k, "box": maps.shape[-1], "apix": apix,
-                     "settings": {**s.__dict__}}
-    check = _check_sketch(z, sketch, maps, render, rng, s)
-    summary["sketch_check"] = {"between_sketch_median": round(check["between_sketch_median"], 4),
-                               "within_cluster_medians": [round(c["median_distance"], 4) for c in check["clusters"]]}
-    # 3. mask
-    mask, summary["mask"] = _mask(maps, mask, s)
-    write_map(outdir / "mask.mrc", mask.astype(np.float32), apix)
-    masked = maps[:, mask].astype(np.float64)  # (K, V)
-    mean_map = maps.mean(0)
-    write_map(outdir / "mean.mrc", mean_map, apix)
-    # 4. volume PCA, 5. states, 6. embeddings of the sketch, 7. phi
-    pca, sketch_pc = _volume_pca(masked, mean_map, mask, outdir, apix, s)
-    summary["explained_variance_ratio"] = [round(float(v), 4) for v in pca.explained_variance_ratio_]
-    states = _states(masked, maps, sketch.labels, outdir, apix, s)
+    with tempfile.TemporaryDirectory(prefix=".cryofield-landscape-") as scratch:
+        maps = _SketchMaps(Path(scratch), maps_at, z[sketch.on_data], s.threshold, progress)
+        summary: dict = {"particles": len(z), "zdim": z.shape[1], "sketch": k, "box": maps.box, "apix": apix,
+                         "settings": {**s.__dict__}}
+        check = _check_sketch(z, sketch, maps, render, rng, s)
+        summary["sketch_check"] = {"between_sketch_median": round(check["between_sketch_median"], 4),
+                                   "within_cluster_medians": [round(c["median_distance"], 4)
+                                                              for c in check["clusters"]]}
+        # 3. mask
+        mask, summary["mask"] = _mask(maps, mask, s)
+        write_map(outdir / "mask.mrc", mask.astype(np.float32), apix)
+        masked = maps.masked(mask)  # (K, V)
+        mean_map = maps.mean
+        write_map(outdir / "mean.mrc", mean_map, apix)
+        # 4. volume PCA, 5. states
+        pca, sketch_pc = _volume_pca(masked, mean_map, mask, outdir, apix, s)
+        summary["explained_variance_ratio"] = [round(float(v), 4) for v in pca.explained_variance_ratio_]
+        states = _states(masked, maps, sketch.labels, outdir, apix, s)
+    # 6. embeddings of the sketch, 7. phi
     summary["states"] = {"folder": states.folder, "volumes": states.volumes, "particles": states.particles,
                          "linkage": states.linkage}
     mds, umap = _sketch_embeddings(masked, s)
@@ -187,6 +191,85 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
                        pca.explained_variance_ratio_, states, mds, umap, z_vol_pc, summary)
     result.save(outdir, z, rows)
     return result
+
+
+class _SketchMaps:
+    """The sketch's maps, rendered once into a scratch file and read back one (or a block of voxels) at a time.
+
+    While rendering it keeps their mean and the union of their thresholded regions, so that
+    no step needs all the maps in memory at once.
+
+    Parameters
+    ----------
+    folder : Path
+        Scratch folder (the file is ``K D^3`` float32).
+    maps_at : MapSource
+    latents : ndarray, shape (K, zdim)
+    threshold : float
+        Each map's region is where it exceeds ``threshold`` times its maximum.
+    progress : callable, optional
+        ``progress("sketch", done, K)``.
+    """
+
+    def __init__(self, folder: Path, maps_at: MapSource, latents: np.ndarray, threshold: float,
+                 progress: Callable[[str, int, int], None] | None = None, batch: int = 8):
+        self.path = folder / ".sketch-maps.part.f32"  # a temporary name: never an output
+        self.count = len(latents)
+        total = union = None
+        with open(self.path, "wb") as fh:
+            for i in range(0, self.count, batch):
+                maps = np.ascontiguousarray(maps_at(latents[i:i + batch]), np.float32)
+                fh.write(maps.tobytes())
+                total = maps.sum(0, dtype=np.float64) + (0 if total is None else total)
+                region = threshold_mask(maps, threshold)
+                union = region if union is None else union | region
+                if progress is not None:
+                    progress("sketch", min(i + batch, self.count), self.count)
+        self.shape = maps.shape[1:]
+        self.box = self.shape[-1]
+        self.mean = (total / self.count).astype(np.float32)
+        self.union = union
+
+    @property
+    def _voxels(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        """Map ``i``, (D, D, D) float32."""
+        return self.block([i], 0, self._voxels)[0].reshape(self.shape)
+
+    def block(self, rows, start: int, stop: int) -> np.ndarray:
+        """Voxels ``start:stop`` (flat order) of maps ``rows``, (len(rows), stop - start) float32."""
+        out = np.empty((len(rows), stop - start), np.float32)
+        with open(self.path, "rb") as fh:
+            for j, i in enumerate(rows):
+                fh.seek(4 * (int(i) * self._voxels + start))
+                fh.readinto(memoryview(out[j]).cast("B"))
+        return out
+
+    def masked(self, mask: np.ndarray) -> np.ndarray:
+        """Every map's voxels in ``mask``, (K, V) float64."""
+        return np.stack([self[i][mask] for i in range(self.count)]).astype(np.float64)
+
+    def distances(self, rows, block: int = 1 << 18) -> np.ndarray:
+        """:func:`pairwise_distances` of maps ``rows``, from their Gram matrix summed over blocks of voxels."""
+        gram = np.zeros((len(rows), len(rows)))
+        for start in range(0, self._voxels, block):
+            x = self.block(rows, start, min(start + block, self._voxels)).astype(np.float64)
+            gram += x @ x.T
+        squared = np.diag(gram)
+        d2 = squared[:, None] + squared[None, :] - 2 * gram
+        return np.sqrt(np.maximum(d2, 0.0))[np.triu_indices(len(rows), 1)]
+
+    def state_mean(self, members: np.ndarray) -> np.ndarray:
+        """Mean of maps ``members``, (D, D, D) float32."""
+        total = np.zeros(self.shape)
+        for i in members:
+            total += self[i]
+        return (total / max(len(members), 1)).astype(np.float32)
 
 
 def _renderer(maps_at: MapSource, progress: Callable[[str, int, int], None] | None) -> Callable[..., np.ndarray]:
@@ -202,11 +285,11 @@ def _renderer(maps_at: MapSource, progress: Callable[[str, int, int], None] | No
     return render
 
 
-def _check_sketch(z: np.ndarray, sketch, maps: np.ndarray, render, rng: np.random.Generator,
+def _check_sketch(z: np.ndarray, sketch, maps: _SketchMaps, render, rng: np.random.Generator,
                   s: LandscapeSettings) -> dict:
     """Distances among maps of members of a few sketched clusters, against those between sketched maps."""
     k = len(maps)
-    between = pairwise_distances(maps.reshape(k, -1)[rng.choice(k, min(k, 100), replace=False)])
+    between = maps.distances(rng.choice(k, min(k, 100), replace=False))
     populated = np.flatnonzero(sketch.counts >= 2)
     checks = []
     for cluster in rng.choice(populated, min(s.check_clusters, len(populated)), replace=False):
@@ -219,15 +302,19 @@ def _check_sketch(z: np.ndarray, sketch, maps: np.ndarray, render, rng: np.rando
             "between_sketch": np.round(between, 4).tolist(), "clusters": checks}
 
 
-def _mask(maps: np.ndarray, mask: np.ndarray | None, s: LandscapeSettings) -> tuple[np.ndarray, dict]:
+def _mask(maps: _SketchMaps, mask: np.ndarray | None, s: LandscapeSettings) -> tuple[np.ndarray, dict]:
     """The thresholded union of the sketched maps, or the user's mask; and how it was made."""
     if mask is None:
-        mask = threshold_mask(maps, s.threshold, s.dilate)
+        mask = maps.union
+        if s.dilate > 0:
+            from scipy import ndimage
+
+            mask = ndimage.binary_dilation(mask, iterations=s.dilate)
         info = {"source": f"union of maps > {s.threshold} x max", "dilate": s.dilate}
     else:
         mask = np.asarray(mask, bool)
-        if mask.shape != maps.shape[1:]:
-            raise ValueError(f"mask of shape {mask.shape} for maps of shape {maps.shape[1:]}")
+        if mask.shape != maps.shape:
+            raise ValueError(f"mask of shape {mask.shape} for maps of shape {maps.shape}")
         info = {"source": "user"}
     if not mask.any():
         raise ValueError("the mask is empty")
@@ -254,7 +341,7 @@ def _volume_pca(masked: np.ndarray, mean_map: np.ndarray, mask: np.ndarray, outd
     return pca, sketch_pc
 
 
-def _states(masked: np.ndarray, maps: np.ndarray, sketch_labels: np.ndarray, outdir: Path, apix: float,
+def _states(masked: np.ndarray, maps: _SketchMaps, sketch_labels: np.ndarray, outdir: Path, apix: float,
             s: LandscapeSettings) -> LandscapeStates:
     """Agglomerative clusters of the masked sketch maps, numbered by particles, and their centroid maps."""
     from sklearn.cluster import AgglomerativeClustering
@@ -268,7 +355,8 @@ def _states(masked: np.ndarray, maps: np.ndarray, sketch_labels: np.ndarray, out
     states = LandscapeStates(rank[state_of_sketch], rank[particle_state], s.linkage)
     (outdir / states.folder).mkdir(exist_ok=True)
     for j in range(m):
-        write_map(Landscape.state_map(outdir, states, j), maps[states.of_sketch == j].mean(0), apix)
+        write_map(Landscape.state_map(outdir, states, j), maps.state_mean(np.flatnonzero(states.of_sketch == j)),
+                  apix)
     return states
 
 
