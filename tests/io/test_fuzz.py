@@ -190,3 +190,47 @@ def test_the_mutations_are_seeded():
     data = b"data_particles\nloop_\n_rlnImageName #1\n1@a.mrcs\n" * 3
     assert [mutate(data, True, rng_a) for _ in range(20)] == [mutate(data, True, rng_b) for _ in range(20)]
 
+
+
+def test_mutated_cryosparc_result_groups_read_or_raise_input_error(data, tmp_path):
+    """A `.csg` and its passthrough table, mutated: the `.cs` that the group lists, and the group itself, read or
+    raise InputError."""
+    from numpy.lib.recfunctions import repack_fields
+
+    real = np.load(data / "cryosparc/cryosparc_P12_J24_001_particles.cs")
+
+    def fields(prefixes):
+        return repack_fields(real[["uid", *[f for f in real.dtype.names if f.split("/")[0] in prefixes]]])
+
+    with open(tmp_path / "J1_particles.cs", "wb") as fh:
+        np.save(fh, fields({"blob", "alignments3D"}))
+    passthrough = tmp_path / "J1_passthrough_particles.cs"
+    with open(passthrough, "wb") as fh:
+        np.save(fh, fields({"ctf"})[::-1])
+    group = tmp_path / "J1_particles.csg"
+    text = ("group:\n  name: particles\n  type: particle\nresults:\n" + "".join(
+        f"  {r}:\n    metafile: '>{f}'\n    num_items: {len(real)}\n    type: particle.{r}\n"
+        for r, f in (("blob", "J1_particles.cs"), ("alignments3D", "J1_particles.cs"),
+                     ("ctf", passthrough.name)))).encode()
+    clean_passthrough = passthrough.read_bytes()
+    rng = np.random.default_rng(SEED)
+    outcomes, failures = {"read": 0, "InputError": 0}, []
+    for case in range(max(60, CASES // 20)):
+        which = case % 2  # the group's text, or the passthrough table's bytes
+        mutated, how = mutate(text if which == 0 else clean_passthrough, which == 0, rng)
+        group.write_bytes(mutated if which == 0 else text)
+        passthrough.write_bytes(clean_passthrough if which == 0 else mutated)
+        for source in (tmp_path / "J1_particles.cs", group):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    table = read_particles(source, datadir=data / "cryosparc")
+                    _ = table.rotations, table.ctf_array()
+                outcomes["read"] += 1
+            except InputError:
+                outcomes["InputError"] += 1
+            except Exception as exc:
+                failures.append(f"case {case} ({'csg' if which == 0 else 'passthrough'}: {how}), {source.name}: "
+                                f"{type(exc).__name__}: {exc}"[:300])
+    assert not failures, "\n".join(failures[:20])
+    assert outcomes["read"] and outcomes["InputError"]

@@ -28,7 +28,7 @@ def command_parser(subparsers, name: str, summary: str, examples: str) -> argpar
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """``IN`` and the options that say where its images and metadata are."""
     parser.add_argument("input", metavar="IN", type=Path,
-                        help="particles: .mrcs/.mrc stack, .txt list of stacks, RELION .star, cryoSPARC .cs")
+                        help="particles: .mrcs/.mrc stack, .txt list of stacks, RELION .star, cryoSPARC .cs or .csg")
     parser.add_argument("--datadir", type=Path, help="folder holding the image stacks the metadata names")
     parser.add_argument("--poses", type=Path, help="poses from another file (.pkl, .star or .cs)")
     parser.add_argument("--ctf", type=Path, help="CTF parameters from another file (.pkl, .star or .cs)")

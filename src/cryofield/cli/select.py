@@ -16,15 +16,18 @@ from cryofield.cli._common import (
 )
 from cryofield.errors import InputError
 from cryofield.io import export_stack, read_indices, write_particles
-from cryofield.io._atomic import atomic_outputs
+from cryofield.io.export import output_paths
 
 
 def add_parser(subparsers):
     parser = command_parser(subparsers, "select", "Write a subset of particles, in their original order, "
-                            "as .star (layout, optics table and every column kept), .cs (every field "
-                            "kept) or .mrcs plus a matching .star.", """
+                            "as .star (layout, optics table and every column kept), .cs (from a .cs every "
+                            "field and uid kept, with the passthrough fields of the input's group; from "
+                            "other inputs built as cryoSPARC imports particles; always with a .csg result "
+                            "group for cryoSPARC's Import Result Group) or .mrcs plus a matching .star.", """
         cryofield select particles.star --ind keep.npy -o subset.star
-        cryofield select particles.cs --exclude junk.txt -o clean.cs
+        cryofield select particles.cs --exclude junk.txt -o clean.cs     # + clean.csg for cryoSPARC
+        cryofield select particles.star --ind keep.txt -o keep.cs         # RELION -> cryoSPARC
         cryofield select particles.star --ind cluster3.pkl -o cluster3.mrcs   # images + cluster3.star
         """)
     add_input_arguments(parser)
@@ -55,9 +58,7 @@ def run(args) -> None:
         return
     if ext not in (".star", ".cs"):
         raise InputError(out, "output must end in .star, .cs or .mrcs")
-    if ext == ".cs" and table.record.kind != "cs":
-        raise InputError(out, "a .cs output needs a cryoSPARC .cs input; write .star or .mrcs instead")
-    check_outputs([out], inputs_of(args))
-    with atomic_outputs(out) as (temp,):
-        write_particles(subset, temp)
-    print(f"wrote {subset.n} of {table.n} particles to {out}")
+    outputs = output_paths(subset, out)  # a .cs comes with its result group (.csg) and passthrough table
+    check_outputs(outputs, inputs_of(args))
+    write_particles(subset, out)  # all of them whole, or none
+    print(f"wrote {subset.n} of {table.n} particles to {', '.join(map(str, outputs))}")

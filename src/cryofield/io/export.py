@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryofield.conventions import matrix_to_relion_euler
-from cryofield.errors import InputError
-from cryofield.io._atomic import atomic_outputs, save_npy
+from cryofield.conventions import matrix_to_cryosparc_pose, matrix_to_relion_euler
+from cryofield.io._atomic import atomic_outputs
+from cryofield.io.cryosparc import group_yaml
 from cryofield.io.mrc import MrcStackWriter
 from cryofield.io.star import StarBlock, write_star
 from cryofield.io.table import ImageRefs, ParticleTable, SourceRecord
@@ -25,14 +25,19 @@ def write_particles(table: ParticleTable, path: str | os.PathLike, *,
     """Write the table's metadata as ``.star`` or ``.cs`` (by the extension of ``path``).
 
     A STAR source keeps its layout (RELION 3.0 stays 3.0), its optics table and every
-    column, with the rows of ``table`` in its order; a ``.cs`` source keeps every field.
-    Other sources are written as RELION 3.1 STAR files built from the table's fields.
+    column, with the rows of ``table`` in its order; a ``.cs`` source keeps every field and
+    ``uid``, with the fields its input's group passed through from earlier jobs in
+    ``NAME_passthrough.cs``. Other sources are written as RELION 3.1 STAR files or as
+    ``.cs`` tables built from the table's fields (as cryoSPARC imports particles: new
+    ``uid``s, ``blob``, ``ctf`` and, with poses, ``alignments3D``). A ``.cs`` always gets
+    its result group beside it, ``NAME.csg``, for cryoSPARC's "Import Result Group".
 
     Parameters
     ----------
     table : ParticleTable
     path : str or PathLike
-        ``.star`` or ``.cs``; replaced whole or not at all.
+        ``.star`` or ``.cs``; replaced whole or not at all (with the ``.csg`` and passthrough
+        table of a ``.cs``).
     extra_columns : dict of str to ndarray, optional
         More particle columns for a STAR file built from the fields, by RELION label without
         the underscore (``{"rlnMicrographName": names}``), one value per particle.
@@ -42,9 +47,7 @@ def write_particles(table: ParticleTable, path: str | os.PathLike, *,
     if extra_columns and record.kind in ("star", "cs"):
         raise ValueError("extra columns are for tables built from their fields, not a STAR or .cs source")
     if path.suffix.lower() == ".cs":
-        if record.kind != "cs":
-            raise InputError(path, "a .cs output needs a cryoSPARC .cs input; write .star instead")
-        save_npy(path, record.cs[record.rows])
+        _write_cs_group(path, table)
         return
     if record.kind == "star":
         blocks = dict(record.star)
@@ -56,6 +59,88 @@ def write_particles(table: ParticleTable, path: str | os.PathLike, *,
         for label, values in (extra_columns or {}).items():
             blocks["particles"].table[label] = np.asarray(values)
     write_star(path, blocks)
+
+
+def output_paths(table: ParticleTable, path: str | os.PathLike) -> list[Path]:
+    """Every file :func:`write_particles` writes for ``path``: it, and a ``.cs``'s passthrough table(s) and ``.csg``.
+
+    Parameters
+    ----------
+    table : ParticleTable
+    path : str or PathLike
+
+    Returns
+    -------
+    list of Path
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".cs":
+        return [path]
+    return [path.parent / name for name in _cs_tables(path, table)] + [path.with_suffix(".csg")]
+
+
+def _cs_tables(path: Path, table: ParticleTable) -> dict[str, np.ndarray]:
+    """``{file name: rows}`` of a ``.cs`` output: the particles' own table, then the passthrough ones."""
+    record = table.record
+    if record.kind != "cs":
+        return {path.name: _fresh_cs(table)}
+    tables = {path.name: record.cs[record.rows]}
+    passthrough = list((record.passthrough or {}).values())
+    for i, part in enumerate(passthrough):
+        tables[f"{path.stem}_passthrough{'' if len(passthrough) == 1 else i + 1}.cs"] = part[record.rows]
+    return tables
+
+
+def _fresh_cs(table: ParticleTable) -> np.ndarray:
+    """A cryoSPARC particle table (N,) from a table's fields, with the fields and types cryoSPARC's imports have."""
+    import zlib
+
+    n = table.n
+    names = table.refs.names()
+    paths = np.asarray([name.split("@", 1)[1] for name in names], dtype=bytes)
+    fields = [("uid", "<u8"), ("blob/path", paths.dtype.str), ("blob/idx", "<u4"), ("blob/shape", "<u4", (2,)),
+              ("blob/psize_A", "<f4"), ("blob/sign", "<f4")]
+    if table.ctf is not None:
+        fields += [("ctf/type", "S9"), ("ctf/exp_group_id", "<u4")] + [(f"ctf/{name}", "<f4") for name in (
+            "accel_kv", "cs_mm", "amp_contrast", "df1_A", "df2_A", "df_angle_rad", "phase_shift_rad", "scale",
+            "scale_const")]
+    rotations = table.rotations_or_none
+    if rotations is not None:
+        fields += [("alignments3D/shift", "<f4", (2,)), ("alignments3D/pose", "<f4", (3,)),
+                   ("alignments3D/psize_A", "<f4")]
+    out = np.zeros(n, dtype=fields)
+    # uids: random 64-bit numbers as cryoSPARC draws them, seeded by the image names so that a rerun is identical
+    out["uid"] = np.random.default_rng(zlib.crc32("\n".join(names).encode())).integers(0, 2**63, n, dtype=np.uint64)
+    out["blob/path"], out["blob/idx"] = paths, table.refs.image_index
+    out["blob/shape"], out["blob/psize_A"], out["blob/sign"] = table.box_size, table.pixel_size_angstrom, -1.0
+    if table.ctf is not None:
+        c = table.ctf
+        out["ctf/type"], out["ctf/exp_group_id"] = b"imported", table.optics_group
+        out["ctf/accel_kv"], out["ctf/cs_mm"] = c["voltage_kv"], c["cs_mm"]
+        out["ctf/amp_contrast"] = c["amplitude_contrast"]
+        out["ctf/df1_A"], out["ctf/df2_A"] = c["defocus_u_angstrom"], c["defocus_v_angstrom"]
+        out["ctf/df_angle_rad"] = np.deg2rad(c["defocus_angle_deg"].to_numpy(np.float64))
+        out["ctf/phase_shift_rad"] = np.deg2rad(c["phase_shift_deg"].to_numpy(np.float64))
+        out["ctf/scale"] = 1.0
+    if rotations is not None:
+        out["alignments3D/pose"] = matrix_to_cryosparc_pose(np.asarray(rotations, np.float64))
+        out["alignments3D/shift"] = table.shifts_px
+        out["alignments3D/psize_A"] = table.pixel_size_angstrom
+    return out
+
+
+def _write_cs_group(path: Path, table: ParticleTable) -> None:
+    """``path`` (the particles' rows of the ``.cs``), its passthrough table(s) and ``path.csg``, all or none."""
+    tables = _cs_tables(path, table)
+    record = table.record
+    source = record.path.name if record.path is not None else "their fields"
+    title = f"{table.n} particles written by cryofield from {source}"
+    group = path.with_suffix(".csg")
+    with atomic_outputs(*(path.parent / name for name in tables), group) as temps:
+        for temp, table in zip(temps, tables.values()):
+            with open(temp, "wb") as fh:
+                np.save(fh, table, allow_pickle=False)
+        temps[-1].write_text(group_yaml(tables, title), encoding="utf-8")
 
 
 def _fresh_star_blocks(table: ParticleTable) -> dict[str, StarBlock]:

@@ -12,12 +12,13 @@ import pandas as pd
 from cryofield.conventions import cryosparc_pose_to_matrix, relion_euler_to_matrix
 from cryofield.errors import InputError
 from cryofield.io.arrays import load_npy
+from cryofield.io.cryosparc import merged_fields, passthrough_tables, read_group
 from cryofield.io.legacy import read_legacy_ctf, read_legacy_poses
 from cryofield.io.star import StarBlock, read_star
 from cryofield.io.table import CTF_FIELDS, ImageRefs, ParticleTable, SourceRecord
 
 STACK_EXTENSIONS = (".mrcs", ".mrc", ".st", ".map")
-METADATA_EXTENSIONS = (".star", ".cs", ".txt")
+METADATA_EXTENSIONS = (".star", ".cs", ".csg", ".txt")
 #: RELION's amplitude contrast when a STAR file gives none.
 DEFAULT_AMPLITUDE_CONTRAST = 0.1
 
@@ -31,7 +32,8 @@ def read_particles(path: str | os.PathLike, datadir: str | os.PathLike | None = 
     ----------
     path : str or PathLike
         ``.mrcs``/``.mrc`` stack, ``.txt`` (one stack per line), RELION ``.star`` (3.0 to
-        5) or cryoSPARC ``.cs``.
+        5), cryoSPARC ``.cs`` (with the fields its ``.csg`` result group passes through
+        from other tables, when one beside it lists it) or a ``.csg`` (its particles' table).
     datadir : str or PathLike, optional
         Folder where the image stacks named in the metadata are looked for first (as
         written below it, then by base name); otherwise they are found as written or
@@ -70,6 +72,13 @@ def read_particles(path: str | os.PathLike, datadir: str | os.PathLike | None = 
         table = _read_star(path, datadir)
     elif ext == ".cs":
         table = _read_cs(path, datadir)
+    elif ext == ".csg":  # a cryoSPARC result group: the table of its particle images
+        main = read_group(path).get("blob")
+        if main is None:
+            raise InputError(path, "this result group has no 'blob' result (the particle images)")
+        if not main.is_file():
+            raise InputError(path, f"its blob metafile {main.name} is not there")
+        table = _read_cs(main, datadir)
     else:
         known = ", ".join(STACK_EXTENSIONS + METADATA_EXTENSIONS)
         raise InputError(path, f"unknown extension {ext or '(none)'!r}; cryofield reads {known}")
@@ -231,7 +240,9 @@ def _cs_text(values: np.ndarray) -> np.ndarray:
 
 
 def _read_cs(path: Path, datadir: Path | None) -> dict:
-    cs = _load_cs(path)
+    original = _load_cs(path)
+    passthrough = passthrough_tables(path, original)  # fields of earlier jobs, when a .csg lists them
+    cs = merged_fields(original, passthrough)
     fields = set(cs.dtype.names)
     n = len(cs)
     if "blob/path" not in fields or "blob/idx" not in fields:
@@ -257,7 +268,8 @@ def _read_cs(path: Path, datadir: Path | None) -> dict:
     shifts_px = cs["alignments3D/shift"].astype(np.float64) if "alignments3D/shift" in fields else None
     groups = (cs["ctf/exp_group_id"].astype(np.int64) if "ctf/exp_group_id" in fields
               else np.ones(n, np.int64))
-    return dict(refs=refs, record=SourceRecord("cs", path, np.arange(n), cs=cs), pixel_size=apix,
+    return dict(refs=refs, record=SourceRecord("cs", path, np.arange(n), cs=original, passthrough=passthrough),
+                pixel_size=apix,
                 ctf=ctf, rotations=rotations, shifts_px=shifts_px, box=box, groups=groups)
 
 

@@ -167,6 +167,9 @@ class SourceRecord:
         Name of the STAR block that lists the particles.
     cs : structured ndarray or None
         The whole cryoSPARC table.
+    passthrough : dict of str to structured ndarray, or None
+        The other tables of the ``.cs``'s result group (``{file name: table}``), rows matched
+        to ``cs``'s by ``uid`` (:mod:`cryofield.io.cryosparc`).
     """
 
     kind: Literal["star", "cs", "none"]
@@ -175,6 +178,7 @@ class SourceRecord:
     star: dict[str, StarBlock] | None = None
     particles_block: str | None = None
     cs: np.ndarray | None = None
+    passthrough: dict[str, np.ndarray] | None = None
 
     def star_rows(self) -> pd.DataFrame:
         """The particles' original STAR rows, in table order."""
