@@ -41,6 +41,21 @@ def test_console_script_runs():
     assert result.returncode == 0 and result.stdout.startswith("cryofield ")
 
 
+def test_output_into_a_closed_pipe_is_not_an_error(data):
+    """`cryofield info ... | head -1` when the reader has gone: no traceback, exit 0."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader leaves before anything is written
+    try:
+        result = subprocess.run([sys.executable, "-m", "cryofield.cli.main", "info",
+                                 str(data / "relion/relion31_6opticsgroups.star")], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 0 and result.stderr == ""
+
+
 def test_info_text_and_json(data, capsys):
     assert main(["info", str(data / "relion/relion31_6opticsgroups.star")]) == 0
     text = capsys.readouterr().out

@@ -81,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as exc:
         print(f"cryofield {args.command}: stopped: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 1)
+    except BrokenPipeError:  # `cryofield info ... | head`: the reader has gone, which is not an error
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
