@@ -37,7 +37,7 @@ def test_sketch_maps_on_disk_give_what_the_maps_in_memory_give(tmp_path):
     """The sketch is rendered in batches to a scratch file; each step reads back what it needs."""
     from scipy.spatial.distance import pdist
 
-    from cryofield.analysis.landscape import _SketchMaps, pairwise_distances
+    from cryofield.analysis.landscape import _Renderer, _SketchMaps, pairwise_distances
 
     latents = np.random.default_rng(0).normal(size=(21, 2)) * 3
     calls = []
@@ -46,7 +46,7 @@ def test_sketch_maps_on_disk_give_what_the_maps_in_memory_give(tmp_path):
         calls.append(len(batch))
         return blob_maps(batch)
 
-    maps = _SketchMaps(tmp_path, counted, latents, 0.5, batch=8)
+    maps = _SketchMaps(tmp_path, _Renderer(counted, None).batches(latents, "sketch"), 0.5)
     full = blob_maps(latents)
     assert calls == [8, 8, 5] and len(maps) == 21 and maps.shape == (BOX,) * 3
     np.testing.assert_array_equal(maps[7], full[7])

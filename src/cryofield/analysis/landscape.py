@@ -96,11 +96,16 @@ def threshold_mask(maps: np.ndarray, fraction: float = 0.5, dilate: int = 0) -> 
     mask = np.zeros(maps.shape[1:], bool)
     for volume, peak in zip(maps, peaks):
         mask |= volume > fraction * peak
-    if dilate > 0:
-        from scipy import ndimage
+    return _dilated(mask, dilate)
 
-        mask = ndimage.binary_dilation(mask, iterations=dilate)
-    return mask
+
+def _dilated(mask: np.ndarray, steps: int) -> np.ndarray:
+    """``mask`` after ``steps`` binary dilations (itself for 0)."""
+    if steps <= 0:
+        return mask
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(mask, iterations=steps)
 
 
 def pairwise_distances(vectors: np.ndarray) -> np.ndarray:
@@ -155,13 +160,13 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
     if s.linkage not in ("average", "ward", "complete", "single"):
         raise ValueError(f"linkage must be average, ward, complete or single, not {s.linkage!r}")
     rng = np.random.default_rng(s.seed)
-    render = _renderer(maps_at, progress)
+    render = _Renderer(maps_at, progress)
 
     # 1. sketch (its maps on disk, not in memory: 500 maps at 128 px are 4 GB), 2. its check
     k = min(s.sketch, len(z))
     sketch = kmeans_clusters(z, k, seed=s.seed, reorder=False, n_init=1 if len(z) > 100_000 else 3)
     with tempfile.TemporaryDirectory(prefix=".cryofield-landscape-") as scratch:
-        maps = _SketchMaps(Path(scratch), maps_at, z[sketch.on_data], s.threshold, progress)
+        maps = _SketchMaps(Path(scratch), render.batches(z[sketch.on_data], "sketch"), s.threshold)
         summary: dict = {"particles": len(z), "zdim": z.shape[1], "sketch": k, "box": maps.box, "apix": apix,
                          "settings": {**s.__dict__}}
         check = _check_sketch(z, sketch, maps, render, rng, s)
@@ -203,28 +208,23 @@ class _SketchMaps:
     ----------
     folder : Path
         Scratch folder (the file is ``K D^3`` float32).
-    maps_at : MapSource
-    latents : ndarray, shape (K, zdim)
+    batches : iterable of ndarray, each (B, D, D, D) float32
+        The maps, a batch at a time (:meth:`_Renderer.batches`).
     threshold : float
         Each map's region is where it exceeds ``threshold`` times its maximum.
-    progress : callable, optional
-        ``progress("sketch", done, K)``.
     """
 
-    def __init__(self, folder: Path, maps_at: MapSource, latents: np.ndarray, threshold: float,
-                 progress: Callable[[str, int, int], None] | None = None, batch: int = 8):
+    def __init__(self, folder: Path, batches, threshold: float):
         self.path = folder / ".sketch-maps.part.f32"  # a temporary name: never an output
-        self.count = len(latents)
+        self.count = 0
         total = union = None
         with open(self.path, "wb") as fh:
-            for i in range(0, self.count, batch):
-                maps = np.ascontiguousarray(maps_at(latents[i:i + batch]), np.float32)
-                fh.write(maps.tobytes())
+            for maps in batches:
+                fh.write(np.ascontiguousarray(maps).tobytes())
+                self.count += len(maps)
                 total = maps.sum(0, dtype=np.float64) + (0 if total is None else total)
                 region = threshold_mask(maps, threshold)
                 union = region if union is None else union | region
-                if progress is not None:
-                    progress("sketch", min(i + batch, self.count), self.count)
         self.shape = maps.shape[1:]
         self.box = self.shape[-1]
         self.mean = (total / self.count).astype(np.float32)
@@ -272,17 +272,25 @@ class _SketchMaps:
         return (total / max(len(members), 1)).astype(np.float32)
 
 
-def _renderer(maps_at: MapSource, progress: Callable[[str, int, int], None] | None) -> Callable[..., np.ndarray]:
-    """``render(latents, stage)``: maps in batches of 8, reporting ``progress(stage, done, total)``."""
-    def render(latents: np.ndarray, stage: str, batch: int = 8) -> np.ndarray:
-        out = []
-        for i in range(0, len(latents), batch):
-            out.append(np.asarray(maps_at(latents[i:i + batch]), np.float32))
-            if progress is not None:
-                progress(stage, min(i + batch, len(latents)), len(latents))
-        return np.concatenate(out)
+class _Renderer:
+    """The run's maps at given latents, in batches of 8, reporting ``progress(stage, done, total)``.
 
-    return render
+    ``render(latents, stage)`` returns them all (M, D, D, D); :meth:`batches` yields them a batch
+    at a time.
+    """
+
+    def __init__(self, maps_at: MapSource, progress: Callable[[str, int, int], None] | None, batch: int = 8):
+        self.maps_at, self.progress, self.batch = maps_at, progress, batch
+
+    def batches(self, latents: np.ndarray, stage: str):
+        """Maps (B, D, D, D) float32 of successive batches of ``latents``."""
+        for i in range(0, len(latents), self.batch):
+            yield np.asarray(self.maps_at(latents[i:i + self.batch]), np.float32)
+            if self.progress is not None:
+                self.progress(stage, min(i + self.batch, len(latents)), len(latents))
+
+    def __call__(self, latents: np.ndarray, stage: str) -> np.ndarray:
+        return np.concatenate(list(self.batches(latents, stage)))
 
 
 def _check_sketch(z: np.ndarray, sketch, maps: _SketchMaps, render, rng: np.random.Generator,
@@ -305,11 +313,7 @@ def _check_sketch(z: np.ndarray, sketch, maps: _SketchMaps, render, rng: np.rand
 def _mask(maps: _SketchMaps, mask: np.ndarray | None, s: LandscapeSettings) -> tuple[np.ndarray, dict]:
     """The thresholded union of the sketched maps, or the user's mask; and how it was made."""
     if mask is None:
-        mask = maps.union
-        if s.dilate > 0:
-            from scipy import ndimage
-
-            mask = ndimage.binary_dilation(mask, iterations=s.dilate)
+        mask = _dilated(maps.union, s.dilate)
         info = {"source": f"union of maps > {s.threshold} x max", "dilate": s.dilate}
     else:
         mask = np.asarray(mask, bool)

@@ -223,8 +223,8 @@ def _with_noise(chunks: Iterator[torch.Tensor], imaging: Imaging, seed: int, chu
     """:func:`simulate_chunks`' second half: noise-free chunks in particle order, with noise, as float32."""
     generator = torch.Generator().manual_seed(seed)
     sigma = None
-    for start, clean in zip(range(0, 1 << 62, chunk_size), chunks):
-        part = slice(start, start + chunk_size)
+    for i, clean in enumerate(chunks):
+        part = slice(i * chunk_size, (i + 1) * chunk_size)
         if sigma is None:
             measured = clean if signal is None or not signal[part].any() else clean[torch.from_numpy(signal[part])]
             sigma = noise_std(measured, imaging.snr, imaging.snr_radius_px)
