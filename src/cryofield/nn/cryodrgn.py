@@ -17,6 +17,7 @@ import math
 import torch
 from torch import nn
 
+from cryofield.nn.encodings import phases, sin_cos
 from cryofield.nn.mlp import ResidualMLP
 
 #: cryoDRGN's positional encodings (``--pe-type``), all supported.
@@ -107,10 +108,9 @@ class CryodrgnDecoder(nn.Module):
 
     def _encode(self, coords: torch.Tensor) -> torch.Tensor:
         if self.encoding == "gaussian":
-            phase = coords @ (self.rand_freqs * (self.box // 2)).to(coords.dtype).T
-            return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+            return sin_cos(phases(coords, self.rand_freqs * (self.box // 2)))
         phase = coords[..., :, None] * self.frequencies.to(coords.dtype)  # (..., 3, n)
-        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1).flatten(-2)  # x: sin, cos; then y; z
+        return sin_cos(phase).flatten(-2)  # x: sin, cos; then y; z
 
     def forward(self, coords: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """``F(k)`` at ``coords`` (B, P, 3) or (P, 3) box fractions, for latents ``z`` (B, zdim); complex."""

@@ -12,6 +12,34 @@ import torch
 from torch import nn
 
 
+def sin_cos(phase: torch.Tensor) -> torch.Tensor:
+    """``[sin(phase), cos(phase)]`` along the last axis, (..., n) -> (..., 2n).
+
+    Under CPU bf16 autocast, where the next layer takes bf16 anyway, both are written as bf16
+    straight into one tensor (computed in ``phase``'s precision, rounded once), sparing the
+    float32 concatenation and the cast of it: 11 against 20 ms for a batch of 8 images at
+    128 px. Only where ``phase`` needs no gradient (``out=`` has none).
+    """
+    if not (phase.device.type == "cpu" and torch.is_autocast_enabled("cpu") and not phase.requires_grad
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16):
+        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+    n = phase.shape[-1]
+    out = phase.new_empty(*phase.shape[:-1], 2 * n, dtype=torch.bfloat16)
+    torch.sin(phase, out=out[..., :n])
+    torch.cos(phase, out=out[..., n:])
+    return out
+
+
+def phases(coords: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """``coords @ matrix.T`` in ``coords``' precision, (..., 3) x (n, 3) -> (..., n) radians.
+
+    Never under autocast: a phase of 20-30 rad (the finest features at 128 px) rounded to bf16
+    is off by up to 0.06 rad.
+    """
+    with torch.autocast(coords.device.type, enabled=False):
+        return coords @ matrix.to(coords.dtype).T
+
+
 def geometric_frequencies(box: int, n_freqs: int | None = None, low_frequency: bool = False) -> torch.Tensor:
     """The seed's geometric series ``gamma(d) = D pi (2/D)^(d / (n - 1))``, ``d = 0 .. n - 1``.
 
@@ -60,7 +88,7 @@ class SinusoidalEncoding(nn.Module):
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Encode ``coords`` (..., 3) in box fractions into (..., ``out_dim``)."""
         phase = (coords[..., :, None] * self.frequencies.to(coords.dtype)).flatten(-2)  # (..., 3n)
-        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+        return sin_cos(phase)
 
 
 class GaussianFourierFeatures(nn.Module):
@@ -91,8 +119,7 @@ class GaussianFourierFeatures(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> torch.Tensor:
         """Encode ``coords`` (..., 3) in box fractions into (..., ``out_dim``)."""
-        phase = coords @ self.matrix.to(coords.dtype).T
-        return torch.cat([torch.sin(phase), torch.cos(phase)], dim=-1)
+        return sin_cos(phases(coords, self.matrix))
 
 
 def make_encoding(kind: str, box: int, pe_dim: int | None = None, feat_sigma: float = 0.5,

@@ -37,6 +37,7 @@ from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_device
 from cryofield.train.graphs import GraphedStep, can_graph
+from cryofield.train.host_memory import keep_freed_memory
 from cryofield.train.models import Models
 from cryofield.train.objective import Restraint, optimizer_step
 
@@ -174,6 +175,8 @@ class Trainer:
     def __init__(self, method: Method, *, runtime: Runtime | None = None, callbacks: Callbacks | None = None):
         self.method, self.config = method, method.config
         self.runtime = runtime or Runtime(resolve_device(self.config.device))
+        if self.runtime.device.type == "cpu":
+            keep_freed_memory()  # a step's large activations reused, not re-mapped (host_memory)
         self.callbacks = callbacks or Callbacks()
         self.workdir = WorkDir(self.config.outdir)
         self.sampler = torch.Generator().manual_seed(self.config.seed)  # the epochs' order
