@@ -101,6 +101,7 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/cryofield-bench-realistic")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--no-refine", action="store_true", help="skip the --refine-poses run")
     args = parser.parse_args()
     work = Path(args.workdir)
     data = work / "data"
@@ -125,7 +126,8 @@ def main() -> None:
         return junk_score
 
     first = ours("cryofield train-vae", work / "vae", star, np.arange(args.n), [])
-    ours("cryofield train-vae --refine-poses", work / "vae_refine", star, np.arange(args.n), ["--refine-poses"])
+    if not args.no_refine:
+        ours("cryofield train-vae --refine-poses", work / "vae_refine", star, np.arange(args.n), ["--refine-poses"])
     peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
     if peer and not args.no_peer:
         theirs = work / "cryodrgn"

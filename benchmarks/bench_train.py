@@ -17,9 +17,10 @@ protocol, 100 images along the coordinate) of maps generated at each image's z (
 through its own eval_vol). Also prints the fraction of the machine's bf16 matmul peak
 that cryofield's training step reaches.
 
-memory: peak RSS of `train-vae --lazy` (a small network) on 10,000 and 100,000 particles
-of the same simulation, each run stopped after ``--seconds`` (default 240: past the first
-shuffling buffers, where memory reaches its steady state): it should not grow with N.
+memory: peak RSS of `train-vae --lazy` and `abinit --lazy` (small networks) on 10,000 and
+100,000 particles of the same simulation, and of `abinit` in memory for comparison, each run
+stopped after ``--seconds`` (default 240: past the first shuffling buffers, where memory reaches
+its steady state, and for `abinit` into its first search): lazy runs should not grow with N.
 
 accuracy: `train-vae` for each of ``--zdims`` (same architecture as speed, each zdim's
 default beta) on the first ``--n`` particles, scored by `cryofield evaluate --json`; then
@@ -314,16 +315,22 @@ def memory(args) -> None:
     work = Path(args.workdir)
     small = simulate_accuracy_dataset(work / "data")
     big = simulate_accuracy_dataset(work / "data100k", n=100000)
-    for label, data in (("10,000", small), ("100,000", big)):
-        out = work / f"lazy_{label.replace(',', '')}"
-        if out.exists():
-            shutil.rmtree(out)
-        seconds, rss = timed([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(out), "--lazy", "-n",
-                              "1", "--zdim", "8", "--enc-dim", "64", "--dec-dim", "64", "-b", "64"], args.seconds)
-        log = out / "log.jsonl"
-        finished = "1 epoch and z.npy" if (out / "z.npy").is_file() else "stopped within the first epoch"
-        print(f"train-vae --lazy, {label} particles: {seconds:.1f} s ({finished}{', logged' if log.is_file() else ''}),"
-              f" peak RSS {rss:.0f} MB", flush=True)
+    small_net = ["--dec-dim", "64", "-b", "64"]
+    commands = [("train-vae --lazy", ["train-vae", "--lazy", "-n", "1", "--zdim", "8", "--enc-dim", "64", *small_net]),
+                # the first epoch trains on random poses, the second searches every pose (online, in chunks of 256)
+                ("abinit --lazy", ["abinit", "--lazy", "--epochs-search", "2", "--no-reset", *small_net]),
+                ("abinit, in memory", ["abinit", "--epochs-search", "2", "--no-reset", *small_net])]
+    for what, command in commands:
+        for label, data in (("10,000", small), ("100,000", big)):
+            out = work / f"{command[0]}_{'lazy' if '--lazy' in command else 'memory'}_{label.replace(',', '')}"
+            if out.exists():
+                shutil.rmtree(out)
+            seconds, rss = timed([CRYOFIELD, command[0], str(data / "particles.star"), "-o", str(out), *command[1:]],
+                                 args.seconds)
+            log = out / "log.jsonl"
+            epochs = len(log.read_text().splitlines()) if log.is_file() else 0
+            print(f"{what}, {label} particles: {seconds:.1f} s ({epochs} epoch(s) finished), peak RSS {rss:.0f} MB",
+                  flush=True)
 
 
 def homogeneous(args) -> None:

@@ -1,8 +1,14 @@
-"""cryoSPARC result groups: passthrough fields read by uid, and a selection written back as .cs + .csg."""
+"""cryoSPARC result groups: passthrough fields read by uid, and a selection written back as .cs + .csg.
+
+The written tables are also read by cryoSPARC's own data model (`cryosparc-tools`' `Dataset`):
+cryoSPARC itself cannot run here, and its library reads and joins result tables as its "Import
+Result Group" does (a result's own table joined with its passthrough tables by ``uid``).
+"""
 
 import numpy as np
 import pytest
 import yaml
+from cryosparc.dataset import Dataset
 
 from cryofield.errors import InputError
 from cryofield.io import read_particles, write_particles
@@ -108,3 +114,44 @@ def test_star_particles_written_as_cryosparc_imports_them(data, tmp_path, name):
         np.testing.assert_allclose(again.shifts_px, table.shifts_px, atol=1e-4)
     write_particles(table, tmp_path / "again.cs")
     np.testing.assert_array_equal(np.load(tmp_path / "again.cs"), cs)  # the same uids on a rerun
+
+
+# cryoSPARC's data model
+
+def _joined(own, *passthrough):
+    return Dataset.load(own).innerjoin(*(Dataset.load(p) for p in passthrough))
+
+
+def _same(a: Dataset, b: Dataset) -> None:
+    assert sorted(a.fields()) == sorted(b.fields())
+    for field in a.fields():
+        assert a[field].dtype == b[field].dtype, field
+        np.testing.assert_array_equal(a[field], b[field], err_msg=field)
+
+
+def test_a_selection_imports_into_cryosparc_with_every_field_and_uid(job, data):
+    real, folder = job
+    table = read_particles(folder / "J24_particles.cs", datadir=data / "cryosparc")
+    rows = np.array([7, 3, 1500, 2018])
+    write_particles(table.subset(rows), folder / "kept.cs")
+    ours = _joined(folder / "kept.cs", folder / "kept_passthrough.cs")
+    theirs = _joined(folder / "J24_particles.cs", folder / "J24_passthrough_particles.cs")
+    expected = theirs.query({"uid": real["uid"][rows]})
+    assert len(ours) == len(rows) and set(ours["uid"]) == set(real["uid"][rows])
+    order = np.argsort(ours["uid"])
+    _same(ours.take(order), expected.take(np.argsort(expected["uid"])))
+    _same(Dataset.load(folder / "kept.cs"), Dataset.load(folder / "J24_particles.cs").take(rows))  # row order kept
+
+
+@pytest.mark.filterwarnings("ignore:.*_rlnAmplitudeContrast")
+@pytest.mark.parametrize("name", ["relion/relion31.star", "empiar10076/empiar_10076_7.star"])
+def test_star_particles_written_as_cs_have_cryosparcs_types(data, tmp_path, name):
+    """Every field of a .cs made from a STAR file has the type cryoSPARC's own table gives it."""
+    write_particles(read_particles(data / name), tmp_path / "from_star.cs")
+    ours, reference = Dataset.load(tmp_path / "from_star.cs"), Dataset.load(data / REAL)
+    assert len(np.unique(ours["uid"])) == len(ours)
+    assert set(ours.prefixes()) >= {"blob", "ctf"}
+    types = dict((d[0], d[1:]) for d in reference.descr())
+    for descr in ours.descr():
+        assert descr[0] in types, f"{descr[0]} is not a field cryoSPARC writes"
+        assert descr[1:] == types[descr[0]], descr[0]

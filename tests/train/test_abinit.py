@@ -167,3 +167,51 @@ def test_s2s2_rotations_are_proper_and_onto():
     torch.testing.assert_close(torch.linalg.det(rotations), torch.ones(50, dtype=torch.float64))
     truth = random_rotations(20, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(s2s2_to_matrix(torch.cat([truth[..., 0], 3 * truth[..., 1]], -1)), truth)
+
+
+def test_lazy_abinit_reads_a_buffer_at_a_time_and_resumes(toy, tmp_path, monkeypatch):
+    """--lazy: searches (online and at once), training passes and the latents read at most --buffer-size
+    images at a time (the gradient log's probe, 64); the run resumes exactly, and its poses are as good as
+    in memory's."""
+    from cryofield.data import LazyParticles
+    from cryofield.so3 import geodesic_distance
+
+    reads = []
+    load = LazyParticles.load
+    monkeypatch.setattr(LazyParticles, "load", lambda self, indices: reads.append(len(indices)) or load(self, indices))
+    out = tmp_path / "lazy"
+    args = [str(toy), "-o", str(out), *SMALL, "--lazy", "--buffer-size", "32", "--zdim", "2", "--enc-dim", "32",
+            "--enc-layers", "1", "--epochs-search", "3", "--epochs-fixed", "1", "--epochs-refine", "1",
+            "--search-chunk", "16", "--checkpoint", "2"]
+    assert main(["abinit", *args]) == 0
+    assert sorted(set(reads)) == [32, 64] and sum(reads) > 5 * 96  # every epoch read every image in buffers
+    assert np.load(out / "z.npy").shape == (96, 2)
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [("search_seconds" in r) for r in records] == [False, True, False, False, True]
+    last = records[-1]
+    (out / "checkpoints/last.pt").write_bytes((out / "checkpoints/epoch_0003.pt").read_bytes())
+    (out / "log.jsonl").write_text("\n".join((out / "log.jsonl").read_text().splitlines()[:4]) + "\n")
+    assert main(["abinit", str(toy), "-o", str(out), "--resume"]) == 0
+    again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
+    reads.clear()
+    at_once = tmp_path / "at_once"  # a search of all particles against one model, read in buffers
+    assert main(["abinit", str(toy), "-o", str(at_once), *SMALL, "--lazy", "--buffer-size", "40",
+                 "--epochs-search", "2", "--no-reset", "--search-chunk", "0"]) == 0
+    assert sorted(set(reads)) == [16, 32, 40, 64]  # buffers of 40 in training (in chunks of 40), the last 16
+
+    def spread(poses):  # rotations relative to the first particle's: free of the global rotation
+        r = torch.from_numpy(read_particles(poses).rotations)
+        truth = torch.from_numpy(read_particles(toy).rotations)
+        return geodesic_distance(r @ r[:1].transpose(1, 2), truth @ truth[:1].transpose(1, 2)).median()
+
+    memory = tmp_path / "memory"
+    assert main(["abinit", str(toy), "-o", str(memory), *SMALL, "--epochs-search", "2", "--no-reset",
+                 "--search-chunk", "0"]) == 0
+    assert float(spread(at_once / "poses.star")) < 1.5 * float(spread(memory / "poses.star")) + 0.05
+
+
+def test_lazy_abinit_needs_a_search(toy, tmp_path, capsys):
+    assert main(["abinit", str(toy), "-o", str(tmp_path / "gd"), "--method", "gd", "--lazy", "--epochs-fixed", "0",
+                 "--epochs-refine", "0"]) == 2
+    assert "--lazy needs a pose search" in capsys.readouterr().err

@@ -31,6 +31,7 @@ def add_parser(subparsers):
         cryofield abinit untilted.star --tilt tilted.star --tilt-deg 45 -o run/   # tilt pairs
         cryofield abinit particles.mrcs --ctf ctf.pkl -o run/ --no-reset --epochs-search 30
         cryofield abinit particles.star -o run/ --kmax 32 --base-level 1   # coarser, faster search
+        cryofield abinit big.star -o run/ --lazy --buffer-size 16384     # read the images as needed
         cryofield abinit particles.star -o run/ --resume                 # continue after the last checkpoint
         cryofield abinit particles.star -o gd/ --method gd --epochs-search 200 -b 512   # a baseline
         """)
@@ -48,7 +49,7 @@ def add_parser(subparsers):
     add_settings(search, config, "method", "pose_lr", "base_level", "keep", "rounds", "kmin", "kmax", "n_shifts",
                  "shift_extent_px", "oversample", "search_batch", "search_chunk", "search_groups")
     run = parser.add_argument_group("training")
-    add_settings(run, config, *STEP)
+    add_settings(run, config, *STEP, "lazy", "buffer_size")
     add_resume_argument(run, "continue the run in OUTDIR from its last checkpoint, with its own settings")
     add_settings(run, config, "seed")
     return remember_defaults(parser)

@@ -23,9 +23,9 @@ def batches(data: ParticleSource, batch_size: int, device: torch.device,
 
 
 @torch.no_grad()
-def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512) -> np.ndarray:
-    """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order."""
-    return evaluate_images(models, data, batch_size, losses=False)[0]
+def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512, chunk_size: int = 4096) -> np.ndarray:
+    """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order (lazy: ``chunk_size`` read at a time)."""
+    return evaluate_images(models, data, batch_size, losses=False, chunk_size=chunk_size)[0]
 
 
 @torch.no_grad()

@@ -82,6 +82,9 @@ class AbinitConfig(TrainConfig):
                 raise InputError(self.outdir, f"--{name.replace('_', '-')} must be at least 1")
         if self.search_chunk < 0:
             raise InputError(self.outdir, "--search-chunk must be 0 (all at once) or more")
+        if self.lazy and self.learns_poses:
+            raise InputError(self.outdir, f"--lazy needs a pose search: --method {self.method} learns every "
+                             "particle's pose from images held in memory")
         if self.kmin <= 0 or self.kmax < self.kmin:
             raise InputError(self.outdir, f"need 0 < --kmin <= --kmax (got {self.kmin}, {self.kmax})")
 

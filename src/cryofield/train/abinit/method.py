@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from cryofield.data import ParticleSource, PreparedParticles
+from cryofield.data import ParticleSource, PreparedParticles, epoch_plan
 from cryofield.imaging import render_volume
 from cryofield.io import ParticleTable, WorkDir, write_map
 from cryofield.io._atomic import atomic_outputs
@@ -18,7 +18,7 @@ from cryofield.io.export import write_particles
 from cryofield.posesearch import BranchAndBound, PoseSearch, TiltedViews, render_lattice
 from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
 from cryofield.train.abinit.config import AbinitConfig
-from cryofield.train.abinit.poses import Poses, centred, high_frequency_gradient, learned_poses
+from cryofield.train.abinit.poses import CentredSource, Poses, centred, high_frequency_gradient, learned_poses
 from cryofield.train.distributed import autocast
 from cryofield.train.engine import Method, Trainer
 from cryofield.train.inference import posterior_means
@@ -33,9 +33,11 @@ class Abinit(Method):
     Parameters
     ----------
     config : AbinitConfig
-    data : PreparedParticles
+    data : PreparedParticles or LazyParticles
         The images uncentred (:func:`prepare` with ``posed=False``); tilt pairs with
-        ``data.tilted`` (tilted by ``config.tilt_deg`` about x).
+        ``data.tilted`` (tilted by ``config.tilt_deg`` about x). Lazy (``config.lazy``), the
+        searches and training passes read them ``config.buffer_size`` at a time, so memory does
+        not grow with the number of particles.
     """
 
     graphs = False  # training passes are interleaved with searches, on chunks of every size
@@ -78,20 +80,31 @@ class Abinit(Method):
         self.poses = Poses.from_state(state["poses"])
 
     def begin(self, trainer: Trainer, first_epoch: int) -> None:
-        """The images on the device, the pose search, the probe of the gradient log."""
-        config, device, n = self.config, trainer.runtime.device, len(self.data)
+        """The images on the device (lazy: where they are read), the pose search, the probe of the gradient log."""
+        config, self.device, n = self.config, trainer.runtime.device, len(self.data)
         if trainer.runtime.is_main:
             WorkDir(config.outdir).stage_maps.mkdir(parents=True, exist_ok=True)
         self.tilt = None if self.data.tilted is None else rotation_about_x(config.tilt_deg,
-                                                                           dtype=torch.float32).to(device)
-        self.raw = self.data.to(device)
+                                                                           dtype=torch.float32).to(self.device)
+        self.lazy = not isinstance(self.data, PreparedParticles)
+        self.raw = self.data if self.lazy else self.data.to(self.device)
         kind = BranchAndBound if config.method == "bnb" else PoseSearch
         options = {} if config.method == "bnb" else {"amp": config.amp}
-        self.search = kind(self.raw.coords, self.data.box, config.search_settings, batch_size=config.search_batch,
-                           **options)
+        self.search = kind(self.raw.coords.to(self.device), self.data.box, config.search_settings,
+                           batch_size=config.search_batch, **options)
         self.probe = torch.from_numpy(np.random.default_rng(config.seed).choice(n, min(n, 64), replace=False))
         # the baselines correct the random starts
-        self.posed = centred(self.raw, self.initial if config.learns_poses else self.poses, self.tilt)
+        self.posed = self._centred(self.initial if config.learns_poses else self.poses)
+
+    def _centred(self, poses: Poses) -> ParticleSource:
+        """Every particle centred by ``poses``: in memory, or read and centred on demand (lazy)."""
+        return CentredSource(self.raw, poses, self.tilt) if self.lazy else centred(self.raw, poses, self.tilt)
+
+    def _uncentred(self, where: np.ndarray) -> PreparedParticles:
+        """The particles ``where`` (sorted, for a lazy read), uncentred, on the device."""
+        if self.lazy:
+            return self.raw.load(where).to(self.device)
+        return self.raw.subset(torch.from_numpy(where).to(self.raw.images.device))
 
     def epoch(self, trainer: Trainer, epoch: int) -> dict:
         """A reset, a search or a training pass, as the schedule says; the record of the gradient log."""
@@ -114,7 +127,7 @@ class Abinit(Method):
                        "shift_change_px_median": round(float((new.shifts_px - self.poses.shifts_px).norm(dim=-1)
                                                              .median()), 3)}
             self.poses = new
-            self.posed = centred(self.raw, new, self.tilt)
+            self.posed = self._centred(new)
             if callbacks.poses_found is not None:
                 callbacks.poses_found(epoch, new)
         if trained is None:
@@ -125,8 +138,7 @@ class Abinit(Method):
             if callbacks.poses_found is not None and ((epoch + 1) % config.search_every == 0
                                                       or epoch + 1 == config.epochs):
                 callbacks.poses_found(epoch, self.poses)
-        probe = centred(self.raw.subset(self.probe.to(self.raw.images.device)), self.poses.subset(self.probe),
-                        self.tilt)
+        probe = centred(self._uncentred(self.probe.numpy()), self.poses.subset(self.probe), self.tilt)
         record |= {"mse": trained["mse"], "train_seconds": trained["seconds"],
                    "grad_high": high_frequency_gradient(models, probe, config),
                    "seconds": round(time.perf_counter() - started, 3)}
@@ -145,7 +157,7 @@ class Abinit(Method):
         workdir, models, device = WorkDir(self.config.outdir), trainer.models, trainer.runtime.device
         z = None
         if models.encoder is not None:
-            means = posterior_means(models, self.posed)
+            means = posterior_means(models, self.posed, chunk_size=self.config.buffer_size)
             workdir.write_latents(means)
             z = torch.from_numpy(np.median(means, axis=0))[None].to(device)
         with torch.no_grad():
@@ -162,41 +174,60 @@ class Abinit(Method):
         Online, the particles go chunk by chunk in random order: each chunk is searched with
         the current model and trained on at once (the returned record), as cryoDRGN
         interleaves search and training; otherwise ``None`` is returned and the epoch trains
-        afterwards.
+        afterwards. Lazy, the particles are read a buffer at a time (the chunks of an online
+        search drawn within each buffer, as training's batches are, :func:`epoch_plan`).
         """
-        config, raw, poses, tilt, progress = self.config, self.raw, self.poses, self.tilt, trainer.callbacks.progress
+        config, poses, tilt, progress = self.config, self.poses, self.tilt, trainer.callbacks.progress
         models = trainer.models
-        n = len(raw)
+        n = len(self.raw)
         chunk = config.search_chunk or n
-        order = torch.randperm(n, generator=trainer.sampler) if chunk < n else torch.arange(n)
+        online = chunk < n
+        if online:
+            plan = epoch_plan(n, chunk, trainer.sampler, buffer_size=config.buffer_size if self.lazy else None,
+                              chunk_size=min(1024, config.buffer_size))
+        else:
+            step = config.buffer_size if self.lazy else n
+            plan = [(part, [part]) for part in np.array_split(np.arange(n), max(1, -(-n // step)))]
         found = Poses(poses.rotations.clone(), poses.shifts_px.clone(),
                       None if poses.tilt_shifts_px is None else poses.tilt_shifts_px.clone())
         sums = {"mse": 0.0, "kl": 0.0, "seconds": 0.0}
         # online, the bar follows the training of each chunk; at once, the search
-        count = None if progress is None or chunk < n else _counter(progress, epoch, "search", n)
-        for start in range(0, n, chunk):
-            where = order[start:start + chunk]
-            part = raw.subset(where.to(raw.images.device))
-            for members, z in _latent_groups(models, centred(part, poses.subset(where), tilt), config):
-                lattice = render_lattice(models.decoder, raw.box, kmax, oversample=config.oversample, z=z,
-                                         amp=config.amp, device=raw.images.device)
-                own = part.subset(members.to(part.images.device))
-                tilted = None if own.tilted is None else TiltedViews(own.tilted.images, own.tilted.ctf, tilt)
-                result = self.search(lattice, own.images, own.ctf, kmax=kmax, tilted=tilted, progress=count)
-                rows = where[members]
-                found.rotations[rows], found.shifts_px[rows] = result.rotations.cpu(), result.shifts_px.cpu()
-                if tilted is not None:
-                    found.tilt_shifts_px[rows] = result.tilt_shifts_px.cpu()
-            if chunk < n:
-                done = trainer.train_pass(centred(part, found.subset(where), tilt), epoch,
-                                          progress=None if progress is None
-                                          else (lambda d, e, s=start: progress(s + d, n, e, "search + train")))
-                for key in ("mse", "kl"):
-                    sums[key] += done[key] * len(where)
-                sums["seconds"] += done["seconds"]
+        count = None if progress is None or online else _counter(progress, epoch, "search", n)
+        done = 0
+        for members, chunks in plan:
+            buffer = self._uncentred(members) if self.lazy else self.raw  # in memory, members are everyone
+            for indices in chunks:
+                where = torch.from_numpy(indices)
+                positions = np.searchsorted(members, indices) if self.lazy else indices
+                part = buffer.subset(torch.from_numpy(positions).to(buffer.images.device))
+                self._search_chunk(models, part, where, found, kmax, count)
+                if online:
+                    trained = trainer.train_pass(centred(part, found.subset(where), tilt), epoch,
+                                                 progress=None if progress is None
+                                                 else (lambda d, e, s=done: progress(s + d, n, e, "search + train")))
+                    for key in ("mse", "kl"):
+                        sums[key] += trained[key] * len(where)
+                    sums["seconds"] += trained["seconds"]
+                done += len(indices)
+            buffer = None  # one buffer in memory at a time
         trained = ({"mse": sums["mse"] / n, "kl": sums["kl"] / n, "seconds": round(sums["seconds"], 3)}
-                   if chunk < n else None)
+                   if online else None)
         return found, trained
+
+    def _search_chunk(self, models: Models, part: PreparedParticles, where: torch.Tensor, found: Poses,
+                      kmax: float, count: Callable[[int], None] | None) -> None:
+        """Search the poses of ``part`` (the particles ``where``, uncentred) into ``found``."""
+        config, tilt = self.config, self.tilt
+        for members, z in _latent_groups(models, centred(part, self.poses.subset(where), tilt), config):
+            lattice = render_lattice(models.decoder, part.box, kmax, oversample=config.oversample, z=z,
+                                     amp=config.amp, device=part.images.device)
+            own = part.subset(members.to(part.images.device))
+            tilted = None if own.tilted is None else TiltedViews(own.tilted.images, own.tilted.ctf, tilt)
+            result = self.search(lattice, own.images, own.ctf, kmax=kmax, tilted=tilted, progress=count)
+            rows = where[members]
+            found.rotations[rows], found.shifts_px[rows] = result.rotations.cpu(), result.shifts_px.cpu()
+            if tilted is not None:
+                found.tilt_shifts_px[rows] = result.tilt_shifts_px.cpu()
 
     def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
         """``poses.star`` (and ``poses_tilt.star`` for tilt pairs) and ``volume.mrc``, the last stage's map."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from cryofield.data import PreparedParticles, encoder_input
@@ -59,6 +60,40 @@ def centred(raw: PreparedParticles, poses: Poses, tilt: torch.Tensor | None = No
                                    other.pixel_size_angstrom)
     return PreparedParticles(images, raw.coords, rotations, raw.ctf, raw.scale, raw.box, raw.pixel_size_angstrom,
                              tilted)
+
+
+class CentredSource:
+    """Particles read on demand and centred by their current poses: lazy ab initio's training data.
+
+    A :class:`~cryofield.data.ParticleSource` (``len``, ``n_pixels``, ``load``) over uncentred
+    :class:`~cryofield.data.LazyParticles`: :meth:`load` reads the particles and applies
+    :func:`centred` with their poses, so no image is held between reads.
+
+    Parameters
+    ----------
+    raw : LazyParticles
+        Uncentred, identity rotations (:func:`cryofield.train.inputs.prepare` with ``posed=False``).
+    poses : Poses
+        On the CPU, one per particle.
+    tilt : Tensor, shape (3, 3), optional
+        The stage tilt, for tilt pairs.
+    """
+
+    def __init__(self, raw, poses: Poses, tilt: torch.Tensor | None = None):
+        self.raw, self.poses, self.tilt = raw, poses, tilt
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @property
+    def n_pixels(self) -> int:
+        """``P``, the half-lattice pixels per image."""
+        return self.raw.n_pixels
+
+    def load(self, indices: np.ndarray) -> PreparedParticles:
+        """The particles ``indices`` (sorted for sequential reads), centred, on the CPU."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return centred(self.raw.load(indices), self.poses.subset(torch.from_numpy(indices)), self.tilt)
 
 
 def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig) -> float:
