@@ -316,12 +316,14 @@ def memory(args) -> None:
     small = simulate_accuracy_dataset(work / "data")
     big = simulate_accuracy_dataset(work / "data100k", n=100000)
     small_net = ["--dec-dim", "64", "-b", "64"]
-    commands = [("train-vae --lazy", ["train-vae", "--lazy", "-n", "1", "--zdim", "8", "--enc-dim", "64", *small_net]),
+    both = (("10,000", small), ("100,000", big))
+    commands = [("train-vae --lazy", ["train-vae", "--lazy", "-n", "1", "--zdim", "8", "--enc-dim", "64", *small_net],
+                 both),
                 # the first epoch trains on random poses, the second searches every pose (online, in chunks of 256)
-                ("abinit --lazy", ["abinit", "--lazy", "--epochs-search", "2", "--no-reset", *small_net]),
-                ("abinit, in memory", ["abinit", "--epochs-search", "2", "--no-reset", *small_net])]
-    for what, command in commands:
-        for label, data in (("10,000", small), ("100,000", big)):
+                ("abinit --lazy", ["abinit", "--lazy", "--epochs-search", "2", "--no-reset", *small_net], both),
+                ("abinit, in memory", ["abinit", "--epochs-search", "2", "--no-reset", *small_net], both[1:])]
+    for what, command, sizes in commands:
+        for label, data in sizes:
             out = work / f"{command[0]}_{'lazy' if '--lazy' in command else 'memory'}_{label.replace(',', '')}"
             if out.exists():
                 shutil.rmtree(out)

@@ -45,6 +45,9 @@ def test_abinit_writes_poses_maps_and_resumes(toy, tmp_path, capsys):
     assert records[3].get("reset") and all(r["grad_high"] > 0 for r in records)
     assert sorted(p.name for p in (out / "maps").iterdir()) == ["stage1.mrc", "stage2.mrc", "stage3.mrc"]
     assert len(list((out / "poses").glob("directions_epoch*.png"))) == 2
+    assert (out / "convergence.png").stat().st_size > 10_000
+    assert all(0 <= r["pose_moved_fraction"] <= 1 for r in records if "search_seconds" in r)
+    assert "% moved > 5 deg" in capsys.readouterr().out
     volume, apix = read_map(out / "volume.mrc")
     assert volume.shape == (24, 24, 24) and apix == pytest.approx(5.0)
     posed = read_particles(out / "poses.star")  # absolute stack paths: readable from anywhere
@@ -215,3 +218,34 @@ def test_lazy_abinit_needs_a_search(toy, tmp_path, capsys):
     assert main(["abinit", str(toy), "-o", str(tmp_path / "gd"), "--method", "gd", "--lazy", "--epochs-fixed", "0",
                  "--epochs-refine", "0"]) == 2
     assert "--lazy needs a pose search" in capsys.readouterr().err
+
+
+def test_abinit_warns_when_the_loss_stalls_or_the_latents_collapse(tmp_path):
+    from types import SimpleNamespace
+
+    from cryofield.io import WorkDir
+    from cryofield.train.abinit.method import Abinit, _warn_if_collapsed
+
+    workdir = WorkDir(tmp_path)
+    tmp_path.mkdir(exist_ok=True)
+    method = SimpleNamespace(_stalled_stages=set())
+    improving = [{"epoch": e, "stage": 1, "mse": 1.0 - 0.01 * e} for e in range(8)]
+    for record in improving:
+        workdir.append_log(record)
+    Abinit._warn_if_stalled(method, workdir, improving[-1])  # still improving: nothing said
+    assert not method._stalled_stages
+    flat = [{"epoch": 8 + e, "stage": 1, "mse": 0.93} for e in range(6)]
+    for record in flat:
+        workdir.append_log(record)
+    with pytest.warns(UserWarning, match="stage 1: the image loss has not improved by 0.1 % in 5 epochs"):
+        Abinit._warn_if_stalled(method, workdir, flat[-1])
+    Abinit._warn_if_stalled(method, workdir, flat[-1])  # once per stage
+    reset = {"epoch": 14, "stage": 2, "mse": 0.9, "reset": True}
+    workdir.append_log(reset)
+    Abinit._warn_if_stalled(method, workdir, reset)  # a fresh stage starts its own count
+    assert method._stalled_stages == {1}
+    rng = np.random.default_rng(0)
+    _warn_if_collapsed(workdir, rng.normal(size=(100, 4)), 1)  # spread like the prior: fine
+    with pytest.warns(UserWarning, match="latent space has collapsed"):
+        _warn_if_collapsed(workdir, 0.01 * rng.normal(size=(100, 4)), 3)
+    assert (tmp_path / "train.log").read_text().count("warning: ") == 2

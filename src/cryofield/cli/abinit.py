@@ -56,7 +56,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> None:
-    from cryofield.reports import plot_viewing_directions
+    from cryofield.reports import plot_abinit_convergence, plot_viewing_directions
     from cryofield.train import AbinitConfig
 
     if args.no_reset or args.method in ("gd", "pose-vae"):  # the baselines run one stage
@@ -71,8 +71,12 @@ def run(args) -> None:
                                 title=f"Viewing directions after the search of epoch {epoch + 1}")
 
     def describe(record: dict) -> str:
+        workdir = WorkDir(args.outdir)
+        plot_abinit_convergence(workdir.convergence_plot, workdir.read_log())
+        moved = (f", {100 * record['pose_moved_fraction']:.0f} % moved > 5 deg"
+                 if "pose_moved_fraction" in record else "")
         searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
-                    f"{record['pose_change_deg_median']:.1f} deg)") if "search_seconds" in record else ""
+                    f"{record['pose_change_deg_median']:.1f} deg{moved})") if "search_seconds" in record else ""
         return (f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "
                 f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
 

@@ -128,6 +128,11 @@ class WorkDir:
         return self.stage_maps / f"stage{stage}.mrc"
 
     @property
+    def convergence_plot(self) -> Path:
+        """``convergence.png``: ab initio's loss, pose changes and gradient per epoch."""
+        return self.root / "convergence.png"
+
+    @property
     def direction_plots(self) -> Path:
         """``poses/``: ab initio's viewing directions after each search."""
         return self.root / "poses"

@@ -226,3 +226,58 @@ def plot_viewing_directions(path: str | os.PathLike, rotations: np.ndarray, titl
     with whole(path) as temp:
         fig.savefig(temp)
     plt.close(fig)
+
+
+def plot_abinit_convergence(path: str | os.PathLike, log: list[dict]) -> None:
+    """Save ab initio's convergence per epoch (PNG or PDF): the loss, the searches' pose changes, the gradient.
+
+    Three panels over the epochs of ``log`` (``log.jsonl``'s records): the image loss (mse)
+    with the stages shaded and the model resets marked; at each search, the median angle the
+    poses moved (degrees, log scale) and the fraction of particles that moved more than 5
+    degrees (``pose_moved_fraction``); the high-frequency gradient of the decoder's last layer.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    log : list of dict
+        Records with ``epoch``, ``stage``, ``mse``, ``grad_high``; search epochs also with
+        ``pose_change_deg_median`` and (since it was recorded) ``pose_moved_fraction``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = np.array([r["epoch"] + 1 for r in log])
+    fig, axes = plt.subplots(3, 1, figsize=(7, 7.5), dpi=110, sharex=True)
+    loss, moves, gradient = axes
+    for ax in axes:
+        for stage in sorted({r["stage"] for r in log}):
+            members = epochs[[r["stage"] == stage for r in log]]
+            if stage % 2 == 0:
+                ax.axvspan(members.min() - 0.5, members.max() + 0.5, color="0.92", zorder=0)
+        for r in log:
+            if r.get("reset"):
+                ax.axvline(r["epoch"] + 0.5, color="tab:red", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+    loss.plot(epochs, [r["mse"] for r in log], "o-", ms=3)
+    loss.set(ylabel="image loss (mse)", title="ab initio: convergence (stages shaded alternately, resets dotted)")
+    searched = [r for r in log if "pose_change_deg_median" in r]
+    if searched:
+        at = [r["epoch"] + 1 for r in searched]
+        moves.semilogy(at, [max(r["pose_change_deg_median"], 1e-3) for r in searched], "s-")
+        moves.set_ylabel("median pose change (deg), squares", color="tab:blue")
+        fractions = [(r["epoch"] + 1, r["pose_moved_fraction"]) for r in searched if "pose_moved_fraction" in r]
+        if fractions:
+            twin = moves.twinx()
+            twin.plot(*zip(*fractions), "^--", color="tab:orange")
+            twin.set_ylim(0, 1.05)
+            twin.set_ylabel("fraction moved > 5 deg, triangles", color="tab:orange")
+    else:
+        moves.text(0.5, 0.5, "no search yet", ha="center", va="center", transform=moves.transAxes)
+    gradient.semilogy(epochs, [max(r["grad_high"], 1e-12) for r in log], "o-", ms=3, color="tab:green")
+    gradient.set(xlabel="epoch", ylabel="high-frequency gradient")
+    fig.tight_layout()
+    with whole(path) as temp:
+        fig.savefig(temp)
+    plt.close(fig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -25,6 +26,10 @@ from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare, tilt_partners
 from cryofield.train.models import Models, build_models
 from cryofield.train.objective import encode
+
+MOVED_DEG = 5.0  # a search "moved" a particle when its rotation changed by more than this (degrees)
+STALLED_EPOCHS = 5  # the loss has stalled when it has not improved by 0.1 % in this many epochs of a stage
+COLLAPSED_STD = 0.1  # latents have collapsed when no dimension's posterior means spread more than this
 
 
 class Abinit(Method):
@@ -53,6 +58,7 @@ class Abinit(Method):
                                               dtype=torch.float32),
                              torch.zeros(n, 2), None if data.tilted is None else torch.zeros(n, 2))
         self.poses = self.initial
+        self._stalled_stages: set[int] = set()  # warned about once each
 
     def build_models(self, stage: int = 1) -> Models:
         """Fresh networks seeded per stage; per-particle corrections for gd, a pose encoder for pose-vae."""
@@ -124,6 +130,7 @@ class Abinit(Method):
             record |= {"search_kmax": round(kmax, 2),
                        "search_seconds": round(time.perf_counter() - t0 - (trained or {}).get("seconds", 0), 3),
                        "pose_change_deg_median": round(float(change.median()), 3),
+                       "pose_moved_fraction": round(float((change > MOVED_DEG).double().mean()), 4),
                        "shift_change_px_median": round(float((new.shifts_px - self.poses.shifts_px).norm(dim=-1)
                                                              .median()), 3)}
             self.poses = new
@@ -151,18 +158,40 @@ class Abinit(Method):
         return epoch + 1 == self.config.epochs or self.config.stage(epoch + 1) != self.config.stage(epoch)
 
     def end_of_epoch(self, trainer: Trainer, epoch: int, record: dict) -> None:
-        """At the end of each stage, its map (and the latents of a heterogeneous run)."""
+        """Warnings when the loss stalls; at the end of each stage, its map (and the latents).
+
+        A heterogeneous run's latents are written at each stage's end, with a warning when
+        they have collapsed.
+        """
+        workdir = WorkDir(self.config.outdir)
+        self._warn_if_stalled(workdir, record)
         if not self._last_of_stage(epoch):
             return
-        workdir, models, device = WorkDir(self.config.outdir), trainer.models, trainer.runtime.device
+        models, device = trainer.models, trainer.runtime.device
         z = None
         if models.encoder is not None:
             means = posterior_means(models, self.posed, chunk_size=self.config.buffer_size)
             workdir.write_latents(means)
+            _warn_if_collapsed(workdir, means, record["stage"])
             z = torch.from_numpy(np.median(means, axis=0))[None].to(device)
         with torch.no_grad():
             volume = render_volume(models.decoder, self.data.box, z, device=device) * self.data.scale
         write_map(workdir.stage_map(self.config.stage(epoch)), volume.cpu().numpy(), self.data.pixel_size_angstrom)
+
+    def _warn_if_stalled(self, workdir: WorkDir, record: dict, epochs: int = STALLED_EPOCHS) -> None:
+        """Warn (once per stage) when the loss has not improved by 0.1 % in ``epochs`` epochs of this stage."""
+        stage = record["stage"]
+        if stage in self._stalled_stages:
+            return
+        log = [r for r in workdir.read_log() if r["stage"] == stage]
+        since_reset = max((i for i, r in enumerate(log) if r.get("reset")), default=0)
+        mse = [r["mse"] for r in log[since_reset:]]
+        if len(mse) <= epochs or mse[-1] < (1 - 1e-3) * min(mse[:-epochs]):
+            return
+        self._stalled_stages.add(stage)
+        _warn(workdir, f"stage {stage}: the image loss has not improved by 0.1 % in {epochs} epochs (mse "
+                       f"{mse[-1]:.5f}): the map has stopped improving, and more epochs of this stage are unlikely "
+                       "to help")
 
     def checkpoint_due(self, epoch: int) -> bool:
         """Every ``config.checkpoint`` epochs and at the end of each stage."""
@@ -247,6 +276,21 @@ class Abinit(Method):
         if config.zdim:
             written.append((str(workdir.latents), f"posterior means, {table.n} x {config.zdim}"))
         return written
+
+
+def _warn(workdir: WorkDir, message: str) -> None:
+    """A warning for the user, and the same line in ``train.log``."""
+    workdir.note("warning: " + message)
+    warnings.warn(message, stacklevel=3)
+
+
+def _warn_if_collapsed(workdir: WorkDir, means: np.ndarray, stage: int) -> None:
+    """Warn when every latent dimension's posterior means spread less than a tenth of the prior's."""
+    spread = means.std(axis=0)
+    if len(means) > 1 and float(spread.max()) < COLLAPSED_STD:
+        _warn(workdir, f"stage {stage}: the latent space has collapsed: the particles' latents spread by at most "
+                       f"{float(spread.max()):.3f} (the prior's 1.0) in every dimension, so they describe no "
+                       "heterogeneity; try a smaller --beta, or check the poses")
 
 
 def _posed(table: ParticleTable, rotations: torch.Tensor, shifts_px: torch.Tensor, apix: float) -> ParticleTable:
