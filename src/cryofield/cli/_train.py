@@ -108,7 +108,8 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
 
 def run_trainer(args: argparse.Namespace, config, changes: dict, describe: Callable[[dict], str],
                 label: Callable[[int, str, int], str] | None = None,
-                poses_found: Callable[[int, object], None] | None = None) -> None:
+                poses_found: Callable[[int, object], None] | None = None,
+                after_epoch: Callable[[dict], None] | None = None) -> None:
     """Run (or with ``--resume``, continue) a trainer with progress bars; print each epoch and what was written.
 
     Parameters
@@ -125,6 +126,8 @@ def run_trainer(args: argparse.Namespace, config, changes: dict, describe: Calla
         ``label(epoch, stage, epochs)``: a progress bar's title (default ``epoch E/N``).
     poses_found : callable, optional
         Ab initio's ``poses_found(epoch, poses)`` after each search.
+    after_epoch : callable, optional
+        ``after_epoch(record)`` after each epoch's line (e.g. to redraw a figure from the log).
     """
     from cryofield.train import Callbacks, resume, run
 
@@ -134,6 +137,8 @@ def run_trainer(args: argparse.Namespace, config, changes: dict, describe: Calla
     def epoch_end(record: dict) -> None:
         bars.close()
         print(describe(record))
+        if after_epoch is not None:
+            after_epoch(record)
 
     callbacks = Callbacks(reading=bars.reading, start=bars.start, progress=bars.progress, epoch_end=epoch_end,
                           poses_found=poses_found)

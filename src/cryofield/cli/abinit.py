@@ -70,9 +70,11 @@ def run(args) -> None:
         plot_viewing_directions(path, poses.rotations.numpy(),
                                 title=f"Viewing directions after the search of epoch {epoch + 1}")
 
-    def describe(record: dict) -> str:
+    def plot_convergence(record: dict) -> None:
         workdir = WorkDir(args.outdir)
         plot_abinit_convergence(workdir.convergence_plot, workdir.read_log())
+
+    def describe(record: dict) -> str:
         moved = (f", {100 * record['pose_moved_fraction']:.0f} % moved > 5 deg"
                  if "pose_moved_fraction" in record else "")
         searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
@@ -81,4 +83,4 @@ def run(args) -> None:
                 f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
 
     run_trainer(args, config, changes, describe, label=lambda epoch, what, n: f"epoch {epoch + 1}/{n} {what}",
-                poses_found=poses_found)
+                poses_found=poses_found, after_epoch=plot_convergence)
