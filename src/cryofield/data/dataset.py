@@ -247,8 +247,9 @@ def epoch_plan(n: int, batch_size: int, generator: torch.Generator, *, buffer_si
 
     Without ``buffer_size`` one buffer holds everything and the batches follow a uniform
     random permutation. With it (lazy loading), contiguous chunks of ``chunk_size``
-    particles are taken in random order, ``buffer_size / chunk_size`` chunks at a time,
-    and shuffled within that buffer: reads stay sequential and memory stays bounded.
+    particles (at most ``buffer_size``) are taken in random order, ``buffer_size / chunk_size``
+    chunks at a time, and shuffled within that buffer: reads stay sequential and memory
+    stays bounded.
 
     Every process computes the same plan from the same generator state; with
     ``world_size > 1`` each global batch is split between the processes (rank ``r`` takes
@@ -272,6 +273,7 @@ def epoch_plan(n: int, batch_size: int, generator: torch.Generator, *, buffer_si
     if buffer_size is None:
         buffers = [torch.randperm(n, generator=generator).numpy()]
     else:
+        chunk_size = min(chunk_size, buffer_size)  # a buffer smaller than a chunk is one shorter chunk
         starts = np.arange(0, n, chunk_size)
         chunk_order = starts[torch.randperm(len(starts), generator=generator).numpy()]
         per_buffer = max(1, buffer_size // chunk_size)

@@ -415,8 +415,7 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     n = len(data)
     in_memory = isinstance(data, PreparedParticles)
     plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
-                      else config.buffer_size, chunk_size=min(1024, config.buffer_size), rank=runtime.rank,
-                      world_size=runtime.world_size)
+                      else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
     partial = partial or {"batches": 0, "sums": [0.0, 0.0, 0.0], "seen": 0}
     sums = torch.tensor(partial["sums"], dtype=torch.float64, device=runtime.device)  # mse, kl, restraint x images
     first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)  # first step with a non-finite loss

@@ -212,8 +212,7 @@ class Abinit(Method):
         chunk = config.search_chunk or n
         online = chunk < n
         if online:
-            plan = epoch_plan(n, chunk, trainer.sampler, buffer_size=config.buffer_size if self.lazy else None,
-                              chunk_size=min(1024, config.buffer_size))
+            plan = epoch_plan(n, chunk, trainer.sampler, buffer_size=config.buffer_size if self.lazy else None)
         else:
             step = config.buffer_size if self.lazy else n
             plan = [(part, [part]) for part in np.array_split(np.arange(n), max(1, -(-n // step)))]
