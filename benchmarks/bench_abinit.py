@@ -2,6 +2,8 @@
 
     python benchmarks/bench_abinit.py search [--n-search 1000] [--pretrain-epochs 10] [--workdir DIR] [--peer PATH]
     python benchmarks/bench_abinit.py abinit [--n 10000] [--data hand|adk] [--workdir DIR] [EXTRA abinit OPTIONS]
+    python benchmarks/bench_abinit.py race [--n 10000] [--data adk] [--schedules table search]
+        [--peer PATH --peer-window SECONDS] [EXTRA abinit OPTIONS]
 
 Data: the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), or with
 ``--data adk`` (abinit only) the closed form of adenylate kinase (the package's example
@@ -21,6 +23,15 @@ abinit: `cryofield abinit` (the default schedule, 30 + reset + 30 + 30 epochs, u
 extra options change it) on the particles, timed, then scored: `pose-error` against the
 true poses, and the FSC of the final map (aligned onto the truth by `align-vol`) against
 the true map, next to `backproject` with the true poses.
+
+race (issue 25): each schedule of `cryofield abinit` (``--schedules``) runs with a checkpoint
+after every epoch; afterwards every checkpoint is scored (its poses by `pose-error`; its map,
+once the poses are within the target, aligned onto the truth and scored by FSC AUC), and the
+wall time from the command's start to each epoch's end read from its `train.log`. The target:
+median rotation error below 0.03 and FSC AUC within 0.02 of `backproject` with the true poses.
+With the peer (``--peer``), `cryodrgn abinit` (its defaults, ``--zdim 0``) runs for at most
+``--peer-window`` seconds and its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are scored
+the same way, timed by their files' modification times.
 """
 
 from __future__ import annotations
@@ -184,9 +195,155 @@ def abinit(args, extra: list[str]) -> None:
         print(f"{name}: {fsc}; FSC AUC to Nyquist {np.trapezoid(curve[:, 1], curve[:, 0]) / curve[-1, 0]:.3f}")
 
 
+TARGET_ROTATION, TARGET_AUC_GAP = 0.03, 0.02
+
+
+def fsc_auc(volume: Path, truth_map: Path, align: bool = True) -> float:
+    """FSC AUC to Nyquist of ``volume`` against the truth (aligned onto it first by `align-vol`)."""
+    if align:
+        aligned = volume.with_name(volume.stem + "_aligned.mrc")
+        run([CRYOFIELD, "align-vol", str(truth_map), str(volume), "-o", str(aligned)])
+        volume = aligned
+    text = volume.with_suffix(".fsc.txt")
+    subprocess.run([CRYOFIELD, "fsc", str(volume), str(truth_map), "-o", str(text)], capture_output=True, check=True)
+    curve = np.loadtxt(text)
+    return float(np.trapezoid(curve[:, 1], curve[:, 0]) / curve[-1, 0])
+
+
+def _epoch_times(train_log: Path, started: float) -> dict[int, float]:
+    """Seconds from ``started`` (a Unix time) to the end of each epoch (0-based), from `train.log`'s stamps."""
+    from datetime import datetime
+
+    times = {}
+    for line in train_log.read_text().splitlines():
+        found = re.match(r"(\S+)\s+epoch (\d+):", line)
+        if found:
+            times[int(found[2]) - 1] = datetime.fromisoformat(found[1]).timestamp() - started
+    return times
+
+
+def _checkpoint_poses(state: dict):
+    """A checkpoint's poses: the pose table's in its stage, else the last search's; (N, 3, 3), (N, 2) px."""
+    from cryofield.nn import rotation_from_6d
+
+    rotations, shifts = state["poses"]["rotations"], state["poses"]["shifts_px"]
+    table = state["models"].get("poses")
+    if table and "rotation.weight" in table:
+        rotations, shifts = rotation_from_6d(table["rotation.weight"]), shifts + table["shift.weight"]
+    return rotations.double().numpy(), shifts.double().numpy()
+
+
+def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[dict]:
+    """Every epoch's checkpoint of a `cryofield abinit` run: time, rotation error, and FSC AUC near the target."""
+    import torch
+
+    from cryofield.cli._common import load_table
+
+    table = load_table(argparse.Namespace(input=data / "particles.star", datadir=None, poses=None, ctf=None,
+                                          apix=None))
+    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
+    times = _epoch_times(out / "train.log", started)
+    rows = []
+    for path in sorted((out / "checkpoints").glob("epoch_*.pt")):
+        epoch = int(path.stem.split("_")[1])
+        state = torch.load(path, weights_only=True, map_location="cpu")
+        star = out / "scored" / f"poses_{epoch:04d}.star"
+        star.parent.mkdir(exist_ok=True)
+        _write_star(table, *_checkpoint_poses(state), star)
+        row = {"epoch": epoch, "seconds": times.get(epoch), "rot_median": pose_error(star, data / "particles.star")
+               ["rot_median"]}
+        if row["rot_median"] < TARGET_ROTATION and not any(r.get("auc", 0) >= target_auc for r in rows):
+            row["auc"] = _checkpoint_auc(out, path, truth_map)
+        rows.append(row)
+    return rows
+
+
+def _checkpoint_auc(out: Path, checkpoint: Path, truth_map: Path) -> float:
+    """FSC AUC of the map of one checkpoint (rendered by `eval-vol` from a copy of the run holding only it)."""
+    copy = out / "scored" / checkpoint.stem
+    (copy / "checkpoints").mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "config.json", copy / "config.json")
+    shutil.copy(checkpoint, copy / "checkpoints" / "last.pt")
+    run([CRYOFIELD, "eval-vol", str(copy), "-o", str(copy / "map")])
+    return fsc_auc(copy / "map" / "vol_000.mrc", truth_map)
+
+
+def score_peer(out: Path, data: Path, started: float, target_auc: float, box: int) -> list[dict]:
+    """The peer's checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``), timed by when each file was written."""
+    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
+    rows = []
+    for path in sorted(out.glob("pose.*.pkl"), key=lambda p: int(p.stem.split(".")[1])):
+        epoch = int(path.stem.split(".")[1])
+        row = {"epoch": epoch, "seconds": path.stat().st_mtime - started,
+               "rot_median": pose_error(path, data / "particles.star", "--box", str(box))["rot_median"]}
+        volume = out / f"reconstruct.{epoch}.mrc"
+        if row["rot_median"] < TARGET_ROTATION and volume.is_file():
+            row["auc"] = fsc_auc(volume, truth_map)
+        rows.append(row)
+    return rows
+
+
+def _report(name: str, rows: list[dict], target_auc: float) -> None:
+    print(f"{name}:")
+    for row in rows:
+        auc = f", FSC AUC {row['auc']:.3f}" if "auc" in row else ""
+        seconds = "?" if row["seconds"] is None else f"{row['seconds']:.0f} s"
+        print(f"  epoch {row['epoch'] + 1}: {seconds}, rotation error median {row['rot_median']:.4f}{auc}")
+    reached = next((r for r in rows if r["rot_median"] < TARGET_ROTATION and r.get("auc", 0) >= target_auc), None)
+    when = "no" if reached is None else f"epoch {reached['epoch'] + 1}, {reached['seconds']:.0f} s"
+    print(f"  target reached: {when}")
+
+
+def race(args, extra: list[str]) -> None:
+    work = Path(args.workdir)
+    data = simulate(work, args.n, args.data)
+    star = data / "particles.star"
+    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
+    if not (data / "backproject" / "volume.mrc").is_file():
+        run([CRYOFIELD, "backproject", str(star), "-o", str(data / "backproject")])
+    reference = fsc_auc(data / "backproject" / "volume.mrc", truth_map, align=False)
+    target_auc = reference - TARGET_AUC_GAP
+    print(f"backproject with the true poses: FSC AUC {reference:.3f}; target: median rotation error < "
+          f"{TARGET_ROTATION}, FSC AUC >= {target_auc:.3f}")
+    for schedule in args.schedules:
+        out = work / f"race_{schedule}_{args.data}_{args.n}"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.time()
+        seconds = run([CRYOFIELD, "abinit", str(star), "-o", str(out), "--schedule", schedule, "--checkpoint", "1",
+                       *extra], out.with_suffix(".log"))
+        print(f"cryofield abinit --schedule {schedule}: {seconds:.0f} s in all")
+        _report(f"cryofield --schedule {schedule}", score_run(out, data, started, target_auc), target_auc)
+    peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
+    if not peer or not args.peer_window:
+        print("cryodrgn abinit not run (no --peer or --peer-window 0)")
+        return
+    theirs = work / f"race_cryodrgn_{args.data}_{args.n}"
+    theirs.mkdir(parents=True, exist_ok=True)
+    if not (theirs / "ctf.pkl").is_file():
+        run([peer, "parse_ctf_star", str(star), "-o", str(theirs / "ctf.pkl")])
+    shutil.rmtree(theirs / "run", ignore_errors=True)
+    started = time.time()
+    with open(theirs / "run.out", "w") as fh:
+        process = subprocess.Popen([peer, "abinit", str(star), "--ctf", str(theirs / "ctf.pkl"), "--zdim", "0",
+                                    "-o", str(theirs / "run"), "--seed", "0", "--no-analysis"],
+                                   stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            process.wait(timeout=args.peer_window)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            print(f"cryodrgn abinit stopped at the window's end, {args.peer_window} s")
+    from cryofield.io import read_map
+
+    box = read_map(truth_map)[0].shape[0]
+    _report("cryodrgn abinit", score_peer(theirs / "run", data, started, target_auc, box), target_auc)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["search", "abinit"])
+    parser.add_argument("what", choices=["search", "abinit", "race"])
+    parser.add_argument("--schedules", nargs="+", default=["table", "search"], help="race: cryofield's schedules")
+    parser.add_argument("--peer-window", type=float, default=0, help="race: seconds cryodrgn abinit may run")
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
     parser.add_argument("--data", choices=["hand", "adk"], default="hand", help="abinit: the structure imaged")
     parser.add_argument("--n-search", type=int, default=1000)
@@ -199,6 +356,8 @@ def main() -> None:
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     if args.what == "search":
         search(args)
+    elif args.what == "race":
+        race(args, extra)
     else:
         abinit(args, extra)
 

@@ -249,3 +249,90 @@ def test_abinit_warns_when_the_loss_stalls_or_the_latents_collapse(tmp_path):
     with pytest.warns(UserWarning, match="latent space has collapsed"):
         _warn_if_collapsed(workdir, 0.01 * rng.normal(size=(100, 4)), 3)
     assert (tmp_path / "train.log").read_text().count("warning: ") == 2
+
+
+def test_table_schedule_epochs_stages_and_band():
+    """cryoDRGN-AI's schedule: pretraining (epoch 0), a search in each of 3 epochs ramping to kmax, then the table."""
+    config = AbinitConfig(particles="p", outdir="o", schedule="table")
+    assert (config.epochs, config.epochs_search, config.epochs_table, config.epochs_fixed) == (31, 3, 27, 0)
+    assert [e for e in range(config.epochs) if config.searches(e)] == [1, 2, 3]
+    assert [config.stage(e) for e in (0, 3, 4, 30)] == [1, 1, 2, 2]
+    assert not any(config.resets(e) for e in range(config.epochs))
+    assert config.search_kmax(1, 64) == pytest.approx(12 + 20 / 3) and config.search_kmax(3, 64) == 32
+    with pytest.raises(ValueError, match="no reset or refinement stage"):
+        AbinitConfig(particles="p", outdir="o", schedule="table", epochs_fixed=2)
+    with pytest.raises(ValueError, match="belongs to the table schedule"):
+        AbinitConfig(particles="p", outdir="o", epochs_table=2)
+
+
+def test_pose_table_starts_at_the_searched_poses_with_sparse_steps():
+    from cryofield.data import PreparedParticles
+    from cryofield.nn import PoseTable, rotation_from_6d
+    from cryofield.so3 import random_rotations
+    from cryofield.train.config import TrainConfig
+    from cryofield.train.models import build_models
+    from cryofield.train.objective import step_loss
+
+    rotations = random_rotations(20, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    assert torch.allclose(rotation_from_6d(rotations[:, :2].reshape(20, 6)), rotations, atol=1e-6)
+    skewed = rotation_from_6d(torch.randn(50, 6))  # any 6 numbers: a proper rotation
+    assert torch.allclose(skewed @ skewed.transpose(1, 2), torch.eye(3).expand(50, 3, 3), atol=1e-5)
+    assert torch.allclose(torch.linalg.det(skewed), torch.ones(50), atol=1e-5)
+    table = PoseTable(rotations)
+    config = TrainConfig(particles="p", outdir="o", dec_dim=16, dec_layers=1, amp=False)
+    models = build_models(config, 12, 60)
+    from cryofield.fourier import lattice
+    from cryofield.imaging import half_lattice_mask
+
+    half = half_lattice_mask(12)
+    coords = lattice(12, 2, normalized=False)[half]
+    batch = PreparedParticles(torch.randn(4, int(half.sum()), dtype=torch.complex64), coords, rotations[:4], None,
+                              1.0, 12, 2.0)
+    plain = step_loss(models, batch, config, sample=False)[0]
+    models.poses = table
+    indices = torch.arange(4)
+    with_table = step_loss(models, batch, config, indices=indices, sample=False)[0]
+    assert float(with_table.detach()) == pytest.approx(float(plain), rel=1e-5)  # starts at the search's poses
+    with_table.backward()
+    assert table.rotation.weight.grad.is_sparse and set(table.rotation.weight.grad.coalesce().indices()[0].tolist()) \
+        == {0, 1, 2, 3}
+    optimizer = torch.optim.SparseAdam(table.parameters(), lr=1e-2)
+    optimizer.step()
+    moved, shifts = table.all()
+    assert torch.equal(moved[4:], rotation_from_6d(rotations[4:, :2].reshape(16, 6)))  # other rows untouched
+    assert not torch.allclose(moved[:4], rotations[:4]) and shifts.shape == (20, 2)
+
+
+def test_table_schedule_runs_lazily_writes_poses_and_resumes(toy, tmp_path, monkeypatch, capsys):
+    """Pretraining on some particles, searches, the table's epochs; exact resume inside either stage."""
+    from cryofield.data import LazyParticles
+
+    reads = []
+    original = LazyParticles.load
+    monkeypatch.setattr(LazyParticles, "load", lambda self, i: reads.append(len(i)) or original(self, i))
+    out = tmp_path / "table"
+    args = [str(toy), "-o", str(out), *SMALL, "--schedule", "table", "--pretrain-images", "40", "--epochs-search",
+            "2", "--epochs-table", "2", "--search-chunk", "48", "--checkpoint", "1", "--lazy", "--buffer-size", "64"]
+    assert main(["abinit", *args]) == 0
+    assert max(reads) <= 64
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == [1, 1, 1, 2, 2]
+    assert records[0]["pretrain_images"] == 40 and "search_seconds" not in records[0]
+    assert all("search_seconds" in r for r in records[1:3]) and records[3].get("table_start")
+    assert all(r["pose_change_deg_median"] >= 0 and 0 <= r["pose_moved_fraction"] <= 1 for r in records[1:])
+    assert "pose table started: median change" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "maps").iterdir()) == ["stage1.mrc", "stage2.mrc"]
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    table = state["models"]["poses"]["rotation.weight"]
+    posed = read_particles(out / "poses.star")  # the table's poses, not the last search's
+    from cryofield.nn import rotation_from_6d
+
+    assert np.allclose(posed.rotations, rotation_from_6d(table).double().numpy(), atol=1e-5)
+    last = records[-1]
+    for checkpoint, kept in (("epoch_0003.pt", 4), ("epoch_0002.pt", 3)):  # inside the table stage; its start
+        (out / "checkpoints/last.pt").write_bytes((out / "checkpoints" / checkpoint).read_bytes())
+        (out / "log.jsonl").write_text("\n".join((out / "log.jsonl").read_text().splitlines()[:kept]) + "\n")
+        assert main(["abinit", str(toy), "-o", str(out), "--resume"]) == 0
+        again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+        assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
+        assert again["pose_change_deg_median"] == pytest.approx(last["pose_change_deg_median"], rel=1e-4, abs=1e-4)

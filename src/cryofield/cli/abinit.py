@@ -27,6 +27,7 @@ def add_parser(subparsers):
                             "Writes poses.star for RELION or train-vae, the map after each stage, and z.npy for "
                             "heterogeneous runs.", """
         cryofield abinit particles.star -o run/                         # 30 + 30 (reset) + 30 epochs
+        cryofield abinit particles.star -o run/ --schedule table        # pretrain, 3 searches, 27 table epochs
         cryofield abinit particles.star -o run/ --zdim 8                # heterogeneous
         cryofield abinit untilted.star --tilt tilted.star --tilt-deg 45 -o run/   # tilt pairs
         cryofield abinit particles.mrcs --ctf ctf.pkl -o run/ --no-reset --epochs-search 30
@@ -40,8 +41,9 @@ def add_parser(subparsers):
     add_settings(parser, config, "outdir", "ind", "uninvert_data", "window_r")
     model = parser.add_argument_group("model")
     add_settings(model, config, "zdim", "enc_dim", "enc_layers", "beta", "tilt", "tilt_deg", *DECODER)
-    schedule = parser.add_argument_group("schedule (cryoDRGN2 +r)")
-    add_settings(schedule, config, "epochs_search", "epochs_fixed", "epochs_refine")
+    schedule = parser.add_argument_group("schedule (search: cryoDRGN2 +r; table: cryoDRGN-AI)")
+    add_settings(schedule, config, "schedule", "epochs_search", "epochs_fixed", "epochs_refine", "pretrain_images",
+                 "epochs_table")
     schedule.add_argument("--no-reset", action="store_true", help="stage 1 only (same as --epochs-fixed 0 "
                           "--epochs-refine 0)")
     add_settings(schedule, config, "search_every", "kmax_ramp_epochs")
@@ -79,6 +81,11 @@ def run(args) -> None:
                  if "pose_moved_fraction" in record else "")
         searched = (f", searched in {record['search_seconds']:.0f} s (k < {record['search_kmax']:g}, median change "
                     f"{record['pose_change_deg_median']:.1f} deg{moved})") if "search_seconds" in record else ""
+        if "pretrain_images" in record:
+            searched = f", pretrained on {record['pretrain_images']} images at random poses"
+        elif "pose_change_deg_median" in record and not searched:
+            searched = (f", pose table{' started' if record.get('table_start') else ''}: median change "
+                        f"{record['pose_change_deg_median']:.2f} deg{moved}")
         return (f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "
                 f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
 

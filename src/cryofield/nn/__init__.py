@@ -16,10 +16,10 @@ from cryofield.nn.encoders import (
 )
 from cryofield.nn.encodings import GaussianFourierFeatures, SinusoidalEncoding, geometric_frequencies, make_encoding
 from cryofield.nn.mlp import ResidualMLP
-from cryofield.nn.poses import PoseCorrections, skew
+from cryofield.nn.poses import PoseCorrections, PoseTable, rotation_from_6d, skew
 
 __all__ = [
-    "GaussianFourierFeatures", "GaussianResidues", "ImageEncoder", "PoseCorrections", "PoseEncoder", "ResidualMLP",
-    "SinusoidalEncoding", "TiltPairEncoder", "VolumeDecoder", "canonical_half", "geometric_frequencies",
-    "kl_divergence", "make_encoding", "reparameterize", "sample_rotation", "skew",
+    "GaussianFourierFeatures", "GaussianResidues", "ImageEncoder", "PoseCorrections", "PoseEncoder", "PoseTable",
+    "ResidualMLP", "SinusoidalEncoding", "TiltPairEncoder", "VolumeDecoder", "canonical_half", "geometric_frequencies",
+    "kl_divergence", "make_encoding", "reparameterize", "rotation_from_6d", "sample_rotation", "skew",
 ]

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from cryofield.data import ParticleSource, PreparedParticles, epoch_plan
@@ -37,7 +38,7 @@ from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_device
 from cryofield.train.graphs import GraphedStep, can_graph
-from cryofield.train.host_memory import keep_freed_memory
+from cryofield.train.host_memory import keep_freed_memory, release_freed_memory
 from cryofield.train.models import Models
 from cryofield.train.objective import Restraint, optimizer_step
 
@@ -196,6 +197,19 @@ class Trainer:
         self.pose_optimizer = (None if self.models.poses is None
                                else torch.optim.SparseAdam(self.models.poses.parameters(), lr=self.config.pose_lr))
         self.net, self.graph = self.models, None
+
+    def attach_poses(self, poses: nn.Module) -> None:
+        """Add per-particle poses to the networks mid-run (ab initio's pose table), with their own optimiser.
+
+        Parameters
+        ----------
+        poses : nn.Module
+            A :class:`cryofield.nn.PoseTable` or :class:`cryofield.nn.PoseCorrections`; stepped by
+            ``SparseAdam`` at ``config.pose_lr``.
+        """
+        self.models.poses = poses.to(self.runtime.device)
+        self.pose_optimizer = torch.optim.SparseAdam(self.models.poses.parameters(), lr=self.config.pose_lr)
+        self.net = _wrap(self.models, self.runtime)
 
     def state(self, epoch: int) -> dict:
         """The checkpoint after ``epoch``: networks, optimisers, scaler, RNG and the method's state."""
@@ -425,6 +439,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
             steps, done = steps + len(batches), done + sum(map(len, batches)) * runtime.world_size
             continue
         buffer = None  # the last buffer goes before the next is read: one buffer in memory, not two
+        if not in_memory:
+            release_freed_memory()  # and what it left free goes back to the kernel (host_memory)
         buffer = data if in_memory else data.load(members)
         # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
         positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))

@@ -8,6 +8,13 @@ kernel zeroes each on first touch. Measured on a 2-core Xeon (docs/benchmarks.md
 ``relu(linear(h) + h)`` of that shape took 32 ms with the default thresholds and 8.4 ms with
 these; `train-vae` at 128 px went from 39 to 47 images/s, its system time from 7.1 to 1.2 s,
 for 250-500 MB more peak memory (freed blocks stay in the heap for the next step).
+
+A lazily read dataset is the other side of that bargain: its buffers (tens to hundreds of MB)
+come and go between steps, and the heap they leave behind is fragmented by the small results
+kept from each (latents, losses), so freed memory piles up with the number of buffers read.
+:func:`release_freed_memory`, called before each buffer is read, hands it back: measured on
+`train-vae --lazy` at 100,000 x 64 px, the latents pass grew from 842 to 1,374 MB over 25
+chunks without it and stayed at 900-980 MB with it.
 """
 
 from __future__ import annotations
@@ -24,6 +31,12 @@ MMAP_THRESHOLD_BYTES = 1 << 30  # blocks up to 1 GiB come from the heap and are 
 TRIM_THRESHOLD_BYTES = 256 << 20  # free memory kept at the top of the heap before it is returned
 
 _tuned = False
+_malloc_trim = None  # glibc's malloc_trim, once looked up (False where there is none)
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    return None if name is None else ctypes.CDLL(name)
 
 
 def keep_freed_memory() -> bool:
@@ -43,14 +56,32 @@ def keep_freed_memory() -> bool:
         return True
     if any(name in os.environ for name in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")):
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        mallopt = _libc().mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     return _tuned
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free memory to the kernel (glibc's ``malloc_trim(0)``; a no-op elsewhere).
+
+    Called before a lazily read buffer of particles is read, so that what earlier buffers
+    left free does not accumulate with the number of buffers. Takes milliseconds.
+
+    Returns
+    -------
+    bool
+        Whether any memory was released.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = _libc().malloc_trim
+            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    return bool(_malloc_trim and _malloc_trim(0))

@@ -100,7 +100,8 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
             pass
     runtime = runtime or init_runtime(config.device)
     method.check(config, runtime)
-    table = read_table(config)
+    # no run exports the source rows (about 1 KB of strings per particle): not held for the whole run
+    table = read_table(config).without_source_rows()
     callbacks = callbacks or Callbacks()
     data = method.prepare(config, table, scale=config.data_scale if resume else None, progress=callbacks.reading)
     config = replace(config, device=str(runtime.device), world_size=runtime.world_size)

@@ -8,7 +8,8 @@ half-lattice coefficients stand for (the mean over the half lattice of ``|dF|^2`
 the mean over the full circle of the Hartley residual ``dH^2``, so this is cryoDRGN's and
 the seed's weighting). With tilt pairs the encoder sees both images and the decoder
 predicts both. With pose refinement each particle's rotation and shift carry a learned
-correction. An atomic model adds its restraint energy (:class:`cryofield.nn.GaussianResidues`).
+correction (in ab initio's pose-table phase, its rotation is a table's row). An atomic model adds
+its restraint energy (:class:`cryofield.nn.GaussianResidues`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
     shifts = None
     if net.poses is not None:
         d_rotation, shifts = net.poses(indices.to(device))
+        if net.poses.absolute:  # a pose table's own rotation, as a correction of the batch's
+            d_rotation = rotations.transpose(-1, -2) @ d_rotation
         rotations = rotations @ d_rotation
     z = None
     kl = torch.zeros((), device=device)

@@ -1,4 +1,4 @@
-"""Ab initio's settings: the schedule of its three stages and the pose search's grids."""
+"""Ab initio's settings: the schedule (cryoDRGN2's or cryoDRGN-AI's) and the pose search's grids."""
 
 from __future__ import annotations
 
@@ -13,7 +13,14 @@ class AbinitConfig(TrainConfig):
     """A :class:`TrainConfig` plus the schedule and the pose search's settings.
 
     Units: band limits in cycles per box (Fourier pixels), ``shift_extent_px`` in pixels
-    (default ``20 * D / 128``). ``epochs`` is the total, set from the three stages.
+    (default ``20 * D / 128``). ``epochs`` is the total, set from the stages.
+
+    Two schedules. ``"search"`` (cryoDRGN2 with the model reset): stage 1, ``epochs_search``
+    epochs, the first on random poses and a search every ``search_every``-th; stage 2,
+    ``epochs_fixed`` epochs after a reset; stage 3, ``epochs_refine`` epochs with searches.
+    ``"table"`` (cryoDRGN-AI): stage 1 is epoch 0, a pass over ``pretrain_images`` images on
+    random poses, then ``epochs_search`` epochs each with a search; stage 2, ``epochs_table``
+    epochs in which every particle's pose is a row of a table trained with the volume.
     """
 
     ind: str | None = setting(None, "reconstruct from these particles only (.npy, .txt or .pkl)", path=True)
@@ -25,9 +32,18 @@ class AbinitConfig(TrainConfig):
     tilt_deg: float = setting(45.0, "stage tilt about x in degrees (default 45)")
     pose_lr: float = setting(1e-3, "gd: step size of the rotations (radians) and shifts (px) (default 1e-3)")
     # the schedule
-    epochs_search: int = setting(30, "stage 1: epochs with pose search, the first on random poses (default 30)")
-    epochs_fixed: int = setting(30, "stage 2: reset the model, train on the last poses (default 30)")
-    epochs_refine: int = setting(30, "stage 3: epochs with pose search again (default 30)")
+    schedule: str = setting("search", "search: cryoDRGN2's searches, model reset and searches again (default); "
+                                      "table: cryoDRGN-AI's pretraining on random poses, a few search epochs, then "
+                                      "each particle's pose a row of a table trained with the volume",
+                            choices=["search", "table"])
+    epochs_search: int | None = setting(None, "stage 1: epochs with pose search (search: the first on random poses, "
+                                              "default 30; table: one search each, default 3)")
+    epochs_fixed: int | None = setting(None, "search, stage 2: reset the model, train on the last poses (default 30)")
+    epochs_refine: int | None = setting(None, "search, stage 3: epochs with pose search again (default 30)")
+    pretrain_images: int = setting(10000, "table: images trained on random poses before the first search "
+                                          "(default 10,000, at most all)")
+    epochs_table: int | None = setting(None, "table, stage 2: epochs training the pose table with the volume "
+                                             "(step --pose-lr) (default 27)")
     search_every: int = setting(5, "search poses every N epochs (default 5)")
     kmax_ramp_epochs: int = setting(25, "epochs over which the search's band limit grows from --kmin to --kmax "
                                         "(default 25)")
@@ -60,11 +76,22 @@ class AbinitConfig(TrainConfig):
         for name, hps_default, bnb_default in (("base_level", 2, 1), ("rounds", 4, 5), ("n_shifts", 14, 7)):
             if getattr(self, name) is None:
                 setattr(self, name, bnb_default if bnb else hps_default)
+        table = self.schedule == "table"
+        for name, search_default, table_default in (("epochs_search", 30, 3), ("epochs_fixed", 30, 0),
+                                                    ("epochs_refine", 30, 0), ("epochs_table", 0, 27)):
+            if getattr(self, name) is None:
+                setattr(self, name, table_default if table else search_default)
         if self.learns_poses and (self.epochs_fixed or self.epochs_refine):
             raise ValueError(f"method {self.method} runs one stage: set epochs_fixed and epochs_refine to 0")
+        if table and (self.epochs_fixed or self.epochs_refine):
+            raise ValueError("the table schedule has no reset or refinement stage: set epochs_fixed and "
+                             "epochs_refine to 0")
+        if not table and self.epochs_table:
+            raise ValueError("epochs_table belongs to the table schedule")
         if self.method == "pose-vae" and self.beta is None:
             self.beta = 1.0  # the rotation posterior's KL at the ELBO's weight (there is no z to set 1/zdim)
-        self.epochs = self.epochs_search + self.epochs_fixed + self.epochs_refine
+        self.epochs = (1 + self.epochs_search + self.epochs_table if table
+                       else self.epochs_search + self.epochs_fixed + self.epochs_refine)
 
     def check(self) -> None:
         """Settings out of range, as an :class:`InputError` naming the work directory and the flag."""
@@ -82,6 +109,12 @@ class AbinitConfig(TrainConfig):
                 raise InputError(self.outdir, f"--{name.replace('_', '-')} must be at least 1")
         if self.search_chunk < 0:
             raise InputError(self.outdir, "--search-chunk must be 0 (all at once) or more")
+        if self.schedule == "table" and self.learns_poses:
+            raise InputError(self.outdir, f"--schedule table searches poses: not with --method {self.method}")
+        if self.pretrain_images < 1:
+            raise InputError(self.outdir, "--pretrain-images must be at least 1")
+        if (self.epochs_table or 0) < 0:
+            raise InputError(self.outdir, "--epochs-table must be 0 or more")
         if self.lazy and self.learns_poses:
             raise InputError(self.outdir, f"--lazy needs a pose search: --method {self.method} learns every "
                              "particle's pose from images held in memory")
@@ -108,8 +141,15 @@ class AbinitConfig(TrainConfig):
             return BnbSettings(subdivisions=self.rounds, **shared)
         return SearchSettings(keep=self.keep, rounds=self.rounds, **shared)
 
+    @property
+    def table_schedule(self) -> bool:
+        """Whether this is cryoDRGN-AI's schedule (pretraining, searches, then the pose table)."""
+        return self.schedule == "table"
+
     def stage(self, epoch: int) -> int:
-        """1, 2 or 3: the stage an epoch belongs to."""
+        """1, 2 or 3: the stage an epoch belongs to (the table schedule's: 1, searching, or 2, the table)."""
+        if self.table_schedule:
+            return 1 if epoch <= self.epochs_search else 2
         if epoch < self.epochs_search:
             return 1
         return 2 if epoch < self.epochs_search + self.epochs_fixed else 3
@@ -118,6 +158,8 @@ class AbinitConfig(TrainConfig):
         """Whether a pose search runs before this epoch."""
         if self.learns_poses:
             return False
+        if self.table_schedule:
+            return 1 <= epoch <= self.epochs_search
         stage = self.stage(epoch)
         if stage == 1:
             return epoch >= 1 and (epoch - 1) % self.search_every == 0
@@ -127,10 +169,14 @@ class AbinitConfig(TrainConfig):
 
     def resets(self, epoch: int) -> bool:
         """Whether the networks and optimiser start afresh before this epoch (the start of stage 2)."""
-        return self.epochs_fixed > 0 and epoch == self.epochs_search
+        return not self.table_schedule and self.epochs_fixed > 0 and epoch == self.epochs_search
 
     def search_kmax(self, epoch: int, box: int) -> float:
-        """The search's band limit before ``epoch``, cycles per box: ``kmin`` ramping to ``kmax``."""
+        """The search's band limit before ``epoch``, cycles per box: ``kmin`` ramping to ``kmax``.
+
+        The table schedule's few searches ramp over themselves, the last at ``kmax``.
+        """
         top = min(self.kmax, box / 2)
-        ramp = min(1.0, epoch / self.kmax_ramp_epochs) if self.kmax_ramp_epochs > 0 else 1.0
+        span = self.epochs_search if self.table_schedule else self.kmax_ramp_epochs
+        ramp = min(1.0, epoch / span) if span > 0 else 1.0
         return min(self.kmin, top) + (top - min(self.kmin, top)) * ramp

@@ -16,12 +16,21 @@ from cryofield.imaging import render_volume
 from cryofield.io import ParticleTable, WorkDir, write_map
 from cryofield.io._atomic import atomic_outputs
 from cryofield.io.export import write_particles
+from cryofield.nn import PoseTable
 from cryofield.posesearch import BranchAndBound, PoseSearch, TiltedViews, render_lattice
 from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
 from cryofield.train.abinit.config import AbinitConfig
-from cryofield.train.abinit.poses import CentredSource, Poses, centred, high_frequency_gradient, learned_poses
+from cryofield.train.abinit.poses import (
+    CentredSource,
+    Poses,
+    SubsetSource,
+    centred,
+    high_frequency_gradient,
+    learned_poses,
+)
 from cryofield.train.distributed import autocast
 from cryofield.train.engine import Method, Trainer
+from cryofield.train.host_memory import release_freed_memory
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare, tilt_partners
 from cryofield.train.models import Models, build_models
@@ -61,10 +70,19 @@ class Abinit(Method):
         self._stalled_stages: set[int] = set()  # warned about once each
 
     def build_models(self, stage: int = 1) -> Models:
-        """Fresh networks seeded per stage; per-particle corrections for gd, a pose encoder for pose-vae."""
+        """Fresh networks seeded per stage; per-particle corrections for gd, a pose encoder for pose-vae.
+
+        The table schedule's stage 2 has the pose table (its rows set by a checkpoint, or from
+        the last search when the stage starts: :meth:`epoch`).
+        """
         config = self.config
-        return build_models(replace(config, seed=config.seed + 1000 * (stage - 1), refine_poses=config.method == "gd"),
-                            self.data.box, self.data.n_pixels, len(self.data), pose_encoder=config.method == "pose-vae")
+        models = build_models(replace(config, seed=config.seed + 1000 * (stage - 1),
+                                      refine_poses=config.method == "gd"),
+                              self.data.box, self.data.n_pixels, len(self.data),
+                              pose_encoder=config.method == "pose-vae")
+        if config.table_schedule and stage == 2:
+            models.poses = PoseTable(torch.eye(3).expand(len(self.data), 3, 3))
+        return models
 
     def stage(self, epoch: int) -> int:
         """1, 2 or 3 (:meth:`AbinitConfig.stage`)."""
@@ -109,6 +127,7 @@ class Abinit(Method):
     def _uncentred(self, where: np.ndarray) -> PreparedParticles:
         """The particles ``where`` (sorted, for a lazy read), uncentred, on the device."""
         if self.lazy:
+            release_freed_memory()  # what earlier buffers left free goes back first (host_memory)
             return self.raw.load(where).to(self.device)
         return self.raw.subset(torch.from_numpy(where).to(self.raw.images.device))
 
@@ -122,17 +141,21 @@ class Abinit(Method):
             trainer.fresh(stage)
             record["reset"] = True
         trained = None
+        if config.table_schedule and epoch == 0:  # pretraining: some particles at their random poses
+            part = self._pretraining_set()
+            trained = trainer.train_pass(part, epoch, progress=callbacks.progress_of(len(part), "pretrain"))
+            record["pretrain_images"] = len(part)
+        if config.table_schedule and stage == 2 and trainer.models.poses is None:  # the pose table starts
+            trainer.attach_poses(PoseTable(self.poses.rotations))
+            record["table_start"] = True
+        table_before = self._table_poses(trainer.models)
         if config.searches(epoch):
             kmax = config.search_kmax(epoch, self.data.box)
             t0 = time.perf_counter()
             new, trained = self._search_epoch(trainer, kmax, epoch)
-            change = torch.rad2deg(geodesic_distance(new.rotations.double(), self.poses.rotations.double()))
             record |= {"search_kmax": round(kmax, 2),
                        "search_seconds": round(time.perf_counter() - t0 - (trained or {}).get("seconds", 0), 3),
-                       "pose_change_deg_median": round(float(change.median()), 3),
-                       "pose_moved_fraction": round(float((change > MOVED_DEG).double().mean()), 4),
-                       "shift_change_px_median": round(float((new.shifts_px - self.poses.shifts_px).norm(dim=-1)
-                                                             .median()), 3)}
+                       **_pose_change(self.poses, new)}
             self.poses = new
             self.posed = self._centred(new)
             if callbacks.poses_found is not None:
@@ -140,6 +163,8 @@ class Abinit(Method):
         if trained is None:
             trained = trainer.train_pass(self.posed, epoch, progress=callbacks.progress_of(len(self.data), "train"))
         models = trainer.models
+        if table_before is not None:  # how far the table's training moved the poses
+            record |= _pose_change(table_before, self._table_poses(models))
         if config.learns_poses:
             self.poses = learned_poses(models, self.initial, self.raw)
             if callbacks.poses_found is not None and ((epoch + 1) % config.search_every == 0
@@ -151,8 +176,32 @@ class Abinit(Method):
                    "seconds": round(time.perf_counter() - started, 3)}
         if models.encoder is not None or models.pose_encoder is not None:
             record["kl"] = trained["kl"]
-        record["images_per_second"] = round(len(self.data) / record["seconds"], 1)
+        record["images_per_second"] = round(record.get("pretrain_images", len(self.data)) / record["seconds"], 1)
         return record
+
+    def _pretraining_set(self) -> ParticleSource:
+        """``pretrain_images`` particles drawn at random (seeded), centred by their random starting poses."""
+        n = len(self.data)
+        count = min(n, self.config.pretrain_images)
+        chosen = np.sort(np.random.default_rng(self.config.seed + 1).choice(n, count, replace=False))
+        if self.lazy:
+            return SubsetSource(self.posed, chosen)
+        return self.posed.subset(torch.from_numpy(chosen).to(self.posed.images.device))
+
+    def _table_poses(self, models: Models) -> Poses | None:
+        """Every particle's pose in the pose table (``None`` before it).
+
+        Its rotation, and the last search's shift plus its own correction.
+        """
+        if not isinstance(models.poses, PoseTable):
+            return None
+        rotations, shifts = models.poses.all()
+        tilt = self.poses.tilt_shifts_px
+        return Poses(rotations.cpu(), self.poses.shifts_px + shifts.cpu(), None if tilt is None else tilt.clone())
+
+    def current_poses(self, models: Models) -> Poses:
+        """Every particle's pose now: the table's in its stage, else the last search's (or the baselines')."""
+        return self._table_poses(models) or self.poses
 
     def _last_of_stage(self, epoch: int) -> bool:
         return epoch + 1 == self.config.epochs or self.config.stage(epoch + 1) != self.config.stage(epoch)
@@ -223,6 +272,7 @@ class Abinit(Method):
         count = None if progress is None or online else _counter(progress, epoch, "search", n)
         done = 0
         for members, chunks in plan:
+            buffer = None  # one buffer in memory at a time
             buffer = self._uncentred(members) if self.lazy else self.raw  # in memory, members are everyone
             for indices in chunks:
                 where = torch.from_numpy(indices)
@@ -237,7 +287,6 @@ class Abinit(Method):
                         sums[key] += trained[key] * len(where)
                     sums["seconds"] += trained["seconds"]
                 done += len(indices)
-            buffer = None  # one buffer in memory at a time
         trained = ({"mse": sums["mse"] / n, "kl": sums["kl"] / n, "seconds": round(sums["seconds"], 3)}
                    if online else None)
         return found, trained
@@ -259,7 +308,7 @@ class Abinit(Method):
 
     def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
         """``poses.star`` (and ``poses_tilt.star`` for tilt pairs) and ``volume.mrc``, the last stage's map."""
-        config, poses, workdir = self.config, self.poses, WorkDir(self.config.outdir)
+        config, poses, workdir = self.config, self.current_poses(trainer.models), WorkDir(self.config.outdir)
         apix = self.data.pixel_size_angstrom
         outputs = {workdir.poses_star: _posed(table, poses.rotations, poses.shifts_px, apix)}
         if config.tilt is not None:  # the partners' own poses: train-vae --tilt poses_tilt.star reads them
@@ -275,6 +324,14 @@ class Abinit(Method):
         if config.zdim:
             written.append((str(workdir.latents), f"posterior means, {table.n} x {config.zdim}"))
         return written
+
+
+def _pose_change(before: Poses, after: Poses) -> dict:
+    """How far poses moved: median rotation change (degrees), fraction over ``MOVED_DEG``, median shift change (px)."""
+    change = torch.rad2deg(geodesic_distance(after.rotations.double(), before.rotations.double()))
+    return {"pose_change_deg_median": round(float(change.median()), 3),
+            "pose_moved_fraction": round(float((change > MOVED_DEG).double().mean()), 4),
+            "shift_change_px_median": round(float((after.shifts_px - before.shifts_px).norm(dim=-1).median()), 3)}
 
 
 def _warn(workdir: WorkDir, message: str) -> None:

@@ -96,6 +96,32 @@ class CentredSource:
         return centred(self.raw.load(indices), self.poses.subset(torch.from_numpy(indices)), self.tilt)
 
 
+class SubsetSource:
+    """Some particles of a lazily read source, read through it: ``load(i)`` reads ``indices[i]``.
+
+    Parameters
+    ----------
+    source : ParticleSource
+    indices : ndarray, shape (M,), int
+        Sorted, so that reads stay in order.
+    """
+
+    def __init__(self, source, indices: np.ndarray):
+        self.source, self.indices = source, np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def n_pixels(self) -> int:
+        """``P``, the half-lattice pixels per image."""
+        return self.source.n_pixels
+
+    def load(self, positions: np.ndarray) -> PreparedParticles:
+        """The particles at ``positions`` of the subset (sorted), prepared."""
+        return self.source.load(self.indices[np.asarray(positions, dtype=np.int64)])
+
+
 def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig) -> float:
     """Norm of the gradient of the high-frequency loss (``|k| > D/4``) for the decoder's last layer.
 
