@@ -2,7 +2,7 @@
 
     python benchmarks/bench_abinit.py search [--n-search 1000] [--pretrain-epochs 10] [--workdir DIR] [--peer PATH]
     python benchmarks/bench_abinit.py abinit [--n 10000] [--data hand|adk] [--workdir DIR] [EXTRA abinit OPTIONS]
-    python benchmarks/bench_abinit.py race [--n 10000] [--data adk] [--schedules table search]
+    python benchmarks/bench_abinit.py race [--n 10000] [--data adk] [--schedules table search] [--window SECONDS]
         [--peer PATH --peer-window SECONDS] [EXTRA abinit OPTIONS]
 
 Data: the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), or with
@@ -25,13 +25,14 @@ true poses, and the FSC of the final map (aligned onto the truth by `align-vol`)
 the true map, next to `backproject` with the true poses.
 
 race (issue 25): each schedule of `cryofield abinit` (``--schedules``) runs with a checkpoint
-after every epoch; afterwards every checkpoint is scored (its poses by `pose-error`; its map,
-once the poses are within the target, aligned onto the truth and scored by FSC AUC), and the
-wall time from the command's start to each epoch's end read from its `train.log`. The target:
-median rotation error below 0.03 and FSC AUC within 0.02 of `backproject` with the true poses.
-With the peer (``--peer``), `cryodrgn abinit` (its defaults, ``--zdim 0``) runs for at most
-``--peer-window`` seconds and its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are scored
-the same way, timed by their files' modification times.
+after every epoch (for at most ``--window`` seconds, then stopped by SIGINT); afterwards every
+checkpoint is scored (its poses by `pose-error`; its map, once the poses are within the target,
+aligned onto the truth and scored by FSC AUC), and the wall time from the command's start to
+each epoch's end read from its `train.log`. The target: median rotation error below 0.03 and
+FSC AUC within 0.02 of `backproject` with the true poses. With the peer (``--peer``),
+`cryodrgn abinit` (its defaults, ``--zdim 0``) runs for at most ``--peer-window`` seconds and
+its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are scored the same way, timed by their
+files' modification times.
 """
 
 from __future__ import annotations
@@ -224,17 +225,17 @@ def _epoch_times(train_log: Path, started: float) -> dict[int, float]:
 
 def _checkpoint_poses(state: dict):
     """A checkpoint's poses: the pose table's in its stage, else the last search's; (N, 3, 3), (N, 2) px."""
-    from cryofield.nn import rotation_from_6d
+    from cryofield.so3 import s2s2_to_matrix
 
     rotations, shifts = state["poses"]["rotations"], state["poses"]["shifts_px"]
     table = state["models"].get("poses")
     if table and "rotation.weight" in table:
-        rotations, shifts = rotation_from_6d(table["rotation.weight"]), shifts + table["shift.weight"]
+        rotations, shifts = s2s2_to_matrix(table["rotation.weight"]), shifts + table["shift.weight"]
     return rotations.double().numpy(), shifts.double().numpy()
 
 
 def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[dict]:
-    """Every epoch's checkpoint of a `cryofield abinit` run: time, rotation error, and FSC AUC near the target."""
+    """Every epoch's checkpoint of a `cryofield abinit` run: time, rotation error; FSC AUC near the target and last."""
     import torch
 
     from cryofield.cli._common import load_table
@@ -255,6 +256,8 @@ def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[
         if row["rot_median"] < TARGET_ROTATION and not any(r.get("auc", 0) >= target_auc for r in rows):
             row["auc"] = _checkpoint_auc(out, path, truth_map)
         rows.append(row)
+    if rows and "auc" not in rows[-1]:  # the final map's too
+        rows[-1]["auc"] = _checkpoint_auc(out, path, truth_map)
     return rows
 
 
@@ -294,6 +297,24 @@ def _report(name: str, rows: list[dict], target_auc: float) -> None:
     print(f"  target reached: {when}")
 
 
+def _windowed(cmd: list[str], log: Path, window: float) -> str:
+    """Run ``cmd`` for at most ``window`` seconds, then SIGINT it (it checkpoints and stops); what happened."""
+    import signal
+
+    started = time.perf_counter()
+    with open(log, "w") as fh:
+        process = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+        try:
+            code = process.wait(timeout=window)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            process.wait()
+            return f"stopped at the window's end, {window:.0f} s"
+    if code != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({code}):\n{log.read_text()[-3000:]}")
+    return f"{time.perf_counter() - started:.0f} s in all"
+
+
 def race(args, extra: list[str]) -> None:
     work = Path(args.workdir)
     data = simulate(work, args.n, args.data)
@@ -309,9 +330,12 @@ def race(args, extra: list[str]) -> None:
         out = work / f"race_{schedule}_{args.data}_{args.n}"
         shutil.rmtree(out, ignore_errors=True)
         started = time.time()
-        seconds = run([CRYOFIELD, "abinit", str(star), "-o", str(out), "--schedule", schedule, "--checkpoint", "1",
-                       *extra], out.with_suffix(".log"))
-        print(f"cryofield abinit --schedule {schedule}: {seconds:.0f} s in all")
+        cmd = [CRYOFIELD, "abinit", str(star), "-o", str(out), "--schedule", schedule, "--checkpoint", "1", *extra]
+        if args.window:
+            print(f"cryofield abinit --schedule {schedule}: {_windowed(cmd, out.with_suffix('.log'), args.window)}")
+        else:
+            seconds = run(cmd, out.with_suffix(".log"))
+            print(f"cryofield abinit --schedule {schedule}: {seconds:.0f} s in all")
         _report(f"cryofield --schedule {schedule}", score_run(out, data, started, target_auc), target_auc)
     peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
     if not peer or not args.peer_window:
@@ -324,7 +348,8 @@ def race(args, extra: list[str]) -> None:
     shutil.rmtree(theirs / "run", ignore_errors=True)
     started = time.time()
     with open(theirs / "run.out", "w") as fh:
-        process = subprocess.Popen([peer, "abinit", str(star), "--ctf", str(theirs / "ctf.pkl"), "--zdim", "0",
+        process = subprocess.Popen([peer, "abinit", str(star), "--datadir", str(data), "--ctf", str(theirs / "ctf.pkl"),
+                                    "--zdim", "0",
                                     "-o", str(theirs / "run"), "--seed", "0", "--no-analysis"],
                                    stdout=fh, stderr=subprocess.STDOUT)
         try:
@@ -342,8 +367,10 @@ def race(args, extra: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["search", "abinit", "race"])
-    parser.add_argument("--schedules", nargs="+", default=["table", "search"], help="race: cryofield's schedules")
+    parser.add_argument("--schedules", nargs="*", default=["table", "search"],
+                        help="race: cryofield's schedules (none: the peer alone)")
     parser.add_argument("--peer-window", type=float, default=0, help="race: seconds cryodrgn abinit may run")
+    parser.add_argument("--window", type=float, default=0, help="race: seconds each cryofield run may take (0: all)")
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
     parser.add_argument("--data", choices=["hand", "adk"], default="hand", help="abinit: the structure imaged")
     parser.add_argument("--n-search", type=int, default=1000)

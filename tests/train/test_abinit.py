@@ -267,17 +267,14 @@ def test_table_schedule_epochs_stages_and_band():
 
 def test_pose_table_starts_at_the_searched_poses_with_sparse_steps():
     from cryofield.data import PreparedParticles
-    from cryofield.nn import PoseTable, rotation_from_6d
-    from cryofield.so3 import random_rotations
+    from cryofield.nn import PoseTable
+    from cryofield.so3 import matrix_to_s2s2, random_rotations, s2s2_to_matrix
     from cryofield.train.config import TrainConfig
     from cryofield.train.models import build_models
     from cryofield.train.objective import step_loss
 
     rotations = random_rotations(20, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
-    assert torch.allclose(rotation_from_6d(rotations[:, :2].reshape(20, 6)), rotations, atol=1e-6)
-    skewed = rotation_from_6d(torch.randn(50, 6))  # any 6 numbers: a proper rotation
-    assert torch.allclose(skewed @ skewed.transpose(1, 2), torch.eye(3).expand(50, 3, 3), atol=1e-5)
-    assert torch.allclose(torch.linalg.det(skewed), torch.ones(50), atol=1e-5)
+    assert torch.allclose(s2s2_to_matrix(matrix_to_s2s2(rotations)), rotations, atol=1e-6)
     table = PoseTable(rotations)
     config = TrainConfig(particles="p", outdir="o", dec_dim=16, dec_layers=1, amp=False)
     models = build_models(config, 12, 60)
@@ -292,14 +289,14 @@ def test_pose_table_starts_at_the_searched_poses_with_sparse_steps():
     models.poses = table
     indices = torch.arange(4)
     with_table = step_loss(models, batch, config, indices=indices, sample=False)[0]
-    assert float(with_table.detach()) == pytest.approx(float(plain), rel=1e-5)  # starts at the search's poses
+    assert float(with_table.detach()) == pytest.approx(float(plain.detach()), rel=1e-5)  # starts at the search's poses
     with_table.backward()
     assert table.rotation.weight.grad.is_sparse and set(table.rotation.weight.grad.coalesce().indices()[0].tolist()) \
         == {0, 1, 2, 3}
     optimizer = torch.optim.SparseAdam(table.parameters(), lr=1e-2)
     optimizer.step()
     moved, shifts = table.all()
-    assert torch.equal(moved[4:], rotation_from_6d(rotations[4:, :2].reshape(16, 6)))  # other rows untouched
+    assert torch.equal(moved[4:], s2s2_to_matrix(matrix_to_s2s2(rotations[4:])))  # other rows untouched
     assert not torch.allclose(moved[:4], rotations[:4]) and shifts.shape == (20, 2)
 
 
@@ -325,9 +322,9 @@ def test_table_schedule_runs_lazily_writes_poses_and_resumes(toy, tmp_path, monk
     state = torch.load(out / "checkpoints/last.pt", weights_only=True)
     table = state["models"]["poses"]["rotation.weight"]
     posed = read_particles(out / "poses.star")  # the table's poses, not the last search's
-    from cryofield.nn import rotation_from_6d
+    from cryofield.so3 import s2s2_to_matrix
 
-    assert np.allclose(posed.rotations, rotation_from_6d(table).double().numpy(), atol=1e-5)
+    assert np.allclose(posed.rotations, s2s2_to_matrix(table).double().numpy(), atol=1e-5)
     last = records[-1]
     for checkpoint, kept in (("epoch_0003.pt", 4), ("epoch_0002.pt", 3)):  # inside the table stage; its start
         (out / "checkpoints/last.pt").write_bytes((out / "checkpoints" / checkpoint).read_bytes())
@@ -336,3 +333,59 @@ def test_table_schedule_runs_lazily_writes_poses_and_resumes(toy, tmp_path, monk
         again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
         assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
         assert again["pose_change_deg_median"] == pytest.approx(last["pose_change_deg_median"], rel=1e-4, abs=1e-4)
+
+
+def test_table_schedule_with_latents_and_tilt_pairs(toy, tmp_path):
+    """--zdim trains the encoder through both stages; tilt pairs keep the stage tilt between the two tables."""
+    from cryofield.so3 import geodesic_distance, rotation_about_x
+
+    table = ["--schedule", "table", "--pretrain-images", "32", "--epochs-search", "1", "--epochs-table", "1"]
+    het = tmp_path / "het"
+    assert main(["abinit", str(toy), "-o", str(het), *SMALL, *table, "--zdim", "2", "--enc-dim", "32",
+                 "--enc-layers", "1", "--search-chunk", "48"]) == 0
+    records = [json.loads(line) for line in (het / "log.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in records] == [1, 1, 2] and all(r["kl"] > 0 for r in records)
+    assert records[-1].get("table_start") and np.load(het / "z.npy").shape == (96, 2)
+    sim = tmp_path / "tilt"
+    assert main(["simulate", "--volume", str(toy.parent / "truth_vols/vol_000.mrc"), "-n", "48", "--snr", "5",
+                 "--tilt-pairs", "--tilt-deg", "40", "-o", str(sim)]) == 0
+    out = tmp_path / "tilted"
+    assert main(["abinit", str(sim / "particles.star"), "--tilt", str(sim / "tilt.star"), "--tilt-deg", "40",
+                 "-o", str(out), *SMALL, *table, "--search-chunk", "24", "--pose-lr", "0.05"]) == 0
+    untilted, tilted = read_particles(out / "poses.star"), read_particles(out / "poses_tilt.star")
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    searched = state["poses"]["rotations"].double().numpy()
+    assert not np.allclose(untilted.rotations, searched, atol=1e-4)  # the table's poses, moved by its training
+    expected = rotation_about_x(40.0).numpy() @ untilted.rotations
+    assert float(geodesic_distance(torch.from_numpy(tilted.rotations), torch.from_numpy(expected)).max()) < 1e-5
+
+
+@pytest.mark.parametrize("kl", [False, True])
+def test_latent_table_trains_with_the_pose_table_and_resumes(toy, tmp_path, kl):
+    """--z-table: latents as rows (points, or Gaussians with the KL term), stepped with the poses' table."""
+    out = tmp_path / "ztable"
+    args = [str(toy), "-o", str(out), *SMALL, "--schedule", "table", "--pretrain-images", "32", "--epochs-search",
+            "1", "--epochs-table", "2", "--zdim", "2", "--z-table", *(["--z-table-kl"] if kl else []),
+            "--search-chunk", "48", "--checkpoint", "1"]
+    assert main(["abinit", *args]) == 0
+    records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert all((r["kl"] > 0) == kl for r in records)
+    state = torch.load(out / "checkpoints/last.pt", weights_only=True)
+    rows = state["models"]["encoder"]["mean.weight"]
+    start = torch.load(out / "checkpoints/epoch_0000.pt", weights_only=True)["models"]["encoder"]["mean.weight"]
+    pretrained = np.sort(np.random.default_rng(0 + 1).choice(96, 32, replace=False))  # the seed's pretraining set
+    others = np.setdiff1d(np.arange(96), pretrained)
+    first = torch.load(out / "checkpoints/epoch_0000.pt", weights_only=True)
+    assert first["pose_optimizer"]["state"]  # the pretraining stepped the table...
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 0 and config["z_table"] and ("logvar.weight" in state["models"]["encoder"]) == kl
+    fresh = 0.1 * torch.randn(96, 2, generator=torch.Generator().manual_seed(1000))
+    assert torch.equal(start[others], fresh[others]) and not torch.equal(start[pretrained], fresh[pretrained])
+    assert np.allclose(np.load(out / "z.npy"), rows.numpy())  # z.npy is the table
+    assert main(["eval-vol", str(out), "--z", "0", "0", "-o", str(tmp_path / "maps")]) == 0
+    last = records[-1]
+    (out / "checkpoints/last.pt").write_bytes((out / "checkpoints/epoch_0002.pt").read_bytes())
+    (out / "log.jsonl").write_text("\n".join((out / "log.jsonl").read_text().splitlines()[:3]) + "\n")
+    assert main(["abinit", str(toy), "-o", str(out), "--resume"]) == 0  # both tables' optimiser state restored
+    again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)

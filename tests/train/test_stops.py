@@ -85,6 +85,25 @@ def test_ab_initio_stops_at_the_end_of_its_epoch(toy, tmp_path):
     np.testing.assert_array_equal(resumed.poses()[0], straight.poses()[0])
 
 
+@pytest.mark.parametrize("schedule", ["search", "table"])
+def test_ab_initio_stopped_mid_search_resumes_exactly(toy, tmp_path, schedule):
+    """A signal during a search stops it after the current chunk; the resumed run equals one never stopped."""
+    from cryofield.train import AbinitConfig
+
+    settings = {"particles": str(toy), "dec_dim": 16, "dec_layers": 1, "batch_size": 8, "kmin": 4.0, "kmax": 6.0,
+                "base_level": 1, "rounds": 1, "n_shifts": 3, "epochs_search": 2, "search_chunk": 16,
+                "schedule": schedule, "seed": 5}
+    settings |= ({"pretrain_images": 24, "epochs_table": 1} if schedule == "table"
+                 else {"epochs_fixed": 0, "epochs_refine": 0, "search_every": 1})
+    straight = run(AbinitConfig(outdir=str(tmp_path / "straight"), **settings))
+    with pytest.raises(RunInterrupted, match="SIGTERM after 2 of 4 chunks of the search in epoch 2;"):
+        run(AbinitConfig(outdir=str(tmp_path / "stopped"), **settings), callbacks=signal_at(signal.SIGTERM, 1, 20))
+    resumed = resume(tmp_path / "stopped")
+    np.testing.assert_array_equal(resumed.poses()[0], straight.poses()[0])
+    assert [r["mse"] for r in resumed.log] == pytest.approx([r["mse"] for r in straight.log], rel=1e-6)
+    assert len(resumed.log) == len(straight.log) and resumed.log[1]["search_seconds"] > 0
+
+
 def test_cryofold_stopped_in_its_warm_up_and_in_its_fit_resumes_exactly(tmp_path):
     from cryofield.examples import ADK_CLOSED, example_path
     from cryofield.train import CryofoldConfig

@@ -29,6 +29,7 @@ def add_parser(subparsers):
         cryofield abinit particles.star -o run/                         # 30 + 30 (reset) + 30 epochs
         cryofield abinit particles.star -o run/ --schedule table        # pretrain, 3 searches, 27 table epochs
         cryofield abinit particles.star -o run/ --zdim 8                # heterogeneous
+        cryofield abinit particles.star -o run/ --schedule table --zdim 8 --z-table   # cryoDRGN-AI's latents
         cryofield abinit untilted.star --tilt tilted.star --tilt-deg 45 -o run/   # tilt pairs
         cryofield abinit particles.mrcs --ctf ctf.pkl -o run/ --no-reset --epochs-search 30
         cryofield abinit particles.star -o run/ --kmax 32 --base-level 1   # coarser, faster search
@@ -40,7 +41,8 @@ def add_parser(subparsers):
     add_input_arguments(parser)
     add_settings(parser, config, "outdir", "ind", "uninvert_data", "window_r")
     model = parser.add_argument_group("model")
-    add_settings(model, config, "zdim", "enc_dim", "enc_layers", "beta", "tilt", "tilt_deg", *DECODER)
+    add_settings(model, config, "zdim", "enc_dim", "enc_layers", "z_table", "z_table_kl", "z_lr", "beta", "tilt",
+                 "tilt_deg", *DECODER)
     schedule = parser.add_argument_group("schedule (search: cryoDRGN2 +r; table: cryoDRGN-AI)")
     add_settings(schedule, config, "schedule", "epochs_search", "epochs_fixed", "epochs_refine", "pretrain_images",
                  "epochs_table")

@@ -1,13 +1,14 @@
 """Neural fields and the atomic model of Cryofold.
 
 Positional encodings, residual MLPs, Hermitian volume decoders, image and pose encoders,
-per-particle pose corrections, and Gaussian residues.
+per-particle pose corrections and tables, latent tables, and Gaussian residues.
 """
 
 from cryofield.nn.atomic import GaussianResidues
 from cryofield.nn.decoders import VolumeDecoder, canonical_half
 from cryofield.nn.encoders import (
     ImageEncoder,
+    LatentTable,
     PoseEncoder,
     TiltPairEncoder,
     kl_divergence,
@@ -16,10 +17,10 @@ from cryofield.nn.encoders import (
 )
 from cryofield.nn.encodings import GaussianFourierFeatures, SinusoidalEncoding, geometric_frequencies, make_encoding
 from cryofield.nn.mlp import ResidualMLP
-from cryofield.nn.poses import PoseCorrections, PoseTable, rotation_from_6d, skew
+from cryofield.nn.poses import PoseCorrections, PoseTable, skew
 
 __all__ = [
-    "GaussianFourierFeatures", "GaussianResidues", "ImageEncoder", "PoseCorrections", "PoseEncoder", "PoseTable",
-    "ResidualMLP", "SinusoidalEncoding", "TiltPairEncoder", "VolumeDecoder", "canonical_half", "geometric_frequencies",
-    "kl_divergence", "make_encoding", "reparameterize", "rotation_from_6d", "sample_rotation", "skew",
+    "GaussianFourierFeatures", "GaussianResidues", "ImageEncoder", "LatentTable", "PoseCorrections", "PoseEncoder",
+    "PoseTable", "ResidualMLP", "SinusoidalEncoding", "TiltPairEncoder", "VolumeDecoder", "canonical_half",
+    "geometric_frequencies", "kl_divergence", "make_encoding", "reparameterize", "sample_rotation", "skew",
 ]

@@ -61,6 +61,45 @@ class TiltPairEncoder(nn.Module):
         return out[:, : self.zdim], out[:, self.zdim:]
 
 
+class LatentTable(nn.Module):
+    """Every particle's latent as a row of a table (an autodecoder), in place of an image encoder.
+
+    cryoDRGN-AI's default for ab initio: the latents are parameters, trained with the volume,
+    started at ``N(0, 0.1^2)``. A point per particle (``variational=False``: no KL term), or a
+    diagonal Gaussian per particle whose log-variances start at 0 and whose KL to the prior
+    enters the loss. Embeddings with sparse gradients (``torch.optim.SparseAdam``). A table
+    knows only the particles it was trained on: it cannot encode new images.
+
+    Parameters
+    ----------
+    n : int
+        Particles.
+    zdim : int
+    variational : bool
+    generator : torch.Generator, optional
+        For the starting values.
+    """
+
+    def __init__(self, n: int, zdim: int, *, variational: bool = False, generator: torch.Generator | None = None):
+        super().__init__()
+        self.zdim = zdim
+        self.mean = nn.Embedding(n, zdim, sparse=True)
+        with torch.no_grad():
+            self.mean.weight.copy_(0.1 * torch.randn(n, zdim, generator=generator))
+        self.logvar = nn.Embedding(n, zdim, sparse=True) if variational else None
+        if self.logvar is not None:
+            nn.init.zeros_(self.logvar.weight)
+
+    @property
+    def variational(self) -> bool:
+        """Whether each particle's latent is a Gaussian (with a KL term) rather than a point."""
+        return self.logvar is not None
+
+    def forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Means (B, zdim) and log-variances (B, zdim; ``None`` for points) of particles ``indices`` (B,)."""
+        return self.mean(indices), None if self.logvar is None else self.logvar(indices)
+
+
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """A sample ``mu + exp(logvar / 2) * eps`` of the posterior, differentiable in both."""
     return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)

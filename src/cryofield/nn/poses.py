@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from cryofield.so3 import matrix_to_s2s2, s2s2_to_matrix
 
 
 def skew(v: torch.Tensor) -> torch.Tensor:
@@ -14,28 +15,16 @@ def skew(v: torch.Tensor) -> torch.Tensor:
     return torch.stack([o, -z, y, z, o, -x, -y, x, o], -1).reshape(*v.shape[:-1], 3, 3)
 
 
-def rotation_from_6d(x: torch.Tensor) -> torch.Tensor:
-    """Rotations from their continuous 6-D form (Zhou et al. 2019): (..., 6) -> (..., 3, 3).
-
-    The six numbers are the matrix's first two rows, up to scale and skew: the first row is
-    normalised, the second made orthogonal to it (Gram-Schmidt) and normalised, and the
-    third is their cross product. Every rotation has such a form and the map is smooth,
-    which the Euler angles and quaternions lack (their gradients jump or double-cover).
-    """
-    a, b = x[..., :3], x[..., 3:]
-    e1 = F.normalize(a, dim=-1)
-    e2 = F.normalize(b - (e1 * b).sum(-1, keepdim=True) * e1, dim=-1)
-    return torch.stack([e1, e2, torch.linalg.cross(e1, e2)], -2)
-
-
 class PoseTable(nn.Module):
-    """Every particle's rotation (6-D form) and a shift correction, trained with the volume.
+    """Every particle's rotation (continuous 6-D form) and a shift correction, trained with the volume.
 
     The second phase of cryoDRGN-AI's ab initio: after the pose searches, each particle's
     rotation becomes a row of a table, started at the search's result, and its shift a
     correction started at zero (pixels, RELION's sign: the particle's shift is the search's
     plus this). Embeddings with sparse gradients: a step touches only its batch's rows
-    (``torch.optim.SparseAdam``).
+    (``torch.optim.SparseAdam``). A row is the rotation's first two columns
+    (:func:`cryofield.so3.s2s2_to_matrix`, Zhou et al. 2019): any six numbers make a rotation
+    and the map is smooth, where Euler angles and quaternions have jumps or a double cover.
 
     Parameters
     ----------
@@ -51,18 +40,18 @@ class PoseTable(nn.Module):
         self.rotation = nn.Embedding(n, 6, sparse=True)
         self.shift = nn.Embedding(n, 2, sparse=True)
         with torch.no_grad():
-            self.rotation.weight.copy_(rotations[:, :2, :].reshape(n, 6))
+            self.rotation.weight.copy_(matrix_to_s2s2(rotations))
         nn.init.zeros_(self.shift.weight)
 
     def forward(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotations (B, 3, 3) and shift corrections (B, 2) in pixels of particles ``indices`` (B,)."""
-        return rotation_from_6d(self.rotation(indices)), self.shift(indices)
+        return s2s2_to_matrix(self.rotation(indices)), self.shift(indices)
 
     @torch.no_grad()
     def all(self, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
         """Every particle's rotation (N, 3, 3) and shift correction (N, 2), in chunks of ``chunk`` rows."""
         weight = self.rotation.weight
-        return (torch.cat([rotation_from_6d(part) for part in weight.split(chunk)]), self.shift.weight.clone())
+        return torch.cat([s2s2_to_matrix(part) for part in weight.split(chunk)]), self.shift.weight.clone()
 
 
 class PoseCorrections(nn.Module):

@@ -232,16 +232,17 @@ def plot_abinit_convergence(path: str | os.PathLike, log: list[dict]) -> None:
     """Save ab initio's convergence per epoch (PNG or PDF): the loss, the searches' pose changes, the gradient.
 
     Three panels over the epochs of ``log`` (``log.jsonl``'s records): the image loss (mse)
-    with the stages shaded and the model resets marked; at each search, the median angle the
-    poses moved (degrees, log scale) and the fraction of particles that moved more than 5
-    degrees (``pose_moved_fraction``); the high-frequency gradient of the decoder's last layer.
+    with the stages shaded and the model resets marked; at each search and each epoch of the
+    pose table, the median angle the poses moved (degrees, log scale) and the fraction of
+    particles that moved more than 5 degrees (``pose_moved_fraction``); the high-frequency
+    gradient of the decoder's last layer.
 
     Parameters
     ----------
     path : str or PathLike
     log : list of dict
-        Records with ``epoch``, ``stage``, ``mse``, ``grad_high``; search epochs also with
-        ``pose_change_deg_median`` and (since it was recorded) ``pose_moved_fraction``.
+        Records with ``epoch``, ``stage``, ``mse``, ``grad_high``; search and pose-table epochs
+        also with ``pose_change_deg_median`` and (since it was recorded) ``pose_moved_fraction``.
     """
     import matplotlib
 

@@ -16,6 +16,7 @@ from cryofield.so3.rotations import (
                                      matrix_to_euler,
                                      matrix_to_quaternion,
                                      matrix_to_rotvec,
+                                     matrix_to_s2s2,
                                      quaternion_to_matrix,
                                      random_rotations,
                                      rotation_about_x,
@@ -26,6 +27,6 @@ from cryofield.so3.rotations import (
 __all__ = [
     "cryosparc_pose_to_matrix", "euler_to_matrix", "geodesic_distance", "grid_resolution_deg", "grid_size",
     "healpix_pix2ang_nest", "matrix_to_cryosparc_pose", "matrix_to_euler", "matrix_to_quaternion",
-    "matrix_to_rotvec", "quaternion_to_matrix", "random_rotations", "rotation_about_x", "rotvec_to_matrix",
-    "s2s2_to_matrix", "shift_grid", "so3_children", "so3_grid",
+    "matrix_to_rotvec", "matrix_to_s2s2", "quaternion_to_matrix", "random_rotations", "rotation_about_x",
+    "rotvec_to_matrix", "s2s2_to_matrix", "shift_grid", "so3_children", "so3_grid",
 ]

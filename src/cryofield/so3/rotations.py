@@ -62,3 +62,11 @@ def s2s2_to_matrix(six: torch.Tensor) -> torch.Tensor:
     e1 = torch.nn.functional.normalize(a, dim=-1)
     e2 = torch.nn.functional.normalize(b - (e1 * b).sum(-1, keepdim=True) * e1, dim=-1)
     return torch.stack([e1, e2, torch.linalg.cross(e1, e2)], -1)
+
+
+def matrix_to_s2s2(rotations: torch.Tensor) -> torch.Tensor:
+    """The S2 x S2 form of rotations, their first two columns: (..., 3, 3) -> (..., 6).
+
+    The inverse of :func:`s2s2_to_matrix` on rotations.
+    """
+    return rotations[..., :, :2].transpose(-1, -2).reshape(*rotations.shape[:-2], 6)

@@ -194,8 +194,11 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=needs_grad_scaler(device, self.config.amp))
         self.graphed = self.method.graphs and can_graph(self.config, self.runtime, self.models, self.scaler)
         self.optimizer = adam(self.models.network_parameters(), self.config.lr, capturable=self.graphed)
-        self.pose_optimizer = (None if self.models.poses is None
-                               else torch.optim.SparseAdam(self.models.poses.parameters(), lr=self.config.pose_lr))
+        # the per-particle tables' optimiser (latents first, then poses): sparse steps, their own rates
+        groups = [{"params": list(table.parameters()),
+                   "lr": self.config.pose_lr if name == "poses" else self.config.z_lr}
+                  for name, table in self.models.tables().items()]
+        self.pose_optimizer = torch.optim.SparseAdam(groups) if groups else None
         self.net, self.graph = self.models, None
 
     def attach_poses(self, poses: nn.Module) -> None:
@@ -208,7 +211,11 @@ class Trainer:
             ``SparseAdam`` at ``config.pose_lr``.
         """
         self.models.poses = poses.to(self.runtime.device)
-        self.pose_optimizer = torch.optim.SparseAdam(self.models.poses.parameters(), lr=self.config.pose_lr)
+        group = {"params": list(self.models.poses.parameters()), "lr": self.config.pose_lr}
+        if self.pose_optimizer is None:
+            self.pose_optimizer = torch.optim.SparseAdam([group])
+        else:  # after a latent table's group, in the order fresh() makes them
+            self.pose_optimizer.add_param_group(group)
         self.net = _wrap(self.models, self.runtime)
 
     def state(self, epoch: int) -> dict:
@@ -252,11 +259,20 @@ class Trainer:
         A method that :attr:`Method.stops_mid_epoch` makes one pass per epoch: a signal ends
         it after the current step, and a checkpoint continues it exactly.
         """
-        partial, self._partial = (self._partial, None) if self._partial is not None else (None, None)
+        partial = self.take_partial()
         return run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
                          epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
                          restraint=self.method.restraint(self.models),
                          stop=self.stops.requested if self.method.stops_mid_epoch else None, partial=partial)
+
+    def take_partial(self) -> dict | None:
+        """The stopped epoch a checkpoint holds (its ``partial``), once; then ``None``.
+
+        :meth:`train_pass` takes it to continue a pass; a method that stops its epochs in its
+        own way (ab initio, between the chunks of a search) takes its own.
+        """
+        partial, self._partial = self._partial, None
+        return partial
 
     def _stop(self, finished: int, partial: dict | None, sampler_at_start) -> None:
         """After a signal: write the checkpoint to continue from (mid-epoch: exactly), and raise RunInterrupted."""
@@ -264,7 +280,7 @@ class Trainer:
             state = self.state(finished) | {"partial": partial}
             state["rng"]["sampler"] = sampler_at_start  # the epoch's order is drawn again on resume
             save_checkpoint(self.workdir, state, None)
-            where = f"after step {partial['batches']} of epoch {partial['epoch'] + 1}"
+            where = partial.get("where") or f"after step {partial['batches']} of epoch {partial['epoch'] + 1}"
         else:
             where = f"after epoch {finished + 1}"
         name = signal.Signals(self.stops.signum).name
@@ -431,6 +447,9 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
                       else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
     partial = partial or {"batches": 0, "sums": [0.0, 0.0, 0.0], "seen": 0}
+    # a subset of the particles (ab initio's pretraining) maps its positions to the particles' own
+    # indices, the rows of the per-particle tables
+    particle_indices = getattr(data, "particle_indices", None)
     sums = torch.tensor(partial["sums"], dtype=torch.float64, device=runtime.device)  # mse, kl, restraint x images
     first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)  # first step with a non-finite loss
     seen_here, steps, done = partial["seen"], 0, 0
@@ -451,9 +470,11 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
                 continue
             batch = buffer.subset(where).to(runtime.device)
 
-            def step(batch: PreparedParticles, indices: np.ndarray = indices) -> torch.Tensor:
+            rows = indices if particle_indices is None else particle_indices[indices]
+
+            def step(batch: PreparedParticles, rows: np.ndarray = rows) -> torch.Tensor:
                 return optimizer_step(net, batch, config, optimizer, scaler, pose_optimizer,
-                                      indices=torch.from_numpy(indices), n_pixels=data.n_pixels, restraint=restraint)
+                                      indices=torch.from_numpy(rows), n_pixels=data.n_pixels, restraint=restraint)
 
             losses = step(batch) if graph is None else graph(step, batch)
             sums += losses.double() * len(indices)  # no sync
@@ -509,8 +530,8 @@ def _wrap(models: Models, runtime: Runtime) -> Models:
     """The networks as this process calls them: wrapped in DistributedDataParallel across processes."""
     if runtime.world_size == 1:
         return models
-    if models.poses is not None or models.pose_encoder is not None:
-        raise ValueError("pose refinement and pose encoders run in a single process (not under torchrun)")
+    if models.tables() or models.pose_encoder is not None:
+        raise ValueError("per-particle tables and pose encoders run in a single process (not under torchrun)")
     ids = [runtime.device.index] if runtime.device.type == "cuda" else None
     return Models(DistributedDataParallel(models.decoder, device_ids=ids),
                   None if models.encoder is None else DistributedDataParallel(models.encoder, device_ids=ids))

@@ -9,6 +9,7 @@ import torch
 
 from cryofield.data import ParticleSource, PreparedParticles
 from cryofield.imaging import predict_images
+from cryofield.nn import LatentTable
 from cryofield.train.host_memory import release_freed_memory
 from cryofield.train.models import Models
 from cryofield.train.objective import encode
@@ -45,13 +46,21 @@ def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256,
     The loss is the mean squared error between the image and the model's prediction, over
     the half-lattice pixels inside the circle, in the normalised units of training (for
     tilt pairs, over both images). Without an encoder (``train-nn``) the latents are
-    (N, 0). Lazy sources are read ``chunk_size`` images at a time.
+    (N, 0); with a latent table they are its rows (log-variances ``-inf`` for a table of
+    points), and ``data`` must be the particles it was trained on, in order. Lazy sources
+    are read ``chunk_size`` images at a time.
     """
     device = next(models.decoder.parameters()).device
+    if isinstance(models.encoder, LatentTable) and not losses:  # the table itself: no image to read
+        mean = models.encoder.mean.weight.detach().float().cpu()
+        spread = models.encoder.logvar
+        return (mean.numpy(), (torch.full_like(mean, -torch.inf) if spread is None
+                               else spread.weight.detach().float().cpu()).numpy(), None)
     means, logvars, errors = [], [], []
-    for _, batch in batches(data, batch_size, device, chunk_size):
+    for start, batch in batches(data, batch_size, device, chunk_size):
         if models.encoder is not None:
-            mu, logvar = encode(models, batch)
+            mu, logvar = encode(models, batch, torch.arange(start, start + len(batch)))
+            logvar = torch.full_like(mu, -torch.inf) if logvar is None else logvar
         else:
             mu = logvar = torch.zeros((len(batch), 0), device=device)
         means.append(mu.cpu())

@@ -12,7 +12,15 @@ from torch import nn
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
 from cryofield.io.cryodrgn import CryodrgnRun
-from cryofield.nn import ImageEncoder, PoseCorrections, PoseEncoder, TiltPairEncoder, VolumeDecoder, make_encoding
+from cryofield.nn import (
+    ImageEncoder,
+    LatentTable,
+    PoseCorrections,
+    PoseEncoder,
+    TiltPairEncoder,
+    VolumeDecoder,
+    make_encoding,
+)
 from cryofield.nn.cryodrgn import CryodrgnDecoder
 from cryofield.train.checkpoint import load_checkpoint
 from cryofield.train.config import TrainConfig
@@ -40,9 +48,15 @@ class Models(nn.Module):
         super().__init__()
         self.decoder, self.encoder, self.poses, self.pose_encoder = decoder, encoder, poses, pose_encoder
 
+    def tables(self) -> dict[str, nn.Module]:
+        """The per-particle tables, trained by their own sparse optimiser: a latent table (``"encoder"``), the poses."""
+        out = {"encoder": self.encoder} if isinstance(self.encoder, LatentTable) else {}
+        return out | ({"poses": self.poses} if self.poses is not None else {})
+
     def network_parameters(self) -> list[nn.Parameter]:
-        """The networks' trainable parameters (not the pose corrections: they have their own optimiser)."""
-        return [p for name, part in self.named_children() if name != "poses" for p in part.parameters()]
+        """The networks' trainable parameters (not the per-particle tables: they have their own optimiser)."""
+        tables = self.tables()
+        return [p for name, part in self.named_children() if name not in tables for p in part.parameters()]
 
     def parts_state(self) -> dict[str, dict]:
         """``{part: state_dict}`` of every part present (the checkpoints' layout)."""
@@ -110,7 +124,11 @@ def load_models(workdir: str | os.PathLike | WorkDir, box: int, n_pixels: int,
     if workdir.is_cryodrgn():
         return config, Models(load_cryodrgn_decoder(workdir)).to(torch.device(device))
     models = build_models(replace(config, refine_poses=False), box, n_pixels)
-    models.load_parts_state(load_checkpoint(workdir, device)["models"])
+    state = load_checkpoint(workdir, device)["models"]
+    latents = state.get("encoder") or {}
+    if "mean.weight" in latents:  # ab initio's latent table (--z-table) in place of an encoder
+        models.encoder = LatentTable(*latents["mean.weight"].shape, variational="logvar.weight" in latents)
+    models.load_parts_state(state)
     return config, models.to(torch.device(device))
 
 

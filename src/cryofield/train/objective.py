@@ -20,7 +20,7 @@ import torch
 
 from cryofield.data import PreparedParticles, encoder_input
 from cryofield.imaging import predict_images
-from cryofield.nn import kl_divergence, reparameterize, sample_rotation
+from cryofield.nn import LatentTable, kl_divergence, reparameterize, sample_rotation
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import autocast
 from cryofield.train.models import Models
@@ -42,7 +42,7 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
         The batch's images, poses and CTF, on the networks' device.
     config : TrainConfig
     indices : Tensor, shape (B,), optional
-        The batch's particle indices (needed for pose refinement).
+        The batch's particle indices (needed for pose refinement and latent tables).
     sample : bool
         Draw ``z`` from the posterior (training) or take its mean.
     amp : bool, optional
@@ -71,9 +71,10 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
             rotations = sample_rotation(mean, logvar) if sample else mean
             kl = kl + kl_divergence(torch.zeros_like(logvar), logvar).mean()
         if net.encoder is not None:
-            mu, logvar = encode(net, batch)
-            z = reparameterize(mu, logvar) if sample else mu
-            kl = kl + kl_divergence(mu, logvar).mean()
+            mu, logvar = encode(net, batch, indices)
+            z = mu if logvar is None or not sample else reparameterize(mu, logvar)
+            if logvar is not None:  # a table of points has no KL term
+                kl = kl + kl_divergence(mu, logvar).mean()
         if tilted is not None:  # both images of each particle, from the same z
             tilt_rotations = tilted.rotations if net.poses is None else tilted.rotations @ d_rotation
             rotations = torch.cat([rotations, tilt_rotations])
@@ -87,8 +88,18 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
     return mse, kl, energy
 
 
-def encode(net: Models, batch: PreparedParticles) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mu, logvar)`` (B, zdim) of the encoder for a batch (both images of tilt pairs)."""
+def encode(net: Models, batch: PreparedParticles,
+           indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(mu, logvar)`` (B, zdim) of the encoder for a batch (both images of tilt pairs).
+
+    With a latent table (:class:`cryofield.nn.LatentTable`) the rows of particles
+    ``indices`` (B,) instead, ``logvar`` ``None`` for a table of points.
+    """
+    if isinstance(net.encoder, LatentTable):
+        if indices is None:
+            raise ValueError("a latent table has a row per trained particle and cannot encode images: "
+                             "pass the particles' indices")
+        return net.encoder(indices.to(batch.images.device))
     x = encoder_input(batch.images, batch.ctf)
     if batch.tilted is not None:
         return net.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))

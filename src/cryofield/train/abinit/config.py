@@ -26,6 +26,11 @@ class AbinitConfig(TrainConfig):
     ind: str | None = setting(None, "reconstruct from these particles only (.npy, .txt or .pkl)", path=True)
     zdim: int = setting(0, "latent dimension: 0 for one volume (default), more for a heterogeneous VAE")
     enc_layers: int = setting(3, "encoder residual layers (default 3)")
+    z_table: bool = setting(False, "--zdim: each particle's latent a row of a table trained with the volume (an "
+                                   "autodecoder, cryoDRGN-AI's default) instead of an image encoder")
+    z_table_kl: bool = setting(False, "--z-table: a Gaussian per particle with the KL term (weight --beta) instead "
+                                      "of a point")
+    z_lr: float = setting(1e-2, "--z-table: step size of the latent table (default 1e-2)")
     epochs: int = setting(90, resume=KEPT)  # the three stages'
     tilt: str | None = setting(None, "tilted partner of each particle (.star/.cs/.mrcs), same order: poses are "
                                      "searched on both images together", path=True)
@@ -111,6 +116,12 @@ class AbinitConfig(TrainConfig):
             raise InputError(self.outdir, "--search-chunk must be 0 (all at once) or more")
         if self.schedule == "table" and self.learns_poses:
             raise InputError(self.outdir, f"--schedule table searches poses: not with --method {self.method}")
+        if (self.z_table or self.z_table_kl) and not self.zdim:
+            raise InputError(self.outdir, "--z-table needs --zdim")
+        if self.z_table_kl and not self.z_table:
+            raise InputError(self.outdir, "--z-table-kl belongs to --z-table")
+        if self.z_lr <= 0:
+            raise InputError(self.outdir, "--z-lr must be positive")
         if self.pretrain_images < 1:
             raise InputError(self.outdir, "--pretrain-images must be at least 1")
         if (self.epochs_table or 0) < 0:

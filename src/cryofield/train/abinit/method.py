@@ -16,7 +16,7 @@ from cryofield.imaging import render_volume
 from cryofield.io import ParticleTable, WorkDir, write_map
 from cryofield.io._atomic import atomic_outputs
 from cryofield.io.export import write_particles
-from cryofield.nn import PoseTable
+from cryofield.nn import LatentTable, PoseTable
 from cryofield.posesearch import BranchAndBound, PoseSearch, TiltedViews, render_lattice
 from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
 from cryofield.train.abinit.config import AbinitConfig
@@ -55,7 +55,8 @@ class Abinit(Method):
     """
 
     graphs = False  # training passes are interleaved with searches, on chunks of every size
-    stops_mid_epoch = False  # a signal stops it at the end of the epoch (searches and passes interleave)
+    # a signal stops a search between two of its chunks (exactly resumable) and other epochs at their end
+    stops_mid_epoch = False
 
     def __init__(self, config: AbinitConfig, data: PreparedParticles):
         if config.method != "hps" and (config.zdim or data.tilted is not None):
@@ -80,6 +81,9 @@ class Abinit(Method):
                                       refine_poses=config.method == "gd"),
                               self.data.box, self.data.n_pixels, len(self.data),
                               pose_encoder=config.method == "pose-vae")
+        if config.z_table:  # latents as a table, started at N(0, 0.1^2) (seeded per stage)
+            models.encoder = LatentTable(len(self.data), config.zdim, variational=config.z_table_kl,
+                                         generator=torch.Generator().manual_seed(config.seed + 1000 * stage))
         if config.table_schedule and stage == 2:
             models.poses = PoseTable(torch.eye(3).expand(len(self.data), 3, 3))
         return models
@@ -149,12 +153,17 @@ class Abinit(Method):
             trainer.attach_poses(PoseTable(self.poses.rotations))
             record["table_start"] = True
         table_before = self._table_poses(trainer.models)
+        earlier = 0.0  # seconds this epoch ran before a stop, when it was resumed mid-search
         if config.searches(epoch):
             kmax = config.search_kmax(epoch, self.data.box)
             t0 = time.perf_counter()
-            new, trained = self._search_epoch(trainer, kmax, epoch)
+            searched = self._search_epoch(trainer, kmax, epoch)
+            if isinstance(searched, dict):  # stopped by a signal between two chunks
+                return {"epoch": epoch, "partial": searched}
+            new, trained, earlier = searched
             record |= {"search_kmax": round(kmax, 2),
-                       "search_seconds": round(time.perf_counter() - t0 - (trained or {}).get("seconds", 0), 3),
+                       "search_seconds": round(time.perf_counter() - t0 + earlier
+                                               - (trained or {}).get("seconds", 0), 3),
                        **_pose_change(self.poses, new)}
             self.poses = new
             self.posed = self._centred(new)
@@ -172,21 +181,23 @@ class Abinit(Method):
                 callbacks.poses_found(epoch, self.poses)
         probe = centred(self._uncentred(self.probe.numpy()), self.poses.subset(self.probe), self.tilt)
         record |= {"mse": trained["mse"], "train_seconds": trained["seconds"],
-                   "grad_high": high_frequency_gradient(models, probe, config),
-                   "seconds": round(time.perf_counter() - started, 3)}
+                   "grad_high": high_frequency_gradient(models, probe, config, self.probe),
+                   "seconds": round(time.perf_counter() - started + earlier, 3)}
         if models.encoder is not None or models.pose_encoder is not None:
             record["kl"] = trained["kl"]
         record["images_per_second"] = round(record.get("pretrain_images", len(self.data)) / record["seconds"], 1)
         return record
 
-    def _pretraining_set(self) -> ParticleSource:
-        """``pretrain_images`` particles drawn at random (seeded), centred by their random starting poses."""
+    def _pretraining_set(self) -> SubsetSource:
+        """``pretrain_images`` particles drawn at random (seeded), centred by their random starting poses.
+
+        Read through a :class:`SubsetSource` in memory too, so that the steps train the latent
+        table's rows of these particles.
+        """
         n = len(self.data)
         count = min(n, self.config.pretrain_images)
-        chosen = np.sort(np.random.default_rng(self.config.seed + 1).choice(n, count, replace=False))
-        if self.lazy:
-            return SubsetSource(self.posed, chosen)
-        return self.posed.subset(torch.from_numpy(chosen).to(self.posed.images.device))
+        return SubsetSource(self.posed, np.sort(np.random.default_rng(self.config.seed + 1).choice(n, count,
+                                                                                                  replace=False)))
 
     def _table_poses(self, models: Models) -> Poses | None:
         """Every particle's pose in the pose table (``None`` before it).
@@ -246,8 +257,13 @@ class Abinit(Method):
         """Every ``config.checkpoint`` epochs and at the end of each stage."""
         return (epoch + 1) % self.config.checkpoint == 0 or self._last_of_stage(epoch)
 
-    def _search_epoch(self, trainer: Trainer, kmax: float, epoch: int) -> tuple[Poses, dict | None]:
+    def _search_epoch(self, trainer: Trainer, kmax: float, epoch: int) -> tuple[Poses, dict | None, float] | dict:
         """Search every particle's pose, at once or online (``search_chunk``).
+
+        Returns the poses found, the training's record (online; else ``None``) and the seconds
+        the epoch ran before a stop it was resumed from. A signal stops it between two chunks:
+        then it returns the ``partial`` state instead (the poses found so far, the chunks done,
+        the sampler), from which the next run continues exactly (:meth:`Trainer.take_partial`).
 
         Online, the particles go chunk by chunk in random order: each chunk is searched with
         the current model and trained on at once (the returned record), as cryoDRGN
@@ -265,16 +281,30 @@ class Abinit(Method):
         else:
             step = config.buffer_size if self.lazy else n
             plan = [(part, [part]) for part in np.array_split(np.arange(n), max(1, -(-n // step)))]
-        found = Poses(poses.rotations.clone(), poses.shifts_px.clone(),
-                      None if poses.tilt_shifts_px is None else poses.tilt_shifts_px.clone())
-        sums = {"mse": 0.0, "kl": 0.0, "seconds": 0.0}
+        started = time.perf_counter()
+        resumed = trainer.take_partial()  # a search stopped between chunks, to continue
+        if resumed is not None:
+            found, sums = Poses.from_state(resumed["found"]), dict(resumed["sums"])
+            skip, earlier = resumed["chunks"], resumed["seconds"]
+        else:
+            found = Poses(poses.rotations.clone(), poses.shifts_px.clone(),
+                          None if poses.tilt_shifts_px is None else poses.tilt_shifts_px.clone())
+            sums, skip, earlier = {"mse": 0.0, "kl": 0.0, "seconds": 0.0}, 0, 0.0
         # online, the bar follows the training of each chunk; at once, the search
         count = None if progress is None or online else _counter(progress, epoch, "search", n)
-        done = 0
+        done, finished, total = 0, 0, sum(len(chunks) for _, chunks in plan)
         for members, chunks in plan:
+            if finished + len(chunks) <= skip:  # a buffer searched before the stop: not even read
+                finished, done = finished + len(chunks), done + sum(map(len, chunks))
+                continue
             buffer = None  # one buffer in memory at a time
             buffer = self._uncentred(members) if self.lazy else self.raw  # in memory, members are everyone
             for indices in chunks:
+                if finished < skip:
+                    finished, done = finished + 1, done + len(indices)
+                    continue
+                if finished == skip and resumed is not None:  # where the stopped run's sampler was
+                    trainer.sampler.set_state(resumed["sampler"])
                 where = torch.from_numpy(indices)
                 positions = np.searchsorted(members, indices) if self.lazy else indices
                 part = buffer.subset(torch.from_numpy(positions).to(buffer.images.device))
@@ -286,16 +316,20 @@ class Abinit(Method):
                     for key in ("mse", "kl"):
                         sums[key] += trained[key] * len(where)
                     sums["seconds"] += trained["seconds"]
-                done += len(indices)
+                done, finished = done + len(indices), finished + 1
+                if finished < total and trainer.stops.requested():
+                    return {"search": True, "found": found.state(), "sums": sums, "chunks": finished,
+                            "seconds": earlier + time.perf_counter() - started, "sampler": trainer.sampler.get_state(),
+                            "where": f"after {finished} of {total} chunks of the search in epoch {epoch + 1}"}
         trained = ({"mse": sums["mse"] / n, "kl": sums["kl"] / n, "seconds": round(sums["seconds"], 3)}
                    if online else None)
-        return found, trained
+        return found, trained, earlier
 
     def _search_chunk(self, models: Models, part: PreparedParticles, where: torch.Tensor, found: Poses,
                       kmax: float, count: Callable[[int], None] | None) -> None:
         """Search the poses of ``part`` (the particles ``where``, uncentred) into ``found``."""
         config, tilt = self.config, self.tilt
-        for members, z in _latent_groups(models, centred(part, self.poses.subset(where), tilt), config):
+        for members, z in _latent_groups(models, centred(part, self.poses.subset(where), tilt), where, config):
             lattice = render_lattice(models.decoder, part.box, kmax, oversample=config.oversample, z=z,
                                      amp=config.amp, device=part.images.device)
             own = part.subset(members.to(part.images.device))
@@ -358,18 +392,19 @@ def _posed(table: ParticleTable, rotations: torch.Tensor, shifts_px: torch.Tenso
                    rotations_or_none=rotations.double().numpy(), shifts_angstrom=shifts_px.double().numpy() * apix)
 
 
-def _latent_groups(models: Models, posed: PreparedParticles,
+def _latent_groups(models: Models, posed: PreparedParticles, where: torch.Tensor,
                    config: AbinitConfig) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """The particles of a chunk grouped for the search: ``(positions (G_i,), latent (1, zdim) or None)``.
 
     One group, without a latent, for a homogeneous model; otherwise the whole chunk at its
     mean posterior mean, or k-means clusters of the posterior means, each at its mean latent.
+    ``where`` (B,) are the chunk's particle indices (a latent table's rows).
     """
     everyone = torch.arange(len(posed))
     if models.encoder is None:
         return [(everyone, None)]
     with torch.no_grad(), autocast(posed.images.device, config.amp):
-        means = torch.cat([encode(models, posed.subset(part.to(posed.images.device)))[0].float()
+        means = torch.cat([encode(models, posed.subset(part.to(posed.images.device)), where[part])[0].float()
                            for part in everyone.split(512)]).cpu()
     groups = min(config.search_groups, len(posed))
     if groups == 1:

@@ -97,20 +97,23 @@ class CentredSource:
 
 
 class SubsetSource:
-    """Some particles of a lazily read source, read through it: ``load(i)`` reads ``indices[i]``.
+    """Some particles of a source, read through it: ``load(i)`` reads ``particle_indices[i]``.
+
+    Training on it (:func:`cryofield.train.engine.run_epoch`) steps the per-particle tables'
+    rows of ``particle_indices``, not of the positions in the subset.
 
     Parameters
     ----------
     source : ParticleSource
-    indices : ndarray, shape (M,), int
-        Sorted, so that reads stay in order.
+    particle_indices : ndarray, shape (M,), int
+        Sorted, so that lazy reads stay in order.
     """
 
-    def __init__(self, source, indices: np.ndarray):
-        self.source, self.indices = source, np.asarray(indices, dtype=np.int64)
+    def __init__(self, source, particle_indices: np.ndarray):
+        self.source, self.particle_indices = source, np.asarray(particle_indices, dtype=np.int64)
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self.particle_indices)
 
     @property
     def n_pixels(self) -> int:
@@ -119,20 +122,22 @@ class SubsetSource:
 
     def load(self, positions: np.ndarray) -> PreparedParticles:
         """The particles at ``positions`` of the subset (sorted), prepared."""
-        return self.source.load(self.indices[np.asarray(positions, dtype=np.int64)])
+        return self.source.load(self.particle_indices[np.asarray(positions, dtype=np.int64)])
 
 
-def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig) -> float:
+def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig,
+                            indices: torch.Tensor | None = None) -> float:
     """Norm of the gradient of the high-frequency loss (``|k| > D/4``) for the decoder's last layer.
 
-    Heterogeneous models are evaluated at each image's posterior mean.
+    Heterogeneous models are evaluated at each image's posterior mean (a latent table's
+    rows: ``indices`` (B,), the batch's particles).
     """
     high = batch.coords.norm(dim=-1) > batch.box / 4
     last = models.decoder.mlp.last
     z = None
     if models.encoder is not None:
         with torch.no_grad():
-            z = encode(models, batch)[0]
+            z = encode(models, batch, indices)[0]
     models.decoder.zero_grad(set_to_none=True)
     predicted = predict_images(models.decoder, batch.coords[high], batch.rotations, batch.box, z=z,
                                ctf=None if batch.ctf is None else batch.ctf[:, high])
