@@ -212,7 +212,8 @@ class Abinit(Method):
 
     def current_poses(self, models: Models) -> Poses:
         """Every particle's pose now: the table's in its stage, else the last search's (or the baselines')."""
-        return self._table_poses(models) or self.poses
+        table = self._table_poses(models)
+        return self.poses if table is None else table
 
     def _last_of_stage(self, epoch: int) -> bool:
         return epoch + 1 == self.config.epochs or self.config.stage(epoch + 1) != self.config.stage(epoch)
