@@ -7,8 +7,9 @@ from cryofield.data.dataset import (
     encoder_input,
     epoch_plan,
     prepare_particles,
+    release_freed_memory,
     rms_scale,
 )
 
 __all__ = ["LazyParticles", "ParticleSource", "PreparedParticles", "encoder_input", "epoch_plan",
-           "prepare_particles", "rms_scale"]
+           "prepare_particles", "release_freed_memory", "rms_scale"]

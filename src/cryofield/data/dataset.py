@@ -8,6 +8,8 @@ once, rather than at every step.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -177,6 +179,33 @@ def rms_scale(images: torch.Tensor, n: int = 2000) -> float:
     return float(images[: min(len(images), n)].abs().pow(2).mean().sqrt())
 
 
+_malloc_trim = None  # glibc's malloc_trim, once looked up (False where there is none)
+
+
+def release_freed_memory() -> bool:
+    """Return the heap's free memory to the kernel (glibc's ``malloc_trim(0)``; a no-op elsewhere).
+
+    :meth:`LazyParticles.load` calls it before each read. Buffers of tens to hundreds of MB come
+    and go, and the heap they leave is fragmented by the small results kept from each (latents,
+    losses), so freed memory piled up with the number of buffers read: measured on `train-vae
+    --lazy` at 100,000 x 64 px, the latents pass grew from 842 to 1,374 MB over 25 chunks without
+    it and stayed at 900-980 MB with it. Takes milliseconds.
+
+    Returns
+    -------
+    bool
+        Whether any memory was released.
+    """
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
+        except (OSError, AttributeError, TypeError):
+            _malloc_trim = False
+    return bool(_malloc_trim and _malloc_trim(0))
+
+
 class LazyParticles:
     """Particles prepared on demand from their stacks, for datasets larger than memory.
 
@@ -234,7 +263,12 @@ class LazyParticles:
         return data
 
     def load(self, indices: np.ndarray) -> PreparedParticles:
-        """The particles ``indices`` (sorted for sequential reads), prepared, in that order."""
+        """The particles ``indices`` (sorted for sequential reads), prepared, in that order.
+
+        The heap's free memory goes back to the kernel first (:func:`release_freed_memory`), so
+        that what earlier reads left behind does not pile up.
+        """
+        release_freed_memory()
         return self._prepare(np.asarray(indices, dtype=np.int64), self.scale)
 
 

@@ -38,7 +38,7 @@ from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_device
 from cryofield.train.graphs import GraphedStep, can_graph
-from cryofield.train.host_memory import keep_freed_memory, release_freed_memory
+from cryofield.train.host_memory import keep_freed_memory
 from cryofield.train.models import Models
 from cryofield.train.objective import Restraint, optimizer_step
 
@@ -458,8 +458,6 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
             steps, done = steps + len(batches), done + sum(map(len, batches)) * runtime.world_size
             continue
         buffer = None  # the last buffer goes before the next is read: one buffer in memory, not two
-        if not in_memory:
-            release_freed_memory()  # and what it left free goes back to the kernel (host_memory)
         buffer = data if in_memory else data.load(members)
         # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
         positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))

@@ -9,12 +9,8 @@ kernel zeroes each on first touch. Measured on a 2-core Xeon (docs/benchmarks.md
 these; `train-vae` at 128 px went from 39 to 47 images/s, its system time from 7.1 to 1.2 s,
 for 250-500 MB more peak memory (freed blocks stay in the heap for the next step).
 
-A lazily read dataset is the other side of that bargain: its buffers (tens to hundreds of MB)
-come and go between steps, and the heap they leave behind is fragmented by the small results
-kept from each (latents, losses), so freed memory piles up with the number of buffers read.
-:func:`release_freed_memory`, called before each buffer is read, hands it back: measured on
-`train-vae --lazy` at 100,000 x 64 px, the latents pass grew from 842 to 1,374 MB over 25
-chunks without it and stayed at 900-980 MB with it.
+A lazily read dataset hands its buffers' freed memory back before each read
+(:func:`cryofield.data.release_freed_memory`).
 """
 
 from __future__ import annotations
@@ -31,7 +27,6 @@ MMAP_THRESHOLD_BYTES = 1 << 30  # blocks up to 1 GiB come from the heap and are 
 TRIM_THRESHOLD_BYTES = 256 << 20  # free memory kept at the top of the heap before it is returned
 
 _tuned = False
-_malloc_trim = None  # glibc's malloc_trim, once looked up (False where there is none)
 
 
 def _libc():
@@ -65,23 +60,3 @@ def keep_freed_memory() -> bool:
         mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     return _tuned
 
-
-def release_freed_memory() -> bool:
-    """Return the heap's free memory to the kernel (glibc's ``malloc_trim(0)``; a no-op elsewhere).
-
-    Called before a lazily read buffer of particles is read, so that what earlier buffers
-    left free does not accumulate with the number of buffers. Takes milliseconds.
-
-    Returns
-    -------
-    bool
-        Whether any memory was released.
-    """
-    global _malloc_trim
-    if _malloc_trim is None:
-        try:
-            _malloc_trim = _libc().malloc_trim
-            _malloc_trim.argtypes, _malloc_trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):
-            _malloc_trim = False
-    return bool(_malloc_trim and _malloc_trim(0))

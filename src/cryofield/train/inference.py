@@ -10,7 +10,6 @@ import torch
 from cryofield.data import ParticleSource, PreparedParticles
 from cryofield.imaging import predict_images
 from cryofield.nn import LatentTable
-from cryofield.train.host_memory import release_freed_memory
 from cryofield.train.models import Models
 from cryofield.train.objective import encode
 
@@ -19,14 +18,10 @@ def batches(data: ParticleSource, batch_size: int, device: torch.device,
             chunk_size: int = 4096) -> Iterator[tuple[int, PreparedParticles]]:
     """``(first particle, batch)`` over all particles in order, on ``device``; lazy sources read in chunks.
 
-    One chunk is held at a time, and lazy reads first return the memory earlier chunks left
-    free (:func:`cryofield.train.host_memory.release_freed_memory`).
+    One chunk is held at a time (the last one goes before the next is read).
     """
-    lazy = not isinstance(data, PreparedParticles)
     for start in range(0, len(data), chunk_size):
         chunk = None
-        if lazy:
-            release_freed_memory()
         chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
         for first in range(0, len(chunk), batch_size):
             yield start + first, chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))).to(device)

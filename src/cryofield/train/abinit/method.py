@@ -30,7 +30,6 @@ from cryofield.train.abinit.poses import (
 )
 from cryofield.train.distributed import autocast
 from cryofield.train.engine import Method, Trainer
-from cryofield.train.host_memory import release_freed_memory
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare, tilt_partners
 from cryofield.train.models import Models, build_models
@@ -131,7 +130,6 @@ class Abinit(Method):
     def _uncentred(self, where: np.ndarray) -> PreparedParticles:
         """The particles ``where`` (sorted, for a lazy read), uncentred, on the device."""
         if self.lazy:
-            release_freed_memory()  # what earlier buffers left free goes back first (host_memory)
             return self.raw.load(where).to(self.device)
         return self.raw.subset(torch.from_numpy(where).to(self.raw.images.device))
 
