@@ -2,11 +2,13 @@
 
     python benchmarks/bench_scale.py [--n 20000] [--box 128] [--work DIR]
     python benchmarks/bench_scale.py --n 100000 --box 128 --window 420 [--peer PATH]
+    python benchmarks/bench_scale.py --n 20000 --box 256 --window 420 --finished 2000
 
 Simulates ``--n`` images of adenylate kinase along its closed -> open trajectory with the
-realistic recipe (SNR 0.03 in a 40 px radius, 20 % junk of four kinds, 2 degree pose errors,
-0.5 px shift errors, one micrograph per 100 particles with CTF rows from RELION's example STAR
-file, float16 stacks), then runs the commands a user runs on it and prints a Markdown table:
+realistic recipe (a 128 A box at ``--box`` px, so 1 A/px at 128 px and 0.5 A/px at 256 px;
+SNR 0.03 in a radius of 40 A, 20 % junk of four kinds, 2 degree pose errors, shifts up to 4 A
+and 0.5 px shift errors, one micrograph per 100 particles with CTF rows from RELION's example
+STAR file, float16 stacks), then runs the commands a user runs on it and prints a Markdown table:
 command, N, box, wall time, peak RSS (GNU time). `train-vae` runs one epoch in memory and one
 ``--lazy`` (and ``--lazy`` on half the particles: its memory must not grow with N).
 
@@ -14,7 +16,11 @@ With ``--window S`` (for sizes where an epoch takes hours here), each training r
 after ``S`` seconds (SIGINT) and reported with its peak RSS (loading included) and its images
 per second over the steps it took; `cryodrgn train_vae` (in memory and ``--lazy``, same
 networks) and `cryodrgn downsample` run beside the same rows when the peer is installed. The
-commands that need a finished run (analyze, landscape, ...) are left out in this mode.
+commands that need a finished run (analyze, landscape, ...) are left out in this mode, unless
+``--finished K``: then `train-nn` and `abinit` are run in the window too, a `train-vae` epoch on
+the first ``K`` particles makes a finished run, and `eval-images` (every particle, in memory and
+``--lazy``), `eval-vol`, `analyze`, `landscape`, `filter`, `report` and `backproject` (every
+particle) run on it.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ def main() -> int:
     parser.add_argument("--box", type=int, default=128)
     parser.add_argument("--work", type=Path)
     parser.add_argument("--window", type=float, help="stop each training run after this many seconds")
+    parser.add_argument("--finished", type=int, metavar="K",
+                        help="with --window: train one epoch on K particles and run the other commands on it")
     parser.add_argument("--peer", default=os.environ.get("CRYODRGN", "/tmp/peer/bin/cryodrgn"))
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_scale_"))
@@ -62,10 +70,11 @@ def main() -> int:
 
     sim, star = work / "sim", work / "sim" / "particles.star"
     if not star.is_file():
+        apix = 128 / box  # the same 128 A box at every size
         step("simulate (realistic recipe)", [
             "simulate", "--pdb", EXAMPLES / "1ake_closed.pdb", "--pdb", EXAMPLES / "4ake_open_chainA_aligned.pdb",
-            "--states", "10", "--box", box, "--apix", "1.0", "-n", n, "--snr", "0.03", "--snr-radius", "40",
-            "--shift-px", "4", "--junk", "0.2", "--pose-error", "2", "--shift-error", "0.5", "--micrographs",
+            "--states", "10", "--box", box, "--apix", apix, "-n", n, "--snr", "0.03", "--snr-radius", 40 / apix,
+            "--shift-px", 4 / apix, "--junk", "0.2", "--pose-error", "2", "--shift-error", "0.5", "--micrographs",
             max(1, n // 100), "--float16", "--ctf-from", DATA / "relion/relion31.star", "-o", sim])
     step("info", ["info", star])
     (work / "half.txt").write_text("\n".join(map(str, range(0, n, 2))) + "\n")
@@ -74,7 +83,9 @@ def main() -> int:
     step("downsample to 64 px", ["downsample", star, "-D", "64", "-o", work / "ds64.mrcs"])
     if args.window:
         peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
-        windowed_trainings(work, star, n, box, args.window, peer, rows)
+        windowed_trainings(work, star, n, box, args.window, peer, rows, others=bool(args.finished))
+        if args.finished:
+            finished_run_commands(work, star, n, box, args.finished, step)
         print_table(rows)
         return 0
     trainings = (("train-vae, 1 epoch, in memory", [], star, n, "vae"),
@@ -144,6 +155,31 @@ def ours_in_window(run: Path) -> str:
             "images")
 
 
+def abinit_in_window(run: Path) -> str:
+    """How far an ab initio run stopped by SIGINT got: its last line of train.log."""
+    lines = (run / "train.log").read_text().splitlines()
+    return lines[-1].split(maxsplit=1)[-1][:120] if lines else "no log"
+
+
+def finished_run_commands(work: Path, star: Path, n: int, box: int, k: int, step) -> None:
+    """One train-vae epoch on the first ``k`` particles, then the commands that need a finished run."""
+    run, first = work / f"vae_first{k}", work / f"first{k}.txt"
+    first.write_text("\n".join(map(str, range(k))) + "\n")
+    shutil.rmtree(run, ignore_errors=True)
+    step("train-vae, 1 epoch", ["train-vae", star, "--ind", first, "-o", run, "-n", "1", *ARCH], count=k)
+    for label, extra in (("in memory", []), ("--lazy", ["--lazy"])):
+        step(f"eval-images (every particle), {label}",
+             ["eval-images", run, "--particles", star, "-o", work / f"z_all{extra[0] if extra else ''}.npy", *extra])
+    step("analyze (k-means 20, UMAP, 40 maps)", ["analyze", run, "--ksample", "20"], count=k)
+    step("eval-vol (20 maps)", ["eval-vol", run, "--z-file", run / "analysis/kmeans20/centers.txt", "-o",
+                                 work / "maps"], count=k)
+    step("landscape (sketch 100 maps at 128 px)", ["landscape", run, "--sketch", "100", "--downsample", "128",
+                                                   "-o", work / "landscape"], count=k)
+    step("filter (2 clusters)", ["filter", run, "--clusters", "0", "1", "-o", work / "kept.txt"], count=k)
+    step("report", ["report", run, "-o", work / "report.html"], count=k)
+    step("backproject (every particle)", ["backproject", star, "-o", work / "bp"])
+
+
 def peer_in_window(samples: list) -> str:
     """Images per second of the peer between its first and last progress line in the window."""
     if len(samples) < 2:
@@ -153,14 +189,22 @@ def peer_in_window(samples: list) -> str:
 
 
 def windowed_trainings(work: Path, star: Path, n: int, box: int, window: float, peer: str | None,
-                       rows: list) -> None:
-    """train-vae in memory and lazy, each stopped after ``window`` s; the peer's beside them."""
-    for label, extra in (("in memory", []), ("--lazy", ["--lazy"])):
-        out = work / f"vae_window{extra[0] if extra else ''}"
+                       rows: list, others: bool = False) -> None:
+    """train-vae in memory and lazy (``others``: train-nn and abinit too), each stopped after ``window`` s.
+
+    The peer's train_vae and downsample beside them.
+    """
+    runs = [("train-vae", "in memory", []), ("train-vae", "--lazy", ["--lazy"])]
+    if others:
+        runs += [("train-nn", "in memory", []), ("abinit", "in memory", []), ("abinit", "--lazy", ["--lazy"])]
+    for command, label, extra in runs:
+        out = work / f"{command}_window{extra[0] if extra else ''}"
         shutil.rmtree(out, ignore_errors=True)
-        wall, rss, _ = windowed([CRYOFIELD, "train-vae", star, "-o", out, "-n", "1", *BOTH, *extra], window)
-        rows.append((f"cryofield train-vae, {label}", n, box, wall, rss, f"stopped at {window:.0f} s; "
-                     + ours_in_window(out)))
+        options = {"train-vae": ["-n", "1", *BOTH], "train-nn": ["-n", "1", *BOTH[2:]],
+                   "abinit": ["--zdim", "0"]}[command]
+        wall, rss, _ = windowed([CRYOFIELD, command, star, "-o", out, *options, *extra], window)
+        note = ours_in_window(out) if command != "abinit" else abinit_in_window(out)
+        rows.append((f"cryofield {command}, {label}", n, box, wall, rss, f"stopped at {window:.0f} s; {note}"))
         print(rows[-1], flush=True)
     if peer is None:
         return

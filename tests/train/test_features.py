@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from cryofield.cli.main import main
-from cryofield.data import LazyParticles, PreparedParticles, epoch_plan, prepare_particles
+from cryofield.data import LazyParticles, PreparedParticles, epoch_plan, prepare_particles, store_particles
 from cryofield.imaging import half_lattice_mask
 from cryofield.imaging import slice_frequencies as slice_coords
 from cryofield.io import read_map, read_particles
@@ -56,6 +56,33 @@ def test_lazy_particles_match_in_memory(toy):
     torch.testing.assert_close(part.images, memory.images[indices])
     torch.testing.assert_close(part.ctf, memory.ctf[indices])
     torch.testing.assert_close(part.rotations, memory.rotations[indices])
+
+
+def test_compact_particles_match_ready_ones(toy):
+    table = read_particles(toy)
+    ready = prepare_particles(table)
+    compact = store_particles(table, chunk_size=50)
+    assert compact.stored.dtype == torch.float16 and compact.scale == pytest.approx(ready.scale)
+    assert compact.nbytes < ready.nbytes / 2.5  # float16 transforms, CTF as 9 parameters
+    indices = np.array([119, 3, 60, 4])  # any order
+    for band in (None, 5.0):
+        part, expected = compact.band_limited(band).load(indices), ready.band_limited(band).subset(indices)
+        assert isinstance(part, PreparedParticles) and part.images.dtype == torch.complex64
+        # float16 rounding: 2^-11 of each part at most, far below any image's noise
+        assert ((part.images - expected.images).abs() <= 1e-3 * expected.images.abs() + 1e-4).all()
+        torch.testing.assert_close(part.ctf, expected.ctf)
+        torch.testing.assert_close(part.rotations, expected.rotations)
+        torch.testing.assert_close(part.coords, expected.coords)
+
+
+def test_compact_particles_keep_float32_beyond_float16s_range(toy, monkeypatch):
+    from cryofield.data import dataset
+
+    monkeypatch.setattr(dataset, "FLOAT16_LARGEST", 0.5)  # as if a coefficient were beyond float16
+    table = read_particles(toy)
+    compact = store_particles(table, chunk_size=50)
+    assert compact.stored.dtype == torch.float32
+    torch.testing.assert_close(compact.load(np.arange(120)).images, prepare_particles(table).images)
 
 
 def test_train_vae_lazy(toy, tmp_path):

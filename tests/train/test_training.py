@@ -134,13 +134,14 @@ def test_refined_latents_lower_each_images_objective(toy, tmp_path, capsys):
     assert refined.shape == (120, 2) and np.isfinite(refined).all() and not np.allclose(refined, mu)
     for p, q in zip(models.parameters(), before):
         assert p.requires_grad and torch.equal(p.detach(), q)  # weights untouched, training state restored
-    fit = data.to(torch.device("cpu")).band_limited(8)
+    ready = data.load(np.arange(len(data)))  # every image made ready from the compact store
+    fit = ready.band_limited(8)
     with torch.no_grad():
         at_mu = _objective(models, fit, torch.from_numpy(mu), config.kl_weight)
         at_refined = _objective(models, fit, torch.from_numpy(refined), config.kl_weight)
     assert (at_refined <= at_mu + 1e-6).float().mean() > 0.9 and at_refined.mean() < at_mu.mean()
     with torch.no_grad():  # without the prior and the band limit, the objective is the training loss per image
-        whole = _objective(models, data.to(torch.device("cpu")).band_limited(None), torch.from_numpy(mu), 0.0)
+        whole = _objective(models, ready, torch.from_numpy(mu), 0.0)
     np.testing.assert_allclose(whole.numpy(), image_losses(models, data, mu), rtol=1e-5)
 
     # the command line: eval-images --refine-z, then evaluate --z scores those latents

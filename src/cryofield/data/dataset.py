@@ -4,20 +4,25 @@ Each image keeps only the Fourier coefficients that training uses: the half-latt
 pixels inside the circle ``|k| < D/2`` (:func:`cryofield.imaging.half_lattice_mask`); the
 other half follows from Friedel symmetry. With known shifts the images are centred here,
 once, rather than at every step.
+
+Three sources hold them: :class:`PreparedParticles` (every image ready, in single
+precision), :class:`CompactParticles` (a run's data in memory: float16 transforms and CTF
+parameters, each batch made ready when read; 2.6 times fewer bytes) and
+:class:`LazyParticles` (read from the stacks when needed).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from cryofield.fourier import fft_center, lattice, soft_ball_mask
-from cryofield.imaging import ctf_on_lattice, half_lattice_mask, shift_phase
+from cryofield.imaging import ctf_at_pixels, half_lattice_mask, shift_phase
 from cryofield.io import ParticleTable
 
 
@@ -51,6 +56,8 @@ class PreparedParticles:
     pixel_size_angstrom: float
     tilted: PreparedParticles | None = None
 
+    random_access = True  # any particles are read at no cost (see CompactParticles)
+
     def __len__(self) -> int:
         return len(self.images)
 
@@ -58,6 +65,12 @@ class PreparedParticles:
     def n_pixels(self) -> int:
         """``P``, the half-lattice pixels per image."""
         return len(self.coords)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the per-particle tensors, tilted partners included."""
+        held = sum(t.numel() * t.element_size() for t in (self.images, self.rotations, self.ctf) if t is not None)
+        return held + (0 if self.tilted is None else self.tilted.nbytes)
 
     def subset(self, positions: torch.Tensor | np.ndarray) -> PreparedParticles:
         """The particles at ``positions`` (in that order), tilted partners included."""
@@ -100,6 +113,29 @@ class PreparedParticles:
         return self.subset(indices)
 
 
+def _transforms(table: ParticleTable, size: int, *, invert: bool, window_r: float, shifts_px: np.ndarray,
+                chunk_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    """``(indices, transforms)`` of ``table``'s images in chunks: windowed, centred, at the half-lattice pixels.
+
+    The transforms are complex64, (B, P), with the contrast flipped when ``invert``; not normalised.
+    """
+    shifts = torch.from_numpy(shifts_px).float()
+    half = half_lattice_mask(size)
+    window = soft_ball_mask(size, window_r * size / 2, (1 - window_r) * size / 2) if window_r else None
+    sign = -1.0 if invert else 1.0
+    for indices, chunk in table.iter_chunks(chunk_size):
+        x = torch.from_numpy(chunk)
+        if window is not None:
+            x = x * window
+        ft = fft_center(x) * shift_phase(size, shifts[indices])
+        yield indices, (sign * ft[:, half]).to(torch.complex64)
+
+
+def _ctf_params(table: ParticleTable) -> torch.Tensor | None:
+    """The table's CTF parameters, (N, 9) float32 (:meth:`ParticleTable.ctf_array`), or None."""
+    return None if table.ctf is None else torch.from_numpy(table.ctf_array()).float()
+
+
 def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
                       scale: float | None = None, rotations: np.ndarray | None = None,
                       shifts_px: np.ndarray | None = None, check: bool = True, chunk_size: int = 1024,
@@ -133,29 +169,161 @@ def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: fl
     """
     size = table.check_images() if check else table.box_size
     rotations = torch.from_numpy(table.rotations if rotations is None else rotations).float()
-    shifts = torch.from_numpy(table.shifts_px if shifts_px is None else shifts_px).float()
+    shifts_px = table.shifts_px if shifts_px is None else shifts_px
     half = half_lattice_mask(size)
-    window = soft_ball_mask(size, window_r * size / 2, (1 - window_r) * size / 2) if window_r else None
-    sign = -1.0 if invert else 1.0
     images = torch.empty((table.n, int(half.sum())), dtype=torch.complex64)
-    for indices, chunk in table.iter_chunks(chunk_size):
-        x = torch.from_numpy(chunk)
-        if window is not None:
-            x = x * window
-        ft = fft_center(x) * shift_phase(size, shifts[indices])
-        images[indices] = (sign * ft[:, half]).to(torch.complex64)
+    for indices, ft in _transforms(table, size, invert=invert, window_r=window_r, shifts_px=shifts_px,
+                                   chunk_size=chunk_size):
+        images[indices] = ft
         if progress is not None:
             progress(len(indices))
     if scale is None:
         scale = rms_scale(images)
     images /= scale
-    ctf = None
-    if table.ctf is not None:
-        params = torch.from_numpy(table.ctf_array()).float()
-        ctf = torch.cat([ctf_on_lattice(params[i:i + chunk_size], size)[:, half]
-                         for i in range(0, table.n, chunk_size)])
     coords = lattice(size, 2, normalized=False)[half]
+    params = _ctf_params(table)
+    ctf = None if params is None else torch.cat([ctf_at_pixels(params[i:i + chunk_size], coords, size)
+                                                 for i in range(0, table.n, chunk_size)])
     return PreparedParticles(images, coords, rotations, ctf, scale, size, float(table.pixel_size_angstrom.mean()))
+
+
+FLOAT16_LARGEST = 60000.0  # normalised coefficients up to this are stored in float16 (its largest is 65504)
+
+
+@dataclass
+class CompactParticles:
+    """A run's particles in memory in 2.6 times fewer bytes: float16 transforms, the CTF as parameters.
+
+    What training holds when the data are not read lazily (:func:`store_particles`). Reading
+    particles (:meth:`subset`, :meth:`load`) makes them ready in single precision:
+    :class:`PreparedParticles`, with their CTF evaluated at the half-lattice pixels. Per
+    particle that is ``4 P + 36`` bytes held instead of ``12 P``: at 128 px 33 KB instead of
+    77 KB (100,000 particles: 3.3 instead of 7.7 GB).
+
+    The transforms are normalised to unit RMS before they are rounded, so float16's relative
+    error (at most 2^-11, 0.05 %) is far below the noise of any cryo-EM image. A dataset
+    with a coefficient beyond float16's range is stored in float32.
+
+    Attributes
+    ----------
+    stored : Tensor, shape (N, P, 2), float16 (or float32)
+        Real and imaginary parts of the centred transforms at the ``P`` half-lattice pixels,
+        divided by ``scale``.
+    coords : Tensor, shape (P, 2)
+        ``(kx, ky)`` of those pixels in cycles per box.
+    rotations : Tensor, shape (N, 3, 3)
+    ctf_params : Tensor, shape (N, 9) or None
+        Rows of :meth:`cryofield.io.ParticleTable.ctf_array`.
+    scale : float
+    box : int
+    pixel_size_angstrom : float
+    tilted : CompactParticles or None
+        The tilted partner of each particle, same order and scale.
+    """
+
+    stored: torch.Tensor
+    coords: torch.Tensor
+    rotations: torch.Tensor
+    ctf_params: torch.Tensor | None
+    scale: float
+    box: int
+    pixel_size_angstrom: float
+    tilted: CompactParticles | None = None
+
+    random_access = True  # any particles are read at the cost of the batch alone: no buffers
+
+    def __len__(self) -> int:
+        return len(self.stored)
+
+    @property
+    def n_pixels(self) -> int:
+        """``P``, the half-lattice pixels per image."""
+        return len(self.coords)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the particles are held."""
+        return self.stored.device
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the per-particle tensors, tilted partners included."""
+        held = sum(t.numel() * t.element_size() for t in (self.stored, self.rotations, self.ctf_params)
+                   if t is not None)
+        return held + (0 if self.tilted is None else self.tilted.nbytes)
+
+    def subset(self, positions: torch.Tensor | np.ndarray) -> PreparedParticles:
+        """The particles at ``positions`` (in that order), ready: complex64 transforms and their CTF."""
+        positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
+        params = None if self.ctf_params is None else self.ctf_params[positions]
+        return PreparedParticles(
+            torch.view_as_complex(self.stored[positions].float()), self.coords, self.rotations[positions],
+            None if params is None else ctf_at_pixels(params, self.coords, self.box), self.scale, self.box,
+            self.pixel_size_angstrom, None if self.tilted is None else self.tilted.subset(positions))
+
+    def band_limited(self, radius_px: float | None) -> CompactParticles:
+        """The particles at the pixels with ``|k| < radius_px`` only (cycles per box; all with None).
+
+        As :meth:`PreparedParticles.band_limited`; the CTF follows the pixels kept.
+        """
+        if radius_px is None:
+            return self
+        keep = self.coords.norm(dim=1) < radius_px
+        return CompactParticles(self.stored[:, keep.to(self.device)], self.coords[keep], self.rotations,
+                                self.ctf_params, self.scale, self.box, self.pixel_size_angstrom,
+                                None if self.tilted is None else self.tilted.band_limited(radius_px))
+
+    def load(self, indices: np.ndarray) -> PreparedParticles:
+        """The particles ``indices`` (any order), ready (a :class:`ParticleSource` method: :meth:`subset`)."""
+        return self.subset(np.asarray(indices, dtype=np.int64))
+
+    def to(self, device: torch.device) -> CompactParticles:
+        """The particles on ``device`` (``self`` when they are there)."""
+        if self.device == device:
+            return self
+
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device, non_blocking=True)
+
+        return CompactParticles(move(self.stored), move(self.coords), move(self.rotations), move(self.ctf_params),
+                                self.scale, self.box, self.pixel_size_angstrom,
+                                None if self.tilted is None else self.tilted.to(device))
+
+
+def store_particles(table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
+                    scale: float | None = None, rotations: np.ndarray | None = None,
+                    shifts_px: np.ndarray | None = None, chunk_size: int = 1024,
+                    progress: Callable[[int], None] | None = None) -> CompactParticles:
+    """Read every image of ``table`` and hold it compactly: :func:`prepare_particles` in float16.
+
+    Parameters are those of :func:`prepare_particles` (the image references are checked
+    first). The default normalisation is computed as there, from the first 2,000 images,
+    before any image is rounded.
+
+    Returns
+    -------
+    CompactParticles
+    """
+    size = table.check_images()
+    rotations = table.rotations if rotations is None else rotations
+    shifts_px = table.shifts_px if shifts_px is None else shifts_px
+    options = {"invert": invert, "window_r": window_r, "chunk_size": chunk_size}
+    if scale is None:
+        first = np.arange(min(table.n, 2000))
+        scale = rms_scale(prepare_particles(table.subset(first), scale=1.0, rotations=rotations[first],
+                                            shifts_px=shifts_px[first], check=False, **options).images)
+    half = half_lattice_mask(size)
+    stored = torch.empty((table.n, int(half.sum()), 2), dtype=torch.float16)
+    for indices, ft in _transforms(table, size, shifts_px=shifts_px, **options):
+        ft = torch.view_as_real(ft / scale)
+        if stored.dtype == torch.float16 and float(ft.abs().max()) > FLOAT16_LARGEST:
+            stored = stored.float()  # beyond float16: the whole dataset in float32
+        stored[indices] = ft.to(stored.dtype)
+        if progress is not None:
+            progress(len(indices))
+    coords = lattice(size, 2, normalized=False)[half]
+    return CompactParticles(stored, coords, torch.from_numpy(rotations).float(), _ctf_params(table), scale, size,
+                            float(table.pixel_size_angstrom.mean()))
 
 
 def encoder_input(images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tensor:
@@ -227,6 +395,8 @@ class LazyParticles:
         The tilted partners, same order.
     """
 
+    random_access = False  # reads go through buffers of sorted indices (epoch_plan)
+
     def __init__(self, table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
                  scale: float | None = None, rotations: np.ndarray | None = None,
                  shifts_px: np.ndarray | None = None, tilted: LazyParticles | None = None):
@@ -272,7 +442,7 @@ class LazyParticles:
         return self._prepare(np.asarray(indices, dtype=np.int64), self.scale)
 
 
-ParticleSource = PreparedParticles | LazyParticles
+ParticleSource = PreparedParticles | CompactParticles | LazyParticles
 
 
 def epoch_plan(n: int, batch_size: int, generator: torch.Generator, *, buffer_size: int | None = None,

@@ -57,6 +57,31 @@ def compute_ctf(freqs: torch.Tensor, defocus_u_angstrom: torch.Tensor,
     return ctf
 
 
+def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> torch.Tensor:
+    """CTF of each particle at some pixels of the centred ``size x size`` lattice.
+
+    Training holds the CTF this way, as parameters, and evaluates it for each batch at the
+    half-lattice pixels it uses (8 bytes per pixel saved per particle).
+
+    Parameters
+    ----------
+    ctf_params : Tensor, shape (B, 9)
+        Rows of :meth:`cryofield.io.ParticleTable.ctf_array` (column 1, the pixel size in
+        Angstrom, sets the frequencies; column 0 is not used).
+    coords : Tensor, shape (P, 2)
+        ``(kx, ky)`` of the pixels in cycles per box.
+    size : int
+        Box size of the images, px.
+
+    Returns
+    -------
+    Tensor, shape (B, P)
+        Equal to ``ctf_on_lattice(ctf_params, size)`` at those pixels.
+    """
+    freqs = coords.to(ctf_params)[None] / (size * ctf_params[:, 1].reshape(-1, 1, 1))
+    return compute_ctf(freqs, *ctf_params[:, 2:].unbind(-1))
+
+
 def phase_flip(images: torch.Tensor, ctf_params: torch.Tensor) -> torch.Tensor:
     """Multiply each image's Fourier transform by the sign of its CTF.
 

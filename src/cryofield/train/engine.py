@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cryofield.data import ParticleSource, PreparedParticles, epoch_plan
+from cryofield.data import CompactParticles, ParticleSource, PreparedParticles, epoch_plan
 from cryofield.errors import RunInterrupted, RunStopped
 from cryofield.io import WorkDir
 from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
@@ -247,7 +247,8 @@ class Trainer:
                 if part is not None:
                     part.compile(mode=self.config.compile_mode)
         self.net = _wrap(self.models, self.runtime)
-        if isinstance(self.data, PreparedParticles) and _fits_on_device(self.data, self.runtime.device):
+        if isinstance(self.data, PreparedParticles | CompactParticles) and _fits_on_device(self.data,
+                                                                                           self.runtime.device):
             self.data = self.data.to(self.runtime.device)  # one transfer instead of one per batch
         if self.graphed:
             self.graph = GraphedStep(self.optimizer, self.config.batch_size, self.runtime.device)
@@ -410,8 +411,9 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     ----------
     net : Models
         The networks as this process calls them (wrapped for distributed training).
-    data : PreparedParticles or LazyParticles
-        In memory (possibly on the device already) or read through a shuffling buffer.
+    data : ParticleSource
+        Every image ready in memory (possibly on the device already), held compactly (each
+        batch made ready when read), or read lazily through a shuffling buffer.
     config : TrainConfig
     optimizer, scaler, sampler
         Adam over the networks, the gradient scaler, and the generator of the epoch's order
@@ -443,9 +445,10 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     """
     started = time.perf_counter()
     n = len(data)
-    in_memory = isinstance(data, PreparedParticles)
-    plan = epoch_plan(n, config.batch_size, sampler, buffer_size=None if in_memory or not config.lazy
-                      else config.buffer_size, rank=runtime.rank, world_size=runtime.world_size)
+    in_memory = isinstance(data, PreparedParticles)  # every image ready: batches are taken from it
+    per_batch = not in_memory and data.random_access  # held compactly: each batch made ready when read
+    plan = epoch_plan(n, config.batch_size, sampler, buffer_size=config.buffer_size if config.lazy and not
+                      (in_memory or per_batch) else None, rank=runtime.rank, world_size=runtime.world_size)
     partial = partial or {"batches": 0, "sums": [0.0, 0.0, 0.0], "seen": 0}
     # a subset of the particles (ab initio's pretraining) maps its positions to the particles' own
     # indices, the rows of the per-particle tables
@@ -458,15 +461,18 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
             steps, done = steps + len(batches), done + sum(map(len, batches)) * runtime.world_size
             continue
         buffer = None  # the last buffer goes before the next is read: one buffer in memory, not two
-        buffer = data if in_memory else data.load(members)
-        # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
-        positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
-        positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
+        if per_batch:
+            positions = [None] * len(batches)
+        else:
+            buffer = data if in_memory else data.load(members)
+            # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
+            positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
+            positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
         for indices, where in zip(batches, positions):
             steps, done = steps + 1, done + len(indices) * runtime.world_size
             if steps <= partial["batches"]:
                 continue
-            batch = buffer.subset(where).to(runtime.device)
+            batch = (data.load(indices) if per_batch else buffer.subset(where)).to(runtime.device)
 
             rows = indices if particle_indices is None else particle_indices[indices]
 
@@ -535,12 +541,6 @@ def _wrap(models: Models, runtime: Runtime) -> Models:
                   None if models.encoder is None else DistributedDataParallel(models.encoder, device_ids=ids))
 
 
-def _fits_on_device(data: PreparedParticles, device: torch.device, fraction: float = 0.5) -> bool:
+def _fits_on_device(data: PreparedParticles | CompactParticles, device: torch.device, fraction: float = 0.5) -> bool:
     """Whether ``data`` is on a GPU with more than its size / ``fraction`` free (never true on CPU)."""
-    if device.type != "cuda":
-        return False
-    tensors = [data.images, data.rotations, data.ctf]
-    if data.tilted is not None:
-        tensors += [data.tilted.images, data.tilted.rotations, data.tilted.ctf]
-    size = sum(t.numel() * t.element_size() for t in tensors if t is not None)
-    return size < fraction * torch.cuda.mem_get_info(device)[0]
+    return device.type == "cuda" and data.nbytes < fraction * torch.cuda.mem_get_info(device)[0]

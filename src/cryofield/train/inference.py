@@ -18,8 +18,13 @@ def batches(data: ParticleSource, batch_size: int, device: torch.device,
             chunk_size: int = 4096) -> Iterator[tuple[int, PreparedParticles]]:
     """``(first particle, batch)`` over all particles in order, on ``device``; lazy sources read in chunks.
 
-    One chunk is held at a time (the last one goes before the next is read).
+    One chunk is held at a time (the last one goes before the next is read); sources held in
+    memory make each batch ready as it is read.
     """
+    if data.random_access:
+        for first in range(0, len(data), batch_size):
+            yield first, data.load(np.arange(first, min(first + batch_size, len(data)))).to(device)
+        return
     for start in range(0, len(data), chunk_size):
         chunk = None
         chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))

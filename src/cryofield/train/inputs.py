@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cryofield.data import LazyParticles, ParticleSource, prepare_particles
+from cryofield.data import LazyParticles, ParticleSource, prepare_particles, store_particles
 from cryofield.errors import InputError
 from cryofield.io import ParticleTable, read_indices, read_particles
 from cryofield.so3 import rotation_about_x
@@ -65,8 +65,13 @@ def tilted_poses(config: TrainConfig, table: ParticleTable, partners: ParticleTa
 
 
 def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = None, posed: bool = True,
-            tilt: ParticleTable | None = None, progress: Progress | None = None) -> ParticleSource:
+            tilt: ParticleTable | None = None, compact: bool = True,
+            progress: Progress | None = None) -> ParticleSource:
     """The particles as training reads them: in memory, or lazily (``config.lazy``); tilted partners attached.
+
+    In memory they are held compactly (:class:`~cryofield.data.CompactParticles`, each batch
+    made ready when read), or with ``compact=False`` every image ready
+    (:class:`~cryofield.data.PreparedParticles`, three times the bytes).
 
     Parameters
     ----------
@@ -80,6 +85,8 @@ def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = 
         uncentred with identity rotations (ab initio finds the poses).
     tilt : ParticleTable, optional
         The tilted partners (:func:`tilt_partners`).
+    compact : bool
+        In memory, hold the images compactly (default).
     progress : callable, optional
         ``progress(done, total)`` while images are prepared in memory.
     """
@@ -102,8 +109,8 @@ def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = 
         if progress is not None:
             progress(done, total)
 
-    data = prepare_particles(table, invert=invert, window_r=window_r, scale=scale, progress=count, **unposed)
+    hold = store_particles if compact else prepare_particles
+    data = hold(table, invert=invert, window_r=window_r, scale=scale, progress=count, **unposed)
     if tilt is not None:
-        data.tilted = prepare_particles(tilt, invert=invert, window_r=window_r, scale=data.scale, progress=count,
-                                        **tilt_poses)
+        data.tilted = hold(tilt, invert=invert, window_r=window_r, scale=data.scale, progress=count, **tilt_poses)
     return data

@@ -46,11 +46,13 @@ class Abinit(Method):
     Parameters
     ----------
     config : AbinitConfig
-    data : PreparedParticles or LazyParticles
+    data : ParticleSource
         The images uncentred (:func:`prepare` with ``posed=False``); tilt pairs with
-        ``data.tilted`` (tilted by ``config.tilt_deg`` about x). Lazy (``config.lazy``), the
-        searches and training passes read them ``config.buffer_size`` at a time, so memory does
-        not grow with the number of particles.
+        ``data.tilted`` (tilted by ``config.tilt_deg`` about x). Held compactly in memory or
+        read lazily (``config.lazy``), the searches make them ready ``config.buffer_size`` at
+        a time (or a chunk of an online search), and training passes a batch at a time (lazy:
+        a buffer), so the images ready at once do not grow with the number of particles.
+        The baselines (``--method gd`` and ``pose-vae``) hold every image ready.
     """
 
     graphs = False  # training passes are interleaved with searches, on chunks of every size
@@ -96,7 +98,9 @@ class Abinit(Method):
                 progress: Progress | None = None) -> ParticleSource:
         """The images uncentred, with their tilted partners (``config.tilt``)."""
         tilt = None if config.tilt is None else tilt_partners(config, table)
-        return prepare(config, table, scale=scale, posed=False, tilt=tilt, progress=progress)
+        # the baselines learn every particle's pose from images held ready
+        return prepare(config, table, scale=scale, posed=False, tilt=tilt, compact=not config.learns_poses,
+                       progress=progress)
 
     def extra_state(self) -> dict:
         """The poses, in every checkpoint."""
@@ -113,7 +117,7 @@ class Abinit(Method):
             WorkDir(config.outdir).stage_maps.mkdir(parents=True, exist_ok=True)
         self.tilt = None if self.data.tilted is None else rotation_about_x(config.tilt_deg,
                                                                            dtype=torch.float32).to(self.device)
-        self.lazy = not isinstance(self.data, PreparedParticles)
+        self.lazy = not self.data.random_access  # read from the stacks a buffer at a time
         self.raw = self.data if self.lazy else self.data.to(self.device)
         kind = BranchAndBound if config.method == "bnb" else PoseSearch
         options = {} if config.method == "bnb" else {"amp": config.amp}
@@ -124,14 +128,14 @@ class Abinit(Method):
         self.posed = self._centred(self.initial if config.learns_poses else self.poses)
 
     def _centred(self, poses: Poses) -> ParticleSource:
-        """Every particle centred by ``poses``: in memory, or read and centred on demand (lazy)."""
-        return CentredSource(self.raw, poses, self.tilt) if self.lazy else centred(self.raw, poses, self.tilt)
+        """Every particle centred by ``poses``: at once (images held ready), or when read (compact, lazy)."""
+        if isinstance(self.raw, PreparedParticles):
+            return centred(self.raw, poses, self.tilt)
+        return CentredSource(self.raw, poses, self.tilt)
 
     def _uncentred(self, where: np.ndarray) -> PreparedParticles:
         """The particles ``where`` (sorted, for a lazy read), uncentred, on the device."""
-        if self.lazy:
-            return self.raw.load(where).to(self.device)
-        return self.raw.subset(torch.from_numpy(where).to(self.raw.images.device))
+        return self.raw.load(where).to(self.device)
 
     def epoch(self, trainer: Trainer, epoch: int) -> dict:
         """A reset, a search or a training pass, as the schedule says; the record of the gradient log."""
@@ -277,8 +281,8 @@ class Abinit(Method):
         online = chunk < n
         if online:
             plan = epoch_plan(n, chunk, trainer.sampler, buffer_size=config.buffer_size if self.lazy else None)
-        else:
-            step = config.buffer_size if self.lazy else n
+        else:  # all at once, but images not held ready are made so a buffer at a time
+            step = n if isinstance(self.raw, PreparedParticles) else config.buffer_size
             plan = [(part, [part]) for part in np.array_split(np.arange(n), max(1, -(-n // step)))]
         started = time.perf_counter()
         resumed = trainer.take_partial()  # a search stopped between chunks, to continue
@@ -297,7 +301,8 @@ class Abinit(Method):
                 finished, done = finished + len(chunks), done + sum(map(len, chunks))
                 continue
             buffer = None  # one buffer in memory at a time
-            buffer = self._uncentred(members) if self.lazy else self.raw  # in memory, members are everyone
+            if self.lazy:
+                buffer = self._uncentred(members)
             for indices in chunks:
                 if finished < skip:
                     finished, done = finished + 1, done + len(indices)
@@ -305,8 +310,10 @@ class Abinit(Method):
                 if finished == skip and resumed is not None:  # where the stopped run's sampler was
                     trainer.sampler.set_state(resumed["sampler"])
                 where = torch.from_numpy(indices)
-                positions = np.searchsorted(members, indices) if self.lazy else indices
-                part = buffer.subset(torch.from_numpy(positions).to(buffer.images.device))
+                if buffer is None:  # in memory: the chunk itself
+                    part = self._uncentred(indices)
+                else:
+                    part = buffer.subset(torch.from_numpy(np.searchsorted(members, indices)).to(buffer.images.device))
                 self._search_chunk(models, part, where, found, kmax, count)
                 if online:
                     trained = trainer.train_pass(centred(part, found.subset(where), tilt), epoch,

@@ -63,15 +63,16 @@ def centred(raw: PreparedParticles, poses: Poses, tilt: torch.Tensor | None = No
 
 
 class CentredSource:
-    """Particles read on demand and centred by their current poses: lazy ab initio's training data.
+    """Particles read on demand and centred by their current poses: ab initio's training data.
 
     A :class:`~cryofield.data.ParticleSource` (``len``, ``n_pixels``, ``load``) over uncentred
-    :class:`~cryofield.data.LazyParticles`: :meth:`load` reads the particles and applies
-    :func:`centred` with their poses, so no image is held between reads.
+    :class:`~cryofield.data.LazyParticles` or :class:`~cryofield.data.CompactParticles`:
+    :meth:`load` reads the particles and applies :func:`centred` with their poses, so no
+    centred image is held between reads.
 
     Parameters
     ----------
-    raw : LazyParticles
+    raw : LazyParticles or CompactParticles
         Uncentred, identity rotations (:func:`cryofield.train.inputs.prepare` with ``posed=False``).
     poses : Poses
         On the CPU, one per particle.
@@ -82,6 +83,11 @@ class CentredSource:
     def __init__(self, raw, poses: Poses, tilt: torch.Tensor | None = None):
         self.raw, self.poses, self.tilt = raw, poses, tilt
 
+    @property
+    def random_access(self) -> bool:
+        """Whether any particles are read at the cost of the batch alone (no buffers)."""
+        return self.raw.random_access
+
     def __len__(self) -> int:
         return len(self.raw)
 
@@ -91,7 +97,7 @@ class CentredSource:
         return self.raw.n_pixels
 
     def load(self, indices: np.ndarray) -> PreparedParticles:
-        """The particles ``indices`` (sorted for sequential reads), centred, on the CPU."""
+        """The particles ``indices`` (sorted for sequential reads), centred, where ``raw`` holds them."""
         indices = np.asarray(indices, dtype=np.int64)
         return centred(self.raw.load(indices), self.poses.subset(torch.from_numpy(indices)), self.tilt)
 
@@ -111,6 +117,11 @@ class SubsetSource:
 
     def __init__(self, source, particle_indices: np.ndarray):
         self.source, self.particle_indices = source, np.asarray(particle_indices, dtype=np.int64)
+
+    @property
+    def random_access(self) -> bool:
+        """Whether any particles are read at the cost of the batch alone (no buffers)."""
+        return self.source.random_access
 
     def __len__(self) -> int:
         return len(self.particle_indices)
