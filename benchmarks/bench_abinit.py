@@ -19,8 +19,9 @@ and the rotation error (median and mean squared Frobenius norm after global alig
 timed from its log (one `abinit_homo_old` epoch on the loaded model, the search of the
 first epoch).
 
-abinit: `cryofield abinit` (the default schedule, 30 + reset + 30 + 30 epochs, unless the
-extra options change it) on the particles, timed, then scored: `pose-error` against the
+abinit: `cryofield abinit` (the default schedule, the table one since 2026-12-06, unless the
+extra options change it: `--schedule search` for the runs of docs/benchmarks.md's issue 6
+section) on the particles, timed, then scored: `pose-error` against the
 true poses, and the FSC of the final map (aligned onto the truth by `align-vol`) against
 the true map, next to `backproject` with the true poses.
 

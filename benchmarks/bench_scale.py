@@ -18,8 +18,8 @@ per second over the steps it took; `cryodrgn train_vae` (in memory and ``--lazy`
 networks) and `cryodrgn downsample` run beside the same rows when the peer is installed. The
 commands that need a finished run (analyze, landscape, ...) are left out in this mode, unless
 ``--finished K``: then `train-nn` and `abinit` are run in the window too, a `train-vae` epoch on
-the first ``K`` particles makes a finished run, and `eval-images` (every particle, in memory and
-``--lazy``), `eval-vol`, `analyze`, `landscape`, `filter`, `report` and `backproject` (every
+the first ``K`` particles makes a finished run, and `eval-images` (every particle, ``--lazy``),
+`eval-vol`, `analyze`, `landscape`, `filter`, `report` and `backproject` (every
 particle) run on it.
 """
 
@@ -45,6 +45,7 @@ EXAMPLES = REPO / "src" / "cryofield" / "examples"
 CRYOFIELD = str(Path(sys.executable).parent / "cryofield")
 ARCH = ["--zdim", "8", "--enc-dim", "256", "--enc-layers", "3", "--dec-dim", "256", "--dec-layers", "3"]
 BOTH = [*ARCH, "--pe-type", "gaussian", "--domain", "fourier", "-b", "8", "--lr", "1e-4"]  # the same run in either tool
+NN = [*ARCH[6:], *BOTH[len(ARCH):]]  # train-nn: the same decoder, no encoder
 
 
 def main() -> int:
@@ -167,9 +168,8 @@ def finished_run_commands(work: Path, star: Path, n: int, box: int, k: int, step
     first.write_text("\n".join(map(str, range(k))) + "\n")
     shutil.rmtree(run, ignore_errors=True)
     step("train-vae, 1 epoch", ["train-vae", star, "--ind", first, "-o", run, "-n", "1", *ARCH], count=k)
-    for label, extra in (("in memory", []), ("--lazy", ["--lazy"])):
-        step(f"eval-images (every particle), {label}",
-             ["eval-images", run, "--particles", star, "-o", work / f"z_all{extra[0] if extra else ''}.npy", *extra])
+    step("eval-images (every particle, --lazy)", ["eval-images", run, "--particles", star, "-o", work / "z_all.npy",
+                                                    "--lazy"])
     step("analyze (k-means 20, UMAP, 40 maps)", ["analyze", run, "--ksample", "20"], count=k)
     step("eval-vol (20 maps)", ["eval-vol", run, "--z-file", run / "analysis/kmeans20/centers.txt", "-o",
                                  work / "maps"], count=k)
@@ -200,8 +200,7 @@ def windowed_trainings(work: Path, star: Path, n: int, box: int, window: float, 
     for command, label, extra in runs:
         out = work / f"{command}_window{extra[0] if extra else ''}"
         shutil.rmtree(out, ignore_errors=True)
-        options = {"train-vae": ["-n", "1", *BOTH], "train-nn": ["-n", "1", *BOTH[2:]],
-                   "abinit": ["--zdim", "0"]}[command]
+        options = {"train-vae": ["-n", "1", *BOTH], "train-nn": ["-n", "1", *NN], "abinit": []}[command]
         wall, rss, _ = windowed([CRYOFIELD, command, star, "-o", out, *options, *extra], window)
         note = ours_in_window(out) if command != "abinit" else abinit_in_window(out)
         rows.append((f"cryofield {command}, {label}", n, box, wall, rss, f"stopped at {window:.0f} s; {note}"))

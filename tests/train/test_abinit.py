@@ -17,8 +17,15 @@ SMALL = ["--dec-dim", "32", "--dec-layers", "1", "-b", "16", "--kmin", "5", "--k
          "--rounds", "2", "--n-shifts", "5", "--search-every", "2"]
 
 
+def test_the_table_schedule_is_the_default_unless_the_search_schedules_stages_are_set():
+    assert AbinitConfig(particles="p", outdir="o").schedule == "table"
+    for settings in ({"epochs_fixed": 0}, {"epochs_refine": 10}, {"method": "bnb"}, {"schedule": "search"},
+                     {"method": "gd", "epochs_fixed": 0, "epochs_refine": 0}):
+        assert AbinitConfig(particles="p", outdir="o", **settings).schedule == "search"
+
+
 def test_schedule_searches_resets_and_band():
-    config = AbinitConfig(particles="p", outdir="o")
+    config = AbinitConfig(particles="p", outdir="o", schedule="search")
     assert config.epochs == 90
     searched = [e for e in range(config.epochs) if config.searches(e)]
     assert searched == [1, 6, 11, 16, 21, 26, 60, 65, 70, 75, 80, 85]  # random poses first; none in stage 2
@@ -69,6 +76,27 @@ def test_online_search_trains_on_each_chunk(toy, tmp_path):
     records = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert records[1]["search_seconds"] > 0 and records[1]["train_seconds"] > 0 and records[1]["mse"] > 0
     assert read_particles(out / "poses.star").n == 96
+
+
+def test_lazy_buffers_are_held_compactly_and_centred_when_made_ready(toy):
+    from cryofield.data import LazyParticles
+    from cryofield.so3 import random_rotations
+    from cryofield.train.abinit.poses import CentredSource, Poses, SubsetSource
+
+    table = read_particles(toy)
+    n = table.n
+    raw = LazyParticles(table, rotations=np.broadcast_to(np.eye(3), (n, 3, 3)).copy(), shifts_px=np.zeros((n, 2)))
+    generator = torch.Generator().manual_seed(0)
+    poses = Poses(random_rotations(n, generator=generator, dtype=torch.float32), 3 * torch.randn(n, 2,
+                                                                                                 generator=generator))
+    source = SubsetSource(CentredSource(raw, poses), np.arange(10, 60))
+    positions = np.array([2, 5, 30, 31, 49])
+    ready, buffer = source.load(positions), source.load_compact(positions)
+    assert buffer.stored.dtype == torch.float16 and buffer.shifts_px is not None
+    batch = buffer.subset(torch.arange(len(positions)))
+    assert ((batch.images - ready.images).abs() <= 1e-3 * ready.images.abs() + 1e-4).all()
+    torch.testing.assert_close(batch.rotations, poses.rotations[10 + positions])
+    torch.testing.assert_close(batch.ctf, ready.ctf)
 
 
 def test_abinit_bad_settings_exit_2(toy, tmp_path, capsys):
@@ -180,8 +208,10 @@ def test_lazy_abinit_reads_a_buffer_at_a_time_and_resumes(toy, tmp_path, monkeyp
     from cryofield.so3 import geodesic_distance
 
     reads = []
-    load = LazyParticles.load
-    monkeypatch.setattr(LazyParticles, "load", lambda self, indices: reads.append(len(indices)) or load(self, indices))
+    for name in ("load", "load_compact"):  # images ready, and buffers held compactly
+        read = getattr(LazyParticles, name)
+        monkeypatch.setattr(LazyParticles, name, lambda self, indices, read=read: reads.append(len(indices))
+                            or read(self, indices))
     out = tmp_path / "lazy"
     args = [str(toy), "-o", str(out), *SMALL, "--lazy", "--buffer-size", "32", "--zdim", "2", "--enc-dim", "32",
             "--enc-layers", "1", "--epochs-search", "3", "--epochs-fixed", "1", "--epochs-refine", "1",
@@ -262,7 +292,7 @@ def test_table_schedule_epochs_stages_and_band():
     with pytest.raises(ValueError, match="no reset or refinement stage"):
         AbinitConfig(particles="p", outdir="o", schedule="table", epochs_fixed=2)
     with pytest.raises(ValueError, match="belongs to the table schedule"):
-        AbinitConfig(particles="p", outdir="o", epochs_table=2)
+        AbinitConfig(particles="p", outdir="o", schedule="search", epochs_table=2)
 
 
 def test_pose_table_starts_at_the_searched_poses_with_sparse_steps():
@@ -381,6 +411,8 @@ def test_latent_table_trains_with_the_pose_table_and_resumes(toy, tmp_path, kl):
     assert config["seed"] == 0 and config["z_table"] and ("logvar.weight" in state["models"]["encoder"]) == kl
     fresh = 0.1 * torch.randn(96, 2, generator=torch.Generator().manual_seed(1000))
     assert torch.equal(start[others], fresh[others]) and not torch.equal(start[pretrained], fresh[pretrained])
+    searched = torch.load(out / "checkpoints/epoch_0001.pt", weights_only=True)["models"]["encoder"]["mean.weight"]
+    assert (searched != start).any(1).all()  # the online search trained each chunk's own rows: every particle's
     assert np.allclose(np.load(out / "z.npy"), rows.numpy())  # z.npy is the table
     assert main(["eval-vol", str(out), "--z", "0", "0", "-o", str(tmp_path / "maps")]) == 0
     last = records[-1]

@@ -84,7 +84,7 @@ def test_abinit_resume_refuses_another_schedule(tmp_path, capsys):
     small = ["--dec-dim", "16", "--dec-layers", "1", "-b", "8", "--kmin", "4", "--kmax", "6", "--base-level", "1",
              "--rounds", "1", "--n-shifts", "3", "--epochs-search", "2", "--no-reset"]
     assert main(["abinit", str(toy), "-o", str(out), *small]) == 0
-    assert isinstance(load_config(out), AbinitConfig)
+    assert isinstance(load_config(out), AbinitConfig) and load_config(out).schedule == "search"  # by --no-reset
     saved = (out / "config.json").read_text()
     capsys.readouterr()
     assert main(["abinit", str(toy), "-o", str(out), "--resume", "--kmax", "8"]) == 2

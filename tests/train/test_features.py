@@ -56,6 +56,11 @@ def test_lazy_particles_match_in_memory(toy):
     torch.testing.assert_close(part.images, memory.images[indices])
     torch.testing.assert_close(part.ctf, memory.ctf[indices])
     torch.testing.assert_close(part.rotations, memory.rotations[indices])
+    buffer = lazy.load_compact(indices)  # what training's buffers hold: as a run in memory holds them
+    assert buffer.stored.dtype == torch.float16 and buffer.scale == lazy.scale
+    batch = buffer.subset(torch.tensor([4, 0]))
+    assert ((batch.images - memory.images[indices[[4, 0]]]).abs() <= 1e-3 * batch.images.abs() + 1e-4).all()
+    torch.testing.assert_close(batch.ctf, memory.ctf[indices[[4, 0]]])
 
 
 def test_compact_particles_match_ready_ones(toy):
@@ -64,6 +69,10 @@ def test_compact_particles_match_ready_ones(toy):
     compact = store_particles(table, chunk_size=50)
     assert compact.stored.dtype == torch.float16 and compact.scale == pytest.approx(ready.scale)
     assert compact.nbytes < ready.nbytes / 2.5  # float16 transforms, CTF as 9 parameters
+    all_ready = compact.ready(chunk_size=50)  # on a GPU with room, every image made ready once
+    assert isinstance(all_ready, PreparedParticles) and compact.ready_nbytes == all_ready.nbytes
+    torch.testing.assert_close(all_ready.images, compact.load(np.arange(120)).images)
+    torch.testing.assert_close(all_ready.ctf, ready.ctf)
     indices = np.array([119, 3, 60, 4])  # any order
     for band in (None, 5.0):
         part, expected = compact.band_limited(band).load(indices), ready.band_limited(band).subset(indices)
@@ -94,27 +103,63 @@ def test_train_vae_lazy(toy, tmp_path):
     assert config["lazy"] and config["buffer_size"] == 48 and config["device"] == "cpu"
 
 
-def test_two_processes_agree_with_one(toy, tmp_path):
-    """torchrun with 2 gloo ranks takes the same steps as 1 process (each rank half of every batch)."""
-    args = ["train-nn", str(toy), "-n", "2", "--no-amp", "--lr", "1e-3"] + NN_SMALL
-    assert main(args + ["-o", str(tmp_path / "one")]) == 0
+def _in_two_processes(args: list[str]) -> None:
+    """``cryofield ARGS`` under torchrun with 2 gloo ranks (one thread each)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-               "-m", "cryofield", *args, "-o", str(tmp_path / "two")]
+               "-m", "cryofield", *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0 and "exitcode: -6" in result.stderr:
         # A rank aborted (SIGABRT) in about 1 of 15 launches on the 2-core CI machine, not reproduced
         # in isolation; launch once more so that only a repeatable failure fails the test.
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
+
+
+def test_two_processes_agree_with_one(toy, tmp_path):
+    """torchrun with 2 gloo ranks takes the same steps as 1 process (each rank half of every batch; the pose
+    corrections' rows of its half, gathered after each epoch)."""
+    args = ["train-nn", str(toy), "-n", "2", "--no-amp", "--lr", "1e-3", "--refine-poses"] + NN_SMALL
+    assert main(args + ["-o", str(tmp_path / "one")]) == 0
+    _in_two_processes(args + ["-o", str(tmp_path / "two")])
     assert json.loads((tmp_path / "two/config.json").read_text())["world_size"] == 2
-    one = torch.load(tmp_path / "one/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
-    two = torch.load(tmp_path / "two/checkpoints/last.pt", weights_only=True)["models"]["decoder"]
-    for name, tensor in one.items():
-        torch.testing.assert_close(two[name], tensor, atol=2e-5, rtol=1e-4)
+    one = torch.load(tmp_path / "one/checkpoints/last.pt", weights_only=True)["models"]
+    two = torch.load(tmp_path / "two/checkpoints/last.pt", weights_only=True)["models"]
+    for part in ("decoder", "poses"):
+        for name, tensor in one[part].items():
+            torch.testing.assert_close(two[part][name], tensor, atol=1e-4, rtol=1e-3)
+    assert float(one["poses"]["shift.weight"].abs().max()) > 0  # the corrections moved
     log_one = json.loads((tmp_path / "one/log.jsonl").read_text().splitlines()[-1])
     log_two = json.loads((tmp_path / "two/log.jsonl").read_text().splitlines()[-1])
     assert log_two["mse"] == pytest.approx(log_one["mse"], rel=1e-4)
+
+
+def test_ab_initio_in_two_processes_agrees_with_one(toy, tmp_path):
+    """The table schedule under torchrun: each rank searches half of every chunk and steps the pose and
+    latent tables' rows of its half of every batch; the rows are gathered after each pass."""
+    args = ["abinit", str(toy), "--dec-dim", "32", "--dec-layers", "1", "-b", "16", "--kmin", "4", "--kmax", "8",
+            "--base-level", "1", "--rounds", "2", "--n-shifts", "5", "--no-amp", "--schedule", "table",
+            "--pretrain-images", "32", "--epochs-search", "1", "--epochs-table", "1", "--search-chunk", "48",
+            "--zdim", "2", "--z-table", "--pose-lr", "0.01"]
+    assert main(args + ["-o", str(tmp_path / "one")]) == 0
+    _in_two_processes(args + ["-o", str(tmp_path / "two")])
+    one, two = (torch.load(tmp_path / name / "checkpoints/last.pt", weights_only=True) for name in ("one", "two"))
+    assert json.loads((tmp_path / "two/config.json").read_text())["world_size"] == 2
+    torch.testing.assert_close(two["poses"]["rotations"], one["poses"]["rotations"])  # the search's
+    for name, tensor in one["models"]["decoder"].items():
+        torch.testing.assert_close(two["models"]["decoder"][name], tensor, atol=1e-4, rtol=1e-3)
+    # The pose and latent tables: Adam's steps on near-zero gradients magnify rounding (a step's sign can
+    # flip), so a few values differ by up to a step (--pose-lr); nearly all agree to rounding.
+    for part in ("poses", "encoder"):
+        for name, tensor in one["models"][part].items():
+            difference = (two["models"][part][name] - tensor).abs()
+            assert float(difference.median()) < 1e-5 and float((difference > 1e-3).float().mean()) < 0.05
+    # every row's moments were gathered into the process that wrote the checkpoint (rank 0): the rows
+    # the other process stepped too
+    for state in two["pose_optimizer"]["state"].values():
+        assert bool((state["exp_avg_sq"].reshape(len(state["exp_avg_sq"]), -1) > 0).any(1).all())
+    np.testing.assert_allclose(read_particles(tmp_path / "two/poses.star").rotations,
+                               read_particles(tmp_path / "one/poses.star").rotations, atol=1e-3)
 
 
 def test_tilt_pairs(toy, tmp_path):

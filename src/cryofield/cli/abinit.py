@@ -23,13 +23,14 @@ def add_parser(subparsers):
 
     parser = command_parser(subparsers, NAME, "Ab initio reconstruction: train a neural volume (or, with --zdim, "
                             "a VAE over volumes) while searching each particle's rotation and shift on "
-                            "multi-resolution grids over SO(3) x R^2 (cryoDRGN2's schedule with the model reset). "
-                            "Writes poses.star for RELION or train-vae, the map after each stage, and z.npy for "
-                            "heterogeneous runs.", """
-        cryofield abinit particles.star -o run/                         # 30 + 30 (reset) + 30 epochs
-        cryofield abinit particles.star -o run/ --schedule table        # pretrain, 3 searches, 27 table epochs
+                            "multi-resolution grids over SO(3) x R^2, then (cryoDRGN-AI's schedule, the default) "
+                            "refining every pose as a row of a table trained with the volume. Writes poses.star "
+                            "for RELION or train-vae, the map after each stage, and z.npy for heterogeneous runs.",
+                            """
+        cryofield abinit particles.star -o run/                         # pretrain, 3 searches, 27 table epochs
+        cryofield abinit particles.star -o run/ --schedule search       # cryoDRGN2: 30 + 30 (reset) + 30 epochs
         cryofield abinit particles.star -o run/ --zdim 8                # heterogeneous
-        cryofield abinit particles.star -o run/ --schedule table --zdim 8 --z-table   # cryoDRGN-AI's latents
+        cryofield abinit particles.star -o run/ --zdim 8 --z-table      # cryoDRGN-AI's latents
         cryofield abinit untilted.star --tilt tilted.star --tilt-deg 45 -o run/   # tilt pairs
         cryofield abinit particles.mrcs --ctf ctf.pkl -o run/ --no-reset --epochs-search 30
         cryofield abinit particles.star -o run/ --kmax 32 --base-level 1   # coarser, faster search
@@ -46,8 +47,8 @@ def add_parser(subparsers):
     schedule = parser.add_argument_group("schedule (search: cryoDRGN2 +r; table: cryoDRGN-AI)")
     add_settings(schedule, config, "schedule", "epochs_search", "epochs_fixed", "epochs_refine", "pretrain_images",
                  "epochs_table")
-    schedule.add_argument("--no-reset", action="store_true", help="stage 1 only (same as --epochs-fixed 0 "
-                          "--epochs-refine 0)")
+    schedule.add_argument("--no-reset", action="store_true", help="search schedule, stage 1 only (same as "
+                          "--epochs-fixed 0 --epochs-refine 0)")
     add_settings(schedule, config, "search_every", "kmax_ramp_epochs")
     search = parser.add_argument_group("pose search (defaults: the seed's table 5.5; for bnb its section 3.4.1)")
     add_settings(search, config, "method", "pose_lr", "base_level", "keep", "rounds", "kmin", "kmax", "n_shifts",

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from cryofield.fourier import fft_center, lattice, soft_ball_mask
-from cryofield.imaging import ctf_at_pixels, half_lattice_mask, shift_phase
+from cryofield.imaging import ctf_at_pixels, half_lattice_mask, shift_phase, shift_phase_at
 from cryofield.io import ParticleTable
 
 
@@ -65,6 +65,11 @@ class PreparedParticles:
     def n_pixels(self) -> int:
         """``P``, the half-lattice pixels per image."""
         return len(self.coords)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the particles are held."""
+        return self.images.device
 
     @property
     def nbytes(self) -> int:
@@ -219,6 +224,9 @@ class CompactParticles:
     pixel_size_angstrom : float
     tilted : CompactParticles or None
         The tilted partner of each particle, same order and scale.
+    shifts_px : Tensor, shape (N, 2), optional
+        Shifts (px, RELION's sign) by which the particles are centred when made ready (ab
+        initio's current poses on images read uncentred); None: stored centred.
     """
 
     stored: torch.Tensor
@@ -229,6 +237,7 @@ class CompactParticles:
     box: int
     pixel_size_angstrom: float
     tilted: CompactParticles | None = None
+    shifts_px: torch.Tensor | None = None
 
     random_access = True  # any particles are read at the cost of the batch alone: no buffers
 
@@ -256,10 +265,28 @@ class CompactParticles:
         """The particles at ``positions`` (in that order), ready: complex64 transforms and their CTF."""
         positions = torch.as_tensor(positions, dtype=torch.long, device=self.device)
         params = None if self.ctf_params is None else self.ctf_params[positions]
+        images = torch.view_as_complex(self.stored[positions].float())
+        if self.shifts_px is not None:
+            images = images * shift_phase_at(self.coords, self.shifts_px[positions].to(self.coords), self.box)
         return PreparedParticles(
-            torch.view_as_complex(self.stored[positions].float()), self.coords, self.rotations[positions],
+            images, self.coords, self.rotations[positions],
             None if params is None else ctf_at_pixels(params, self.coords, self.box), self.scale, self.box,
             self.pixel_size_angstrom, None if self.tilted is None else self.tilted.subset(positions))
+
+    @property
+    def ready_nbytes(self) -> int:
+        """Bytes :meth:`ready` would hold (complex64 transforms and float32 CTF), tilted partners included."""
+        per_particle = self.n_pixels * (8 + (0 if self.ctf_params is None else 4)) + 36
+        return len(self) * per_particle + (0 if self.tilted is None else self.tilted.ready_nbytes)
+
+    def ready(self, chunk_size: int = 4096) -> PreparedParticles:
+        """Every particle made ready (as :meth:`subset` of all of them), a chunk at a time, where they are held."""
+        chunks = [self.subset(torch.arange(i, min(i + chunk_size, len(self)))) for i in range(0, len(self), chunk_size)]
+        first = chunks[0]
+        tilted = None if self.tilted is None else self.tilted.ready(chunk_size)
+        return PreparedParticles(torch.cat([c.images for c in chunks]), self.coords, self.rotations,
+                                 None if first.ctf is None else torch.cat([c.ctf for c in chunks]), self.scale,
+                                 self.box, self.pixel_size_angstrom, tilted)
 
     def band_limited(self, radius_px: float | None) -> CompactParticles:
         """The particles at the pixels with ``|k| < radius_px`` only (cycles per box; all with None).
@@ -271,7 +298,7 @@ class CompactParticles:
         keep = self.coords.norm(dim=1) < radius_px
         return CompactParticles(self.stored[:, keep.to(self.device)], self.coords[keep], self.rotations,
                                 self.ctf_params, self.scale, self.box, self.pixel_size_angstrom,
-                                None if self.tilted is None else self.tilted.band_limited(radius_px))
+                                None if self.tilted is None else self.tilted.band_limited(radius_px), self.shifts_px)
 
     def load(self, indices: np.ndarray) -> PreparedParticles:
         """The particles ``indices`` (any order), ready (a :class:`ParticleSource` method: :meth:`subset`)."""
@@ -287,24 +314,23 @@ class CompactParticles:
 
         return CompactParticles(move(self.stored), move(self.coords), move(self.rotations), move(self.ctf_params),
                                 self.scale, self.box, self.pixel_size_angstrom,
-                                None if self.tilted is None else self.tilted.to(device))
+                                None if self.tilted is None else self.tilted.to(device), move(self.shifts_px))
 
 
 def store_particles(table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
                     scale: float | None = None, rotations: np.ndarray | None = None,
-                    shifts_px: np.ndarray | None = None, chunk_size: int = 1024,
+                    shifts_px: np.ndarray | None = None, check: bool = True, chunk_size: int = 1024,
                     progress: Callable[[int], None] | None = None) -> CompactParticles:
     """Read every image of ``table`` and hold it compactly: :func:`prepare_particles` in float16.
 
-    Parameters are those of :func:`prepare_particles` (the image references are checked
-    first). The default normalisation is computed as there, from the first 2,000 images,
-    before any image is rounded.
+    Parameters are those of :func:`prepare_particles`. The default normalisation is computed
+    as there, from the first 2,000 images, before any image is rounded.
 
     Returns
     -------
     CompactParticles
     """
-    size = table.check_images()
+    size = table.check_images() if check else table.box_size
     rotations = table.rotations if rotations is None else rotations
     shifts_px = table.shifts_px if shifts_px is None else shifts_px
     options = {"invert": invert, "window_r": window_r, "chunk_size": chunk_size}
@@ -379,7 +405,8 @@ class LazyParticles:
 
     Holds only the per-particle metadata; :meth:`load` reads, windows, transforms and
     centres the requested images (sorted indices read nearly sequentially). Training
-    reads it through :func:`epoch_plan` buffers, so peak memory does not grow with ``N``.
+    reads it through :func:`epoch_plan` buffers (:meth:`load_compact`), so peak memory does
+    not grow with ``N``.
 
     Parameters
     ----------
@@ -440,6 +467,22 @@ class LazyParticles:
         """
         release_freed_memory()
         return self._prepare(np.asarray(indices, dtype=np.int64), self.scale)
+
+    def load_compact(self, indices: np.ndarray) -> CompactParticles:
+        """The particles ``indices`` (sorted), read and held compactly: a training buffer.
+
+        As :meth:`load`, but in a third of the bytes (:class:`CompactParticles`, as a run in
+        memory holds them): batches are made ready from it by ``subset``. At 256 px a buffer
+        of 8,192 images takes 0.9 GB instead of 3.2 GB.
+        """
+        release_freed_memory()
+        indices = np.asarray(indices, dtype=np.int64)
+        data = store_particles(self.table.subset(indices), invert=self.invert, window_r=self.window_r,
+                               scale=self.scale, rotations=self.rotations[indices],
+                               shifts_px=self.shifts_px[indices], check=False)
+        if self.tilted is not None:
+            data.tilted = self.tilted.load_compact(indices)
+        return data
 
 
 ParticleSource = PreparedParticles | CompactParticles | LazyParticles

@@ -30,6 +30,33 @@ class Runtime:
             dist.all_reduce(values)
         return values
 
+    def merge_rows(self, values: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """Rows that each process changed, gathered into every process.
+
+        Parameters
+        ----------
+        values : Tensor, shape (M, ...)
+            This process's rows (on any device).
+        own : Tensor, shape (M,), bool
+            The rows this process changed; no row may be changed by two processes.
+
+        Returns
+        -------
+        Tensor, shape (M, ...)
+            Each row as the process that changed it has it, exactly (zeros are added to it);
+            rows no process changed as they are here (the same in every process).
+        """
+        if self.world_size == 1:
+            return values
+        mask = own.to(values.device).reshape(-1, *[1] * (values.dim() - 1))
+        kept = torch.where(mask, values, torch.zeros((), dtype=values.dtype, device=values.device))
+        owners = own.to(self.device, torch.int32)
+        kept = kept.to(self.device)  # NCCL reduces on the GPU
+        dist.all_reduce(kept)
+        dist.all_reduce(owners)
+        changed = (owners > 0).to(values.device).reshape(mask.shape)
+        return torch.where(changed, kept.to(values.device), values)
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else the CPU; any other name as given."""

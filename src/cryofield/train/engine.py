@@ -162,6 +162,7 @@ class Trainer:
     runtime : Runtime, optional
         Device and process group (default: ``config.device``, one process).
     callbacks : Callbacks, optional
+        Heard on rank 0 only (the other processes' are empty).
 
     Attributes
     ----------
@@ -178,7 +179,7 @@ class Trainer:
         self.runtime = runtime or Runtime(resolve_device(self.config.device))
         if self.runtime.device.type == "cpu":
             keep_freed_memory()  # a step's large activations reused, not re-mapped (host_memory)
-        self.callbacks = callbacks or Callbacks()
+        self.callbacks = (callbacks if self.runtime.is_main else None) or Callbacks()
         self.workdir = WorkDir(self.config.outdir)
         self.sampler = torch.Generator().manual_seed(self.config.seed)  # the epochs' order
         self.data = method.data
@@ -199,7 +200,8 @@ class Trainer:
                    "lr": self.config.pose_lr if name == "poses" else self.config.z_lr}
                   for name, table in self.models.tables().items()]
         self.pose_optimizer = torch.optim.SparseAdam(groups) if groups else None
-        self.net, self.graph = self.models, None
+        # wrapped at once: a method that starts afresh mid-run (ab initio's reset) trains on
+        self.net, self.graph = _wrap(self.models, self.runtime), None
 
     def attach_poses(self, poses: nn.Module) -> None:
         """Add per-particle poses to the networks mid-run (ab initio's pose table), with their own optimiser.
@@ -247,9 +249,11 @@ class Trainer:
                 if part is not None:
                     part.compile(mode=self.config.compile_mode)
         self.net = _wrap(self.models, self.runtime)
-        if isinstance(self.data, PreparedParticles | CompactParticles) and _fits_on_device(self.data,
-                                                                                           self.runtime.device):
-            self.data = self.data.to(self.runtime.device)  # one transfer instead of one per batch
+        device = self.runtime.device
+        if isinstance(self.data, PreparedParticles | CompactParticles) and _fits_on_device(self.data.nbytes, device):
+            self.data = self.data.to(device)  # one transfer instead of one per batch
+            if isinstance(self.data, CompactParticles) and _fits_on_device(self.data.ready_nbytes, device):
+                self.data = self.data.ready()  # made ready once on the GPU, as fast as steps get
         if self.graphed:
             self.graph = GraphedStep(self.optimizer, self.config.batch_size, self.runtime.device)
 
@@ -261,10 +265,40 @@ class Trainer:
         it after the current step, and a checkpoint continues it exactly.
         """
         partial = self.take_partial()
-        return run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
-                         epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
-                         restraint=self.method.restraint(self.models),
-                         stop=self.stops.requested if self.method.stops_mid_epoch else None, partial=partial)
+        rows, before = self._table_rows(data)
+        record = run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
+                           epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
+                           restraint=self.method.restraint(self.models),
+                           stop=self.stops.requested if self.method.stops_mid_epoch else None, partial=partial)
+        if before is not None:
+            self._merge_table_rows(rows, before)
+        return record
+
+    def _table_rows(self, data: ParticleSource) -> tuple[torch.Tensor | None, dict | None]:
+        """In several processes: the table rows a pass over ``data`` may step, and their values now.
+
+        Each process steps the per-particle tables' rows of its share of each batch only; after
+        the pass :meth:`_merge_table_rows` gives every process every row. ``(None, None)`` in
+        one process or without tables.
+        """
+        if self.runtime.world_size == 1 or self.pose_optimizer is None:
+            return None, None
+        rows = torch.as_tensor(getattr(data, "particle_indices", np.arange(len(data))), dtype=torch.long)
+        return rows, {key: t[rows.to(t.device)].clone() for key, t in _table_tensors(self.pose_optimizer).items()}
+
+    def _merge_table_rows(self, rows: torch.Tensor, before: dict) -> None:
+        """Every process's changes to the tables' ``rows`` (values and moments) in every process.
+
+        A row is one particle's, and a pass steps each particle in one process only, so the
+        process where a row differs from ``before`` has its new value (:meth:`Runtime.merge_rows`).
+        """
+        for key, table in _table_tensors(self.pose_optimizer).items():
+            at = rows.to(table.device)
+            now = table[at]
+            earlier = before.get(key)  # moments the optimiser made during the pass were zeros before
+            earlier = torch.zeros_like(now) if earlier is None else earlier
+            own = (now != earlier).reshape(len(rows), -1).any(1)
+            table[at] = self.runtime.merge_rows(now, own)
 
     def take_partial(self) -> dict | None:
         """The stopped epoch a checkpoint holds (its ``partial``), once; then ``None``.
@@ -464,10 +498,11 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         if per_batch:
             positions = [None] * len(batches)
         else:
-            buffer = data if in_memory else data.load(members)
+            # read from the stacks: a buffer held compactly, each batch made ready from it
+            buffer = data if in_memory else data.load_compact(members)
             # every batch's positions in the buffer, moved to its device at once: one transfer, not one per step
             positions = np.concatenate(batches) if in_memory else np.searchsorted(members, np.concatenate(batches))
-            positions = torch.from_numpy(positions).to(buffer.images.device).split([len(b) for b in batches])
+            positions = torch.from_numpy(positions).to(buffer.device).split([len(b) for b in batches])
         for indices, where in zip(batches, positions):
             steps, done = steps + 1, done + len(indices) * runtime.world_size
             if steps <= partial["batches"]:
@@ -531,16 +566,34 @@ class _Stops:
 
 
 def _wrap(models: Models, runtime: Runtime) -> Models:
-    """The networks as this process calls them: wrapped in DistributedDataParallel across processes."""
+    """The networks as this process calls them: wrapped in DistributedDataParallel across processes.
+
+    The per-particle tables are not wrapped: each process steps the rows of its share of the
+    batch, and :meth:`Trainer.train_pass` gathers them after each pass.
+    """
     if runtime.world_size == 1:
         return models
-    if models.tables() or models.pose_encoder is not None:
-        raise ValueError("per-particle tables and pose encoders run in a single process (not under torchrun)")
+    if models.pose_encoder is not None:
+        raise ValueError("pose encoders run in a single process (not under torchrun)")
     ids = [runtime.device.index] if runtime.device.type == "cuda" else None
-    return Models(DistributedDataParallel(models.decoder, device_ids=ids),
-                  None if models.encoder is None else DistributedDataParallel(models.encoder, device_ids=ids))
+    tables = models.tables()
+    encoder = models.encoder
+    if encoder is not None and "encoder" not in tables:
+        encoder = DistributedDataParallel(encoder, device_ids=ids)
+    return Models(DistributedDataParallel(models.decoder, device_ids=ids), encoder, models.poses)
 
 
-def _fits_on_device(data: PreparedParticles | CompactParticles, device: torch.device, fraction: float = 0.5) -> bool:
-    """Whether ``data`` is on a GPU with more than its size / ``fraction`` free (never true on CPU)."""
-    return device.type == "cuda" and data.nbytes < fraction * torch.cuda.mem_get_info(device)[0]
+def _table_tensors(optimizer: torch.optim.Optimizer) -> dict[tuple[int, str], torch.Tensor]:
+    """The per-particle tables (rows first) and their optimiser's moments, by (parameter number, name)."""
+    out = {}
+    for i, param in enumerate(p for group in optimizer.param_groups for p in group["params"]):
+        out[(i, "value")] = param.data
+        for name, value in optimizer.state.get(param, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0 and len(value) == len(param):
+                out[(i, name)] = value
+    return out
+
+
+def _fits_on_device(nbytes: int, device: torch.device, fraction: float = 0.5) -> bool:
+    """Whether ``device`` is a GPU with more than ``nbytes / fraction`` free (never true on CPU)."""
+    return device.type == "cuda" and nbytes < fraction * torch.cuda.mem_get_info(device)[0]

@@ -27,7 +27,8 @@ def batches(data: ParticleSource, batch_size: int, device: torch.device,
         return
     for start in range(0, len(data), chunk_size):
         chunk = None
-        chunk = data.load(np.arange(start, min(start + chunk_size, len(data))))
+        indices = np.arange(start, min(start + chunk_size, len(data)))
+        chunk = data.load_compact(indices)
         for first in range(0, len(chunk), batch_size):
             yield start + first, chunk.subset(torch.arange(first, min(first + batch_size, len(chunk)))).to(device)
 

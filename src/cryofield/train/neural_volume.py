@@ -6,11 +6,9 @@ import numpy as np
 import torch
 
 from cryofield.data import ParticleSource
-from cryofield.errors import InputError
 from cryofield.imaging import render_volume
 from cryofield.io import ParticleTable, WorkDir, write_map
 from cryofield.train.config import TrainConfig
-from cryofield.train.distributed import Runtime
 from cryofield.train.engine import Method, Trainer
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare, tilt_partners
@@ -23,13 +21,6 @@ class NeuralVolume(Method):
     def build_models(self, stage: int = 1) -> Models:
         """The decoder, the encoder of a VAE and the pose corrections of pose refinement."""
         return build_models(self.config, self.data.box, self.data.n_pixels, len(self.data))
-
-    @classmethod
-    def check(cls, config: TrainConfig, runtime: Runtime) -> None:
-        """Pose refinement runs in one process (an :class:`InputError` naming the work directory)."""
-        config.check()
-        if config.refine_poses and runtime.world_size > 1:
-            raise InputError(config.outdir, "--refine-poses runs in a single process, not under torchrun")
 
     @staticmethod
     def prepare(config: TrainConfig, table: ParticleTable, scale: float | None,

@@ -22,13 +22,14 @@ from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
 from cryofield.train.abinit.config import AbinitConfig
 from cryofield.train.abinit.poses import (
     CentredSource,
+    IndexedParticles,
     Poses,
     SubsetSource,
     centred,
     high_frequency_gradient,
     learned_poses,
 )
-from cryofield.train.distributed import autocast
+from cryofield.train.distributed import Runtime, autocast
 from cryofield.train.engine import Method, Trainer
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare, tilt_partners
@@ -48,10 +49,11 @@ class Abinit(Method):
     config : AbinitConfig
     data : ParticleSource
         The images uncentred (:func:`prepare` with ``posed=False``); tilt pairs with
-        ``data.tilted`` (tilted by ``config.tilt_deg`` about x). Held compactly in memory or
-        read lazily (``config.lazy``), the searches make them ready ``config.buffer_size`` at
-        a time (or a chunk of an online search), and training passes a batch at a time (lazy:
-        a buffer), so the images ready at once do not grow with the number of particles.
+        ``data.tilted`` (tilted by ``config.tilt_deg`` about x). Held compactly in memory, the
+        searches make them ready ``config.buffer_size`` at a time (or a chunk of an online
+        search) and training passes a batch at a time; read lazily (``config.lazy``), a
+        search holds a buffer compactly and a training pass a buffer ready. The images ready at
+        once do not grow with the number of particles.
         The baselines (``--method gd`` and ``pose-vae``) hold every image ready.
     """
 
@@ -300,9 +302,9 @@ class Abinit(Method):
             if finished + len(chunks) <= skip:  # a buffer searched before the stop: not even read
                 finished, done = finished + len(chunks), done + sum(map(len, chunks))
                 continue
-            buffer = None  # one buffer in memory at a time
+            buffer = None  # one buffer in memory at a time, held compactly
             if self.lazy:
-                buffer = self._uncentred(members)
+                buffer = self.raw.load_compact(members).to(self.device)
             for indices in chunks:
                 if finished < skip:
                     finished, done = finished + 1, done + len(indices)
@@ -313,10 +315,11 @@ class Abinit(Method):
                 if buffer is None:  # in memory: the chunk itself
                     part = self._uncentred(indices)
                 else:
-                    part = buffer.subset(torch.from_numpy(np.searchsorted(members, indices)).to(buffer.images.device))
-                self._search_chunk(models, part, where, found, kmax, count)
-                if online:
-                    trained = trainer.train_pass(centred(part, found.subset(where), tilt), epoch,
+                    part = buffer.subset(torch.from_numpy(np.searchsorted(members, indices)).to(buffer.device))
+                self._search_chunk(models, part, where, found, kmax, count, trainer.runtime)
+                if online:  # the chunk's particles, so that their rows of a latent table are stepped
+                    chunk_data = IndexedParticles(centred(part, found.subset(where), tilt), indices)
+                    trained = trainer.train_pass(chunk_data, epoch,
                                                  progress=None if progress is None
                                                  else (lambda d, e, s=done: progress(s + d, n, e, "search + train")))
                     for key in ("mse", "kl"):
@@ -332,10 +335,19 @@ class Abinit(Method):
         return found, trained, earlier
 
     def _search_chunk(self, models: Models, part: PreparedParticles, where: torch.Tensor, found: Poses,
-                      kmax: float, count: Callable[[int], None] | None) -> None:
-        """Search the poses of ``part`` (the particles ``where``, uncentred) into ``found``."""
+                      kmax: float, count: Callable[[int], None] | None, runtime: Runtime) -> None:
+        """Search the poses of ``part`` (the particles ``where``, uncentred) into ``found``.
+
+        In several processes each searches every ``world_size``-th particle of the chunk (the
+        latent groups are formed from the whole chunk in each, alike), and the poses found are
+        then gathered into every process.
+        """
         config, tilt = self.config, self.tilt
+        mine = torch.arange(len(part)) % runtime.world_size == runtime.rank
         for members, z in _latent_groups(models, centred(part, self.poses.subset(where), tilt), where, config):
+            members = members[mine[members]]
+            if not len(members):
+                continue
             lattice = render_lattice(models.decoder, part.box, kmax, oversample=config.oversample, z=z,
                                      amp=config.amp, device=part.images.device)
             own = part.subset(members.to(part.images.device))
@@ -345,6 +357,10 @@ class Abinit(Method):
             found.rotations[rows], found.shifts_px[rows] = result.rotations.cpu(), result.shifts_px.cpu()
             if tilted is not None:
                 found.tilt_shifts_px[rows] = result.tilt_shifts_px.cpu()
+        if runtime.world_size > 1:
+            for table in (found.rotations, found.shifts_px, found.tilt_shifts_px):
+                if table is not None:
+                    table[where] = runtime.merge_rows(table[where], mine)
 
     def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
         """``poses.star`` (and ``poses_tilt.star`` for tilt pairs) and ``volume.mrc``, the last stage's map."""

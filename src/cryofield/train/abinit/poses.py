@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from cryofield.data import PreparedParticles, encoder_input
+from cryofield.data import CompactParticles, PreparedParticles, encoder_input
 from cryofield.imaging import predict_images, shift_phase_at
 from cryofield.train.config import TrainConfig
 from cryofield.train.models import Models
@@ -101,6 +101,17 @@ class CentredSource:
         indices = np.asarray(indices, dtype=np.int64)
         return centred(self.raw.load(indices), self.poses.subset(torch.from_numpy(indices)), self.tilt)
 
+    def load_compact(self, indices: np.ndarray) -> CompactParticles:
+        """The particles ``indices`` (sorted) read lazily and held compactly, centred when made ready."""
+        indices = np.asarray(indices, dtype=np.int64)
+        data, poses = self.raw.load_compact(indices), self.poses.subset(torch.from_numpy(indices))
+        rotations = poses.rotations.float().to(data.device)
+        tilted = None
+        if data.tilted is not None:
+            tilted = replace(data.tilted, rotations=self.tilt.to(rotations) @ rotations,
+                             shifts_px=poses.tilt_shifts_px.float())
+        return replace(data, rotations=rotations, shifts_px=poses.shifts_px.float(), tilted=tilted)
+
 
 class SubsetSource:
     """Some particles of a source, read through it: ``load(i)`` reads ``particle_indices[i]``.
@@ -134,6 +145,42 @@ class SubsetSource:
     def load(self, positions: np.ndarray) -> PreparedParticles:
         """The particles at ``positions`` of the subset (sorted), prepared."""
         return self.source.load(self.particle_indices[np.asarray(positions, dtype=np.int64)])
+
+    def load_compact(self, positions: np.ndarray) -> CompactParticles:
+        """The particles at ``positions`` of the subset (sorted), read lazily and held compactly."""
+        return self.source.load_compact(self.particle_indices[np.asarray(positions, dtype=np.int64)])
+
+
+class IndexedParticles:
+    """Particles held ready that are some of a run's: item ``i`` is particle ``particle_indices[i]``.
+
+    What an online search trains on right after searching a chunk: training on it
+    (:func:`cryofield.train.engine.run_epoch`) steps the per-particle tables' rows of the
+    chunk's particles, not of its positions.
+
+    Parameters
+    ----------
+    particles : PreparedParticles
+    particle_indices : ndarray, shape (M,), int
+    """
+
+    random_access = True
+
+    def __init__(self, particles: PreparedParticles, particle_indices: np.ndarray):
+        self.particles, self.particle_indices = particles, np.asarray(particle_indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.particles)
+
+    @property
+    def n_pixels(self) -> int:
+        """``P``, the half-lattice pixels per image."""
+        return self.particles.n_pixels
+
+    def load(self, positions: np.ndarray) -> PreparedParticles:
+        """The particles at ``positions`` (any order)."""
+        return self.particles.subset(torch.as_tensor(np.asarray(positions, dtype=np.int64),
+                                                     device=self.particles.images.device))
 
 
 def high_frequency_gradient(models: Models, batch: PreparedParticles, config: TrainConfig,
