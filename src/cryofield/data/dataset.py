@@ -118,12 +118,18 @@ class PreparedParticles:
         return self.subset(indices)
 
 
+CHUNK_PIXELS = 2**24  # image pixels transformed at a time: 1,024 images at 128 px, 256 at 256 px
+
+
 def _transforms(table: ParticleTable, size: int, *, invert: bool, window_r: float, shifts_px: np.ndarray,
                 chunk_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
     """``(indices, transforms)`` of ``table``'s images in chunks: windowed, centred, at the half-lattice pixels.
 
     The transforms are complex64, (B, P), with the contrast flipped when ``invert``; not normalised.
+    A chunk is at most ``chunk_size`` images and :data:`CHUNK_PIXELS` pixels, so that its
+    temporaries (real and Fourier images, shift phases) do not grow with the box size.
     """
+    chunk_size = max(1, min(chunk_size, CHUNK_PIXELS // (size * size)))
     shifts = torch.from_numpy(shifts_px).float()
     half = half_lattice_mask(size)
     window = soft_ball_mask(size, window_r * size / 2, (1 - window_r) * size / 2) if window_r else None
