@@ -341,9 +341,7 @@ def store_particles(table: ParticleTable, *, invert: bool = True, window_r: floa
     shifts_px = table.shifts_px if shifts_px is None else shifts_px
     options = {"invert": invert, "window_r": window_r, "chunk_size": chunk_size}
     if scale is None:
-        first = np.arange(min(table.n, 2000))
-        scale = rms_scale(prepare_particles(table.subset(first), scale=1.0, rotations=rotations[first],
-                                            shifts_px=shifts_px[first], check=False, **options).images)
+        scale = first_images_scale(table, invert=invert, window_r=window_r, rotations=rotations, shifts_px=shifts_px)
     half = half_lattice_mask(size)
     stored = torch.empty((table.n, int(half.sum()), 2), dtype=torch.float16)
     for indices, ft in _transforms(table, size, shifts_px=shifts_px, **options):
@@ -377,6 +375,19 @@ def encoder_input(images: torch.Tensor, ctf: torch.Tensor | None) -> torch.Tenso
 def rms_scale(images: torch.Tensor, n: int = 2000) -> float:
     """The normalisation of a dataset: RMS of the first ``n`` images' coefficients, (N, P) -> float."""
     return float(images[: min(len(images), n)].abs().pow(2).mean().sqrt())
+
+
+def first_images_scale(table: ParticleTable, *, invert: bool, window_r: float, rotations: np.ndarray,
+                       shifts_px: np.ndarray, n: int = 2000) -> float:
+    """The default normalisation of ``table``: the RMS of its first ``n`` images' prepared coefficients.
+
+    What :func:`prepare_particles` divides by when not given a scale, computed before the rest
+    is read (for :func:`store_particles` and :class:`LazyParticles`). ``rotations`` (N, 3, 3)
+    and ``shifts_px`` (N, 2) are every particle's.
+    """
+    first = np.arange(min(table.n, n))
+    return rms_scale(prepare_particles(table.subset(first), invert=invert, window_r=window_r, scale=1.0,
+                                       rotations=rotations[first], shifts_px=shifts_px[first], check=False).images)
 
 
 _malloc_trim = None  # glibc's malloc_trim, once looked up (False where there is none)
@@ -441,10 +452,9 @@ class LazyParticles:
         self.tilted = tilted
         self.coords = lattice(self.box, 2, normalized=False)[half_lattice_mask(self.box)]
         self.pixel_size_angstrom = float(table.pixel_size_angstrom.mean())
-        self.scale = 1.0
         if scale is None:
-            first = np.arange(min(table.n, 2000))
-            scale = rms_scale(self._prepare(first, 1.0, with_tilt=False).images)
+            scale = first_images_scale(table, invert=invert, window_r=window_r, rotations=self.rotations,
+                                       shifts_px=self.shifts_px)
         self.scale = scale
         if tilted is not None:
             tilted.scale = scale
@@ -457,11 +467,11 @@ class LazyParticles:
         """``P``, the half-lattice pixels per image."""
         return len(self.coords)
 
-    def _prepare(self, indices: np.ndarray, scale: float, with_tilt: bool = True) -> PreparedParticles:
+    def _prepare(self, indices: np.ndarray, scale: float) -> PreparedParticles:
         data = prepare_particles(self.table.subset(indices), invert=self.invert, window_r=self.window_r,
                                  scale=scale, rotations=self.rotations[indices], shifts_px=self.shifts_px[indices],
                                  check=False)
-        if with_tilt and self.tilted is not None:
+        if self.tilted is not None:
             data.tilted = self.tilted.load(indices)
         return data
 
