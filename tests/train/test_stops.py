@@ -72,17 +72,38 @@ def test_the_command_line_says_how_to_continue(toy, tmp_path, capsys, monkeypatc
     assert "stopped: SIGTERM" in (tmp_path / "run/train.log").read_text()
 
 
-def test_ab_initio_stops_at_the_end_of_its_epoch(toy, tmp_path):
+@pytest.mark.parametrize("schedule, epoch, stage", [
+    ("search", 1, "train"),  # the pass after a search of every particle
+    ("search", 2, "train"),  # the pass after the reset
+    ("table", 0, "pretrain"),
+    ("table", 3, "train"),  # a pass of the pose table's stage
+])
+def test_ab_initio_stopped_mid_pass_resumes_exactly(toy, tmp_path, schedule, epoch, stage):
+    """A signal during a training pass stops it after the current step; the resumed run equals one never stopped.
+
+    The search, reset or table start done before the stop is not done again.
+    """
     from cryofield.train import AbinitConfig
 
-    settings = {"particles": str(toy), "dec_dim": 16, "dec_layers": 1, "batch_size": 16, "kmin": 4.0, "kmax": 6.0,
-                "base_level": 1, "rounds": 1, "n_shifts": 3, "epochs_search": 3, "epochs_fixed": 0,
-                "epochs_refine": 0, "search_every": 2}
+    settings = {"particles": str(toy), "dec_dim": 16, "dec_layers": 1, "batch_size": 8, "kmin": 4.0, "kmax": 6.0,
+                "base_level": 1, "rounds": 1, "n_shifts": 3, "epochs_search": 2, "schedule": schedule, "seed": 5}
+    settings |= ({"pretrain_images": 24, "epochs_table": 2} if schedule == "table"
+                 else {"epochs_fixed": 1, "epochs_refine": 0, "search_every": 1})
     straight = run(AbinitConfig(outdir=str(tmp_path / "straight"), **settings))
-    with pytest.raises(RunInterrupted, match="SIGTERM after epoch 1;"):
-        run(AbinitConfig(outdir=str(tmp_path / "stopped"), **settings), callbacks=signal_at(signal.SIGTERM, 0, 16))
+    with pytest.raises(RunInterrupted, match=f"SIGTERM after step 2 of epoch {epoch + 1};"):
+        run(AbinitConfig(outdir=str(tmp_path / "stopped"), **settings), callbacks=Callbacks(
+            progress=_once(lambda done, total, e, at: e == epoch and at == stage and done >= 16)))
     resumed = resume(tmp_path / "stopped")
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["models"]
+    b = torch.load(tmp_path / "stopped/checkpoints/last.pt", weights_only=True)["models"]
+    for part in a:
+        for name, tensor in a[part].items():
+            torch.testing.assert_close(b[part][name], tensor, atol=0, rtol=0, msg=f"{part}.{name}")
     np.testing.assert_array_equal(resumed.poses()[0], straight.poses()[0])
+    assert [r["mse"] for r in resumed.log] == pytest.approx([r["mse"] for r in straight.log], rel=1e-6)
+    for key in ("reset", "table_start", "search_kmax", "pose_change_deg_median"):  # what came before the stop
+        assert [key in r for r in resumed.log] == [key in r for r in straight.log], key
+        assert resumed.log[epoch].get(key) == pytest.approx(straight.log[epoch].get(key)), key
 
 
 @pytest.mark.parametrize("schedule", ["search", "table"])

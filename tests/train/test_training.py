@@ -143,6 +143,14 @@ def test_refined_latents_lower_each_images_objective(toy, tmp_path, capsys):
     with torch.no_grad():  # without the prior and the band limit, the objective is the training loss per image
         whole = _objective(models, ready, torch.from_numpy(mu), 0.0)
     np.testing.assert_allclose(whole.numpy(), image_losses(models, data, mu), rtol=1e-5)
+    import cryofield.train.inference as inference
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:  # a batch of large images: predicted in pieces
+        patch.setattr(inference, "DECODER_POINTS", 3 * len(ready.coords) + 1)
+        pieces = inference.image_errors(models, ready, torch.from_numpy(mu))
+    with torch.no_grad():
+        np.testing.assert_allclose(pieces.numpy(), inference.image_errors(models, ready, torch.from_numpy(mu)).numpy(),
+                                   rtol=1e-6)
 
     # the command line: eval-images --refine-z, then evaluate --z scores those latents
     assert main(["eval-images", str(out), "--refine-z", "3", "-o", str(tmp_path / "zr.npy")]) == 0

@@ -258,18 +258,21 @@ class Trainer:
             self.graph = GraphedStep(self.optimizer, self.config.batch_size, self.runtime.device)
 
     def train_pass(self, data: ParticleSource, epoch: int,
-                   progress: Callable[[int, int], None] | None = None) -> dict:
+                   progress: Callable[[int, int], None] | None = None, stoppable: bool | None = None) -> dict:
         """One pass of the optimisers over ``data`` (:func:`run_epoch`) with the trainer's state.
 
         A method that :attr:`Method.stops_mid_epoch` makes one pass per epoch: a signal ends
-        it after the current step, and a checkpoint continues it exactly.
+        it after the current step (the record then holds the ``partial`` pass), and a
+        checkpoint continues it exactly. ``stoppable`` overrides that for one pass (ab
+        initio's whole-data passes stop mid-pass, its online search's chunk passes do not).
         """
-        partial = self.take_partial()
+        stoppable = self.method.stops_mid_epoch if stoppable is None else stoppable
+        partial = self.take_partial() if stoppable else None
         rows, before = self._table_rows(data)
         record = run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
                            epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
                            restraint=self.method.restraint(self.models),
-                           stop=self.stops.requested if self.method.stops_mid_epoch else None, partial=partial)
+                           stop=self.stops.requested if stoppable else None, partial=partial)
         if before is not None:
             self._merge_table_rows(rows, before)
         return record
@@ -308,6 +311,11 @@ class Trainer:
         """
         partial, self._partial = self._partial, None
         return partial
+
+    @property
+    def pending_partial(self) -> dict | None:
+        """The stopped epoch still to continue, without taking it (``None`` when there is none)."""
+        return self._partial
 
     def _stop(self, finished: int, partial: dict | None, sampler_at_start) -> None:
         """After a signal: write the checkpoint to continue from (mid-epoch: exactly), and raise RunInterrupted."""
@@ -358,7 +366,9 @@ class Trainer:
         back runs them again).
         """
         state = load_checkpoint(self.workdir, self.runtime.device)
-        self.fresh(self.method.stage(max(int(state["epoch"]), 0)))
+        # the networks of the epoch the checkpoint stopped in, else of the last it finished
+        stopped_in = state["partial"]["epoch"] if "partial" in state else max(int(state["epoch"]), 0)
+        self.fresh(self.method.stage(stopped_in))
         following = self.restore(state)
         self._partial = state.get("partial")
         for optimizer in (self.optimizer, self.pose_optimizer):

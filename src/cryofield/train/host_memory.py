@@ -9,6 +9,12 @@ kernel zeroes each on first touch. Measured on a 2-core Xeon (docs/benchmarks.md
 these; `train-vae` at 128 px went from 39 to 47 images/s, its system time from 7.1 to 1.2 s,
 for 250-500 MB more peak memory (freed blocks stay in the heap for the next step).
 
+At 256 px a step frees more than 1 GiB at the top of the heap (the fp32 phases of the
+positional encoding alone are 316 MB for 8 images), which a trim threshold of 256 MiB or 1 GiB
+handed back to the kernel every step: 600 images of `train-vae` on a 2-core Xeon spent 33-42 s
+of 85-97 s in the kernel (6.9-7.9 images/s). With the largest threshold ``mallopt`` takes
+(2 GiB) the kernel time was 3 s and the speed 8.3-8.9 images/s, at the same peak memory.
+
 A lazily read dataset hands its buffers' freed memory back before each read
 (:func:`cryofield.data.release_freed_memory`).
 """
@@ -24,7 +30,7 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 
 MMAP_THRESHOLD_BYTES = 1 << 30  # blocks up to 1 GiB come from the heap and are reused
-TRIM_THRESHOLD_BYTES = 256 << 20  # free memory kept at the top of the heap before it is returned
+TRIM_THRESHOLD_BYTES = 2**31 - 1  # free memory kept at the top of the heap before it is returned (int's most)
 
 _tuned = False
 

@@ -13,6 +13,10 @@ from cryofield.nn import LatentTable
 from cryofield.train.models import Models
 from cryofield.train.objective import encode
 
+#: Lattice points the decoder evaluates at once when predicting images to score them (about 1 GB
+#: of activations for 256-wide networks at 256 px, 10 images of its half lattice).
+DECODER_POINTS = 2**18
+
 
 def batches(data: ParticleSource, batch_size: int, device: torch.device,
             chunk_size: int = 4096) -> Iterator[tuple[int, PreparedParticles]]:
@@ -86,7 +90,17 @@ def image_losses(models: Models, data: ParticleSource, latents: np.ndarray, batc
 
 
 def image_errors(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
-    """Per-image mean squared error (B,) of the model's predicted images at ``z`` (both images of tilt pairs)."""
+    """Per-image mean squared error (B,) of the model's predicted images at ``z`` (both images of tilt pairs).
+
+    The decoder sees at most :data:`DECODER_POINTS` lattice points at once: a batch of many
+    large images is predicted a few images at a time.
+    """
+    per_call = max(1, DECODER_POINTS // len(batch.coords))
+    if len(batch) > per_call:
+        return torch.cat([image_errors(models, batch.subset(torch.arange(first, min(first + per_call, len(batch)),
+                                                                         device=batch.images.device)),
+                                       None if z is None else z[first:first + per_call])
+                          for first in range(0, len(batch), per_call)])
     parts = [batch] if batch.tilted is None else [batch, batch.tilted]
     total = torch.zeros(len(batch), device=batch.images.device)
     for part in parts:

@@ -58,7 +58,8 @@ class Abinit(Method):
     """
 
     graphs = False  # training passes are interleaved with searches, on chunks of every size
-    # a signal stops a search between two of its chunks (exactly resumable) and other epochs at their end
+    # a signal stops a search between two of its chunks and a whole-data training pass after a step
+    # (both exactly resumable: :meth:`epoch`); an online search's chunk passes are not stopped
     stops_mid_epoch = False
 
     def __init__(self, config: AbinitConfig, data: PreparedParticles):
@@ -140,41 +141,35 @@ class Abinit(Method):
         return self.raw.load(where).to(self.device)
 
     def epoch(self, trainer: Trainer, epoch: int) -> dict:
-        """A reset, a search or a training pass, as the schedule says; the record of the gradient log."""
+        """A reset, a search or a training pass, as the schedule says; the record of the gradient log.
+
+        A signal stops a search between two of its chunks and a training pass over all the
+        particles (or the pretraining's) after its current step: the record then holds the
+        ``partial`` epoch, which a resumed run continues exactly (the search, reset and table
+        start done before the stop are not done again).
+        """
         config, callbacks = self.config, trainer.callbacks
         started = time.perf_counter()
-        stage = config.stage(epoch)
-        record = {"epoch": epoch, "stage": stage}
-        if config.resets(epoch):
-            trainer.fresh(stage)
-            record["reset"] = True
-        trained = None
-        if config.table_schedule and epoch == 0:  # pretraining: some particles at their random poses
-            part = self._pretraining_set()
-            trained = trainer.train_pass(part, epoch, progress=callbacks.progress_of(len(part), "pretrain"))
-            record["pretrain_images"] = len(part)
-        if config.table_schedule and stage == 2 and trainer.models.poses is None:  # the pose table starts
-            trainer.attach_poses(PoseTable(self.poses.rotations))
-            record["table_start"] = True
-        table_before = self._table_poses(trainer.models)
-        earlier = 0.0  # seconds this epoch ran before a stop, when it was resumed mid-search
-        if config.searches(epoch):
-            kmax = config.search_kmax(epoch, self.data.box)
-            t0 = time.perf_counter()
-            searched = self._search_epoch(trainer, kmax, epoch)
-            if isinstance(searched, dict):  # stopped by a signal between two chunks
-                return {"epoch": epoch, "partial": searched}
-            new, trained, earlier = searched
-            record |= {"search_kmax": round(kmax, 2),
-                       "search_seconds": round(time.perf_counter() - t0 + earlier
-                                               - (trained or {}).get("seconds", 0), 3),
-                       **_pose_change(self.poses, new)}
-            self.poses = new
-            self.posed = self._centred(new)
-            if callbacks.poses_found is not None:
-                callbacks.poses_found(epoch, new)
-        if trained is None:
-            trained = trainer.train_pass(self.posed, epoch, progress=callbacks.progress_of(len(self.data), "train"))
+        resumed = trainer.pending_partial
+        if resumed is not None and "record" in resumed:  # a training pass stopped mid-way: after the search
+            record, earlier = dict(resumed["record"]), resumed["seconds"]
+            table_before = None if resumed["table_before"] is None else Poses.from_state(resumed["table_before"])
+            trained = None
+        else:
+            record, trained, table_before, earlier = self._before_training(trainer, epoch)
+            if "partial" in record:
+                return record
+        if trained is None:  # the pass over every particle (the table schedule's first epoch: the pretraining's)
+            pretraining = config.table_schedule and epoch == 0
+            data = self._pretraining_set() if pretraining else self.posed
+            trained = trainer.train_pass(data, epoch, stoppable=True,
+                                         progress=callbacks.progress_of(len(data), "pretrain" if pretraining
+                                                                        else "train"))
+            if "partial" in trained:
+                where = f"after step {trained['partial']['batches']} of epoch {epoch + 1}"
+                return {"epoch": epoch, "partial": trained["partial"] | {
+                    "record": record, "where": where, "seconds": earlier + time.perf_counter() - started,
+                    "table_before": None if table_before is None else table_before.state()}}
         models = trainer.models
         if table_before is not None:  # how far the table's training moved the poses
             record |= _pose_change(table_before, self._table_poses(models))
@@ -191,6 +186,43 @@ class Abinit(Method):
             record["kl"] = trained["kl"]
         record["images_per_second"] = round(record.get("pretrain_images", len(self.data)) / record["seconds"], 1)
         return record
+
+    def _before_training(self, trainer: Trainer, epoch: int) -> tuple[dict, dict | None, Poses | None, float]:
+        """An epoch's reset, pose table start and search (online: with its training).
+
+        Returns the record so far, the online search's training record (else ``None``: the
+        epoch trains afterwards), the pose table's poses before the epoch (``None`` outside
+        the table's stage) and the seconds the epoch ran before a stop it was resumed from.
+        A search stopped by a signal returns ``({"epoch", "partial"}, None, None, 0.0)``.
+        """
+        config, callbacks = self.config, trainer.callbacks
+        stage = config.stage(epoch)
+        record = {"epoch": epoch, "stage": stage}
+        if config.resets(epoch):
+            trainer.fresh(stage)
+            record["reset"] = True
+        if config.table_schedule and epoch == 0:
+            record["pretrain_images"] = min(len(self.data), config.pretrain_images)
+        if config.table_schedule and stage == 2 and trainer.models.poses is None:  # the pose table starts
+            trainer.attach_poses(PoseTable(self.poses.rotations))
+            record["table_start"] = True
+        table_before = self._table_poses(trainer.models)
+        if not config.searches(epoch):
+            return record, None, table_before, 0.0
+        kmax = config.search_kmax(epoch, self.data.box)
+        t0 = time.perf_counter()
+        searched = self._search_epoch(trainer, kmax, epoch)
+        if isinstance(searched, dict):  # stopped by a signal between two chunks
+            return {"epoch": epoch, "partial": searched}, None, None, 0.0
+        new, trained, earlier = searched
+        record |= {"search_kmax": round(kmax, 2),
+                   "search_seconds": round(time.perf_counter() - t0 + earlier - (trained or {}).get("seconds", 0), 3),
+                   **_pose_change(self.poses, new)}
+        self.poses = new
+        self.posed = self._centred(new)
+        if callbacks.poses_found is not None:
+            callbacks.poses_found(epoch, new)
+        return record, trained, table_before, earlier
 
     def _pretraining_set(self) -> SubsetSource:
         """``pretrain_images`` particles drawn at random (seeded), centred by their random starting poses.
