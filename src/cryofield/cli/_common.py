@@ -35,6 +35,16 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apix", type=float, help="pixel size in Angstrom (overrides the files)")
 
 
+def add_tilt_series_argument(parser: argparse.ArgumentParser) -> None:
+    """``--tilt-series`` (the rows of ``IN`` are tilt images, grouped into particles) and ``--tomograms``."""
+    parser.add_argument("--tilt-series", action="store_true",
+                        help="IN lists one row per tilt image (Warp/M, cryoDRGN parse_relion/parse_warptools): group "
+                             "the rows into particles by _rlnTomoParticleName or _rlnGroupName; indices then count "
+                             "particles")
+    parser.add_argument("--tomograms", type=Path,
+                        help="the tomograms .star of a RELION 5 particles .star given without its optimisation set")
+
+
 def add_settings(group, config_class: type, *names: str) -> None:
     """Add the options of a config's settings, each built from its one declaration (:func:`cryofield.train.setting`).
 
@@ -74,7 +84,8 @@ def _scalar_type(hint) -> type:
 
 def load_table(args: argparse.Namespace) -> ParticleTable:
     """Read ``args.input`` with the input options; a file of no particles is an :class:`InputError`."""
-    table = read_particles(args.input, datadir=args.datadir, poses=args.poses, ctf=args.ctf, apix=args.apix)
+    table = read_particles(args.input, datadir=args.datadir, poses=args.poses, ctf=args.ctf, apix=args.apix,
+                           tilt_series=getattr(args, "tilt_series", False), tomograms=getattr(args, "tomograms", None))
     if table.n == 0:
         raise InputError(args.input, "holds no particles")
     return table
@@ -83,7 +94,7 @@ def load_table(args: argparse.Namespace) -> ParticleTable:
 def inputs_of(args: argparse.Namespace) -> list[Path]:
     """Every input file named on the command line."""
     names = [args.input, getattr(args, "poses", None), getattr(args, "ctf", None),
-             getattr(args, "ind", None), getattr(args, "exclude", None)]
+             getattr(args, "ind", None), getattr(args, "exclude", None), getattr(args, "tomograms", None)]
     return [Path(p) for p in names if p is not None]
 
 

@@ -48,6 +48,7 @@ def run(args) -> None:
     from cryofield.reports import plot_fsc
 
     table = load_table(args)
+    table.refuse_premultiplied("backprojection")
     if args.ind is not None:
         table = table.subset(read_indices(args.ind, table.n))
     table.rotations  # noqa: B018  (raises a clear error when the input has no poses)

@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 
-from cryofield.cli._common import add_input_arguments, command_parser, load_table
+from cryofield.cli._common import add_input_arguments, add_tilt_series_argument, command_parser, load_table
 from cryofield.errors import InputError
 from cryofield.io import ParticleTable
+from cryofield.io.tilts import group_column
 
 
 def add_parser(subparsers):
@@ -17,8 +18,10 @@ def add_parser(subparsers):
         cryofield info particles.star
         cryofield info particles.cs --datadir /data/cryosparc/P12 --json
         cryofield info particles.mrcs --poses poses.pkl --ctf ctf.pkl
+        cryofield info tilts.star --tilt-series     # particles, tilts per particle, tilt and exposure ranges
         """)
     add_input_arguments(parser)
+    add_tilt_series_argument(parser)
     parser.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     return parser
 
@@ -60,7 +63,41 @@ def summarise(table: ParticleTable) -> dict:
     if table.shifts_angstrom is not None:
         ranges["shift_x_px"] = _range(table.shifts_px[:, 0])
         ranges["shift_y_px"] = _range(table.shifts_px[:, 1])
+    if table.tilts is not None:
+        summary["tilt_series"] = _tilt_series(table)
+    else:
+        hint = _tilt_series_hint(table)
+        if hint:
+            summary["hint"] = hint
     return summary
+
+
+def _tilt_series(table: ParticleTable) -> dict:
+    """Particles, tilt images per particle and the ranges of tilt and exposure."""
+    tilts = table.tilts
+    counts = tilts.counts()
+    out = {"particles": tilts.n_particles, "tilt_images": table.n,
+           "tilts_per_particle": [int(counts.min()), float(np.median(counts)), int(counts.max())]}
+    if tilts.tilt_deg is not None:
+        out |= {"tilt_deg": _range(tilts.tilt_deg), "tilt_from": tilts.tilt_source}
+    if tilts.exposure is not None:
+        out |= {"exposure_e_per_a2": _range(tilts.exposure), "exposure_from": tilts.exposure_source}
+    return out
+
+
+def _tilt_series_hint(table: ParticleTable) -> str:
+    """A line suggesting ``--tilt-series`` when the rows share particle names, as tilt images do."""
+    if table.record.kind != "star":
+        return ""
+    rows = table.record.star_rows()
+    key = group_column(rows.columns)
+    if key is None:
+        return ""
+    counts = rows[key].value_counts()
+    if len(counts) == len(rows) or counts.min() < 2:
+        return ""
+    return (f"the rows share _{key} values ({len(counts)} groups of {counts.min()}-{counts.max()} rows): if they "
+            "are tilt images, pass --tilt-series to read them as particles")
 
 
 def run(args) -> None:
@@ -85,4 +122,15 @@ def run(args) -> None:
     ]
     for name, (low, high) in summary["ranges"].items():
         lines.append(f"  {name:<24s}{low:12.4g} .. {high:.4g}")
+    series = summary.get("tilt_series")
+    if series is not None:
+        low, median, high = series["tilts_per_particle"]
+        lines += [f"tilt series       {series['particles']} particles in {series['tilt_images']} tilt images, "
+                  f"{low}-{high} per particle (median {median:g})"]
+        for name, label, unit in (("tilt_deg", "stage tilt", "deg"), ("exposure_e_per_a2", "exposure", "e/A^2")):
+            if name in series:
+                where = series["tilt_from" if name == "tilt_deg" else "exposure_from"]
+                lines.append(f"  {label:<24s}{series[name][0]:12.4g} .. {series[name][1]:.4g} {unit} (from {where})")
+    if summary.get("hint"):
+        lines.append("note              " + summary["hint"])
     print("\n".join(lines))

@@ -30,6 +30,7 @@ def run(args) -> None:
     from cryofield.imaging import phase_flip
 
     table = load_table(args)
+    table.refuse_premultiplied("phase flipping")
     ctf = torch.from_numpy(table.ctf_array())
 
     def flip(images, indices):

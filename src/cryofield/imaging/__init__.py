@@ -1,6 +1,7 @@
 """The microscope's forward model: CTF, in-plane shifts, central slices, predicted images, backprojection."""
 
 from cryofield.imaging.ctf import compute_ctf, ctf_at_pixels, ctf_on_lattice, phase_flip
+from cryofield.imaging.dose import critical_exposure, exposure_weights
 from cryofield.imaging.forward import ImageFormation, central_slices, predict_images, slice_frequencies
 from cryofield.imaging.model import (
     VolumeModel,
@@ -21,8 +22,8 @@ from cryofield.imaging.projection import (
 )
 
 __all__ = [
-    "Backprojector", "ImageFormation", "VolumeModel", "central_slices", "compute_ctf", "ctf_at_pixels",
-    "ctf_on_lattice", "evaluate_model", "extract_slices", "half_lattice_mask", "phase_flip", "predict_images",
-    "project", "render_slices", "render_volume", "render_volumes", "shift_phase", "shift_phase_at",
-    "slice_coordinates", "slice_frequencies", "trilinear_apodization",
+    "Backprojector", "ImageFormation", "VolumeModel", "central_slices", "compute_ctf", "critical_exposure",
+    "ctf_at_pixels", "ctf_on_lattice", "evaluate_model", "exposure_weights", "extract_slices", "half_lattice_mask",
+    "phase_flip", "predict_images", "project", "render_slices", "render_volume", "render_volumes", "shift_phase",
+    "shift_phase_at", "slice_coordinates", "slice_frequencies", "trilinear_apodization",
 ]

@@ -14,8 +14,10 @@ from cryofield.errors import InputError
 from cryofield.io.arrays import load_npy
 from cryofield.io.cryosparc import merged_fields, passthrough_tables, read_group
 from cryofield.io.legacy import read_legacy_ctf, read_legacy_poses
-from cryofield.io.star import StarBlock, read_star
+from cryofield.io.relion_tomo import is_tomo_particle_set, read_tomo_particles
+from cryofield.io.star import StarBlock, numeric_column, read_star
 from cryofield.io.table import CTF_FIELDS, ImageRefs, ParticleTable, SourceRecord
+from cryofield.io.tilts import read_tilt_series
 
 STACK_EXTENSIONS = (".mrcs", ".mrc", ".st", ".map")
 METADATA_EXTENSIONS = (".star", ".cs", ".csg", ".txt")
@@ -25,7 +27,8 @@ DEFAULT_AMPLITUDE_CONTRAST = 0.1
 
 def read_particles(path: str | os.PathLike, datadir: str | os.PathLike | None = None,
                    poses: str | os.PathLike | None = None, ctf: str | os.PathLike | None = None,
-                   *, apix: float | None = None) -> ParticleTable:
+                   *, apix: float | None = None, tilt_series: bool = False,
+                   tomograms: str | os.PathLike | None = None) -> ParticleTable:
     """Read particles from any format cryofield knows.
 
     Parameters
@@ -45,6 +48,14 @@ def read_particles(path: str | os.PathLike, datadir: str | os.PathLike | None = 
         CTF parameters from another file: a cryoDRGN (N, 9) pickle, ``.star`` or ``.cs``.
     apix : float, optional
         Pixel size in Angstrom, overriding every other source.
+    tilt_series : bool
+        The rows of a ``.star`` are tilt images: group them into particles by
+        ``_rlnTomoParticleName`` or ``_rlnGroupName`` and read each image's exposure and tilt
+        (:mod:`cryofield.io.tilts`; ``ParticleTable.tilts``). RELION 5 tomography sets (an
+        optimisation set, or a particles file with ``_rlnTomoVisibleFrames``) are always read
+        as tilt series, one row per visible tilt image (:mod:`cryofield.io.relion_tomo`).
+    tomograms : str or PathLike, optional
+        The tomograms file of a RELION 5 particles file given without its optimisation set.
 
     Returns
     -------
@@ -64,12 +75,18 @@ def read_particles(path: str | os.PathLike, datadir: str | os.PathLike | None = 
     if not path.exists():
         raise InputError(path, "file not found")
     ext = path.suffix.lower()
+    if tilt_series and ext != ".star":
+        raise InputError(path, "tilt series are read from a .star file with one row per tilt image")
     if ext in STACK_EXTENSIONS:
         table = _read_stacks(path, [str(path.resolve())], datadir)
     elif ext == ".txt":
         table = _read_txt(path, datadir)
     elif ext == ".star":
-        table = _read_star(path, datadir)
+        blocks = read_star(path)
+        if is_tomo_particle_set(blocks):
+            table = read_tomo_particles(path, blocks, datadir, None if tomograms is None else Path(tomograms))
+        else:
+            table = _read_star(path, datadir, tilt_series, blocks)
     elif ext == ".cs":
         table = _read_cs(path, datadir)
     elif ext == ".csg":  # a cryoSPARC result group: the table of its particle images
@@ -144,15 +161,6 @@ def _merge_optics(path: Path, blocks: dict[str, StarBlock], particles: pd.DataFr
     return merged
 
 
-def _numeric(path: Path, df: dict[str, pd.Series], column: str) -> np.ndarray:
-    values = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(path, f"row {row + 1}: _{column} is {df[column].iloc[row]!r}, not a number")
-    return values
-
-
 def _split_image_names(path: Path, names: pd.Series) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     names = names.astype(str)
     parts = names.str.partition("@")
@@ -168,8 +176,9 @@ def _split_image_names(path: Path, names: pd.Series) -> tuple[tuple[str, ...], n
     return tuple(str(u) for u in uniques), codes.astype(np.int32), index.astype(np.int64) - 1
 
 
-def _read_star(path: Path, datadir: Path | None) -> dict:
-    blocks = read_star(path)
+def _read_star(path: Path, datadir: Path | None, tilt_series: bool = False,
+               blocks: dict[str, StarBlock] | None = None) -> dict:
+    blocks = read_star(path) if blocks is None else blocks
     block_name = _particles_block(path, blocks)
     raw = blocks[block_name].table
     df = _merge_optics(path, blocks, raw)
@@ -180,9 +189,9 @@ def _read_star(path: Path, datadir: Path | None) -> dict:
     refs = ImageRefs(names, stack_id, image_index, path, datadir)
 
     if "rlnImagePixelSize" in df:
-        apix = _numeric(path, df, "rlnImagePixelSize")
+        apix = numeric_column(path, df, "rlnImagePixelSize")
     elif "rlnDetectorPixelSize" in df and "rlnMagnification" in df:
-        apix = _numeric(path, df, "rlnDetectorPixelSize") * 1e4 / _numeric(path, df, "rlnMagnification")
+        apix = numeric_column(path, df, "rlnDetectorPixelSize") * 1e4 / numeric_column(path, df, "rlnMagnification")
     else:
         apix = None
 
@@ -194,34 +203,35 @@ def _read_star(path: Path, datadir: Path | None) -> dict:
         if "rlnAmplitudeContrast" not in df:
             warnings.warn(f"{path}: no _rlnAmplitudeContrast; using RELION's default "
                           f"{DEFAULT_AMPLITUDE_CONTRAST}", stacklevel=2)
-        dfu = _numeric(path, df, "rlnDefocusU")
+        dfu = numeric_column(path, df, "rlnDefocusU")
 
         def column(name: str, default: np.ndarray | float) -> np.ndarray:
-            return _numeric(path, df, name) if name in df else np.broadcast_to(default, (n,)).astype(float)
+            return numeric_column(path, df, name) if name in df else np.broadcast_to(default, (n,)).astype(float)
 
         ctf = pd.DataFrame(dict(zip(CTF_FIELDS, [
             dfu, column("rlnDefocusV", dfu), column("rlnDefocusAngle", 0.0),
-            _numeric(path, df, "rlnVoltage"), _numeric(path, df, "rlnSphericalAberration"),
+            numeric_column(path, df, "rlnVoltage"), numeric_column(path, df, "rlnSphericalAberration"),
             column("rlnAmplitudeContrast", DEFAULT_AMPLITUDE_CONTRAST), column("rlnPhaseShift", 0.0)])))
 
     rotations = None
     if all(c in df for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")):
-        euler = np.stack([_numeric(path, df, c) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")], 1)
+        euler = np.stack([numeric_column(path, df, c) for c in ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")], 1)
         rotations = relion_euler_to_matrix(euler)
 
     shifts_angstrom = shifts_px = None
     if "rlnOriginXAngst" in df and "rlnOriginYAngst" in df:
-        shifts_angstrom = np.stack([_numeric(path, df, "rlnOriginXAngst"),
-                                    _numeric(path, df, "rlnOriginYAngst")], 1)
+        shifts_angstrom = np.stack([numeric_column(path, df, "rlnOriginXAngst"),
+                                    numeric_column(path, df, "rlnOriginYAngst")], 1)
     elif "rlnOriginX" in df and "rlnOriginY" in df:  # RELION 3.0: pixels
-        shifts_px = np.stack([_numeric(path, df, "rlnOriginX"), _numeric(path, df, "rlnOriginY")], 1)
+        shifts_px = np.stack([numeric_column(path, df, "rlnOriginX"), numeric_column(path, df, "rlnOriginY")], 1)
 
-    box = _numeric(path, df, "rlnImageSize").astype(np.int64) if "rlnImageSize" in df else None
-    groups = (_numeric(path, df, "rlnOpticsGroup").astype(np.int64) if "rlnOpticsGroup" in df
+    box = numeric_column(path, df, "rlnImageSize").astype(np.int64) if "rlnImageSize" in df else None
+    groups = (numeric_column(path, df, "rlnOpticsGroup").astype(np.int64) if "rlnOpticsGroup" in df
               else np.ones(n, np.int64))
     record = SourceRecord("star", path, np.arange(n), star=blocks, particles_block=block_name)
     return dict(refs=refs, record=record, pixel_size=apix, ctf=ctf, rotations=rotations,
-                shifts_angstrom=shifts_angstrom, shifts_px=shifts_px, box=box, groups=groups)
+                shifts_angstrom=shifts_angstrom, shifts_px=shifts_px, box=box, groups=groups,
+                tilts=read_tilt_series(path, df) if tilt_series else None)
 
 
 # -- cryoSPARC -------------------------------------------------------------------------------
@@ -386,4 +396,4 @@ def _finish(parts: dict, *, poses, ctf, apix: float | None) -> ParticleTable:
     return ParticleTable(refs=refs, pixel_size_angstrom=pixel_size, box_size_px=box, ctf=ctf_table,
                          rotations_or_none=rotations, shifts_angstrom=shifts_angstrom,
                          optics_group=groups if groups is not None else np.ones(n, np.int64),
-                         record=parts["record"])
+                         record=parts["record"], tilts=parts.get("tilts"))

@@ -198,3 +198,19 @@ def write_star(path: str | os.PathLike, blocks: dict[str, StarBlock]) -> None:
                 fh.write("\n".join(map(" ".join, zip(*columns))))
                 fh.write("\n")
             fh.write("\n")
+
+
+def numeric_column(path: Path, df, column: str) -> np.ndarray:
+    """The STAR column ``column`` of ``df`` (a DataFrame or dict of Series) as float64, shape (N,).
+
+    Raises
+    ------
+    InputError
+        Naming ``path`` and the first row whose value is not a finite number.
+    """
+    values = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(path, f"row {row + 1}: _{column} is {df[column].iloc[row]!r}, not a number")
+    return values

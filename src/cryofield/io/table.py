@@ -15,6 +15,7 @@ from cryofield.conventions import CTF_COLUMNS
 from cryofield.errors import InputError
 from cryofield.io.mrc import MrcStack
 from cryofield.io.star import StarBlock
+from cryofield.io.tilts import TiltSeries
 
 #: Per-particle CTF fields, in the order of ``CTF_COLUMNS[2:]``.
 CTF_FIELDS = CTF_COLUMNS[2:]
@@ -170,6 +171,9 @@ class SourceRecord:
     passthrough : dict of str to structured ndarray, or None
         The other tables of the ``.cs``'s result group (``{file name: table}``), rows matched
         to ``cs``'s by ``uid`` (:mod:`cryofield.io.cryosparc`).
+    one_row_per_particle : bool
+        The source lists a tilt series' images in one row (RELION 5 tomography): ``rows``
+        repeats that row for each image, and the source is written back one row per particle.
     """
 
     kind: Literal["star", "cs", "none"]
@@ -179,10 +183,14 @@ class SourceRecord:
     particles_block: str | None = None
     cs: np.ndarray | None = None
     passthrough: dict[str, np.ndarray] | None = None
+    one_row_per_particle: bool = False
 
     def star_rows(self) -> pd.DataFrame:
-        """The particles' original STAR rows, in table order."""
-        return self.star[self.particles_block].table.iloc[self.rows].reset_index(drop=True)
+        """The particles' original STAR rows, in table order (each once, where one row lists a particle's images)."""
+        rows = self.rows
+        if self.one_row_per_particle:
+            rows = rows[np.sort(np.unique(rows, return_index=True)[1])]
+        return self.star[self.particles_block].table.iloc[rows].reset_index(drop=True)
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,6 +213,9 @@ class ParticleTable:
     optics_group : ndarray, shape (N,), int64
     record : SourceRecord
         The original rows, for export.
+    tilts : TiltSeries or None
+        For tilt series (one row per tilt image): the particle of each image, its exposure
+        and tilt (:mod:`cryofield.io.tilts`); ``None`` for single particles.
     """
 
     refs: ImageRefs
@@ -215,6 +226,7 @@ class ParticleTable:
     shifts_angstrom: np.ndarray | None
     optics_group: np.ndarray
     record: SourceRecord
+    tilts: TiltSeries | None = None
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -325,7 +337,40 @@ class ParticleTable:
             shifts_angstrom=take(self.shifts_angstrom),
             optics_group=self.optics_group[indices],
             record=replace(self.record, rows=self.record.rows[indices]),
+            tilts=None if self.tilts is None else self.tilts.subset(indices),
         )
+
+    def subset_particles(self, particles: np.ndarray) -> ParticleTable:
+        """Tilt series: every image of the particles ``particles`` (0-based), in table order.
+
+        Raises
+        ------
+        InputError
+            The table is not of tilt series, or an index is not a particle's.
+        """
+        if self.tilts is None:
+            raise InputError(self.source, "is not read as tilt series (one row per tilt image)")
+        try:
+            return self.subset(self.tilts.rows_of(particles))
+        except IndexError as error:
+            raise InputError(self.source, str(error)) from None
+
+    def refuse_premultiplied(self, what: str) -> None:
+        """Raise an :class:`InputError` when the images were multiplied by their CTF at extraction.
+
+        The forward model, backprojection and phase flipping all apply the CTF to raw images;
+        applying it to premultiplied ones would apply it twice.
+
+        Parameters
+        ----------
+        what : str
+            The job that cannot run, for the message.
+        """
+        if self.tilts is not None and self.tilts.ctf_premultiplied:
+            raise InputError(self.source, f"{what}: these tilt images were multiplied by their CTF when extracted "
+                                          "(_rlnCtfDataAreCtfPremultiplied 1, the default of RELION 5 and WarpTools), "
+                                          "which cryofield does not model yet; extract them without it (RELION "
+                                          "--no_ctf, WarpTools --dont_premultiply)")
 
     def without_source_rows(self) -> ParticleTable:
         """The same particles without the original STAR/.cs rows kept for export.
@@ -338,5 +383,5 @@ class ParticleTable:
     def present(self) -> dict[str, bool]:
         """Which metadata the table holds."""
         return {"ctf": self.ctf is not None, "rotations": self.rotations_or_none is not None,
-                "shifts": self.shifts_angstrom is not None}
+                "shifts": self.shifts_angstrom is not None, "tilt_series": self.tilts is not None}
 

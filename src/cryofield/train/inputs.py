@@ -34,6 +34,7 @@ def read_table(config: TrainConfig, particles: str | None = None, *, tilted: boo
                            ctf=config.ctf if own else None, apix=config.apix)
     if table.n == 0:
         raise InputError(path, "holds no particles")
+    table.refuse_premultiplied("training")
     if config.ind is not None and (own or tilted):
         table = table.subset(read_indices(config.ind, table.n))
     return table
