@@ -8,6 +8,7 @@ import numpy as np
 
 from cryofield.cli._common import (
     add_input_arguments,
+    add_tilt_series_argument,
     check_outputs,
     command_parser,
     inputs_of,
@@ -24,8 +25,10 @@ def add_parser(subparsers):
         cryofield backproject particles.star -o recon/
         cryofield backproject particles.mrcs --poses poses.pkl --ctf ctf.pkl -o recon/ --ind keep.npy
         cryofield backproject particles.cs --datadir /data/P12 -o recon/ --uninvert-data
+        cryofield backproject tilts.star --tilt-series -o recon/   # halves by particle, exposure-weighted
         """)
     add_input_arguments(parser)
+    add_tilt_series_argument(parser)
     parser.add_argument("-o", "--outdir", type=Path, required=True,
                         help="folder for volume.mrc, half_a.mrc, half_b.mrc, fsc.txt, fsc.png")
     parser.add_argument("--ind", type=Path, help="use only these particles (.npy, .txt or .pkl)")
@@ -49,8 +52,9 @@ def run(args) -> None:
 
     table = load_table(args)
     table.refuse_premultiplied("backprojection")
-    if args.ind is not None:
-        table = table.subset(read_indices(args.ind, table.n))
+    if args.ind is not None:  # tilt series: particles, each with every tilt image
+        table = (table.subset(read_indices(args.ind, table.n)) if table.tilts is None
+                 else table.subset_particles(read_indices(args.ind, table.tilts.n_particles)))
     table.rotations  # noqa: B018  (raises a clear error when the input has no poses)
     outdir: Path = args.outdir
     names = ["volume.mrc", "half_a.mrc", "half_b.mrc", "fsc.txt", "fsc.png"]
@@ -74,6 +78,8 @@ def run(args) -> None:
                    fmt=["%d", "%.6f", "%.3f", "%.6f"], header="shell  freq_1/A  resolution_A  fsc_half_maps")
         plot_fsc(temps[4], freqs_a, {f"half maps ({result.counts[0]} + {result.counts[1]} particles)": result.fsc},
                  title=f"{table.source.name}: {result.resolution_angstrom(0.143):.2f} A at FSC 0.143")
-    print(f"wrote {outdir}/{{{','.join(names)}}}: {table.n} particles, box {result.volume.shape[-1]}, "
+    count = f"{table.n} particles" if table.tilts is None else (f"{table.tilts.n_particles} particles in "
+                                                                f"{table.n} tilt images")
+    print(f"wrote {outdir}/{{{','.join(names)}}}: {count}, box {result.volume.shape[-1]}, "
           f"{apix:.4f} A/px; half-map FSC 0.143 at {result.resolution_angstrom(0.143):.2f} A "
           f"(0.5 at {result.resolution_angstrom(0.5):.2f} A)")

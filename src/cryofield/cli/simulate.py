@@ -20,6 +20,8 @@ def add_parser(subparsers):
         cryofield simulate --volume a.mrc --volume b.mrc --counts 3000 7000 --shift-px 4 -o mix/
         cryofield simulate --volume map.mrc -n 5000 --ctf-from run_data.star --tilt-pairs --tilt-deg 45 -o tilt/
         cryofield simulate --volume map.mrc -n 1000 --no-ctf --snr inf -o clean/
+        cryofield simulate --pdb 1ake.pdb --pdb 4ake.pdb --box 64 --apix 3 -n 2000 --snr 0.01 --tilt-series \
+            --tilt-range -60 60 --tilt-step 6 --dose-per-tilt 5 -o et/    # 2,000 particles x 21 tilts
         cryofield simulate --pdb 1ake.pdb --pdb 4ake.pdb --states 20 --box 64 --apix 1.5 -n 20000 --snr 0.1 -o ake/
         cryofield simulate --pdb 1ake.pdb --rotate A:122-159 --axis A:121:CA,A:122:CA --angles 0 45 \\
             --box 64 --apix 1.5 -n 10000 --population gaussian --means 2 7 --widths 1 1 -o lid/
@@ -72,6 +74,18 @@ def add_parser(subparsers):
     parser.add_argument("--no-ctf", action="store_true", help="no CTF")
     parser.add_argument("--tilt-pairs", action="store_true", help="also write a tilted partner of each particle")
     parser.add_argument("--tilt-deg", type=float, default=45.0, help="tilt about x for the partners (default 45)")
+    series = parser.add_argument_group("cryo-ET tilt series (-n counts particles, each imaged at every tilt)")
+    series.add_argument("--tilt-series", action="store_true",
+                        help="image each particle at every stage tilt about y, damaged by its accumulated exposure; "
+                             "one STAR row per tilt image (read back with --tilt-series)")
+    series.add_argument("--tilt-range", type=float, nargs=2, default=(-60.0, 60.0), metavar=("MIN", "MAX"),
+                        help="stage tilts in degrees (default -60 60)")
+    series.add_argument("--tilt-step", type=float, default=3.0, help="degrees between tilts (default 3)")
+    series.add_argument("--tilt-scheme", choices=["dose-symmetric", "bidirectional"], default="dose-symmetric",
+                        help="order of acquisition (default dose-symmetric: 0, +s, -s, -2s, +2s, ...)")
+    series.add_argument("--dose-per-tilt", type=float, default=3.0, help="e/A^2 per tilt image (default 3)")
+    series.add_argument("--ice", type=float, default=1000.0,
+                        help="ice thickness in A: particle heights, which change each tilt's defocus (default 1000)")
     real = parser.add_argument_group("as real data look (the truth keeps the true values apart)")
     real.add_argument("--junk", type=float, default=0.0, metavar="FRACTION",
                       help="fraction of the images that are junk (default 0), of the --junk-kinds in equal shares")
@@ -99,7 +113,6 @@ def run(args) -> None:
     from cryofield.io import read_particles
     from cryofield.simulate.atomic import population
     from cryofield.simulate.dataset import write_dataset
-    from cryofield.simulate.particles import Imaging
 
     volumes, coordinates, apix = _sources(args)
     rng = np.random.default_rng(args.seed)
@@ -131,9 +144,10 @@ def run(args) -> None:
         if ctf_from is None or ctf_from.ndim != 2 or ctf_from.shape[1] != 9 or not len(ctf_from):
             raise InputError(args.ctf_from, "has no CTF parameters")
     realism = _realism(args, volumes)
-    imaging = Imaging(pixel_size_angstrom=apix, snr=args.snr, snr_radius_px=args.snr_radius, shift_px=args.shift_px,
-                      defocus_range_angstrom=tuple(args.defocus), voltage_kv=args.voltage, cs_mm=args.cs,
-                      amplitude_contrast=args.amp_contrast, bfactor=args.bfactor, ctf=not args.no_ctf)
+    if args.tilt_series:
+        _tilt_series(args, volumes, coordinates, apix, states, ctf_from, realism)
+        return
+    imaging = _imaging(args, apix)
     total = len(states) * (2 if args.tilt_pairs else 1)
     start = time.perf_counter()
     with progress_bar(total, "simulate") as bar:
@@ -147,6 +161,43 @@ def run(args) -> None:
     print(f"wrote {len(states)} images{junk} ({volumes[0].shape[-1]} px, {apix:.4f} A/px, {len(volumes)} states) "
           f"to {where} and {paths.star}" + (f", tilt partners to {paths.tilt_star}" if args.tilt_pairs else "")
           + f"; truth in {paths.truth} in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.0f} images/s)")
+
+
+def _imaging(args, apix: float):
+    """The :class:`Imaging` of the flags."""
+    from cryofield.simulate.particles import Imaging
+
+    return Imaging(pixel_size_angstrom=apix, snr=args.snr, snr_radius_px=args.snr_radius, shift_px=args.shift_px,
+                   defocus_range_angstrom=tuple(args.defocus), voltage_kv=args.voltage, cs_mm=args.cs,
+                   amplitude_contrast=args.amp_contrast, bfactor=args.bfactor, ctf=not args.no_ctf)
+
+
+def _tilt_series(args, volumes, coordinates, apix, states, ctf_from, realism) -> None:
+    """``--tilt-series``: write every particle's tilt series (:mod:`cryofield.simulate.tilt_series`)."""
+    from cryofield.simulate.tilt_series import TiltScheme, write_tilt_series
+
+    clashes = [flag for flag, used in (("--tilt-pairs", args.tilt_pairs), ("--junk", realism.junk_fraction),
+                                       ("--micrographs", realism.micrographs), ("--pose-error", realism.pose_error_deg),
+                                       ("--shift-error", realism.shift_error_px)) if used]
+    if clashes:
+        raise InputError(None, f"--tilt-series cannot be used with {', '.join(clashes)} (not simulated for them)")
+    scheme = TiltScheme(*args.tilt_range, args.tilt_step, args.tilt_scheme, args.dose_per_tilt, args.ice)
+    try:
+        tilts = len(scheme.angles())
+        if args.voltage not in (200.0, 300.0):
+            raise ValueError(f"radiation damage is known at 200 and 300 kV, not at {args.voltage:g} kV")
+    except ValueError as exc:
+        raise InputError(None, str(exc)) from None
+    start = time.perf_counter()
+    with progress_bar(len(states) * tilts, "simulate") as bar:
+        paths = write_tilt_series(args.outdir, volumes, states, _imaging(args, apix), scheme,
+                                  coordinates=coordinates[states], ctf_from=ctf_from, float16=realism.float16,
+                                  seed=args.seed, chunk_size=args.chunk_size, progress=bar.update)
+    elapsed = time.perf_counter() - start
+    print(f"wrote {len(states)} particles x {tilts} tilts ({scheme.min_deg:g} to {scheme.max_deg:g} by "
+          f"{scheme.step_deg:g} deg, {scheme.scheme}, {scheme.dose_per_tilt:g} e/A^2 each) = {len(states) * tilts} "
+          f"images ({volumes[0].shape[-1]} px, {apix:.4f} A/px, {len(volumes)} states) to {paths.stack} and "
+          f"{paths.star}; truth in {paths.truth} in {elapsed:.1f} s")
 
 
 def _realism(args, volumes: list[np.ndarray]):

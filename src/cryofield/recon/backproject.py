@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from cryofield.errors import InputError
-from cryofield.fourier import fft_center
-from cryofield.imaging import Backprojector, ctf_on_lattice, shift_phase
+from cryofield.fourier import fft_center, radius
+from cryofield.imaging import Backprojector, ctf_on_lattice, exposure_weights, shift_phase
 from cryofield.io import ParticleTable
 from cryofield.metrics import fsc, resolution_at
 
@@ -30,7 +30,7 @@ class VoxelReconstruction:
     fsc : ndarray, shape (D//2 + 1,)
         FSC between the half maps.
     counts : tuple of int
-        Particles in half A and half B.
+        Particles in half A and half B (tilt series: particles, not images).
     """
 
     volume: torch.Tensor
@@ -65,6 +65,13 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
     images have the microscope's sign), and inserted with its CTF as the weight into one of
     two half sets chosen at random. The maps are ``sum c X / (sum c^2 + lambda)``.
 
+    Tilt series (``table.tilts``) are split into halves by particle, every tilt image of a
+    particle in the same half (halves that share particles would agree on their noise too),
+    and where each image's exposure is known its weight ``c`` is the CTF times the amplitude
+    radiation damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal
+    exposure), so that damaged frequencies count for what they hold. ``counts`` are then
+    particles.
+
     Parameters
     ----------
     table : ParticleTable
@@ -95,13 +102,22 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
     if table.n < 2:
         raise InputError(table.source, "backprojection needs at least 2 particles (one per half set)")
     apix = common_pixel_size(table)
-    half_b = np.random.default_rng(seed).permutation(table.n) % 2 == 1
+    tilts = table.tilts
+    group = np.arange(table.n) if tilts is None else tilts.particle  # what a half set takes whole
+    groups = int(group.max()) + 1
+    if groups < 2:
+        raise InputError(table.source, "backprojection needs at least 2 particles (one per half set)")
+    half_b = (np.random.default_rng(seed).permutation(groups) % 2 == 1)[group]
+    damage = None if tilts is None or tilts.exposure is None else _damage(table, size, apix)
     halves = [Backprojector(size, dtype=dtype, device=device), Backprojector(size, dtype=dtype, device=device)]
     sign = -1.0 if invert else 1.0
     for indices, images in table.iter_chunks(chunk_size):
         x = fft_center(torch.from_numpy(images).to(device=device, dtype=dtype)) * sign
         x = x * shift_phase(size, shifts[indices].to(device))  # centre: translate by +shift
         weights = None if ctf is None else ctf_on_lattice(ctf[indices].to(device), size)
+        if damage is not None:
+            kept = damage(indices).to(device=device, dtype=dtype)
+            weights = kept if weights is None else weights * kept
         for h, accumulator in enumerate(halves):
             sel = torch.from_numpy(half_b[indices] == bool(h)).to(device)
             if sel.any():
@@ -110,7 +126,27 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
         if progress is not None:
             progress(len(indices))
     map_a, map_b = (h.reconstruct(regularization) for h in halves)
-    counts = (halves[0].count, halves[1].count)
+    counts = (halves[0].count, halves[1].count) if tilts is None else (
+        len(np.unique(group[~half_b])), len(np.unique(group[half_b])))
     halves[0].merge(halves[1])
     freqs, curve = fsc(map_a, map_b)
     return VoxelReconstruction(halves[0].reconstruct(regularization), map_a, map_b, apix, freqs, curve, counts)
+
+
+def _damage(table: ParticleTable, size: int, apix: float) -> Callable[[np.ndarray], torch.Tensor]:
+    """``damage(indices)``: the amplitude the images ``indices`` kept, (K, D, D) on the centred lattice."""
+    frequency = radius(size, 2, dtype=torch.float64) / (size * apix)
+    exposure = torch.from_numpy(table.tilts.exposure)
+    voltage = table.ctf["voltage_kv"].to_numpy() if table.ctf is not None else np.full(table.n, 300.0)
+
+    def damage(indices: np.ndarray) -> torch.Tensor:
+        out = torch.empty((len(indices), size, size), dtype=torch.float64)
+        for kv in np.unique(voltage[indices]):
+            at = np.flatnonzero(voltage[indices] == kv)
+            try:
+                out[at] = exposure_weights(frequency, exposure[indices[at]], float(kv))
+            except ValueError as error:
+                raise InputError(table.source, f"row {int(indices[at[0]]) + 1}: {error}") from None
+        return out
+
+    return damage

@@ -33,8 +33,9 @@ class SimulatedDataset:
     stacks: tuple[Path, ...] = ()
 
 
-def _table(stacks: list[Path], counts: list[int], star: Path, box: int, apix: float, ctf: np.ndarray | None,
-           rotations: np.ndarray, shifts_px: np.ndarray) -> ParticleTable:
+def stack_table(stacks: list[Path], counts: list[int], star: Path, box: int, apix: float, ctf: np.ndarray | None,
+                rotations: np.ndarray, shifts_px: np.ndarray) -> ParticleTable:
+    """The table of images written to ``stacks`` (``counts`` each) in order, as ``star`` will name them."""
     n = sum(counts)
     names = tuple(str(p.relative_to(star.parent)) for p in stacks)
     refs = ImageRefs(names, np.repeat(np.arange(len(stacks), dtype=np.int32), counts),
@@ -45,7 +46,7 @@ def _table(stacks: list[Path], counts: list[int], star: Path, box: int, apix: fl
                          optics_group=np.ones(n, np.int64), record=SourceRecord("none", star, np.arange(n)))
 
 
-class _Stacks:
+class StackStream:
     """Consecutive stacks written as one stream of images (one stack per micrograph)."""
 
     def __init__(self, paths: list[Path], counts: list[int], box: int, apix: float, dtype: type):
@@ -53,6 +54,7 @@ class _Stacks:
         self.current, self.left, self.writer = -1, 0, None
 
     def write(self, images: np.ndarray) -> None:
+        """Append ``images`` (K, D, D), moving on to the next stack as each fills."""
         while len(images):
             if self.left == 0:
                 self._next()
@@ -68,6 +70,7 @@ class _Stacks:
         self.writer = MrcStackWriter(self.paths[self.current], (self.left, self.box, self.box), self.apix, self.dtype)
 
     def close(self) -> None:
+        """Close the stack being written."""
         if self.writer is not None:
             self.writer.close()
 
@@ -182,14 +185,14 @@ def write_dataset(outdir: str | os.PathLike, volumes: list[np.ndarray], states: 
     with atomic_outputs(*finals) as temps:
         temp_of = dict(zip(finals, temps))
         for job_stacks, job_counts, star, rots, written, noise_seed in jobs:
-            writer = _Stacks([temp_of[p] for p in job_stacks], job_counts, box, apix, dtype)
+            writer = StackStream([temp_of[p] for p in job_stacks], job_counts, box, apix, dtype)
             try:
                 for images in simulate_chunks(projector, images_of, rots, shifts, ctf, imaging, seed=noise_seed,
                                               chunk_size=chunk_size, progress=progress, signal=junk_kind == 0):
                     writer.write(images)
             finally:
                 writer.close()
-            table = _table(job_stacks, job_counts, star, box, apix, ctf, written, written_shifts)
+            table = stack_table(job_stacks, job_counts, star, box, apix, ctf, written, written_shifts)
             write_particles(table, temp_of[star], extra_columns=extra)
         with open(temp_of[paths.truth], "wb") as fh:
             np.savez(fh, state=states, coordinates=coordinates, rotations=rotations, shifts_px=shifts,

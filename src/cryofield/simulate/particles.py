@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from cryofield.fourier import fft_center, ifft_center, pad_center, radius
-from cryofield.imaging import ctf_on_lattice, extract_slices, shift_phase, trilinear_apodization
+from cryofield.imaging import ctf_on_lattice, exposure_weights, extract_slices, shift_phase, trilinear_apodization
 from cryofield.so3 import random_rotations
 
 
@@ -114,8 +114,9 @@ class VolumeProjector:
         self._ft.clear()
 
     def __call__(self, states: np.ndarray, rotations: torch.Tensor, shifts_px: torch.Tensor,
-                 ctf_params: torch.Tensor | None, bfactor: float = 0.0) -> torch.Tensor:
-        """Images ``X = -(CTF * P)`` shifted so that each particle's centre sits at ``-shift``.
+                 ctf_params: torch.Tensor | None, bfactor: float = 0.0,
+                 weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``X = -(CTF * W * P)`` shifted so that each particle's centre sits at ``-shift``.
 
         Parameters
         ----------
@@ -125,6 +126,8 @@ class VolumeProjector:
             RELION-sign shifts.
         ctf_params : Tensor, shape (B, 9), or None
         bfactor : float
+        weights : Tensor, shape (B, D, D), optional
+            ``W``, a real filter per image on the centred lattice (radiation damage).
 
         Returns
         -------
@@ -139,6 +142,8 @@ class VolumeProjector:
         if ctf_params is not None:
             b = torch.full((len(states),), float(bfactor), dtype=torch.float64) if bfactor else None
             slices = slices * ctf_on_lattice(ctf_params, size, bfactor=b)
+        if weights is not None:
+            slices = slices * weights
         slices = slices * shift_phase(size, -shifts_px)  # content moves to -shift
         return -ifft_center(slices).real
 
@@ -158,7 +163,8 @@ def noise_std(signal: torch.Tensor, snr: float, radius_px: float | None = None) 
 def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: np.ndarray, shifts_px: np.ndarray,
                     ctf_params: np.ndarray | None, imaging: Imaging, *, seed: int = 0, chunk_size: int = 1000,
                     progress: Callable[[int], None] | None = None, signal: np.ndarray | None = None,
-                    scratch: str | os.PathLike | None = None) -> Iterator[np.ndarray]:
+                    scratch: str | os.PathLike | None = None,
+                    exposure: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield float32 images chunk by chunk, noise at ``imaging.snr`` (std set by the first chunk).
 
     When the projector cannot hold every volume's transform (:attr:`VolumeProjector.resident`),
@@ -180,14 +186,22 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
         The images whose signal sets the noise (the particles, not the junk; default all).
     scratch : str or PathLike, optional
         Folder of the temporary file (default: the system's, ``TMPDIR``).
+    exposure : ndarray, shape (N,), optional
+        Each image's accumulated exposure (e/A^2): its amplitudes are damped by
+        :func:`cryofield.imaging.exposure_weights` (at ``imaging.voltage_kv``, without the cut).
 
     Yields
     ------
     ndarray, shape (B, D, D), float32
     """
+    frequency = radius(projector.size, 2, dtype=torch.float64) / (projector.size * imaging.pixel_size_angstrom)
+
     def project(rows: np.ndarray | slice) -> torch.Tensor:
+        weights = None if exposure is None else exposure_weights(
+            frequency, torch.from_numpy(np.asarray(exposure[rows], np.float64)), imaging.voltage_kv, cutoff=False)
         return projector(states[rows], torch.from_numpy(rotations[rows]), torch.from_numpy(shifts_px[rows]),
-                         None if ctf_params is None else torch.from_numpy(ctf_params[rows]), imaging.bfactor)
+                         None if ctf_params is None else torch.from_numpy(ctf_params[rows]), imaging.bfactor,
+                         weights)
 
     if projector.resident:
         yield from _with_noise((project(slice(s, s + chunk_size)) for s in range(0, len(states), chunk_size)),

@@ -1,0 +1,104 @@
+"""Simulated tilt series (issue 26, item 2) and their backprojection by particle, exposure-weighted."""
+
+import numpy as np
+import pytest
+import torch
+
+from cryofield.cli.main import main
+from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
+from cryofield.fourier import fft_center, radius
+from cryofield.imaging import exposure_weights
+from cryofield.io import read_map, read_particles
+from cryofield.metrics import fsc
+from cryofield.simulate.particles import Imaging, VolumeProjector, simulate_chunks
+from cryofield.simulate.tilt_series import TiltScheme
+
+
+def test_acquisition_orders():
+    assert TiltScheme(-12, 12, 3).angles().tolist() == [0, 3, -3, -6, 6, 9, -9, -12, 12]
+    assert TiltScheme(-6, 12, 3, "dose-symmetric").angles().tolist() == [0, 3, -3, -6, 6, 9, 12]
+    assert TiltScheme(-6, 9, 3, "bidirectional").angles().tolist() == [0, 3, 6, 9, -3, -6]
+    with pytest.raises(ValueError, match="holds 0"):
+        TiltScheme(10, 60, 3).angles()
+
+
+def test_exposure_damps_each_frequency_by_its_weight():
+    rng = np.random.default_rng(0)
+    volume = rng.random((16, 16, 16))
+    imaging = Imaging(pixel_size_angstrom=2.0, ctf=False)
+    pose = np.repeat(np.eye(3)[None], 2, 0)
+    images = next(simulate_chunks(VolumeProjector([volume]), np.zeros(2, int), pose, np.zeros((2, 2)), None, imaging,
+                                  exposure=np.array([0.0, 40.0])))
+    ratio = fft_center(torch.from_numpy(images[1]).double()) / fft_center(torch.from_numpy(images[0]).double())
+    k = radius(16, 2, dtype=torch.float64) / (16 * 2.0)
+    expected = exposure_weights(k, torch.tensor([40.0]), cutoff=False)[0]
+    inside = radius(16, 2) <= 7
+    torch.testing.assert_close(ratio.real[inside], expected[inside], atol=2e-3, rtol=1e-3)
+
+
+def test_simulate_tilt_series_and_read_them_back(tmp_path, capsys):
+    out = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--pdb", str(example_path(ADK_OPEN)),
+                 "--box", "24", "--apix", "4", "-n", "6", "--states", "3", "--snr", "1", "--tilt-series",
+                 "--tilt-range", "-30", "30", "--tilt-step", "10", "--dose-per-tilt", "4", "--float16",
+                 "-o", str(out)]) == 0
+    assert "6 particles x 7 tilts" in capsys.readouterr().out
+    table = read_particles(out / "particles.star", tilt_series=True)
+    truth = np.load(out / "truth.npz")
+    assert table.n == 42 and table.tilts.counts().tolist() == [7] * 6
+    np.testing.assert_allclose(table.tilts.tilt_deg[:7], [0, 10, -10, -20, 20, 30, -30])
+    np.testing.assert_allclose(table.tilts.exposure[:7], 4.0 * np.arange(7))
+    np.testing.assert_allclose(table.rotations_or_none, truth["image_rotations"], atol=1e-6)
+    theta = np.radians(truth["tilt_deg"])
+    x, z = truth["position_angstrom"][truth["particle"], 0], truth["position_angstrom"][truth["particle"], 2]
+    depth = -np.sin(theta) * x + np.cos(theta) * z  # each tilt's defocus follows the particle's depth
+    base = table.ctf["defocus_u_angstrom"].to_numpy() + depth
+    np.testing.assert_allclose(base.reshape(6, 7), base.reshape(6, 7)[:, :1].repeat(7, 1), atol=1e-6)
+    assert main(["simulate", "--volume", str(out / "truth_vols/vol_000.mrc"), "-n", "2", "--tilt-series",
+                 "--junk", "0.1", "-o", str(tmp_path / "x")]) == 2
+    assert "--tilt-series cannot be used with --junk" in capsys.readouterr().err
+
+
+def test_backprojection_takes_particles_whole_and_weights_their_exposure(tmp_path, capsys):
+    out = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "32", "--apix", "2",
+                 "-n", "100", "--snr", "0.05", "--tilt-series", "--tilt-step", "6", "--dose-per-tilt", "5",
+                 "-o", str(out)]) == 0
+    truth, _ = read_map(out / "truth_vols/vol_000.mrc")
+    auc = {}
+    for flag in ("", "--tilt-series"):
+        assert main(["backproject", str(out / "particles.star"), "-o", str(tmp_path / f"bp{flag}")]
+                    + ([flag] if flag else [])) == 0
+        volume, _ = read_map(tmp_path / f"bp{flag}/volume.mrc")
+        auc[flag] = float(fsc(torch.from_numpy(volume), torch.from_numpy(truth))[1].mean())
+    assert "100 particles in 2100 tilt images" in capsys.readouterr().out
+    assert auc["--tilt-series"] > auc[""] + 0.02  # damaged frequencies weighted by what they hold
+    (tmp_path / "keep.txt").write_text("\n".join(map(str, range(0, 100, 2))) + "\n")
+    assert main(["backproject", str(out / "particles.star"), "--tilt-series", "--ind", str(tmp_path / "keep.txt"),
+                 "-o", str(tmp_path / "half")]) == 0
+    assert "50 particles in 1050 tilt images" in capsys.readouterr().out
+
+
+def test_halves_hold_whole_particles(tmp_path, monkeypatch):
+    import cryofield.recon.backproject as backproject
+
+    out = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "16", "--apix", "4",
+                 "-n", "9", "--tilt-series", "--tilt-step", "20", "-o", str(out)]) == 0
+    table = read_particles(out / "particles.star", tilt_series=True)
+    inserted = {}  # each half's accumulator: the rotations of the images it took
+    original = backproject.Backprojector.insert
+
+    def insert(self, images, rotations, weights=None):
+        inserted.setdefault(id(self), []).append(rotations.double().numpy())
+        return original(self, images, rotations, weights)
+
+    monkeypatch.setattr(backproject.Backprojector, "insert", insert)
+    result = backproject.backproject_table(table)
+    assert sum(result.counts) == 9 and abs(result.counts[0] - result.counts[1]) == 1
+    halves = [np.concatenate(r) for r in inserted.values()]
+    assert len(halves) == 2 and sum(map(len, halves)) == table.n
+    for particle in range(9):
+        own = table.rotations_or_none[table.tilts.particle == particle]
+        in_half = [sum(np.abs(h - r).sum((1, 2)).min() < 1e-4 for r in own) for h in halves]
+        assert sorted(in_half) == [0, len(own)], particle  # all of its tilt images in one half
