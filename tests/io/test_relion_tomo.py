@@ -153,3 +153,31 @@ def test_a_selection_is_written_one_row_per_particle(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(["backproject", str(source), "-o", str(tmp_path / "bp")]) == 2
     assert "multiplied by their CTF when extracted" in capsys.readouterr().err
+
+
+def test_warptools_tomograms_give_the_tilt_rotations_as_rows(data, tmp_path):
+    """WarpTools writes each tilt's rotation as _rlnTomoProjX/Y/Z rows and positions in tomogram pixels."""
+    tomograms = data / "tomo/warptools_export/matching_tomograms.star"
+    _star(tmp_path / "particles.star", {
+        "optics": {"rlnOpticsGroup": [1], "rlnOpticsGroupName": ["opticsGroup1"], "rlnVoltage": [300.0],
+                   "rlnSphericalAberration": [2.7], "rlnAmplitudeContrast": [0.07], "rlnImagePixelSize": [6.16],
+                   "rlnImageSize": [32]},
+        "particles": {"rlnTomoName": ["24jul16a_Position_27_1.tomostar"] * 2, "rlnOpticsGroup": [1, 1],
+                      "rlnCoordinateX": [2048.0, 2048.0], "rlnCoordinateY": [2048.0, 2048.0],
+                      "rlnCoordinateZ": [1000.0, 1100.0], "rlnAngleRot": [0.0, 0.0], "rlnAngleTilt": [0.0, 0.0],
+                      "rlnAnglePsi": [0.0, 0.0], "rlnTomoVisibleFrames": ["[" + ",".join(["1"] * 31) + "]"] * 2,
+                      "rlnImageName": ["a.mrcs", "b.mrcs"]}})
+    table = read_particles(tmp_path / "particles.star", tomograms=tomograms)
+    frames = read_star(tomograms)["24jul16a_Position_27_1.tomostar"].table
+    assert table.n == 62 and table.tilts.counts().tolist() == [31, 31]
+    c, s = np.cos(np.radians(83.94)), np.sin(np.radians(83.94))
+    y = np.radians(-45.0)
+    first = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0],
+                                                                     [-np.sin(y), 0, np.cos(y)]])
+    np.testing.assert_allclose(table.rotations_or_none[0], first, atol=1e-3)  # Rz(ZRot) Ry(YTilt): RELION's R_f
+    np.testing.assert_allclose(table.tilts.exposure[:31], frames["rlnMicrographPreExposure"].to_numpy(float))
+    # at the tomogram's centre the defocus is the tilt's; 100 px (154 A) higher it is nearer focus by the depth
+    np.testing.assert_allclose(table.ctf["defocus_u_angstrom"][:31], frames["rlnDefocusU"].to_numpy(float))
+    depth = 154.0 * table.rotations_or_none[31:, 2, 2]
+    np.testing.assert_allclose(table.ctf["defocus_u_angstrom"][31:], frames["rlnDefocusU"].to_numpy(float) - depth,
+                               rtol=1e-9)
