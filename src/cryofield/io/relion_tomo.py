@@ -23,7 +23,7 @@ of its tilt series is read that way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -276,9 +276,10 @@ def _expand(path: Path, blocks: dict[str, StarBlock], block_name: str, table: pd
         defocus[:, 0], defocus[:, 1], defocus[:, 2], optic("rlnVoltage")[particle],
         optic("rlnSphericalAberration")[particle], optic("rlnAmplitudeContrast")[particle], phase])))
     stack_names, stack_id = stacks
-    refs = ImageRefs(stack_names, stack_id[particle].astype(np.int32), _image_index(images, series, tomo, frame,
-                                                                                     stack_names, stack_id, particle,
-                                                                                     path, datadir), path, datadir)
+    refs = ImageRefs(stack_names, stack_id[particle].astype(np.int32),
+                     np.concatenate([np.arange(len(f)) for f in images]), path, datadir)  # RELION's: visible only
+    if _holds_every_tilt(refs, len(series[str(tomo[0])].exposure), len(images[0])):
+        refs = replace(refs, image_index=frame.astype(np.int64))
     names = (table["rlnTomoParticleName"].astype(str).tolist() if "rlnTomoParticleName" in table.columns
              else [f"{t}/{i + 1}" for i, t in enumerate(table["rlnTomoName"].astype(str))])
     premultiplied = ("rlnCtfDataAreCtfPremultiplied" in optics.columns
@@ -337,20 +338,15 @@ def _visible_frames(path: Path, table: pd.DataFrame, series: dict[str, _Series],
     return frames, (tuple(str(u) for u in uniques), codes)
 
 
-def _image_index(images: list[np.ndarray], series: dict[str, _Series], tomo: np.ndarray, frame: np.ndarray,
-                 stack_names: tuple[str, ...], stack_id: np.ndarray, particle: np.ndarray, path: Path,
-                 datadir: Path) -> np.ndarray:
-    """Each image's slice in its particle's stack: its rank among the visible tilts, or its frame in a full stack.
+def _holds_every_tilt(refs: ImageRefs, frames: int, visible: int) -> bool:
+    """Whether the stacks hold a slice per tilt (older WarpTools), judged by the first particle's.
 
-    A stack is taken to hold every tilt (older WarpTools) when the first particle's holds one
-    image per row of its tilt series and more than it shows; otherwise the visible ones.
+    It does when its stack has one image per row of its tilt series and more than it shows;
+    RELION's hold the visible tilts only. Stacks not here (``info`` on the metadata alone) are
+    taken to be RELION's.
     """
-    rank = np.concatenate([np.arange(len(f)) for f in images])
-    probe = ImageRefs(stack_names, stack_id.astype(np.int32), np.zeros(len(stack_id), np.int64), path, datadir)
     try:
-        held = len(probe.stack(int(stack_id[0])))
-    except InputError:  # stacks not here (info on metadata alone): RELION's layout
-        return rank
-    first = np.flatnonzero(particle == 0)
-    full = held == len(series[str(tomo[first[0]])].exposure) and held > len(first)
-    return frame if full else rank
+        held = len(refs.stack(int(refs.stack_id[0])))
+    except InputError:
+        return False
+    return held == frames and held > visible
