@@ -102,3 +102,38 @@ def test_halves_hold_whole_particles(tmp_path, monkeypatch):
         own = table.rotations_or_none[table.tilts.particle == particle]
         in_half = [sum(np.abs(h - r).sum((1, 2)).min() < 1e-4 for r in own) for h in halves]
         assert sorted(in_half) == [0, len(own)], particle  # all of its tilt images in one half
+
+
+def test_ctf_of_a_tilt_image_is_damped_by_its_exposure():
+    from cryofield.fourier import lattice
+    from cryofield.imaging import ctf_at_pixels
+
+    coords = lattice(16, 2, normalized=False).reshape(-1, 2)
+    params = torch.tensor([[16, 2.0, 15000, 14000, 30, 300, 2.7, 0.1, 0],
+                           [16, 2.0, 15000, 14000, 30, 200, 2.7, 0.1, 0]])
+    exposure = torch.tensor([[30.0], [12.0]])
+    damped = ctf_at_pixels(torch.cat([params, exposure], 1), coords, 16)
+    k = (coords / 32.0).norm(dim=-1)
+    weights = torch.cat([exposure_weights(k, exposure[i], float(params[i, 5])) for i in range(2)])  # 300, 200 kV
+    torch.testing.assert_close(damped, ctf_at_pixels(params, coords, 16) * weights)
+    assert weights.min() < 0.5 and (weights[:, k == 0] == 1).all()
+
+
+def test_training_on_tilt_images_weighs_their_exposure(tmp_path):
+    """train-nn on tilt images as single particles: the forward model damps each by its exposure."""
+    import json
+
+    out = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "32", "--apix", "2",
+                 "-n", "100", "--snr", "0.05", "--tilt-series", "--tilt-step", "6", "--dose-per-tilt", "5",
+                 "-o", str(out)]) == 0
+    truth, _ = read_map(out / "truth_vols/vol_000.mrc")
+    auc = {}
+    for flag in ("", "--tilt-series"):
+        run = tmp_path / f"nn{flag}"
+        assert main(["train-nn", str(out / "particles.star"), "-o", str(run), "-n", "3", "--dec-dim", "64",
+                     "--dec-layers", "2", "-b", "16", "--lr", "3e-3"] + ([flag] if flag else [])) == 0
+        assert json.loads((run / "config.json").read_text())["data_exposure_weighted"] == bool(flag)
+        volume, _ = read_map(run / "volume.mrc")
+        auc[flag] = float(fsc(torch.from_numpy(volume), torch.from_numpy(truth))[1].mean())
+    assert auc["--tilt-series"] > auc[""] + 0.015  # measured 0.426 against 0.389

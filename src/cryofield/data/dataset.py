@@ -143,8 +143,17 @@ def _transforms(table: ParticleTable, size: int, *, invert: bool, window_r: floa
 
 
 def _ctf_params(table: ParticleTable) -> torch.Tensor | None:
-    """The table's CTF parameters, (N, 9) float32 (:meth:`ParticleTable.ctf_array`), or None."""
-    return None if table.ctf is None else torch.from_numpy(table.ctf_array()).float()
+    """The table's CTF parameters, (N, 9) float32 (:meth:`ParticleTable.ctf_array`), or None.
+
+    Tilt images with known exposures get it as a tenth column (e/A^2): their CTF is then
+    damped by the amplitude radiation damage left (:func:`cryofield.imaging.ctf_at_pixels`).
+    """
+    if table.ctf is None:
+        return None
+    params = table.ctf_array()
+    if table.tilts is not None and table.tilts.exposure is not None:
+        params = np.column_stack([params, table.tilts.exposure])
+    return torch.from_numpy(params).float()
 
 
 def prepare_particles(table: ParticleTable, *, invert: bool = True, window_r: float = 0.85,
@@ -223,7 +232,7 @@ class CompactParticles:
     coords : Tensor, shape (P, 2)
         ``(kx, ky)`` of those pixels in cycles per box.
     rotations : Tensor, shape (N, 3, 3)
-    ctf_params : Tensor, shape (N, 9) or None
+    ctf_params : Tensor, shape (N, 9) or (N, 10), or None
         Rows of :meth:`cryofield.io.ParticleTable.ctf_array`.
     scale : float
     box : int

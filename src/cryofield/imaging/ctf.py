@@ -7,6 +7,7 @@ import math
 import torch
 
 from cryofield.fourier import lattice, rfft_frequencies
+from cryofield.imaging.dose import exposure_weights
 
 
 def _wavelength_angstrom(voltage_kv: torch.Tensor) -> torch.Tensor:
@@ -65,9 +66,11 @@ def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> 
 
     Parameters
     ----------
-    ctf_params : Tensor, shape (B, 9)
+    ctf_params : Tensor, shape (B, 9) or (B, 10)
         Rows of :meth:`cryofield.io.ParticleTable.ctf_array` (column 1, the pixel size in
-        Angstrom, sets the frequencies; column 0 is not used).
+        Angstrom, sets the frequencies; column 0 is not used); a tenth column is each tilt
+        image's accumulated exposure (e/A^2), which damps its CTF by the amplitude radiation
+        damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal exposure).
     coords : Tensor, shape (P, 2)
         ``(kx, ky)`` of the pixels in cycles per box.
     size : int
@@ -79,7 +82,10 @@ def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> 
         Equal to ``ctf_on_lattice(ctf_params, size)`` at those pixels.
     """
     freqs = coords.to(ctf_params)[None] / (size * ctf_params[:, 1].reshape(-1, 1, 1))
-    return compute_ctf(freqs, *ctf_params[:, 2:].unbind(-1))
+    ctf = compute_ctf(freqs, *ctf_params[:, 2:9].unbind(-1))
+    if ctf_params.shape[1] > 9:
+        ctf = ctf * exposure_weights(freqs.norm(dim=-1), ctf_params[:, 9], ctf_params[:, 5], batched=True)
+    return ctf
 
 
 def phase_flip(images: torch.Tensor, ctf_params: torch.Tensor) -> torch.Tensor:

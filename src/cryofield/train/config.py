@@ -93,6 +93,9 @@ class TrainConfig:
     ctf: str | None = setting(None, path=True)
     datadir: str | None = setting(None, path=True)
     ind: str | None = setting(None, "train on these particles only (.npy, .txt or .pkl)", path=True)
+    tilt_series: bool = setting(False, "IN lists one row per tilt image (Warp/M, cryoDRGN parse_relion): read each "
+                                       "image's exposure (RELION 5 sets always are read so); the images are still "
+                                       "trained on one by one")
     apix: float | None = setting(None)
     zdim: int = setting(0, "latent dimension (default 0: one volume)")
     enc_dim: int = setting(256, "encoder width (default 256)")
@@ -141,6 +144,8 @@ class TrainConfig:
     box: int = setting(0, resume=KEPT)
     data_pixel_size: float = setting(0.0, resume=KEPT)
     data_scale: float = setting(1.0, resume=KEPT)
+    #: whether each image's predicted transform is damped by its exposure (tilt images; ``imaging.dose``)
+    data_exposure_weighted: bool = setting(False, resume=KEPT)
     versions: dict = setting(resume=KEPT, factory=dict)
 
     def objective(self, mse, kl, restraint, n_pixels: int):

@@ -31,7 +31,8 @@ def read_table(config: TrainConfig, particles: str | None = None, *, tilted: boo
     own = particles is None and not tilted
     path = config.tilt if tilted else (particles or config.particles)
     table = read_particles(path, datadir=config.datadir, poses=config.poses if own else None,
-                           ctf=config.ctf if own else None, apix=config.apix)
+                           ctf=config.ctf if own else None, apix=config.apix,
+                           tilt_series=config.tilt_series and not tilted)
     if table.n == 0:
         raise InputError(path, "holds no particles")
     table.refuse_premultiplied("training")
