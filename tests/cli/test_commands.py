@@ -64,7 +64,7 @@ def test_info_text_and_json(data, capsys):
                  "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["particles"] == 17 and summary["stacks_found"] == 2
-    assert summary["present"] == {"ctf": True, "rotations": True, "shifts": True}
+    assert summary["present"] == {"ctf": True, "rotations": True, "shifts": True, "tilt_series": False}
     assert summary["pixel_size_angstrom"] == [0.89]
 
 
