@@ -6,6 +6,7 @@ from cryofield.conventions import (
     cryosparc_pose_to_matrix,
     matrix_to_relion_euler,
     relion_euler_to_matrix,
+    relion_tilt_matrix,
     rotvec_to_matrix,
 )
 
@@ -78,3 +79,16 @@ def test_numpy_and_torch_forms_are_one_definition(name, make, rng):
     assert out.dtype == torch.float32
     out.sum().backward()
     assert torch.isfinite(t.grad).all()
+
+
+def test_relion_tilt_matrix_is_active_zyx(rng):
+    """RELION 5's R_f = Rz(ZRot) Ry(YTilt) Rx(XTilt): scipy's extrinsic xyz, numpy and torch alike."""
+    import torch
+
+    x, y, z = rng.uniform(-60, 60, (3, 5))
+    expected = Rotation.from_euler("xyz", np.stack([x, y, z], 1), degrees=True).as_matrix()
+    np.testing.assert_allclose(relion_tilt_matrix(x, y, z), expected, atol=1e-12)
+    np.testing.assert_allclose(relion_tilt_matrix(*(torch.from_numpy(a) for a in (x, y, z))).numpy(), expected,
+                               atol=1e-12)
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))  # a stage tilt of +30 degrees about y
+    np.testing.assert_allclose(relion_tilt_matrix(0.0, 30.0, 0.0), [[c, 0, s], [0, 1, 0], [-s, 0, c]], atol=1e-15)

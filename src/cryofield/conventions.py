@@ -120,6 +120,38 @@ def matrix_to_relion_euler(rot):
     return xp.rad2deg(xp.stack([rot_angle, tilt, psi], -1))
 
 
+def relion_tilt_matrix(x_tilt_deg, y_tilt_deg, z_rot_deg):
+    """A tilt image's rotation in RELION 5's tomography: ``R_f = Rz(ZRot) Ry(YTilt) Rx(XTilt)``.
+
+    Active right-handed rotations about the tomogram's axes (``_rlnTomoXTilt``,
+    ``_rlnTomoYTilt``, ``_rlnTomoZRot``; RELION's ``Tomogram::setProjectionMatrix``): the
+    volume frame of the tomogram to the frame of the tilt image. ``Ry(theta)`` alone is a
+    stage tilt about y.
+
+    Parameters
+    ----------
+    x_tilt_deg, y_tilt_deg, z_rot_deg : ndarray or Tensor, shape (...)
+        Degrees.
+
+    Returns
+    -------
+    ndarray (float64) or Tensor (the input's dtype), shape (..., 3, 3)
+    """
+    xp, x = _namespace(x_tilt_deg)
+    _, y = _namespace(y_tilt_deg)
+    _, z = _namespace(z_rot_deg)
+
+    def about(axis: int, deg):
+        c, s = xp.cos(xp.deg2rad(deg)), xp.sin(xp.deg2rad(deg))
+        one, zero = xp.ones_like(c), xp.zeros_like(c)
+        rows = {0: [[one, zero, zero], [zero, c, -s], [zero, s, c]],
+                1: [[c, zero, s], [zero, one, zero], [-s, zero, c]],
+                2: [[c, -s, zero], [s, c, zero], [zero, zero, one]]}[axis]
+        return xp.stack([xp.stack(row, -1) for row in rows], -2)
+
+    return about(2, z) @ about(1, y) @ about(0, x)
+
+
 def quaternion_to_matrix(q):
     """Rotation matrices from quaternions ``(w, x, y, z)`` (normalised here), (..., 4) -> (..., 3, 3).
 

@@ -72,13 +72,13 @@ def run(args) -> None:
         data = prepare(replace(config, lazy=args.lazy), table, scale=config.data_scale, tilt=tilt,
                        progress=lambda done, total: bar.update(done - bar.n))
     _, models = load_models(workdir, config.box, data.n_pixels)
-    means, logvars, losses = evaluate_images(models, data, args.batch_size, losses=not args.refine_z)
+    means, logvars, losses = evaluate_images(models, data, args.batch_size, losses=not args.refine_z, amp=config.amp)
     if args.refine_z:
         radius = args.refine_radius or None
         with progress_bar(len(data), "refine z") as bar:
             means = refine_latents(models, data, steps=args.refine_z, lr=args.refine_lr, radius_px=radius,
                                    kl_weight=config.kl_weight, amp=config.amp, progress=bar.update)
-        losses = image_losses(models, data, means, args.batch_size)
+        losses = image_losses(models, data, means, args.batch_size, amp=config.amp)
     stem = args.output.with_suffix("")
     with atomic_outputs(args.output, f"{stem}.logvar.npy", f"{stem}.loss.npy") as temps:
         for temp, array in zip(temps, (means, logvars, losses)):

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cryofield.conventions import relion_euler_to_matrix
+from cryofield.conventions import relion_euler_to_matrix, relion_tilt_matrix
 from cryofield.errors import InputError
 from cryofield.io.star import StarBlock, numeric_column, read_star
 from cryofield.io.table import CTF_FIELDS, ImageRefs, SourceRecord
@@ -170,7 +170,7 @@ def _series(path: Path, frames: pd.DataFrame, tomogram: pd.Series, tomograms: Pa
         return numeric_column(path, frames, name)
 
     if "rlnTomoXTilt" in frames.columns:
-        rotations = _rz(column("rlnTomoZRot")) @ _ry(column("rlnTomoYTilt")) @ _rx(column("rlnTomoXTilt"))
+        rotations = relion_tilt_matrix(column("rlnTomoXTilt"), column("rlnTomoYTilt"), column("rlnTomoZRot"))
     elif "rlnTomoProjX" in frames.columns:
         rows = [[[float(v) for v in str(text).strip("[]").split(",")[:3]] for text in frames[f"rlnTomoProj{a}"]]
                 for a in "XYZ"]  # the rows of each frame's matrix
@@ -195,24 +195,6 @@ def _series(path: Path, frames: pd.DataFrame, tomogram: pd.Series, tomograms: Pa
     return _Series(rotations, np.stack([u, v, angle], 1), phase, column("rlnMicrographPreExposure"), tilt, scale,
                    value("rlnTomoHand", -1.0) * value("rlnTomoDefocusSlope", 1.0),
                    np.array([value(f"rlnTomoSize{a}") for a in "XYZ"]), value("rlnTomoTiltSeriesPixelSize"))
-
-
-def _rx(deg: np.ndarray) -> np.ndarray:
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([one, zero, zero], -1), np.stack([zero, c, -s], -1), np.stack([zero, s, c], -1)], -2)
-
-
-def _ry(deg: np.ndarray) -> np.ndarray:
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2)
-
-
-def _rz(deg: np.ndarray) -> np.ndarray:
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([c, -s, zero], -1), np.stack([s, c, zero], -1), np.stack([zero, zero, one], -1)], -2)
 
 
 def _optics_columns(path: Path, blocks: dict[str, StarBlock], table: pd.DataFrame) -> pd.DataFrame:

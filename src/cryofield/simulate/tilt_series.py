@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cryofield.conventions import relion_tilt_matrix
 from cryofield.io import write_map, write_particles
 from cryofield.io._atomic import atomic_outputs
 from cryofield.simulate.dataset import SimulatedDataset, StackStream, stack_table
@@ -82,13 +83,6 @@ class TiltScheme:
         return np.array(order, np.float64) * self.step_deg
 
 
-def _about_y(deg: np.ndarray) -> np.ndarray:
-    """``Ry(theta)`` (T, 3, 3): the stage tilt, RELION's ``_rlnTomoYTilt``."""
-    c, s = np.cos(np.radians(deg)), np.sin(np.radians(deg))
-    one, zero = np.ones_like(c), np.zeros_like(c)
-    return np.stack([np.stack([c, zero, s], -1), np.stack([zero, one, zero], -1), np.stack([-s, zero, c], -1)], -2)
-
-
 def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], states: np.ndarray, imaging: Imaging,
                       scheme: TiltScheme, *, coordinates: np.ndarray | None = None,
                       ctf_from: np.ndarray | None = None, float16: bool = False, seed: int = 0,
@@ -137,7 +131,7 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
     particle = np.repeat(np.arange(p), t)
     tilt = np.tile(angles, p)
     exposure = np.tile(np.arange(t) * scheme.dose_per_tilt, p)  # before each tilt: 0 for the first
-    stage = _about_y(angles)
+    stage = relion_tilt_matrix(0 * angles, angles, 0 * angles)  # Ry(theta): RELION's YTilt
     image_rotations = (stage[None] @ rotations[:, None]).reshape(p * t, 3, 3)
     shifts = rng.uniform(-imaging.shift_px, imaging.shift_px, (p * t, 2)) if imaging.shift_px > 0 else np.zeros(
         (p * t, 2))

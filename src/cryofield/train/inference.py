@@ -10,6 +10,7 @@ import torch
 from cryofield.data import ParticleSource, PreparedParticles
 from cryofield.imaging import predict_images
 from cryofield.nn import LatentTable
+from cryofield.train.distributed import autocast
 from cryofield.train.models import Models
 from cryofield.train.objective import encode
 
@@ -38,14 +39,18 @@ def batches(data: ParticleSource, batch_size: int, device: torch.device,
 
 
 @torch.no_grad()
-def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512, chunk_size: int = 4096) -> np.ndarray:
-    """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order (lazy: ``chunk_size`` read at a time)."""
-    return evaluate_images(models, data, batch_size, losses=False, chunk_size=chunk_size)[0]
+def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512, chunk_size: int = 4096,
+                    amp: bool = False) -> np.ndarray:
+    """``mu`` of ``q(z | X)`` for every particle, (N, zdim), in particle order (lazy: ``chunk_size`` read at a time).
+
+    ``amp``: the networks in the mixed precision of training (:func:`evaluate_images`).
+    """
+    return evaluate_images(models, data, batch_size, losses=False, chunk_size=chunk_size, amp=amp)[0]
 
 
 @torch.no_grad()
 def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256, losses: bool = True,
-                    chunk_size: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                    chunk_size: int = 4096, amp: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Posterior means and log-variances (N, zdim), and each image's loss (N,) at ``z = mu``.
 
     The loss is the mean squared error between the image and the model's prediction, over
@@ -53,7 +58,8 @@ def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256,
     tilt pairs, over both images). Without an encoder (``train-nn``) the latents are
     (N, 0); with a latent table they are its rows (log-variances ``-inf`` for a table of
     points), and ``data`` must be the particles it was trained on, in order. Lazy sources
-    are read ``chunk_size`` images at a time.
+    are read ``chunk_size`` images at a time. With ``amp`` the networks run in the mixed
+    precision a run trained in (``config.amp``: bf16 on CPUs), the results in float32.
     """
     device = next(models.decoder.parameters()).device
     if isinstance(models.encoder, LatentTable) and not losses:  # the table itself: no image to read
@@ -63,29 +69,32 @@ def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256,
                                else spread.weight.detach().float().cpu()).numpy(), None)
     means, logvars, errors = [], [], []
     for start, batch in batches(data, batch_size, device, chunk_size):
-        if models.encoder is not None:
-            mu, logvar = encode(models, batch, torch.arange(start, start + len(batch)))
-            logvar = torch.full_like(mu, -torch.inf) if logvar is None else logvar
-        else:
-            mu = logvar = torch.zeros((len(batch), 0), device=device)
-        means.append(mu.cpu())
-        logvars.append(logvar.cpu())
-        if losses:
-            errors.append(image_errors(models, batch, mu if models.encoder is not None else None).cpu())
+        with autocast(device, amp):
+            if models.encoder is not None:
+                mu, logvar = encode(models, batch, torch.arange(start, start + len(batch)))
+                mu = mu.float()
+                logvar = torch.full_like(mu, -torch.inf) if logvar is None else logvar.float()
+            else:
+                mu = logvar = torch.zeros((len(batch), 0), device=device)
+            means.append(mu.cpu())
+            logvars.append(logvar.cpu())
+            if losses:
+                errors.append(image_errors(models, batch, mu if models.encoder is not None else None).float().cpu())
     return (torch.cat(means).numpy(), torch.cat(logvars).numpy(),
             torch.cat(errors).numpy() if losses else None)
 
 
 @torch.no_grad()
 def image_losses(models: Models, data: ParticleSource, latents: np.ndarray, batch_size: int = 256,
-                 chunk_size: int = 4096) -> np.ndarray:
+                 chunk_size: int = 4096, amp: bool = False) -> np.ndarray:
     """Each image's loss (N,) at given latents (N, zdim), as in :func:`evaluate_images`."""
     device = next(models.decoder.parameters()).device
     latents = torch.as_tensor(np.asarray(latents, np.float32))
     errors = []
     for start, batch in batches(data, batch_size, device, chunk_size):
         z = latents[start:start + len(batch)].to(device) if latents.shape[1] else None
-        errors.append(image_errors(models, batch, z).cpu())
+        with autocast(device, amp):
+            errors.append(image_errors(models, batch, z).float().cpu())
     return torch.cat(errors).numpy()
 
 

@@ -43,7 +43,7 @@ class NeuralVolume(Method):
                                                    f"{np.median(angles):.2f} deg, "
                                                    f"{np.median(np.linalg.norm(d_shift, axis=1)):.2f} px"))
         if self.config.zdim:
-            workdir.write_latents(posterior_means(models, data))
+            workdir.write_latents(posterior_means(models, data, amp=self.config.amp))
             written.append((workdir.latents, f"posterior means, {len(data)} x {self.config.zdim}"))
         else:
             with torch.no_grad():

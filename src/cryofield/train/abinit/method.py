@@ -267,7 +267,7 @@ class Abinit(Method):
         models, device = trainer.models, trainer.runtime.device
         z = None
         if models.encoder is not None:
-            means = posterior_means(models, self.posed, chunk_size=self.config.buffer_size)
+            means = posterior_means(models, self.posed, chunk_size=self.config.buffer_size, amp=self.config.amp)
             workdir.write_latents(means)
             _warn_if_collapsed(workdir, means, record["stage"])
             z = torch.from_numpy(np.median(means, axis=0))[None].to(device)

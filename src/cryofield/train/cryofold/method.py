@@ -182,7 +182,7 @@ class Cryofold(Method):
         written = []
         z = None
         if config.zdim:
-            latents = posterior_means(trainer.models, data)
+            latents = posterior_means(trainer.models, data, amp=config.amp)
             workdir.write_latents(latents)
             written.append((str(workdir.latents), f"posterior means, {len(data)} x {config.zdim}"))
             z = torch.from_numpy(np.median(latents, axis=0)).float()[None]
