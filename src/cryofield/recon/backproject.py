@@ -99,8 +99,6 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
     rotations = torch.from_numpy(table.rotations).to(dtype)
     shifts = torch.from_numpy(table.shifts_px).to(dtype)
     ctf = torch.from_numpy(table.ctf_array()).to(dtype) if table.ctf is not None else None
-    if table.n < 2:
-        raise InputError(table.source, "backprojection needs at least 2 particles (one per half set)")
     apix = common_pixel_size(table)
     tilts = table.tilts
     group = np.arange(table.n) if tilts is None else tilts.particle  # what a half set takes whole
