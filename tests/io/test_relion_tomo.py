@@ -151,7 +151,7 @@ def test_a_selection_is_written_one_row_per_particle(data, tmp_path, capsys):
     assert main(["info", str(source)]) == 0
     assert "9053 particles in 153033 tilt images, 4-17 per particle" in capsys.readouterr().out
     capsys.readouterr()
-    assert main(["backproject", str(source), "-o", str(tmp_path / "bp")]) == 2
+    assert main(["phase-flip", str(source), "-o", str(tmp_path / "flipped.mrcs")]) == 2  # premultiplied already
     assert "multiplied by their CTF when extracted" in capsys.readouterr().err
 
 

@@ -101,9 +101,9 @@ def test_halves_hold_whole_particles(tmp_path, monkeypatch):
     inserted = {}  # each half's accumulator: the rotations of the images it took
     original = backproject.Backprojector.insert
 
-    def insert(self, images, rotations, weights=None):
+    def insert(self, images, rotations, weights=None, **options):
         inserted.setdefault(id(self), []).append(rotations.double().numpy())
-        return original(self, images, rotations, weights)
+        return original(self, images, rotations, weights, **options)
 
     monkeypatch.setattr(backproject.Backprojector, "insert", insert)
     result = backproject.backproject_table(table)
@@ -144,3 +144,33 @@ def test_training_on_tilt_images_weighs_their_exposure(series, tmp_path):
         assert json.loads((run / "config.json").read_text())["data_exposure_weighted"] == bool(flag)
         auc[flag] = _truth_auc(series, run / "volume.mrc")
     assert auc["--tilt-series"] > auc[""] + 0.015  # measured 0.426 against 0.389
+
+
+def test_premultiplied_images_are_modelled_not_multiplied_again(series, tmp_path, capsys):
+    """Stacks extracted premultiplied (RELION 5's and WarpTools' default): backprojection and training model
+    them; jobs that would apply the CTF again refuse them."""
+    import json
+
+    premultiplied = tmp_path / "premultiplied"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "32", "--apix", "2",
+                 "-n", "100", "--snr", "0.05", "--tilt-series", "--tilt-step", "6", "--dose-per-tilt", "5",
+                 "--premultiply", "-o", str(premultiplied)]) == 0
+    star = premultiplied / "particles.star"
+    assert read_particles(star, tilt_series=True).tilts.ctf_premultiplied
+    capsys.readouterr()
+    assert main(["info", str(star), "--tilt-series"]) == 0
+    assert "images multiplied by their CTF when extracted" in capsys.readouterr().out
+    assert not read_particles(series / "particles.star", tilt_series=True).tilts.ctf_premultiplied
+    auc = {}
+    for name, data in (("raw", series), ("premultiplied", premultiplied)):
+        assert main(["backproject", str(data / "particles.star"), "--tilt-series", "-o", str(tmp_path / name)]) == 0
+        auc[name] = _truth_auc(series, tmp_path / name / "volume.mrc")
+    assert auc["premultiplied"] > auc["raw"] - 0.01, auc  # measured 0.6715 both: the same sums
+    run = tmp_path / "nn"
+    assert main(["train-nn", str(star), "--tilt-series", "-o", str(run), "-n", "3", "--dec-dim", "64",
+                 "--dec-layers", "2", "-b", "16", "--lr", "3e-3"]) == 0
+    assert json.loads((run / "config.json").read_text())["data_exposure_weighted"]
+    assert _truth_auc(series, run / "volume.mrc") > 0.40  # measured 0.425; 0.426 from the raw images (test above)
+    capsys.readouterr()
+    assert main(["phase-flip", str(star), "--tilt-series", "-o", str(tmp_path / "flipped.mrcs")]) == 2
+    assert "multiplied by their CTF" in capsys.readouterr().err

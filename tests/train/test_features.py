@@ -134,6 +134,22 @@ def test_two_processes_agree_with_one(toy, tmp_path):
     assert log_two["mse"] == pytest.approx(log_one["mse"], rel=1e-4)
 
 
+def test_tilt_series_in_two_processes(tmp_path):
+    """A VAE over tilt series under torchrun: each rank encodes half of every batch of particles."""
+    from cryofield.examples import ADK_CLOSED, example_path
+
+    data = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "16", "--apix", "4",
+                 "-n", "12", "--snr", "1", "--tilt-series", "--tilt-step", "30", "-o", str(data)]) == 0
+    _in_two_processes(["train-vae", str(data / "particles.star"), "--tilt-series", "--ntilts", "3", "-n", "2",
+                       "--zdim", "2", "-o", str(tmp_path / "two")] + SMALL[:-1] + ["4"])
+    config = json.loads((tmp_path / "two/config.json").read_text())
+    assert config["world_size"] == 2 and config["ntilts"] == 3
+    assert np.load(tmp_path / "two/z.npy").shape == (12, 2)
+    record = json.loads((tmp_path / "two/log.jsonl").read_text().splitlines()[-1])
+    assert record["images_per_second"] == pytest.approx(3 * record["particles_per_second"], rel=0.02)
+
+
 def test_ab_initio_in_two_processes_agrees_with_one(toy, tmp_path):
     """The table schedule under torchrun: each rank searches half of every chunk and steps the pose and
     latent tables' rows of its half of every batch; the rows are gathered after each pass."""

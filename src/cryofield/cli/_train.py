@@ -25,7 +25,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
     add_settings(parser, config, "outdir", "ind", "tilt_series", "uninvert_data", "window_r")
     model = parser.add_argument_group("model")
     if vae:
-        add_settings(model, config, "zdim", "enc_dim", "enc_layers", "beta", "tilt", "tilt_deg")
+        add_settings(model, config, "zdim", "enc_dim", "enc_layers", "beta", "tilt", "tilt_deg", "ntilts",
+                     "tilt_pooling", "tilt_emb_dim")
     add_settings(model, config, *DECODER)
     run = parser.add_argument_group("training")
     add_settings(run, config, "epochs", *STEP, "compile_mode", "cuda_graph", "lazy", "buffer_size", "refine_poses",
@@ -101,7 +102,8 @@ def run_training(args: argparse.Namespace, vae: bool) -> None:
 
     def describe(record: dict) -> str:
         return (f"epoch {record['epoch'] + 1}: mse {record['mse']:.5f}" + (f", kl {record['kl']:.4f}" if vae else "")
-                + f", {record['images_per_second']:.0f} images/s")
+                + f", {record['images_per_second']:.0f} images/s"
+                + (f" ({record['particles_per_second']:.1f} particles/s)" if "particles_per_second" in record else ""))
 
     run_trainer(args, None if args.resume else config_class(**values), changes, describe)
 

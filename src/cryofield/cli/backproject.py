@@ -51,7 +51,6 @@ def run(args) -> None:
     from cryofield.reports import plot_fsc
 
     table = load_table(args)
-    table.refuse_premultiplied("backprojection")
     if args.ind is not None:  # tilt series: particles, each with every tilt image
         table = (table.subset(read_indices(args.ind, table.n)) if table.tilts is None
                  else table.subset_particles(read_indices(args.ind, table.tilts.n_particles)))

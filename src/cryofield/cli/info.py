@@ -77,7 +77,8 @@ def _tilt_series(table: ParticleTable) -> dict:
     tilts = table.tilts
     counts = tilts.counts()
     out = {"particles": tilts.n_particles, "tilt_images": table.n,
-           "tilts_per_particle": [int(counts.min()), float(np.median(counts)), int(counts.max())]}
+           "tilts_per_particle": [int(counts.min()), float(np.median(counts)), int(counts.max())],
+           "ctf_premultiplied": tilts.ctf_premultiplied}
     if tilts.tilt_deg is not None:
         out |= {"tilt_deg": _range(tilts.tilt_deg), "tilt_from": tilts.tilt_source}
     if tilts.exposure is not None:
@@ -131,6 +132,8 @@ def run(args) -> None:
             if name in series:
                 where = series["tilt_from" if name == "tilt_deg" else "exposure_from"]
                 lines.append(f"  {label:<24s}{series[name][0]:12.4g} .. {series[name][1]:.4g} {unit} (from {where})")
+        if series["ctf_premultiplied"]:
+            lines.append("  images multiplied by their CTF when extracted (_rlnCtfDataAreCtfPremultiplied)")
     if summary.get("hint"):
         lines.append("note              " + summary["hint"])
     print("\n".join(lines))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from cryofield.cli._common import (
     add_input_arguments,
     add_output_arguments,
+    add_tilt_series_argument,
     command_parser,
     load_table,
     write_transformed_stack,
@@ -20,6 +21,7 @@ def add_parser(subparsers):
         cryofield phase-flip particles.mrcs --ctf ctf.pkl -o particles.flipped.mrcs
         """)
     add_input_arguments(parser)
+    add_tilt_series_argument(parser)
     add_output_arguments(parser)
     return parser
 

@@ -86,6 +86,9 @@ def add_parser(subparsers):
     series.add_argument("--dose-per-tilt", type=float, default=3.0, help="e/A^2 per tilt image (default 3)")
     series.add_argument("--ice", type=float, default=1000.0,
                         help="ice thickness in A: particle heights, which change each tilt's defocus (default 1000)")
+    series.add_argument("--premultiply", action="store_true",
+                        help="multiply each image by its CTF and exposure weight, as RELION 5 and WarpTools extract "
+                             "by default (_rlnCtfDataAreCtfPremultiplied 1)")
     real = parser.add_argument_group("as real data look (the truth keeps the true values apart)")
     real.add_argument("--junk", type=float, default=0.0, metavar="FRACTION",
                       help="fraction of the images that are junk (default 0), of the --junk-kinds in equal shares")
@@ -144,6 +147,8 @@ def run(args) -> None:
         if ctf_from is None or ctf_from.ndim != 2 or ctf_from.shape[1] != 9 or not len(ctf_from):
             raise InputError(args.ctf_from, "has no CTF parameters")
     realism = _realism(args, volumes)
+    if args.premultiply and not args.tilt_series:
+        raise InputError(None, "--premultiply is for --tilt-series (cryo-ET particle stacks)")
     if args.tilt_series:
         _tilt_series(args, volumes, coordinates, apix, states, ctf_from, realism)
         return
@@ -176,6 +181,8 @@ def _tilt_series(args, volumes, coordinates, apix, states, ctf_from, realism) ->
     """``--tilt-series``: write every particle's tilt series (:mod:`cryofield.simulate.tilt_series`)."""
     from cryofield.simulate.tilt_series import TiltScheme, write_tilt_series
 
+    if args.no_ctf and args.premultiply:
+        raise InputError(None, "--premultiply multiplies by the CTF: it cannot be used with --no-ctf")
     clashes = [flag for flag, used in (("--tilt-pairs", args.tilt_pairs), ("--junk", realism.junk_fraction),
                                        ("--micrographs", realism.micrographs), ("--pose-error", realism.pose_error_deg),
                                        ("--shift-error", realism.shift_error_px)) if used]
@@ -192,7 +199,8 @@ def _tilt_series(args, volumes, coordinates, apix, states, ctf_from, realism) ->
     with progress_bar(len(states) * tilts, "simulate") as bar:
         paths = write_tilt_series(args.outdir, volumes, states, _imaging(args, apix), scheme,
                                   coordinates=coordinates[states], ctf_from=ctf_from, float16=realism.float16,
-                                  seed=args.seed, chunk_size=args.chunk_size, progress=bar.update)
+                                  premultiply=args.premultiply, seed=args.seed, chunk_size=args.chunk_size,
+                                  progress=bar.update)
     elapsed = time.perf_counter() - start
     print(f"wrote {len(states)} particles x {tilts} tilts ({scheme.min_deg:g} to {scheme.max_deg:g} by "
           f"{scheme.step_deg:g} deg, {scheme.scheme}, {scheme.dose_per_tilt:g} e/A^2 each) = {len(states) * tilts} "

@@ -15,6 +15,8 @@ def add_parser(subparsers):
         cryofield train-vae particles.cs --datadir /data/P12 -o run/ --zdim 1 --beta 0.5
         cryofield train-vae big.star -o run/ --zdim 8 --lazy --buffer-size 16384      # larger than memory
         cryofield train-vae untilted.star --tilt tilted.star -o run/ --zdim 8         # tilt pairs
+        cryofield train-vae warp_series.star --tilt-series -o run/ --ntilts 10        # cryo-ET: z per tilt series
+        cryofield train-vae run_optimisation_set.star -o run/  # RELION 5 set (stacks without the CTF applied)
         cryofield train-vae particles.star -o run/ --resume -n 40                     # continue to 40 epochs
         torchrun --nproc-per-node 4 -m cryofield train-vae particles.star -o run/ -b 32  # 4 GPUs
         """)

@@ -45,6 +45,10 @@ class PreparedParticles:
     pixel_size_angstrom : float
     tilted : PreparedParticles or None
         The tilted partner of each particle (tilt-pair data), same order and scale.
+    tilt_mask : Tensor, shape (B, T), bool, or None
+        A batch of tilt series (:class:`cryofield.data.TiltSeriesParticles`): the images are
+        ``B`` particles' ``T`` tilts each, particle by particle (``N = B T``), and the mask
+        says which are images of the particle (False: padding, a copy of its first).
     """
 
     images: torch.Tensor
@@ -55,6 +59,7 @@ class PreparedParticles:
     box: int
     pixel_size_angstrom: float
     tilted: PreparedParticles | None = None
+    tilt_mask: torch.Tensor | None = None
 
     random_access = True  # any particles are read at no cost (see CompactParticles)
 
@@ -95,7 +100,7 @@ class PreparedParticles:
 
         return PreparedParticles(move(self.images), move(self.coords), move(self.rotations), move(self.ctf),
                                  self.scale, self.box, self.pixel_size_angstrom,
-                                 None if self.tilted is None else self.tilted.to(device))
+                                 None if self.tilted is None else self.tilted.to(device), move(self.tilt_mask))
 
     def band_limited(self, radius_px: float | None) -> PreparedParticles:
         """The particles at the pixels with ``|k| < radius_px`` only (cycles per box; all with None).
@@ -109,7 +114,7 @@ class PreparedParticles:
         return PreparedParticles(self.images[:, keep], self.coords[keep], self.rotations,
                                  None if self.ctf is None else self.ctf[:, keep], self.scale, self.box,
                                  self.pixel_size_angstrom,
-                                 None if self.tilted is None else self.tilted.band_limited(radius_px))
+                                 None if self.tilted is None else self.tilted.band_limited(radius_px), self.tilt_mask)
 
     def load(self, indices: np.ndarray) -> PreparedParticles:
         """The particles ``indices`` (a :class:`ParticleSource` method; in memory this is :meth:`subset`)."""
@@ -147,12 +152,17 @@ def _ctf_params(table: ParticleTable) -> torch.Tensor | None:
 
     Tilt images with known exposures get it as a tenth column (e/A^2): their CTF is then
     damped by the amplitude radiation damage left (:func:`cryofield.imaging.ctf_at_pixels`).
+    Images multiplied by their CTF when extracted get an eleventh column of ones (the model
+    then predicts the volume's transform times the damped CTF's square).
     """
     if table.ctf is None:
         return None
     params = table.ctf_array()
-    if table.tilts is not None and table.tilts.exposure is not None:
-        params = np.column_stack([params, table.tilts.exposure])
+    tilts = table.tilts
+    if tilts is not None and (tilts.exposure is not None or tilts.ctf_premultiplied):
+        params = np.column_stack([params, np.zeros(table.n) if tilts.exposure is None else tilts.exposure])
+    if tilts is not None and tilts.ctf_premultiplied:
+        params = np.column_stack([params, np.ones(table.n)])
     return torch.from_numpy(params).float()
 
 
@@ -508,9 +518,6 @@ class LazyParticles:
         if self.tilted is not None:
             data.tilted = self.tilted.load_compact(indices)
         return data
-
-
-ParticleSource = PreparedParticles | CompactParticles | LazyParticles
 
 
 def epoch_plan(n: int, batch_size: int, generator: torch.Generator, *, buffer_size: int | None = None,

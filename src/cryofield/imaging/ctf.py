@@ -66,11 +66,14 @@ def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> 
 
     Parameters
     ----------
-    ctf_params : Tensor, shape (B, 9) or (B, 10)
+    ctf_params : Tensor, shape (B, 9), (B, 10) or (B, 11)
         Rows of :meth:`cryofield.io.ParticleTable.ctf_array` (column 1, the pixel size in
         Angstrom, sets the frequencies; column 0 is not used); a tenth column is each tilt
         image's accumulated exposure (e/A^2), which damps its CTF by the amplitude radiation
-        damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal exposure).
+        damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal exposure);
+        an eleventh, where nonzero, says the image was multiplied by that damped CTF when it was
+        extracted (RELION 5's and WarpTools' premultiplied stacks), so that its transform is the
+        volume's times the square: the square is returned.
     coords : Tensor, shape (P, 2)
         ``(kx, ky)`` of the pixels in cycles per box.
     size : int
@@ -85,6 +88,8 @@ def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> 
     ctf = compute_ctf(freqs, *ctf_params[:, 2:9].unbind(-1))
     if ctf_params.shape[1] > 9:
         ctf = ctf * exposure_weights(freqs.norm(dim=-1), ctf_params[:, 9], ctf_params[:, 5], batched=True)
+    if ctf_params.shape[1] > 10:
+        ctf = torch.where(ctf_params[:, 10:11] != 0, ctf * ctf, ctf)
     return ctf
 
 

@@ -163,7 +163,8 @@ class Backprojector:
         half = (k[..., 0] > 0) | ((k[..., 0] == 0) & (k[..., 1] >= 0))
         self._keep = half & (k.norm(dim=-1) <= size // 2)  # (D, D): pixels splatted
 
-    def insert(self, images_ft: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor | None = None) -> None:
+    def insert(self, images_ft: torch.Tensor, rotations: torch.Tensor, ctf: torch.Tensor | None = None, *,
+               premultiplied: bool = False) -> None:
         """Add a batch of centred image transforms.
 
         Parameters
@@ -174,13 +175,17 @@ class Backprojector:
         rotations : Tensor, shape (B, 3, 3)
         ctf : Tensor, shape (B, D, D), optional
             CTF on the same centred lattice; ``None`` for CTF-free images.
+        premultiplied : bool
+            The images were multiplied by ``ctf`` already (extracted premultiplied): they are
+            added as they are (where ``ctf`` is nonzero), with ``ctf^2`` as their weight.
         """
         size, dtype = self.size, self.sums.dtype
         keep = self._keep
         coords = slice_coordinates(rotations.to(dtype), size)[:, keep] + size // 2  # (B, P, 3) x, y, z
         values = images_ft[:, keep]
         c = torch.ones_like(values.real, dtype=dtype) if ctf is None else ctf[:, keep].to(dtype)
-        data = torch.stack([values.real.to(dtype) * c, values.imag.to(dtype) * c, c * c])  # (3, B, P)
+        times = (c != 0).to(dtype) if premultiplied else c  # what the data are multiplied by here
+        data = torch.stack([values.real.to(dtype) * times, values.imag.to(dtype) * times, c * c])  # (3, B, P)
         base = coords.floor().clamp(0, size - 2)
         frac = coords - base
         corners = self._CORNERS.to(coords.device)

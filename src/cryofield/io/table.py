@@ -358,8 +358,9 @@ class ParticleTable:
     def refuse_premultiplied(self, what: str) -> None:
         """Raise an :class:`InputError` when the images were multiplied by their CTF at extraction.
 
-        The forward model, backprojection and phase flipping all apply the CTF to raw images;
-        applying it to premultiplied ones would apply it twice.
+        Jobs that apply the CTF to raw images (phase flipping, ab initio's searches, Cryofold)
+        would apply it twice to premultiplied ones. (Training a neural volume or VAE and
+        backprojection model premultiplied images.)
 
         Parameters
         ----------
@@ -369,8 +370,8 @@ class ParticleTable:
         if self.tilts is not None and self.tilts.ctf_premultiplied:
             raise InputError(self.source, f"{what}: these tilt images were multiplied by their CTF when extracted "
                                           "(_rlnCtfDataAreCtfPremultiplied 1, the default of RELION 5 and WarpTools), "
-                                          "which cryofield does not model yet; extract them without it (RELION "
-                                          "--no_ctf, WarpTools --dont_premultiply)")
+                                          "which this job does not model; train-nn, train-vae and backproject do, or "
+                                          "extract them without it (RELION --no_ctf, WarpTools --dont_premultiply)")
 
     def without_source_rows(self) -> ParticleTable:
         """The same particles without the original STAR/.cs rows kept for export.

@@ -83,6 +83,40 @@ class TiltSeries:
         keep[particles] = True
         return np.flatnonzero(keep[self.particle])
 
+    @property
+    def order(self) -> str:
+        """What :meth:`members` orders each particle's images by: ``"exposure"``, ``"tilt"`` or ``"file"``."""
+        return "exposure" if self.exposure is not None else "tilt" if self.tilt_deg is not None else "file"
+
+    def members(self, ntilts: int | None = None) -> np.ndarray:
+        """Each particle's image rows, least damaged first: at most ``ntilts`` of them, ``-1`` where it has fewer.
+
+        Images are ordered by accumulated exposure, else by ``|tilt|``, else as the file lists
+        them (:attr:`order`); ties keep the file's order.
+
+        Parameters
+        ----------
+        ntilts : int, optional
+            Images kept per particle (default: all of the particle with most).
+
+        Returns
+        -------
+        ndarray, shape (P, T), int64
+            ``T = min(ntilts, most images of a particle)``; row indices of the table.
+        """
+        counts = self.counts()
+        width = int(counts.max(initial=0)) if ntilts is None else min(int(ntilts), int(counts.max(initial=0)))
+        key = (self.exposure if self.exposure is not None
+               else np.abs(self.tilt_deg) if self.tilt_deg is not None else np.zeros(len(self.particle)))
+        # by particle, then by the key, then by row: a stable order of every image
+        rows = np.lexsort((np.arange(len(self.particle)), key, self.particle))
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        rank = np.arange(len(rows)) - starts[self.particle[rows]]
+        members = np.full((self.n_particles, width), -1, np.int64)
+        keep = rank < width
+        members[self.particle[rows[keep]], rank[keep]] = rows[keep]
+        return members
+
     def subset(self, rows: np.ndarray) -> TiltSeries:
         """The images ``rows`` (in that order); particles renumbered in order of first appearance."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -141,7 +175,18 @@ def read_tilt_series(path, df: dict[str, pd.Series]) -> TiltSeries:
     exposure, exposure_source = _exposure(path, df)
     tilt, tilt_source = _tilt(path, df)
     return TiltSeries(codes.astype(np.int64), tuple(str(name) for name in names), exposure, tilt,
-                      exposure_source, tilt_source)
+                      exposure_source, tilt_source, ctf_premultiplied=_premultiplied(path, df))
+
+
+def _premultiplied(path, df: dict[str, pd.Series]) -> bool:
+    """Whether ``_rlnCtfDataAreCtfPremultiplied`` says the images were multiplied by their CTF (all or none)."""
+    if "rlnCtfDataAreCtfPremultiplied" not in df:
+        return False
+    flags = numeric_column(path, df, "rlnCtfDataAreCtfPremultiplied") != 0
+    if flags.any() and not flags.all():
+        raise InputError(path, f"row {int(np.flatnonzero(flags != flags[0])[0]) + 1}: _rlnCtfDataAreCtfPremultiplied "
+                               "differs between optics groups; split the file by them")
+    return bool(flags.all())
 
 
 def _exposure(path, df: dict[str, pd.Series]) -> tuple[np.ndarray | None, str]:

@@ -61,6 +61,63 @@ class TiltPairEncoder(nn.Module):
         return out[:, : self.zdim], out[:, self.zdim:]
 
 
+#: How :class:`TiltSeriesEncoder` pools its tilts' embeddings.
+TILT_POOLINGS = ("concat", "mean", "max")
+
+
+class TiltSeriesEncoder(nn.Module):
+    """One posterior per particle from ``T`` of its tilt images (cryoDRGN-ET's and tomoDRGN's design).
+
+    A network shared by the tilts embeds each image; the embeddings are pooled and a second
+    network maps the pool to ``(mu, logvar)``. Pooling by ``"concat"`` (the peers' default)
+    keeps each tilt's place, so that the network can weigh the least damaged tilts, which
+    come first, differently from the rest; ``"mean"`` and ``"max"`` do not depend on the order
+    or count. Padding (particles with fewer than ``T`` images) is masked out of every pool.
+
+    Parameters
+    ----------
+    in_dim : int
+        Numbers per image fed in (``2P``).
+    hidden, layers : int
+        Width and depth of both networks.
+    zdim : int
+    ntilts : int
+        ``T``, the images per particle (the concatenation's width).
+    embedding : int
+        Each tilt's embedding (default 64, cryoDRGN-ET's ``--t-emb-dim``).
+    pooling : {"concat", "mean", "max"}
+    residual : {"post", "pre"}
+        The residual blocks' form (:class:`ResidualMLP`).
+    """
+
+    def __init__(self, in_dim: int, hidden: int, layers: int, zdim: int, ntilts: int, *, embedding: int = 64,
+                 pooling: str = "concat", residual: str = "post"):
+        super().__init__()
+        if pooling not in TILT_POOLINGS:
+            raise ValueError(f"pooling must be one of {TILT_POOLINGS}, not {pooling!r}")
+        self.zdim, self.ntilts, self.pooling = zdim, ntilts, pooling
+        self.per_tilt = ResidualMLP(in_dim, hidden, layers, embedding, residual=residual)
+        pooled = ntilts * embedding if pooling == "concat" else embedding
+        self.joint = ResidualMLP(pooled, hidden, layers, 2 * zdim, residual=residual)
+
+    def forward(self, pixels: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B T, in_dim) images, particle by particle, and their mask (B, T) -> mu (B, zdim), logvar (B, zdim)."""
+        n, t = mask.shape
+        if t != self.ntilts and self.pooling == "concat":
+            raise ValueError(f"this encoder concatenates {self.ntilts} tilts, the batch has {t}")
+        h = torch.relu(self.per_tilt(pixels)).reshape(n, t, -1)
+        keep = mask.unsqueeze(-1).to(h.dtype)
+        h = h * keep  # padding contributes nothing (and, after the ReLU, cannot win a max)
+        if self.pooling == "concat":
+            pooled = h.reshape(n, -1)
+        elif self.pooling == "mean":
+            pooled = h.sum(1) / keep.sum(1).clamp(min=1)
+        else:
+            pooled = h.amax(1)
+        out = self.joint(pooled).float()
+        return out[:, : self.zdim], out[:, self.zdim:]
+
+
 class LatentTable(nn.Module):
     """Every particle's latent as a row of a table (an autodecoder), in place of an image encoder.
 

@@ -70,7 +70,9 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
     and where each image's exposure is known its weight ``c`` is the CTF times the amplitude
     radiation damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal
     exposure), so that damaged frequencies count for what they hold. ``counts`` are then
-    particles.
+    particles. Images multiplied by that weight when they were extracted (RELION 5's and
+    WarpTools' premultiplied stacks, ``tilts.ctf_premultiplied``) are inserted as they are,
+    with ``c^2`` as their weight (zero where ``c`` is).
 
     Parameters
     ----------
@@ -107,6 +109,7 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
         raise InputError(table.source, "backprojection needs at least 2 particles (one per half set)")
     half_b = (np.random.default_rng(seed).permutation(groups) % 2 == 1)[group]
     damage = None if tilts is None or tilts.exposure is None else _damage(table, size, apix)
+    premultiplied = tilts is not None and tilts.ctf_premultiplied
     halves = [Backprojector(size, dtype=dtype, device=device), Backprojector(size, dtype=dtype, device=device)]
     sign = -1.0 if invert else 1.0
     for indices, images in table.iter_chunks(chunk_size):
@@ -120,7 +123,7 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
             sel = torch.from_numpy(half_b[indices] == bool(h)).to(device)
             if sel.any():
                 accumulator.insert(x[sel], rotations[indices].to(device)[sel],
-                                   None if weights is None else weights[sel])
+                                   None if weights is None else weights[sel], premultiplied=premultiplied)
         if progress is not None:
             progress(len(indices))
     map_a, map_b = (h.reconstruct(regularization) for h in halves)

@@ -21,10 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cryofield.conventions import relion_tilt_matrix
+from cryofield.fourier import fft_center, ifft_center, radius
+from cryofield.imaging import ctf_on_lattice, exposure_weights
 from cryofield.io import write_map, write_particles
 from cryofield.io._atomic import atomic_outputs
+from cryofield.io.star import read_star, write_star
 from cryofield.simulate.dataset import SimulatedDataset, StackStream, stack_table
 from cryofield.simulate.particles import Imaging, VolumeProjector, draw_ctf, draw_poses, simulate_chunks
 
@@ -85,7 +89,8 @@ class TiltScheme:
 
 def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], states: np.ndarray, imaging: Imaging,
                       scheme: TiltScheme, *, coordinates: np.ndarray | None = None,
-                      ctf_from: np.ndarray | None = None, float16: bool = False, seed: int = 0,
+                      ctf_from: np.ndarray | None = None, float16: bool = False, premultiply: bool = False,
+                      seed: int = 0,
                       chunk_size: int = 1000, progress: Callable[[int], None] | None = None) -> SimulatedDataset:
     """Simulate a tilt series of each particle in ``states`` and write them with their ground truth.
 
@@ -107,6 +112,10 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
         CTF rows to draw each particle's from, instead of the defocus range.
     float16 : bool
         Write a float16 stack (MRC mode 12), as WarpTools does.
+    premultiply : bool
+        Multiply each noisy image's transform by its CTF and its exposure's amplitude weight
+        (:func:`cryofield.imaging.exposure_weights`, without the cut), as RELION 5 and WarpTools
+        extract by default, and say so (``_rlnCtfDataAreCtfPremultiplied 1``).
     seed, chunk_size : int
     progress : callable, optional
         Called with the number of images done.
@@ -154,17 +163,28 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
              "rlnTomoNominalStageTiltAngle": tilt, "rlnCtfScalefactor": np.cos(np.radians(tilt))}
     states = np.asarray(states, np.int64)
     coordinates = states[:, None].astype(float) if coordinates is None else np.asarray(coordinates, float)
+    if premultiply and ctf is None:
+        raise ValueError("premultiplying needs a CTF")
     with atomic_outputs(stack, star, truth, *maps) as temps:
         writer = StackStream([temps[0]], [p * t], box, apix, np.float16 if float16 else np.float32)
         try:
+            done = 0
             for images in simulate_chunks(VolumeProjector(volumes), states[particle], image_rotations, shifts, ctf,
                                           imaging, seed=seed, chunk_size=chunk_size, progress=progress,
                                           exposure=exposure):
+                if premultiply:
+                    rows = slice(done, done + len(images))
+                    images = _premultiplied(images, ctf[rows], exposure[rows], imaging.voltage_kv)
                 writer.write(images)
+                done += len(images)
         finally:
             writer.close()
         table = stack_table([stack], [p * t], star, box, apix, ctf, image_rotations, shifts)
         write_particles(table, temps[1], extra_columns=extra)
+        if premultiply:  # said in the optics table, as RELION 5 and WarpTools say it
+            blocks = read_star(temps[1])
+            blocks["optics"].table["rlnCtfDataAreCtfPremultiplied"] = 1
+            write_star(temps[1], blocks)
         with open(temps[2], "wb") as fh:
             np.savez(fh, state=states, coordinates=coordinates, rotations=rotations, position_angstrom=position,
                      particle=particle, image_rotations=image_rotations, shifts_px=shifts,
@@ -172,3 +192,14 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
         for path, volume in zip(temps[3:], volumes):
             write_map(path, volume, apix)
     return SimulatedDataset(stack, star, truth, maps)
+
+
+def _premultiplied(images: np.ndarray, ctf: np.ndarray, exposure: np.ndarray, voltage_kv: float) -> np.ndarray:
+    """Images (B, D, D) with their transforms multiplied by their CTF (B, 9) and exposure's weight (B,), float32."""
+    size = images.shape[-1]
+    weights = ctf_on_lattice(torch.from_numpy(ctf), size)
+    frequency = radius(size, 2, dtype=torch.float64) / (size * float(ctf[0, 1]))
+    weights = weights * exposure_weights(frequency, torch.from_numpy(np.asarray(exposure, np.float64)), voltage_kv,
+                                         cutoff=False)
+    ft = fft_center(torch.from_numpy(np.asarray(images, np.float64))) * weights
+    return ifft_center(ft).real.numpy().astype(np.float32)

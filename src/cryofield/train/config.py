@@ -93,9 +93,9 @@ class TrainConfig:
     ctf: str | None = setting(None, path=True)
     datadir: str | None = setting(None, path=True)
     ind: str | None = setting(None, "train on these particles only (.npy, .txt or .pkl)", path=True)
-    tilt_series: bool = setting(False, "IN lists one row per tilt image (Warp/M, cryoDRGN parse_relion): read each "
-                                       "image's exposure (RELION 5 sets always are read so); the images are still "
-                                       "trained on one by one")
+    tilt_series: bool = setting(False, "IN lists one row per tilt image (Warp/M, cryoDRGN parse_relion): group the "
+                                       "images into particles and read each one's exposure (RELION 5 sets always "
+                                       "are read so); train-vae then learns one z per particle from its tilts")
     apix: float | None = setting(None)
     zdim: int = setting(0, "latent dimension (default 0: one volume)")
     enc_dim: int = setting(256, "encoder width (default 256)")
@@ -112,7 +112,7 @@ class TrainConfig:
     pe_dim: int | None = setting(None, "frequencies per axis (default box/2)")
     feat_sigma: float = setting(0.5, "gaussian features' scale (default 0.5)")
     epochs: int = setting(20, "epochs (default 20)", resume=MAY_CHANGE, flags=("-n", "--epochs"))
-    batch_size: int = setting(8, "images per step (default 8)", flags=("-b", "--batch-size"))
+    batch_size: int = setting(8, "images per step (tilt series: particles; default 8)", flags=("-b", "--batch-size"))
     lr: float = setting(1e-4, "Adam learning rate (default 1e-4)")
     beta: float | None = setting(None, "KL weight (default 1/zdim)")
     uninvert_data: bool = setting(False, "do not flip the data's contrast")
@@ -134,6 +134,12 @@ class TrainConfig:
                                resume=RUNTIME, flags=("--no-cuda-graph",))
     lazy: bool = setting(False, "read images as needed through a shuffling buffer (memory independent of N)")
     buffer_size: int = setting(8192, "--lazy: images in the buffer (default 8192)")
+    ntilts: int = setting(10, "--tilt-series: the tilts of each particle encoded and decoded, lowest exposure "
+                              "first (default 10; particles with fewer use theirs)")
+    tilt_pooling: str = setting("concat", "--tilt-series: pool the tilts' embeddings by concatenation (in exposure "
+                                          "order; the default, as cryoDRGN-ET), their mean or their maximum",
+                                choices=["concat", "mean", "max"])
+    tilt_emb_dim: int = setting(64, "--tilt-series: each tilt's embedding (default 64)")
     tilt: str | None = setting(None, "tilted partner of each particle (.star/.cs/.mrcs), same order", path=True)
     tilt_deg: float = setting(45.0, "stage tilt about x in degrees, for --tilt files without poses (default 45)")
     refine_poses: bool = setting(False, "learn a rotation and shift correction per particle; writes "
@@ -166,6 +172,17 @@ class TrainConfig:
         """Settings out of range, as an :class:`InputError` (the methods' configs add theirs)."""
         if self.epochs < 0 or self.batch_size < 1 or self.checkpoint < 1:
             raise InputError(self.outdir, "need --epochs >= 0, --batch-size and --checkpoint >= 1")
+        if self.encodes_tilt_series:
+            if self.ntilts < 1 or self.tilt_emb_dim < 1:
+                raise InputError(self.outdir, "need --ntilts and --tilt-emb-dim >= 1")
+            if self.tilt is not None or self.refine_poses:
+                raise InputError(self.outdir, "--tilt-series encodes each particle's own tilts: it takes neither "
+                                              "--tilt (tilt pairs) nor --refine-poses")
+
+    @property
+    def encodes_tilt_series(self) -> bool:
+        """A VAE over tilt series: one latent per particle, from its tilts (``tilt_series`` and ``zdim``)."""
+        return self.tilt_series and self.zdim > 0
 
     @property
     def input_files(self) -> tuple[str, ...]:

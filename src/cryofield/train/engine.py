@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from cryofield.data import CompactParticles, ParticleSource, PreparedParticles, epoch_plan
+from cryofield.data import CompactParticles, ParticleSource, PreparedParticles, TiltSeriesParticles, epoch_plan
 from cryofield.errors import RunInterrupted, RunStopped
 from cryofield.io import WorkDir
 from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
@@ -96,6 +96,9 @@ class Method:
     graphs = True
     #: Whether a signal may stop an epoch after any step (exactly resumable); otherwise at its end.
     stops_mid_epoch = True
+    #: Whether particles read as tilt series are trained on as such (``config.tilt_series``), not image by image,
+    #: and their images may have been multiplied by their CTF when extracted (``imaging.ctf_at_pixels``).
+    reads_tilt_series = False
 
     def __init__(self, config: TrainConfig, data: ParticleSource):
         self.config, self.data = config, data
@@ -250,9 +253,10 @@ class Trainer:
                     part.compile(mode=self.config.compile_mode)
         self.net = _wrap(self.models, self.runtime)
         device = self.runtime.device
-        if isinstance(self.data, PreparedParticles | CompactParticles) and _fits_on_device(self.data.nbytes, device):
+        images = self.data.images if isinstance(self.data, TiltSeriesParticles) else self.data  # a series' images
+        if isinstance(images, PreparedParticles | CompactParticles) and _fits_on_device(images.nbytes, device):
             self.data = self.data.to(device)  # one transfer instead of one per batch
-            if isinstance(self.data, CompactParticles) and _fits_on_device(self.data.ready_nbytes, device):
+            if isinstance(images, CompactParticles) and _fits_on_device(images.ready_nbytes, device):
                 self.data = self.data.ready()  # made ready once on the GPU, as fast as steps get
         if self.graphed:
             self.graph = GraphedStep(self.optimizer, self.config.batch_size, self.runtime.device)
@@ -484,22 +488,32 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     -------
     dict
         ``epoch``, ``mse`` and ``kl`` (means per image over all processes), ``seconds``,
-        ``images_per_second``; ``restraint`` (the mean energy) for models that have one;
+        ``images_per_second`` (tilt series: also ``particles_per_second``); ``restraint`` (the
+        mean energy) for models that have one;
         ``first_nonfinite_step`` (0-based, in this process) when a step's loss was NaN or Inf.
     """
     started = time.perf_counter()
     n = len(data)
     in_memory = isinstance(data, PreparedParticles)  # every image ready: batches are taken from it
     per_batch = not in_memory and data.random_access  # held compactly: each batch made ready when read
-    plan = epoch_plan(n, config.batch_size, sampler, buffer_size=config.buffer_size if config.lazy and not
-                      (in_memory or per_batch) else None, rank=runtime.rank, world_size=runtime.world_size)
-    partial = partial or {"batches": 0, "sums": [0.0, 0.0, 0.0], "seen": 0}
+    # a buffer holds config.buffer_size images: a T-th as many tilt series (batches count particles)
+    per_item = data.ntilts if isinstance(data, TiltSeriesParticles) else 1
+    buffered = config.lazy and not (in_memory or per_batch)
+    plan = epoch_plan(n, config.batch_size, sampler, buffer_size=max(1, config.buffer_size // per_item)
+                      if buffered else None, chunk_size=max(1, 1024 // per_item), rank=runtime.rank,
+                      world_size=runtime.world_size)
+    partial = partial or {"batches": 0, "sums": [0.0, 0.0, 0.0], "seen": 0, "images": 0}
     # a subset of the particles (ab initio's pretraining) maps its positions to the particles' own
     # indices, the rows of the per-particle tables
     particle_indices = getattr(data, "particle_indices", None)
     sums = torch.tensor(partial["sums"], dtype=torch.float64, device=runtime.device)  # mse, kl, restraint x images
     first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)  # first step with a non-finite loss
     seen_here, steps, done = partial["seen"], 0, 0
+    images_here = partial.get("images", seen_here)  # tilt images (padding left out); else the particles
+
+    def images_of(indices: np.ndarray) -> int:
+        return int((data.members[indices] >= 0).sum()) if per_item > 1 else len(indices)
+
     for members, batches in plan:
         if steps + len(batches) <= partial["batches"]:  # a buffer the stopped pass finished: not even read
             steps, done = steps + len(batches), done + sum(map(len, batches)) * runtime.world_size
@@ -529,15 +543,19 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
             sums += losses.double() * len(indices)  # no sync
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), steps - 1, first_bad)
             seen_here += len(indices)
+            images_here += images_of(indices)
             if progress is not None and runtime.is_main:
                 progress(min(done, n), epoch)
             if stop is not None and stop():
-                return {"epoch": epoch, "partial": {"batches": steps, "sums": sums.tolist(), "seen": seen_here}}
-    totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here])])).cpu()
+                return {"epoch": epoch, "partial": {"batches": steps, "sums": sums.tolist(), "seen": seen_here,
+                                                    "images": images_here}}
+    totals = runtime.all_sum(torch.cat([sums, sums.new_tensor([seen_here, images_here])])).cpu()
     seconds = time.perf_counter() - started
     seen = max(float(totals[3]), 1.0)
     record = {"epoch": epoch, "mse": float(totals[0]) / seen, "kl": float(totals[1]) / seen,
-              "seconds": round(seconds, 3), "images_per_second": round(seen / seconds, 1)}
+              "seconds": round(seconds, 3), "images_per_second": round(float(totals[4]) / seconds, 1)}
+    if per_item > 1:  # tilt series: the steps count particles
+        record["particles_per_second"] = round(seen / seconds, 1)
     if int(first_bad) >= 0:
         record["first_nonfinite_step"] = int(first_bad)
     return record | ({"restraint": float(totals[2]) / seen} if float(totals[2]) else {})

@@ -115,12 +115,12 @@ def _static_copy(batch: PreparedParticles) -> PreparedParticles:
 
     return PreparedParticles(clone(batch.images), batch.coords, clone(batch.rotations), clone(batch.ctf),
                              batch.scale, batch.box, batch.pixel_size_angstrom,
-                             None if batch.tilted is None else _static_copy(batch.tilted))
+                             None if batch.tilted is None else _static_copy(batch.tilted), clone(batch.tilt_mask))
 
 
 def _copy_into(static: PreparedParticles, batch: PreparedParticles) -> None:
     for target, source in ((static.images, batch.images), (static.rotations, batch.rotations),
-                           (static.ctf, batch.ctf)):
+                           (static.ctf, batch.ctf), (static.tilt_mask, batch.tilt_mask)):
         if target is not None:
             target.copy_(source, non_blocking=True)
     if static.tilted is not None:

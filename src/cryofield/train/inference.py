@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
 
-from cryofield.data import ParticleSource, PreparedParticles
+from cryofield.data import ParticleSource, PreparedParticles, TiltSeriesParticles
 from cryofield.imaging import predict_images
 from cryofield.nn import LatentTable
 from cryofield.train.distributed import autocast
@@ -24,8 +25,11 @@ def batches(data: ParticleSource, batch_size: int, device: torch.device,
     """``(first particle, batch)`` over all particles in order, on ``device``; lazy sources read in chunks.
 
     One chunk is held at a time (the last one goes before the next is read); sources held in
-    memory make each batch ready as it is read.
+    memory make each batch ready as it is read. ``batch_size`` and ``chunk_size`` count
+    images: tilt series are read a ``T``-th as many particles at a time.
     """
+    if isinstance(data, TiltSeriesParticles):
+        batch_size, chunk_size = max(1, batch_size // data.ntilts), max(1, chunk_size // data.ntilts)
     if data.random_access:
         for first in range(0, len(data), batch_size):
             yield first, data.load(np.arange(first, min(first + batch_size, len(data)))).to(device)
@@ -51,13 +55,14 @@ def posterior_means(models: Models, data: ParticleSource, batch_size: int = 512,
 @torch.no_grad()
 def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256, losses: bool = True,
                     chunk_size: int = 4096, amp: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Posterior means and log-variances (N, zdim), and each image's loss (N,) at ``z = mu``.
+    """Posterior means and log-variances (N, zdim), and each particle's loss (N,) at ``z = mu``.
 
     The loss is the mean squared error between the image and the model's prediction, over
     the half-lattice pixels inside the circle, in the normalised units of training (for
-    tilt pairs, over both images). Without an encoder (``train-nn``) the latents are
-    (N, 0); with a latent table they are its rows (log-variances ``-inf`` for a table of
-    points), and ``data`` must be the particles it was trained on, in order. Lazy sources
+    tilt pairs, over both images; for tilt series, over the tilts the encoder reads). Without
+    an encoder (``train-nn``) the latents are (N, 0); with a latent table they are its rows
+    (log-variances ``-inf`` for a table of points), and ``data`` must be the particles it was
+    trained on, in order. Lazy sources
     are read ``chunk_size`` images at a time. With ``amp`` the networks run in the mixed
     precision a run trained in (``config.amp``: bf16 on CPUs), the results in float32.
     """
@@ -71,11 +76,11 @@ def evaluate_images(models: Models, data: ParticleSource, batch_size: int = 256,
     for start, batch in batches(data, batch_size, device, chunk_size):
         with autocast(device, amp):
             if models.encoder is not None:
-                mu, logvar = encode(models, batch, torch.arange(start, start + len(batch)))
+                mu, logvar = encode(models, batch, torch.arange(start, start + particles_in(batch)))
                 mu = mu.float()
                 logvar = torch.full_like(mu, -torch.inf) if logvar is None else logvar.float()
             else:
-                mu = logvar = torch.zeros((len(batch), 0), device=device)
+                mu = logvar = torch.zeros((particles_in(batch), 0), device=device)
             means.append(mu.cpu())
             logvars.append(logvar.cpu())
             if losses:
@@ -92,18 +97,30 @@ def image_losses(models: Models, data: ParticleSource, latents: np.ndarray, batc
     latents = torch.as_tensor(np.asarray(latents, np.float32))
     errors = []
     for start, batch in batches(data, batch_size, device, chunk_size):
-        z = latents[start:start + len(batch)].to(device) if latents.shape[1] else None
+        z = latents[start:start + particles_in(batch)].to(device) if latents.shape[1] else None
         with autocast(device, amp):
             errors.append(image_errors(models, batch, z).float().cpu())
     return torch.cat(errors).numpy()
 
 
-def image_errors(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
-    """Per-image mean squared error (B,) of the model's predicted images at ``z`` (both images of tilt pairs).
+def particles_in(batch: PreparedParticles) -> int:
+    """The particles of a batch: its images, or its tilt series (``B`` of ``B T`` images)."""
+    return len(batch) if batch.tilt_mask is None else len(batch.tilt_mask)
 
-    The decoder sees at most :data:`DECODER_POINTS` lattice points at once: a batch of many
-    large images is predicted a few images at a time.
+
+def image_errors(models: Models, batch: PreparedParticles, z: torch.Tensor | None) -> torch.Tensor:
+    """Per-particle mean squared error (B,) of the model's predicted images at ``z`` (B, zdim).
+
+    Over both images of tilt pairs, and over the tilts of a tilt series (its padding left
+    out). The decoder sees at most :data:`DECODER_POINTS` lattice points at once: a batch of
+    many large images is predicted a few images at a time.
     """
+    if batch.tilt_mask is not None:
+        mask = batch.tilt_mask
+        each = image_errors(models, replace(batch, tilt_mask=None),
+                            None if z is None else z.repeat_interleave(mask.shape[1], dim=0))
+        weight = mask.to(each.dtype)
+        return (each.reshape(mask.shape) * weight).sum(1) / weight.sum(1)
     per_call = max(1, DECODER_POINTS // len(batch.coords))
     if len(batch) > per_call:
         return torch.cat([image_errors(models, batch.subset(torch.arange(first, min(first + per_call, len(batch)),

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from cryofield.data import LazyParticles, ParticleSource, prepare_particles, store_particles
+from cryofield.data import LazyParticles, ParticleSource, TiltSeriesParticles, prepare_particles, store_particles
 from cryofield.errors import InputError
 from cryofield.io import ParticleTable, read_indices, read_particles
 from cryofield.so3 import rotation_about_x
@@ -35,9 +35,9 @@ def read_table(config: TrainConfig, particles: str | None = None, *, tilted: boo
                            tilt_series=config.tilt_series and not tilted)
     if table.n == 0:
         raise InputError(path, "holds no particles")
-    table.refuse_premultiplied("training")
     if config.ind is not None and (own or tilted):
-        table = table.subset(read_indices(config.ind, table.n))
+        table = (table.subset(read_indices(config.ind, table.n)) if table.tilts is None
+                 else table.subset_particles(read_indices(config.ind, table.tilts.n_particles)))  # whole tilt series
     return table
 
 
@@ -73,12 +73,14 @@ def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = 
 
     In memory they are held compactly (:class:`~cryofield.data.CompactParticles`, each batch
     made ready when read), or with ``compact=False`` every image ready
-    (:class:`~cryofield.data.PreparedParticles`, three times the bytes).
+    (:class:`~cryofield.data.PreparedParticles`, three times the bytes). A VAE over tilt
+    series (``config.encodes_tilt_series``) reads them as particles of ``config.ntilts``
+    images each, lowest exposure first (:class:`~cryofield.data.TiltSeriesParticles`).
 
     Parameters
     ----------
     config : TrainConfig
-        ``uninvert_data``, ``window_r``, ``lazy``, ``tilt_deg``.
+        ``uninvert_data``, ``window_r``, ``lazy``, ``tilt_deg``, ``tilt_series``, ``ntilts``.
     table : ParticleTable
     scale : float, optional
         The normalisation (a trained model's); default: from the data.
@@ -92,6 +94,23 @@ def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = 
     progress : callable, optional
         ``progress(done, total)`` while images are prepared in memory.
     """
+    if not config.encodes_tilt_series:
+        return _images(config, table, scale=scale, posed=posed, tilt=tilt, compact=compact, progress=progress)
+    if table.tilts is None:
+        raise InputError(config.particles, "is not read as tilt series (one row per tilt image): "
+                                           "pass --tilt-series with a file that groups its rows into particles")
+    members = table.tilts.members(config.ntilts)
+    used = np.unique(members[members >= 0])
+    if len(used) < table.n:  # only the tilts the encoder reads are read (and held)
+        table = table.subset(used)
+        members = table.tilts.members(config.ntilts)
+    data = _images(config, table, scale=scale, posed=posed, tilt=tilt, compact=compact, progress=progress)
+    return TiltSeriesParticles(data, members)
+
+
+def _images(config: TrainConfig, table: ParticleTable, *, scale: float | None, posed: bool,
+            tilt: ParticleTable | None, compact: bool, progress: Progress | None) -> ParticleSource:
+    """Every image of ``table`` as :func:`prepare` reads them (one per row), tilted partners attached."""
     invert, window_r = not config.uninvert_data, config.window_r
     unposed = {} if posed else {"rotations": np.broadcast_to(np.eye(3), (table.n, 3, 3)).copy(),
                                 "shifts_px": np.zeros((table.n, 2))}

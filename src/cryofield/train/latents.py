@@ -21,14 +21,19 @@ import torch
 
 from cryofield.data import ParticleSource, PreparedParticles
 from cryofield.train.distributed import autocast
-from cryofield.train.inference import batches, image_errors
+from cryofield.train.inference import batches, image_errors, particles_in
 from cryofield.train.models import Models
 from cryofield.train.objective import encode
 
 
 def _objective(models: Models, batch: PreparedParticles, z: torch.Tensor, prior_weight: float) -> torch.Tensor:
-    """``L_i(z)`` (B,) of each image of the (band-limited) batch, fp32: its training loss plus the prior."""
+    """``L_i(z)`` (B,) of each particle of the (band-limited) batch, fp32: its training loss plus the prior.
+
+    A tilt series' loss is the mean over its images, its prior shared by them (as in training).
+    """
     pixels = 2 * batch.coords.shape[0] - 1
+    if batch.tilt_mask is not None:
+        pixels = pixels * batch.tilt_mask.sum(1)
     return image_errors(models, batch, z) + prior_weight * 0.5 * z.pow(2).sum(-1) / pixels
 
 
@@ -87,7 +92,7 @@ def refine_latents(models: Models, data: ParticleSource, *, steps: int = 10, lr:
                 optimizer.step()
             out.append(z.detach().cpu())
             if progress is not None:
-                progress(len(batch))
+                progress(particles_in(batch))
     finally:
         for p in frozen:
             p.requires_grad_(True)

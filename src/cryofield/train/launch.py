@@ -102,6 +102,10 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     method.check(config, runtime)
     # no run exports the source rows (about 1 KB of strings per particle): not held for the whole run
     table = read_table(config).without_source_rows()
+    if not method.reads_tilt_series:  # its searches and restraints apply the CTF to raw images
+        table.refuse_premultiplied(method.__name__)
+    if not resume and method.reads_tilt_series and table.tilts is not None:
+        config = replace(config, tilt_series=True)  # a RELION 5 set is tilt series without being told
     callbacks = callbacks or Callbacks()
     data = method.prepare(config, table, scale=config.data_scale if resume else None, progress=callbacks.reading)
     config = replace(config, device=str(runtime.device), world_size=runtime.world_size)

@@ -18,6 +18,7 @@ from cryofield.nn import (
     PoseCorrections,
     PoseEncoder,
     TiltPairEncoder,
+    TiltSeriesEncoder,
     VolumeDecoder,
     make_encoding,
 )
@@ -89,7 +90,11 @@ def build_models(config: TrainConfig, box: int, n_pixels: int, n_particles: int 
     decoder = VolumeDecoder(encoding, config.zdim, config.dec_dim, config.dec_layers, domain=config.domain,
                             residual=config.residual)
     encoder = None
-    if config.zdim:
+    if config.encodes_tilt_series:
+        encoder = TiltSeriesEncoder(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim, config.ntilts,
+                                    embedding=config.tilt_emb_dim, pooling=config.tilt_pooling,
+                                    residual=config.residual)
+    elif config.zdim:
         kind = TiltPairEncoder if config.tilt else ImageEncoder
         encoder = kind(2 * n_pixels, config.enc_dim, config.enc_layers, config.zdim, residual=config.residual)
     poses = None

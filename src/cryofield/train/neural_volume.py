@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
-from cryofield.data import ParticleSource
+from cryofield.data import ParticleSource, TiltSeriesParticles
 from cryofield.imaging import render_volume
 from cryofield.io import ParticleTable, WorkDir, write_map
 from cryofield.train.config import TrainConfig
@@ -16,7 +18,14 @@ from cryofield.train.models import Models, build_models
 
 
 class NeuralVolume(Method):
-    """One volume (``zdim = 0``) or a VAE over images; optionally tilt pairs and pose refinement."""
+    """One volume (``zdim = 0``) or a VAE over images; optionally tilt pairs, tilt series and pose refinement."""
+
+    reads_tilt_series = True
+
+    @classmethod
+    def resolve(cls, config: TrainConfig, data: ParticleSource) -> TrainConfig:
+        """A VAE over tilt series encodes as many tilts as its particles have, at most ``ntilts``."""
+        return replace(config, ntilts=data.ntilts) if isinstance(data, TiltSeriesParticles) else config
 
     def build_models(self, stage: int = 1) -> Models:
         """The decoder, the encoder of a VAE and the pose corrections of pose refinement."""

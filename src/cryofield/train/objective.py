@@ -7,7 +7,8 @@ of an image spread over the ``M = 2P - 1`` real pixels of the full circle that i
 half-lattice coefficients stand for (the mean over the half lattice of ``|dF|^2`` equals
 the mean over the full circle of the Hartley residual ``dH^2``, so this is cryoDRGN's and
 the seed's weighting). With tilt pairs the encoder sees both images and the decoder
-predicts both. With pose refinement each particle's rotation and shift carry a learned
+predicts both; with tilt series it sees a particle's tilts and the decoder predicts
+each. With pose refinement each particle's rotation and shift carry a learned
 correction (in ab initio's pose-table phase, its rotation is a table's row). An atomic model adds
 its restraint energy (:class:`cryofield.nn.GaussianResidues`).
 """
@@ -33,6 +34,10 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
               restraint: Restraint | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(mse, kl, restraint)`` of a batch, means over its images.
 
+    A batch of tilt series (``batch.tilt_mask``) has one latent per particle, decoded for
+    each of its tilts; its KL, one per particle, counts once for all of them (the mean per
+    image is the particles' sum over their images').
+
     Parameters
     ----------
     net : Models
@@ -56,7 +61,7 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
         Scalars; ``kl`` is 0 without an encoder.
     """
     device = batch.images.device
-    images, ctf, rotations, tilted = batch.images, batch.ctf, batch.rotations, batch.tilted
+    images, ctf, rotations, tilted, series = batch.images, batch.ctf, batch.rotations, batch.tilted, batch.tilt_mask
     shifts = None
     if net.poses is not None:
         d_rotation, shifts = net.poses(indices.to(device))
@@ -74,7 +79,11 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
             mu, logvar = encode(net, batch, indices)
             z = mu if logvar is None or not sample else reparameterize(mu, logvar)
             if logvar is not None:  # a table of points has no KL term
-                kl = kl + kl_divergence(mu, logvar).mean()
+                each = kl_divergence(mu, logvar)
+                # a tilt series' KL is shared by its images: the ELBO per image is the mean over images
+                kl = kl + (each.mean() if series is None else each.sum() / series.sum())
+            if series is not None:
+                z = z.repeat_interleave(series.shape[1], dim=0)  # each particle's z for each of its tilts
         if tilted is not None:  # both images of each particle, from the same z
             tilt_rotations = tilted.rotations if net.poses is None else tilted.rotations @ d_rotation
             rotations = torch.cat([rotations, tilt_rotations])
@@ -83,14 +92,18 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
             images = torch.cat([images, tilted.images])
             ctf = None if ctf is None else torch.cat([ctf, tilted.ctf])
         predicted = predict_images(net.decoder, batch.coords, rotations, batch.box, z=z, ctf=ctf, shifts_px=shifts)
-    mse = (predicted - images).abs().pow(2).mean()
+    if series is None:
+        mse = (predicted - images).abs().pow(2).mean()
+    else:  # the tilt images only, not the padding
+        weight = series.reshape(-1).to(predicted.real.dtype)
+        mse = ((predicted - images).abs().pow(2).mean(-1) * weight).sum() / weight.sum()
     energy = restraint(z) if restraint is not None else torch.zeros((), device=device)
     return mse, kl, energy
 
 
 def encode(net: Models, batch: PreparedParticles,
            indices: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(mu, logvar)`` (B, zdim) of the encoder for a batch (both images of tilt pairs).
+    """``(mu, logvar)`` (B, zdim) of the encoder for a batch (both images of tilt pairs; a tilt series' images).
 
     With a latent table (:class:`cryofield.nn.LatentTable`) the rows of particles
     ``indices`` (B,) instead, ``logvar`` ``None`` for a table of points.
@@ -101,6 +114,8 @@ def encode(net: Models, batch: PreparedParticles,
                              "pass the particles' indices")
         return net.encoder(indices.to(batch.images.device))
     x = encoder_input(batch.images, batch.ctf)
+    if batch.tilt_mask is not None:
+        return net.encoder(x, batch.tilt_mask)
     if batch.tilted is not None:
         return net.encoder(x, encoder_input(batch.tilted.images, batch.tilted.ctf))
     return net.encoder(x)
