@@ -9,6 +9,7 @@ from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
 from cryofield.fourier import fft_center, radius
 from cryofield.imaging import exposure_weights
 from cryofield.io import read_map, read_particles
+from cryofield.io.star import read_star, write_star
 from cryofield.metrics import fsc
 from cryofield.simulate.particles import Imaging, VolumeProjector, simulate_chunks
 from cryofield.simulate.tilt_series import TiltScheme
@@ -131,6 +132,63 @@ def test_ctf_of_a_tilt_image_is_damped_by_its_exposure():
     assert weights.min() < 0.5 and (weights[:, k == 0] == 1).all()
 
 
+def test_ctf_of_a_tilt_image_is_scaled_once_by_its_amplitude():
+    from cryofield.fourier import lattice
+    from cryofield.imaging import ctf_at_pixels
+
+    coords = lattice(16, 2, normalized=False).reshape(-1, 2)
+    params = torch.tensor([[16, 2.0, 15000, 14000, 30, 300, 2.7, 0.1, 0, 20.0]]).repeat(2, 1)
+    damped = ctf_at_pixels(params, coords, 16)
+    extra = torch.tensor([[0.0, 0.5], [1.0, 0.5]])  # raw, then premultiplied; both at half amplitude
+    scaled = ctf_at_pixels(torch.cat([params, extra], 1), coords, 16)
+    torch.testing.assert_close(scaled[0], 0.5 * damped[0])
+    torch.testing.assert_close(scaled[1], (0.5 * damped[1]) ** 2)
+
+
+def test_amplitude_scale_comes_from_one_source(series, tmp_path, capsys):
+    """The simulation scales each tilt by cos(tilt); ``_rlnCtfScalefactor`` or cos(tilt) models it, once."""
+    table = read_particles(series / "particles.star", tilt_series=True)
+    truth = np.load(series / "truth.npz")
+    tilts = table.tilts
+    assert tilts.weighting == "auto" and tilts.amplitude_source == "_rlnCtfScalefactor"
+    np.testing.assert_allclose(tilts.amplitude, np.cos(np.radians(truth["tilt_deg"])), atol=1e-5)
+    assert tilts.weighted("cos").amplitude_source == "cos(tilt)"
+    np.testing.assert_allclose(tilts.weighted("cos").amplitude, tilts.amplitude, atol=1e-5)
+    assert tilts.weighted("none").amplitude is None and table.with_tilt_weighting("none").tilts.amplitude is None
+    assert main(["info", str(series / "particles.star"), "--tilt-series"]) == 0
+    assert "amplitude scale                  0.5 .. 1 (from _rlnCtfScalefactor)" in capsys.readouterr().out
+    blocks = read_star(series / "particles.star")
+    blocks["particles"].table["rlnCtfScalefactor"] = blocks["particles"].table["rlnCtfScalefactor"].astype(object)
+    blocks["particles"].table.loc[2, "rlnCtfScalefactor"] = -0.5  # as RELION refines a tilt with no signal
+    refined = tmp_path / "refined.star"
+    write_star(refined, blocks)
+    with pytest.warns(UserWarning, match=r"1 rows have _rlnCtfScalefactor <= 0 \(row 3: -0.5\)"):
+        amplitude = read_particles(refined, tilt_series=True).tilts.amplitude
+    assert amplitude[2] == 0 and amplitude[3] > 0
+    blocks["particles"].table.loc[2, "rlnCtfScalefactor"] = "inf"
+    write_star(refined, blocks)
+    assert main(["info", str(refined), "--tilt-series"]) == 2
+    assert "row 3: _rlnCtfScalefactor is inf, not a finite number" in capsys.readouterr().err
+
+
+def test_backprojection_scales_each_tilt_by_its_amplitude(tmp_path, capsys):
+    """Noise-free tilt series: the map's scale against the truth is right only with the amplitude modelled."""
+    out = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "24", "--apix", "4",
+                 "-n", "40", "--snr", "1000", "--tilt-series", "--tilt-step", "10", "--dose-per-tilt", "1",
+                 "-o", str(out)]) == 0
+    truth, _ = read_map(out / "truth_vols/vol_000.mrc")
+    scale = {}
+    for weighting in ("auto", "none"):
+        assert main(["backproject", str(out / "particles.star"), "--tilt-series", "--tilt-weighting", weighting,
+                     "-o", str(tmp_path / weighting)]) == 0
+        volume, _ = read_map(tmp_path / weighting / "volume.mrc")
+        scale[weighting] = float((volume * truth).sum() / (truth * truth).sum())
+    printed = capsys.readouterr().out
+    assert "amplitude scale _rlnCtfScalefactor" in printed and "amplitude scale none" in printed
+    assert scale["auto"] > scale["none"] + 0.1, scale  # measured 0.843 against 0.682
+
+
 def test_training_on_tilt_images_weighs_their_exposure(series, tmp_path):
     """train-nn on tilt images as single particles: the forward model damps each by its exposure."""
     import json
@@ -141,7 +199,9 @@ def test_training_on_tilt_images_weighs_their_exposure(series, tmp_path):
         run = tmp_path / f"nn{flag}"
         assert main(["train-nn", str(out / "particles.star"), "-o", str(run), "-n", "3", "--dec-dim", "64",
                      "--dec-layers", "2", "-b", "16", "--lr", "3e-3"] + ([flag] if flag else [])) == 0
-        assert json.loads((run / "config.json").read_text())["data_exposure_weighted"] == bool(flag)
+        config = json.loads((run / "config.json").read_text())
+        assert config["data_exposure_weighted"] == bool(flag)
+        assert config["data_tilt_amplitude"] == ("_rlnCtfScalefactor" if flag else "")
         auc[flag] = _truth_auc(series, run / "volume.mrc")
     assert auc["--tilt-series"] > auc[""] + 0.015  # measured 0.426 against 0.389
 

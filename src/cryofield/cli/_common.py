@@ -35,14 +35,21 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--apix", type=float, help="pixel size in Angstrom (overrides the files)")
 
 
-def add_tilt_series_argument(parser: argparse.ArgumentParser) -> None:
-    """``--tilt-series`` (the rows of ``IN`` are tilt images, grouped into particles) and ``--tomograms``."""
+def add_tilt_series_argument(parser: argparse.ArgumentParser, *, weighting: bool = False) -> None:
+    """``--tilt-series`` (the rows of ``IN`` are tilt images, grouped into particles) and ``--tomograms``.
+
+    With ``weighting``, also ``--tilt-weighting`` (the tilt images' amplitude scale, as training's).
+    """
     parser.add_argument("--tilt-series", action="store_true",
                         help="IN lists one row per tilt image (Warp/M, cryoDRGN parse_relion/parse_warptools): group "
                              "the rows into particles by _rlnTomoParticleName or _rlnGroupName; indices then count "
                              "particles")
     parser.add_argument("--tomograms", type=Path,
                         help="the tomograms .star of a RELION 5 particles .star given without its optimisation set")
+    if weighting:
+        from cryofield.io.tilts import WEIGHTING_HELP, WEIGHTINGS
+
+        parser.add_argument("--tilt-weighting", choices=WEIGHTINGS, default="auto", help=WEIGHTING_HELP)
 
 
 def add_settings(group, config_class: type, *names: str) -> None:

@@ -22,7 +22,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
 
     config = VaeConfig if vae else TrainConfig
     add_input_arguments(parser)
-    add_settings(parser, config, "outdir", "ind", "tilt_series", "uninvert_data", "window_r")
+    add_settings(parser, config, "outdir", "ind", "tilt_series", "tilt_weighting", "uninvert_data", "window_r")
     model = parser.add_argument_group("model")
     if vae:
         add_settings(model, config, "zdim", "enc_dim", "enc_layers", "beta", "tilt", "tilt_deg", "ntilts",

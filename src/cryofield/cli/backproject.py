@@ -28,7 +28,7 @@ def add_parser(subparsers):
         cryofield backproject tilts.star --tilt-series -o recon/   # halves by particle, exposure-weighted
         """)
     add_input_arguments(parser)
-    add_tilt_series_argument(parser)
+    add_tilt_series_argument(parser, weighting=True)
     parser.add_argument("-o", "--outdir", type=Path, required=True,
                         help="folder for volume.mrc, half_a.mrc, half_b.mrc, fsc.txt, fsc.png")
     parser.add_argument("--ind", type=Path, help="use only these particles (.npy, .txt or .pkl)")
@@ -50,7 +50,7 @@ def run(args) -> None:
     from cryofield.recon import backproject_table
     from cryofield.reports import plot_fsc
 
-    table = load_table(args)
+    table = load_table(args).with_tilt_weighting(args.tilt_weighting)
     if args.ind is not None:  # tilt series: particles, each with every tilt image
         table = (table.subset(read_indices(args.ind, table.n)) if table.tilts is None
                  else table.subset_particles(read_indices(args.ind, table.tilts.n_particles)))
@@ -77,8 +77,9 @@ def run(args) -> None:
                    fmt=["%d", "%.6f", "%.3f", "%.6f"], header="shell  freq_1/A  resolution_A  fsc_half_maps")
         plot_fsc(temps[4], freqs_a, {f"half maps ({result.counts[0]} + {result.counts[1]} particles)": result.fsc},
                  title=f"{table.source.name}: {result.resolution_angstrom(0.143):.2f} A at FSC 0.143")
-    count = f"{table.n} particles" if table.tilts is None else (f"{table.tilts.n_particles} particles in "
-                                                                f"{table.n} tilt images")
+    count = f"{table.n} particles" if table.tilts is None else (
+        f"{table.tilts.n_particles} particles in {table.n} tilt images, amplitude scale "
+        f"{table.tilts.amplitude_source or 'none'}")
     print(f"wrote {outdir}/{{{','.join(names)}}}: {count}, box {result.volume.shape[-1]}, "
           f"{apix:.4f} A/px; half-map FSC 0.143 at {result.resolution_angstrom(0.143):.2f} A "
           f"(0.5 at {result.resolution_angstrom(0.5):.2f} A)")

@@ -83,6 +83,8 @@ def _tilt_series(table: ParticleTable) -> dict:
         out |= {"tilt_deg": _range(tilts.tilt_deg), "tilt_from": tilts.tilt_source}
     if tilts.exposure is not None:
         out |= {"exposure_e_per_a2": _range(tilts.exposure), "exposure_from": tilts.exposure_source}
+    if tilts.amplitude is not None:
+        out |= {"amplitude_scale": _range(tilts.amplitude), "amplitude_from": tilts.amplitude_source}
     return out
 
 
@@ -128,10 +130,12 @@ def run(args) -> None:
         low, median, high = series["tilts_per_particle"]
         lines += [f"tilt series       {series['particles']} particles in {series['tilt_images']} tilt images, "
                   f"{low}-{high} per particle (median {median:g})"]
-        for name, label, unit in (("tilt_deg", "stage tilt", "deg"), ("exposure_e_per_a2", "exposure", "e/A^2")):
+        for name, source, label, unit in (("tilt_deg", "tilt_from", "stage tilt", " deg"),
+                                          ("exposure_e_per_a2", "exposure_from", "exposure", " e/A^2"),
+                                          ("amplitude_scale", "amplitude_from", "amplitude scale", "")):
             if name in series:
-                where = series["tilt_from" if name == "tilt_deg" else "exposure_from"]
-                lines.append(f"  {label:<24s}{series[name][0]:12.4g} .. {series[name][1]:.4g} {unit} (from {where})")
+                lines.append(f"  {label:<24s}{series[name][0]:12.4g} .. {series[name][1]:.4g}{unit} "
+                             f"(from {series[source]})")
         if series["ctf_premultiplied"]:
             lines.append("  images multiplied by their CTF when extracted (_rlnCtfDataAreCtfPremultiplied)")
     if summary.get("hint"):

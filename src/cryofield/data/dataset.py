@@ -148,21 +148,26 @@ def _transforms(table: ParticleTable, size: int, *, invert: bool, window_r: floa
 
 
 def _ctf_params(table: ParticleTable) -> torch.Tensor | None:
-    """The table's CTF parameters, (N, 9) float32 (:meth:`ParticleTable.ctf_array`), or None.
+    """The table's CTF parameters, (N, 9) to (N, 12) float32 (:meth:`ParticleTable.ctf_array`), or None.
 
-    Tilt images with known exposures get it as a tenth column (e/A^2): their CTF is then
-    damped by the amplitude radiation damage left (:func:`cryofield.imaging.ctf_at_pixels`).
-    Images multiplied by their CTF when extracted get an eleventh column of ones (the model
-    then predicts the volume's transform times the damped CTF's square).
+    Tilt images get up to three more columns, each only where it or a later one is needed
+    (:func:`cryofield.imaging.ctf_at_pixels`): their accumulated exposure (e/A^2, 0 when
+    unknown), whether they were multiplied by their CTF when extracted (1 or 0), and their
+    amplitude scale (:attr:`cryofield.io.tilts.TiltSeries.amplitude`, 1 when none).
     """
     if table.ctf is None:
         return None
     params = table.ctf_array()
     tilts = table.tilts
-    if tilts is not None and (tilts.exposure is not None or tilts.ctf_premultiplied):
-        params = np.column_stack([params, np.zeros(table.n) if tilts.exposure is None else tilts.exposure])
-    if tilts is not None and tilts.ctf_premultiplied:
-        params = np.column_stack([params, np.ones(table.n)])
+    if tilts is None:
+        return torch.from_numpy(params).float()
+    extra = [np.zeros(table.n) if tilts.exposure is None else tilts.exposure,
+             np.full(table.n, float(tilts.ctf_premultiplied)),
+             np.ones(table.n) if tilts.amplitude is None else tilts.amplitude]
+    needed = [tilts.exposure is not None, tilts.ctf_premultiplied, tilts.amplitude is not None]
+    if any(needed):
+        last = max(i for i, need in enumerate(needed) if need)
+        params = np.column_stack([params, *extra[:last + 1]])
     return torch.from_numpy(params).float()
 
 

@@ -66,14 +66,15 @@ def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> 
 
     Parameters
     ----------
-    ctf_params : Tensor, shape (B, 9), (B, 10) or (B, 11)
+    ctf_params : Tensor, shape (B, 9) to (B, 12)
         Rows of :meth:`cryofield.io.ParticleTable.ctf_array` (column 1, the pixel size in
         Angstrom, sets the frequencies; column 0 is not used); a tenth column is each tilt
         image's accumulated exposure (e/A^2), which damps its CTF by the amplitude radiation
         damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal exposure);
-        an eleventh, where nonzero, says the image was multiplied by that damped CTF when it was
-        extracted (RELION 5's and WarpTools' premultiplied stacks), so that its transform is the
-        volume's times the square: the square is returned.
+        a twelfth scales that CTF by the image's amplitude (``cos(tilt)`` or
+        ``_rlnCtfScalefactor``); an eleventh, where nonzero, says the image was multiplied by
+        the damped, scaled CTF when it was extracted (RELION 5's and WarpTools' premultiplied
+        stacks), so that its transform is the volume's times the square: the square is returned.
     coords : Tensor, shape (P, 2)
         ``(kx, ky)`` of the pixels in cycles per box.
     size : int
@@ -88,6 +89,8 @@ def ctf_at_pixels(ctf_params: torch.Tensor, coords: torch.Tensor, size: int) -> 
     ctf = compute_ctf(freqs, *ctf_params[:, 2:9].unbind(-1))
     if ctf_params.shape[1] > 9:
         ctf = ctf * exposure_weights(freqs.norm(dim=-1), ctf_params[:, 9], ctf_params[:, 5], batched=True)
+    if ctf_params.shape[1] > 11:
+        ctf = ctf * ctf_params[:, 11:12]
     if ctf_params.shape[1] > 10:
         ctf = torch.where(ctf_params[:, 10:11] != 0, ctf * ctf, ctf)
     return ctf

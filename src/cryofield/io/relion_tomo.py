@@ -33,7 +33,7 @@ from cryofield.conventions import relion_euler_to_matrix, relion_tilt_matrix
 from cryofield.errors import InputError
 from cryofield.io.star import StarBlock, numeric_column, read_star
 from cryofield.io.table import CTF_FIELDS, ImageRefs, SourceRecord
-from cryofield.io.tilts import TiltSeries
+from cryofield.io.tilts import TiltSeries, ctf_scale_column
 
 
 def is_tomo_particle_set(blocks: dict[str, StarBlock]) -> bool:
@@ -183,7 +183,7 @@ def _series(path: Path, frames: pd.DataFrame, tomogram: pd.Series, tomograms: Pa
     phase = numeric_column(path, frames, "rlnPhaseShift") if "rlnPhaseShift" in frames.columns else 0 * u
     tilt = next((numeric_column(path, frames, c) for c in ("rlnTomoNominalStageTiltAngle", "rlnTomoYTilt")
                  if c in frames.columns), None)
-    scale = numeric_column(path, frames, "rlnCtfScalefactor") if "rlnCtfScalefactor" in frames.columns else None
+    scale = ctf_scale_column(path, frames)
 
     def value(name: str, default: float | None = None) -> float:
         if name in tomogram.index:

@@ -212,5 +212,7 @@ def numeric_column(path: Path, df, column: str) -> np.ndarray:
     bad = ~np.isfinite(values)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise InputError(path, f"row {row + 1}: _{column} is {df[column].iloc[row]!r}, not a number")
+        value = df[column].iloc[row]
+        said = f"{value:g}" if isinstance(value, (int, float, np.number)) else repr(value)
+        raise InputError(path, f"row {row + 1}: _{column} is {said}, not a finite number")
     return values

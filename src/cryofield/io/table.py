@@ -355,6 +355,14 @@ class ParticleTable:
         except IndexError as error:
             raise InputError(self.source, str(error)) from None
 
+    def with_tilt_weighting(self, weighting: str) -> ParticleTable:
+        """The same table with its tilt images' amplitude scale chosen by ``weighting``.
+
+        ``"auto"``, ``"cos"`` or ``"none"`` (:attr:`cryofield.io.tilts.TiltSeries.weighting`);
+        single particles are returned as they are.
+        """
+        return self if self.tilts is None else replace(self, tilts=self.tilts.weighted(weighting))
+
     def refuse_premultiplied(self, what: str) -> None:
         """Raise an :class:`InputError` when the images were multiplied by their CTF at extraction.
 

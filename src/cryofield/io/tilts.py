@@ -17,10 +17,20 @@ What each image received is read from the first column that says it:
   else ``arccos(_rlnCtfScalefactor)`` where every scale factor lies in (0, 1] (Warp's scale
   is ``cos(tilt)``; RELION refines it, to values above 1 too, and then it says nothing
   about the angle and is not used), else unknown. An angle from a cosine has no sign.
+
+A tilted image sees the particle through ice ``1 / cos(tilt)`` times as thick, which leaves
+less of its signal: RELION and Warp model this as an amplitude scale of the image's CTF,
+``_rlnCtfScalefactor`` (Warp writes ``cos(tilt)``, RELION refines it). Each image's
+:attr:`TiltSeries.amplitude` applies that scale once, chosen by :attr:`TiltSeries.weighting`
+(:data:`WEIGHTINGS`): ``"auto"`` takes ``_rlnCtfScalefactor`` where the file gives it, else
+``cos(tilt)``; ``"cos"`` always ``cos(tilt)``; ``"none"`` no scale. (cryoDRGN 4.3.1's
+``--encode-mode tilt`` multiplies its CTF by ``_rlnCtfScalefactor`` and its dose filter by
+``cos(tilt)`` again, ``cos^2`` in all.)
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -31,6 +41,11 @@ from cryofield.io.star import numeric_column
 
 #: Columns naming each row's particle, in order of preference.
 GROUP_COLUMNS = ("rlnTomoParticleName", "rlnGroupName")
+#: How each image's amplitude scale is chosen (:attr:`TiltSeries.weighting`).
+WEIGHTINGS = ("auto", "cos", "none")
+#: ``--tilt-weighting``'s help (training and backprojection).
+WEIGHTING_HELP = ("tilt images' amplitude scale, applied once to their CTF: auto = _rlnCtfScalefactor where the file "
+                  "gives it, else cos(tilt) (default); cos = cos(tilt); none")
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,10 +65,12 @@ class TiltSeries:
     exposure_source, tilt_source : str
         How each was read, e.g. ``"_rlnMicrographPreExposure"`` (``""`` when unknown).
     ctf_scale : ndarray, shape (N,), float64, or None
-        ``_rlnCtfScalefactor`` of each image's tilt, where the tilt series give it.
+        ``_rlnCtfScalefactor`` of each image, where the file or its tilt series give it.
     ctf_premultiplied : bool
         The images were multiplied by their CTF when extracted
         (``_rlnCtfDataAreCtfPremultiplied``: RELION 5 and WarpTools do by default).
+    weighting : {"auto", "cos", "none"}
+        Which amplitude scale :attr:`amplitude` applies (:data:`WEIGHTINGS`; default ``"auto"``).
     """
 
     particle: np.ndarray
@@ -64,6 +81,38 @@ class TiltSeries:
     tilt_source: str = ""
     ctf_scale: np.ndarray | None = None
     ctf_premultiplied: bool = False
+    weighting: str = "auto"
+
+    def __post_init__(self):
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"tilt weighting {self.weighting!r} is not one of {', '.join(WEIGHTINGS)}")
+
+    @property
+    def amplitude_source(self) -> str:
+        """Where :attr:`amplitude` comes from: ``"_rlnCtfScalefactor"``, ``"cos(tilt)"`` or ``""`` (none)."""
+        if self.weighting == "auto" and self.ctf_scale is not None:
+            return "_rlnCtfScalefactor"
+        if self.weighting != "none" and self.tilt_deg is not None:
+            return "cos(tilt)"
+        return ""
+
+    @property
+    def amplitude(self) -> np.ndarray | None:
+        """Each image's signal amplitude relative to an untilted one, shape (N,), float64, or None.
+
+        Multiplies the image's CTF wherever the CTF is applied (training, backprojection);
+        :attr:`amplitude_source` says which scale it is.
+        """
+        source = self.amplitude_source
+        if source == "_rlnCtfScalefactor":
+            return self.ctf_scale
+        if source == "cos(tilt)":
+            return np.cos(np.radians(self.tilt_deg))
+        return None
+
+    def weighted(self, weighting: str) -> TiltSeries:
+        """The same tilt series with the amplitude scale ``weighting`` (:data:`WEIGHTINGS`)."""
+        return replace(self, weighting=weighting)
 
     @property
     def n_particles(self) -> int:
@@ -175,7 +224,31 @@ def read_tilt_series(path, df: dict[str, pd.Series]) -> TiltSeries:
     exposure, exposure_source = _exposure(path, df)
     tilt, tilt_source = _tilt(path, df)
     return TiltSeries(codes.astype(np.int64), tuple(str(name) for name in names), exposure, tilt,
-                      exposure_source, tilt_source, ctf_premultiplied=_premultiplied(path, df))
+                      exposure_source, tilt_source, ctf_scale=ctf_scale_column(path, df),
+                      ctf_premultiplied=_premultiplied(path, df))
+
+
+def ctf_scale_column(path, df: dict[str, pd.Series]) -> np.ndarray | None:
+    """``_rlnCtfScalefactor`` of each row (values <= 0 read as 0), or None where the file has none.
+
+    RELION refines the scale of each tilt's CTF and gives a tilt it finds no signal in a scale
+    of about 0, sometimes below (the real ``TS_54.star`` of ``tomo/relion5`` has -0.16): such
+    tilts are given no weight, with a warning.
+
+    Raises
+    ------
+    InputError
+        A scale that is not a finite number (the row is named).
+    """
+    if "rlnCtfScalefactor" not in df:
+        return None
+    scale = numeric_column(path, df, "rlnCtfScalefactor")
+    dropped = np.flatnonzero(scale <= 0)
+    if dropped.size:
+        warnings.warn(f"{path}: {dropped.size} rows have _rlnCtfScalefactor <= 0 (row {int(dropped[0]) + 1}: "
+                      f"{scale[dropped[0]]:g}): their tilts get no weight", stacklevel=2)
+        scale = np.maximum(scale, 0.0)
+    return scale
 
 
 def _premultiplied(path, df: dict[str, pd.Series]) -> bool:

@@ -69,7 +69,9 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
     particle in the same half (halves that share particles would agree on their noise too),
     and where each image's exposure is known its weight ``c`` is the CTF times the amplitude
     radiation damage left (:func:`cryofield.imaging.exposure_weights`, zero past the optimal
-    exposure), so that damaged frequencies count for what they hold. ``counts`` are then
+    exposure), so that damaged frequencies count for what they hold, times the image's
+    amplitude scale where it has one (``tilts.amplitude``: ``cos(tilt)`` or
+    ``_rlnCtfScalefactor``, once; ``table.with_tilt_weighting`` chooses). ``counts`` are then
     particles. Images multiplied by that weight when they were extracted (RELION 5's and
     WarpTools' premultiplied stacks, ``tilts.ctf_premultiplied``) are inserted as they are,
     with ``c^2`` as their weight (zero where ``c`` is).
@@ -110,6 +112,7 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
     half_b = (np.random.default_rng(seed).permutation(groups) % 2 == 1)[group]
     damage = None if tilts is None or tilts.exposure is None else _damage(table, size, apix)
     premultiplied = tilts is not None and tilts.ctf_premultiplied
+    amplitude = None if tilts is None or tilts.amplitude is None else torch.tensor(tilts.amplitude, dtype=dtype)
     halves = [Backprojector(size, dtype=dtype, device=device), Backprojector(size, dtype=dtype, device=device)]
     sign = -1.0 if invert else 1.0
     for indices, images in table.iter_chunks(chunk_size):
@@ -119,6 +122,9 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
         if damage is not None:
             kept = damage(indices).to(device=device, dtype=dtype)
             weights = kept if weights is None else weights * kept
+        if amplitude is not None:
+            scale = amplitude[indices].to(device).reshape(-1, 1, 1)
+            weights = scale.expand(len(indices), size, size) if weights is None else weights * scale
         for h, accumulator in enumerate(halves):
             sel = torch.from_numpy(half_b[indices] == bool(h)).to(device)
             if sel.any():
@@ -137,7 +143,7 @@ def backproject_table(table: ParticleTable, *, invert: bool = True, regularizati
 def _damage(table: ParticleTable, size: int, apix: float) -> Callable[[np.ndarray], torch.Tensor]:
     """``damage(indices)``: the amplitude the images ``indices`` kept, (K, D, D) on the centred lattice."""
     frequency = radius(size, 2, dtype=torch.float64) / (size * apix)
-    exposure = torch.from_numpy(table.tilts.exposure)
+    exposure = torch.tensor(table.tilts.exposure)
     voltage = table.ctf["voltage_kv"].to_numpy() if table.ctf is not None else np.full(table.n, 300.0)
 
     def damage(indices: np.ndarray) -> torch.Tensor:

@@ -164,7 +164,8 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
                     ctf_params: np.ndarray | None, imaging: Imaging, *, seed: int = 0, chunk_size: int = 1000,
                     progress: Callable[[int], None] | None = None, signal: np.ndarray | None = None,
                     scratch: str | os.PathLike | None = None,
-                    exposure: np.ndarray | None = None) -> Iterator[np.ndarray]:
+                    exposure: np.ndarray | None = None,
+                    amplitude: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield float32 images chunk by chunk, noise at ``imaging.snr`` (std set by the first chunk).
 
     When the projector cannot hold every volume's transform (:attr:`VolumeProjector.resident`),
@@ -189,6 +190,8 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
     exposure : ndarray, shape (N,), optional
         Each image's accumulated exposure (e/A^2): its amplitudes are damped by
         :func:`cryofield.imaging.exposure_weights` (at ``imaging.voltage_kv``, without the cut).
+    amplitude : ndarray, shape (N,), optional
+        Each image's signal scale (tilt images: ``cos(tilt)``, the thicker ice seen at a tilt).
 
     Yields
     ------
@@ -199,6 +202,9 @@ def simulate_chunks(projector: VolumeProjector, states: np.ndarray, rotations: n
     def project(rows: np.ndarray | slice) -> torch.Tensor:
         weights = None if exposure is None else exposure_weights(
             frequency, torch.from_numpy(np.asarray(exposure[rows], np.float64)), imaging.voltage_kv, cutoff=False)
+        if amplitude is not None:
+            scale = torch.from_numpy(np.asarray(amplitude[rows], np.float64)).reshape(-1, 1, 1)
+            weights = scale.expand(len(scale), projector.size, projector.size) if weights is None else weights * scale
         return projector(states[rows], torch.from_numpy(rotations[rows]), torch.from_numpy(shifts_px[rows]),
                          None if ctf_params is None else torch.from_numpy(ctf_params[rows]), imaging.bfactor,
                          weights)

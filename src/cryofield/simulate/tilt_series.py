@@ -3,8 +3,10 @@
 A particle of pose ``R`` at height ``z`` and distance ``x`` from the tilt axis, seen at stage
 tilt ``theta`` (about y, RELION's ``_rlnTomoYTilt``), has the image pose ``Ry(theta) R``, the
 defocus of its tilt series' image corrected by its depth ``(Ry(theta) (x, y, z))_z`` (RELION's
-hand -1: deeper is closer to focus), and amplitudes damped by the exposure accumulated before
-the tilt (:func:`cryofield.imaging.exposure_weights`, Grant and Grigorieff's curve). The noise
+hand -1: deeper is closer to focus), amplitudes damped by the exposure accumulated before
+the tilt (:func:`cryofield.imaging.exposure_weights`, Grant and Grigorieff's curve) and scaled
+by ``cos theta`` (the ice is ``1 / cos theta`` times as thick; RELION and Warp's model, whose
+``_rlnCtfScalefactor`` the file then gives). The noise
 has one variance for all images (the same dose per tilt), set by ``imaging.snr`` over them all.
 
 Rows are written particle by particle, each particle's tilts in the order they were acquired,
@@ -113,8 +115,8 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
     float16 : bool
         Write a float16 stack (MRC mode 12), as WarpTools does.
     premultiply : bool
-        Multiply each noisy image's transform by its CTF and its exposure's amplitude weight
-        (:func:`cryofield.imaging.exposure_weights`, without the cut), as RELION 5 and WarpTools
+        Multiply each noisy image's transform by its CTF, its exposure's amplitude weight
+        (:func:`cryofield.imaging.exposure_weights`, without the cut) and ``cos theta``, as RELION 5 and WarpTools
         extract by default, and say so (``_rlnCtfDataAreCtfPremultiplied 1``).
     seed, chunk_size : int
     progress : callable, optional
@@ -128,7 +130,7 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
     -----
     ``truth.npz`` holds per particle ``state``, ``coordinates``, ``rotations`` (the pose at
     zero tilt) and ``position_angstrom`` (x from the tilt axis, y, height z); per image
-    ``particle``, ``image_rotations``, ``shifts_px``, ``ctf``, ``tilt_deg`` and ``exposure``.
+    ``particle``, ``image_rotations``, ``shifts_px``, ``ctf``, ``tilt_deg``, ``exposure`` and ``amplitude``.
     """
     outdir = Path(outdir)
     (outdir / "truth_vols").mkdir(parents=True, exist_ok=True)
@@ -159,8 +161,9 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
     stack, star, truth = outdir / "particles.mrcs", outdir / "particles.star", outdir / "truth.npz"
     maps = [outdir / "truth_vols" / f"vol_{i:03d}.mrc" for i in range(len(volumes))]
     names = np.array([f"tomo/{i + 1}" for i in range(p)])[particle]
+    amplitude = np.cos(np.radians(tilt))
     extra = {"rlnTomoParticleName": names, "rlnMicrographPreExposure": exposure,
-             "rlnTomoNominalStageTiltAngle": tilt, "rlnCtfScalefactor": np.cos(np.radians(tilt))}
+             "rlnTomoNominalStageTiltAngle": tilt, "rlnCtfScalefactor": amplitude}
     states = np.asarray(states, np.int64)
     coordinates = states[:, None].astype(float) if coordinates is None else np.asarray(coordinates, float)
     if premultiply and ctf is None:
@@ -171,10 +174,10 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
             done = 0
             for images in simulate_chunks(VolumeProjector(volumes), states[particle], image_rotations, shifts, ctf,
                                           imaging, seed=seed, chunk_size=chunk_size, progress=progress,
-                                          exposure=exposure):
+                                          exposure=exposure, amplitude=amplitude):
                 if premultiply:
                     rows = slice(done, done + len(images))
-                    images = _premultiplied(images, ctf[rows], exposure[rows], imaging.voltage_kv)
+                    images = _premultiplied(images, ctf[rows], exposure[rows], amplitude[rows], imaging.voltage_kv)
                 writer.write(images)
                 done += len(images)
         finally:
@@ -188,16 +191,18 @@ def write_tilt_series(outdir: str | os.PathLike, volumes: list[np.ndarray], stat
         with open(temps[2], "wb") as fh:
             np.savez(fh, state=states, coordinates=coordinates, rotations=rotations, position_angstrom=position,
                      particle=particle, image_rotations=image_rotations, shifts_px=shifts,
-                     ctf=np.zeros((p * t, 0)) if ctf is None else ctf, tilt_deg=tilt, exposure=exposure)
+                     ctf=np.zeros((p * t, 0)) if ctf is None else ctf, tilt_deg=tilt, exposure=exposure,
+                     amplitude=amplitude)
         for path, volume in zip(temps[3:], volumes):
             write_map(path, volume, apix)
     return SimulatedDataset(stack, star, truth, maps)
 
 
-def _premultiplied(images: np.ndarray, ctf: np.ndarray, exposure: np.ndarray, voltage_kv: float) -> np.ndarray:
-    """Images (B, D, D) with their transforms multiplied by their CTF (B, 9) and exposure's weight (B,), float32."""
+def _premultiplied(images: np.ndarray, ctf: np.ndarray, exposure: np.ndarray, amplitude: np.ndarray,
+                   voltage_kv: float) -> np.ndarray:
+    """Images (B, D, D) with their transforms multiplied by their CTF (B, 9), exposure's weight and amplitude (B,)."""
     size = images.shape[-1]
-    weights = ctf_on_lattice(torch.from_numpy(ctf), size)
+    weights = ctf_on_lattice(torch.from_numpy(ctf), size) * torch.from_numpy(amplitude).reshape(-1, 1, 1)
     frequency = radius(size, 2, dtype=torch.float64) / (size * float(ctf[0, 1]))
     weights = weights * exposure_weights(frequency, torch.from_numpy(np.asarray(exposure, np.float64)), voltage_kv,
                                          cutoff=False)

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
 from cryofield.io._atomic import save_text
+from cryofield.io.tilts import WEIGHTING_HELP, WEIGHTINGS
 from cryofield.io.workdir import read_json_object
 
 FIXED, MAY_CHANGE, RUNTIME, KEPT = "fixed", "may change", "runtime", "kept"
@@ -140,6 +141,7 @@ class TrainConfig:
                                           "order; the default, as cryoDRGN-ET), their mean or their maximum",
                                 choices=["concat", "mean", "max"])
     tilt_emb_dim: int = setting(64, "--tilt-series: each tilt's embedding (default 64)")
+    tilt_weighting: str = setting("auto", "--tilt-series: " + WEIGHTING_HELP, choices=list(WEIGHTINGS))
     tilt: str | None = setting(None, "tilted partner of each particle (.star/.cs/.mrcs), same order", path=True)
     tilt_deg: float = setting(45.0, "stage tilt about x in degrees, for --tilt files without poses (default 45)")
     refine_poses: bool = setting(False, "learn a rotation and shift correction per particle; writes "
@@ -152,6 +154,8 @@ class TrainConfig:
     data_scale: float = setting(1.0, resume=KEPT)
     #: whether each image's predicted transform is damped by its exposure (tilt images; ``imaging.dose``)
     data_exposure_weighted: bool = setting(False, resume=KEPT)
+    #: what scales each tilt image's CTF: ``"_rlnCtfScalefactor"``, ``"cos(tilt)"`` or ``""`` (none)
+    data_tilt_amplitude: str = setting("", resume=KEPT)
     versions: dict = setting(resume=KEPT, factory=dict)
 
     def objective(self, mse, kl, restraint, n_pixels: int):

@@ -22,7 +22,7 @@ def read_table(config: TrainConfig, particles: str | None = None, *, tilted: boo
     Parameters
     ----------
     config : TrainConfig
-        ``datadir``, ``poses``, ``ctf``, ``apix`` and ``ind``.
+        ``datadir``, ``poses``, ``ctf``, ``apix``, ``ind`` and ``tilt_weighting``.
     particles : str, optional
         Another file of particles (then the config's ``poses`` and ``ctf`` do not apply).
     tilted : bool
@@ -32,7 +32,7 @@ def read_table(config: TrainConfig, particles: str | None = None, *, tilted: boo
     path = config.tilt if tilted else (particles or config.particles)
     table = read_particles(path, datadir=config.datadir, poses=config.poses if own else None,
                            ctf=config.ctf if own else None, apix=config.apix,
-                           tilt_series=config.tilt_series and not tilted)
+                           tilt_series=config.tilt_series and not tilted).with_tilt_weighting(config.tilt_weighting)
     if table.n == 0:
         raise InputError(path, "holds no particles")
     if config.ind is not None and (own or tilted):

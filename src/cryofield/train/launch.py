@@ -111,8 +111,10 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     config = replace(config, device=str(runtime.device), world_size=runtime.world_size)
     if not resume:
         weighted = table.tilts is not None and table.tilts.exposure is not None
+        amplitude = "" if table.tilts is None else table.tilts.amplitude_source
         config = method.resolve(replace(config, box=data.box, data_pixel_size=data.pixel_size_angstrom,
-                                        data_scale=data.scale, data_exposure_weighted=weighted).with_versions(), data)
+                                        data_scale=data.scale, data_exposure_weighted=weighted,
+                                        data_tilt_amplitude=amplitude).with_versions(), data)
     with workdir.locked() if runtime.is_main else contextlib.nullcontext():
         if runtime.is_main:
             config.save(workdir)
