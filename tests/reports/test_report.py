@@ -1,5 +1,6 @@
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -204,7 +205,33 @@ def test_report_help_has_examples(capsys):
 
 
 def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None and os.environ.get("CI"):
+        pytest.fail("no chromium on PATH: `make browser` installs Debian's package, and CI must run the browser tests")
+    return browser
+
+
+def test_every_figure_fits_its_box(fake_run, tmp_path):
+    """Figures drawn side by side fit their column (the demo's kmeans6 chart showed 2 of 6 bars)."""
+    from playwright.sync_api import sync_playwright
+
+    browser_path = _chromium()
+    if browser_path is None:
+        pytest.skip("no chromium or chromium-browser on PATH: the headless browser test needs one")
+    out = tmp_path / "report.html"
+    assert main(["report", str(fake_run), "-o", str(out)]) == 0
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.goto(out.resolve().as_uri())
+        page.wait_for_load_state("load")
+        page.wait_for_timeout(500)
+        sizes = page.evaluate("""() => Array.from(document.querySelectorAll(".plotly-graph-div"),
+            (div) => [div.id, div._fullLayout.width, div.parentElement.getBoundingClientRect().width])""")
+        browser.close()
+    assert {"cluster-counts", "explained-variance", "z-norm"} <= {name for name, _, _ in sizes}
+    for name, drawn, box in sizes:
+        assert drawn <= box + 1, (name, drawn, box)
 
 
 @pytest.mark.parametrize("webgl", [True, False], ids=["webgl", "svg"])

@@ -51,6 +51,15 @@ if (window.location.hash === "#selftest") {
 """
 
 #: The latent scatter plots and their lasso/box selection -> ``cryofield filter --polygon`` JSON file.
+#: Each figure is drawn by its own inline script, before the figures after it exist: one beside others
+#: in a row was drawn at the row's full width and showed only part of itself (2 of 6 cluster bars).
+#: Once the page is laid out, every figure is fitted to its box.
+FIT_FIGURES_JS = """
+window.addEventListener("load", function () {
+  document.querySelectorAll(".plotly-graph-div").forEach(function (div) { Plotly.Plots.resize(div); });
+});
+"""
+
 LATENT_JS = r"""
 (function () {
   "use strict";

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from cryofield.errors import InputError
 from cryofield.io import LatentPath, WorkDir
-from cryofield.reports._assets import CSS, ERROR_CAPTURE_JS, LATENT_JS
+from cryofield.reports._assets import CSS, ERROR_CAPTURE_JS, FIT_FIGURES_JS, LATENT_JS
 from cryofield.reports.sections import (
     _fsc_section,
     _landscape_section,
@@ -183,6 +183,7 @@ def _page(workdir: Path, sections: list[tuple[str | None, str | None, str]]) -> 
         '<pre class="selftest" id="selftest-status" hidden></pre><pre class="selftest" id="selftest-errors" hidden>'
         "</pre>",
         f"<script>{LATENT_JS}</script>",
+        f"<script>{FIT_FIGURES_JS}</script>",
         "</body></html>",
     ])
 
