@@ -64,4 +64,9 @@ for i in range(5):
     m = read_map(f"{out}/adk_maps/vol_{i:03d}.mrc")[0].ravel()
     print(f"  {out}/adk_maps/vol_{i:03d}.mrc  closed {np.corrcoef(m, closed)[0, 1]:.3f}  open {np.corrcoef(m, opened)[0, 1]:.3f}")
 PY
-echo; echo "demo done: outputs in $out/ (FSC plot: $out/state_a_recon/fsc.png; adenylate kinase maps: $out/adk_maps/)"
+echo; echo "== 9. analyse the VAE's latent space (6 clusters, maps at their centres) and write its report"
+$cf analyze "$out/adk_vae" --ksample 6
+$cf report "$out/adk_vae"
+echo; echo "demo done: outputs in $out/ (FSC plot: $out/state_a_recon/fsc.png; adenylate kinase maps: $out/adk_maps/;"
+echo "report: $out/adk_vae/report.html). Explore the VAE run in the browser, with maps computed where you click:"
+echo "  $cf explore $out/adk_vae"

@@ -23,6 +23,7 @@ from cryofield.cli import (
     eval_images,
     eval_vol,
     evaluate,
+    explore,
     filter_particles,
     flip_hand,
     fsc,
@@ -47,7 +48,7 @@ from cryofield.errors import InputError, RunStopped
 
 COMMANDS = [info, downsample, phase_flip, invert, select, simulate, backproject, fsc, mask, sharpen, flip_hand,
             train_nn, train_vae, eval_vol, eval_images, evaluate, analyze, pc_traversal, graph_traversal,
-            direct_traversal, filter_particles, compare_runs, landscape, report, abinit, pose_error,
+            direct_traversal, filter_particles, compare_runs, landscape, report, explore, abinit, pose_error,
             align_vol, train_cryofold, eval_cryofold, rmsd]
 
 
