@@ -122,6 +122,11 @@ def test_server_in_a_thread_and_a_taken_port(toy_run, capsys):
         elsewhere.close()
 
 
+def test_explore_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["explore", str(tmp_path), "--no-browser"]) == 2
+    assert "not a trained work directory" in capsys.readouterr().err
+
+
 def test_explore_help_has_examples(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["explore", "--help"])

@@ -196,3 +196,20 @@ def test_two_runs_compared_as_compare_runs_does(toy_run, toy_run_b, capsys):
     reference = json.loads(capsys.readouterr().out)
     assert result["agreement"] == pytest.approx(reference["agreement"]) and 0.25 < result["agreement"] <= 1
     assert result["mapping"] == reference["mapping"] and result["confusion"] == reference["confusion"]
+
+
+def test_a_homogeneous_run_shows_its_one_map(toy_run, tmp_path):
+    from cryofield.explore.server import _describe
+    from cryofield.train import Run
+
+    run = tmp_path / "nn"
+    assert main(["train-nn", str(toy_run.parent / "data/particles.star"), "-o", str(run), "-n", "1", "--dec-dim",
+                 "16", "--dec-layers", "1"]) == 0
+    e = Explorer(run)
+    try:
+        described = _describe(0, e)
+        assert described["axes"] == [] and described["particles"] == 0
+        assert "homogeneous" in described["notes"]["latent"]
+        np.testing.assert_allclose(e.volume(e.request_map(None, "the run's map").id), Run(run).volume(), atol=1e-6)
+    finally:
+        e.close()

@@ -107,6 +107,24 @@ def test_report_page_is_complete_and_self_contained(fake_run, tmp_path, capsys):
     assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
     assert "kmeans3/vol_002.mrc: cluster 2, 100 particles, centre particle 2" in page
     assert "PC1 = " in page and "99th percentile" in page
+    # each map set also as surfaces to turn: one mesh per map, a slider to choose
+    assert len(re.findall(r'id="surface-[0-9a-f]{10}"', markup)) == 2
+    assert page.count('"color":"#9fb7d4"') == 3 + 4  # the surfaces' colour
+
+
+def test_isosurface_mesh_lies_on_the_blob():
+    """Vertices in A, x/y/z from the box corner, on the level's sphere around the blob; binning keeps the frame."""
+    volume = _blob_map((3, -2, 1), box=32)  # x, y, z offsets from the centre voxel 16
+    level = float(np.exp(-2.0))  # exp(-r^2 / 8) there: the sphere of radius 4 voxels
+    for max_size, tolerance in ((32, 0.15), (16, 0.8)):
+        vertices, faces = views.isosurface_mesh(volume, level, max_size, apix=1.5)
+        assert faces.max() < len(vertices) and len(faces) > 20
+        centre = np.array([16 + 3, 16 - 2, 16 + 1]) * 1.5
+        np.testing.assert_allclose(vertices.mean(0), centre, atol=tolerance * 1.5)
+        radii = np.linalg.norm(vertices - centre, axis=1) / 1.5
+        assert abs(np.median(radii) - 4.0) < 0.3 + tolerance
+    empty, none = views.isosurface_mesh(volume, 2.0)
+    assert empty.shape == (0, 3) and none.shape == (0, 3)
 
 
 def test_report_subsamples_with_exact_coordinates(fake_run):

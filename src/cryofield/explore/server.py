@@ -315,22 +315,15 @@ def map_view(volume: np.ndarray, level: float | None, apix: float) -> dict:
         (base64 float32, (V, 3) x/y/z in A), ``faces`` (base64 int32, (F, 3)), ``slices`` (three
         PNG data URIs: z, y, x), ``box``.
     """
-    from skimage.measure import marching_cubes
-
-    from cryofield.reports.views import bin_volume, central_slices, png_data_uri, scale_to_unit
+    from cryofield.reports.views import bin_volume, central_slices, isosurface_mesh, png_data_uri, scale_to_unit
 
     percentiles = [90, 95, 98, 99, 99.5, 99.9]
     values = np.percentile(volume, percentiles)
     level = float(values[3]) if level is None else float(level)
+    xyz, faces = isosurface_mesh(volume, level, MESH_BOX, apix)
     small = bin_volume(volume, MESH_BOX)
-    factor = volume.shape[0] / small.shape[0]
-    vertices, faces = np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
-    if small.min() < level < small.max():
-        vertices, faces, _, _ = marching_cubes(small, level)
-    # marching_cubes' axes are the array's (z, y, x): give plotly x, y, z in A
-    xyz = (np.asarray(vertices, np.float32)[:, ::-1] * factor * apix).astype("<f4")
     return {"level": level, "levels": dict(zip(map(str, percentiles), map(float, values))),
-            "vertices": base64.b64encode(xyz.tobytes()).decode(),
+            "vertices": base64.b64encode(np.asarray(xyz, "<f4").tobytes()).decode(),
             "faces": base64.b64encode(np.asarray(faces, "<i4").tobytes()).decode(),
             "slices": [png_data_uri(scale_to_unit(s)) for s in central_slices(small)],
             "box": int(volume.shape[0]), "range": [float(volume.min()), float(volume.max())]}

@@ -31,6 +31,7 @@ figure.map img, .strip img { display: block; image-rendering: pixelated; }
 .strip .label { font-size: 12px; color: #5b6675; text-align: right; }
 details { margin: 6px 0 14px; }
 pre.selftest { white-space: pre-wrap; font-size: 11px; }
+.surface { max-width: 720px; }
 """
 
 #: Runs before plotly.js: in self-test mode (URL fragment ``#selftest``) every console error and uncaught

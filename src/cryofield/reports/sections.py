@@ -19,6 +19,8 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
 
 
 _PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+#: Largest side of the maps whose surfaces the report embeds for turning (about 160 KB a map at 48).
+SURFACE_SIZE = 48
 
 
 
@@ -205,7 +207,37 @@ def _render_group(group: MapGroup, iso_percentile: float, max_map_size: int) -> 
         parts.append(f"<details><summary>each map of the trajectory</summary>{grid}</details>")
     else:
         parts.append(grid)
+    parts.append(_surface_figure(volumes, group, level))
     return "\n".join(parts), len(volumes)
+
+
+def _surface_figure(volumes: list[np.ndarray], group: MapGroup, level: float) -> str:
+    """The group's maps as surfaces to turn and zoom (one shown at a time, a slider to choose), at ``level``."""
+    import hashlib
+
+    import plotly.graph_objects as go
+
+    traces = []
+    for i, (volume, caption) in enumerate(zip(volumes, group.captions)):
+        xyz, faces = views.isosurface_mesh(volume, level, SURFACE_SIZE)
+        index = faces.astype(np.uint16) if len(xyz) < 2**16 else faces
+        traces.append(go.Mesh3d(x=xyz[:, 0], y=xyz[:, 1], z=xyz[:, 2], i=index[:, 0], j=index[:, 1], k=index[:, 2],
+                                color="#9fb7d4", lighting={"ambient": 0.45, "diffuse": 0.8, "specular": 0.2},
+                                hoverinfo="skip", name=caption, visible=i == 0))
+    side = float(volumes[0].shape[0])
+    steps = [{"method": "update", "label": str(i), "args": [{"visible": [j == i for j in range(len(traces))]},
+                                                          {"title.text": group.captions[i]}]}
+             for i in range(len(traces))]
+    fig = go.Figure(traces)
+    axis = {"range": [0, side], "title": {"text": ""}}
+    fig.update_layout(title=group.captions[0] if group.captions else "", height=480,
+                      scene={"aspectmode": "cube", "xaxis": {**axis, "title": {"text": "x"}},
+                             "yaxis": {**axis, "title": {"text": "y"}}, "zaxis": {**axis, "title": {"text": "z"}}},
+                      sliders=[{"steps": steps, "currentvalue": {"prefix": "map "}, "pad": {"t": 10}}]
+                      if len(traces) > 1 else [])
+    slug = hashlib.sha1(group.title.encode()).hexdigest()[:10]
+    return ('<p class="caption">The same surfaces to turn (drag) and zoom (scroll); the slider picks the map.</p>'
+            + f'<div class="surface">{_figure_html(fig, f"surface-{slug}")}</div>')
 
 
 _LANDSCAPE_FIGURES = [("landscape.png", "every particle on volume PC1-PC2 (through phi), states numbered"),

@@ -41,6 +41,41 @@ def bin_volume(volume: np.ndarray, max_size: int = 128) -> np.ndarray:
     return blocks.mean(axis=(1, 3, 5))
 
 
+def isosurface_mesh(volume: np.ndarray, level: float, max_size: int = 96,
+                    apix: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The surface of a map at ``level`` as triangles (marching cubes), for 3-D viewers.
+
+    Parameters
+    ----------
+    volume : ndarray, shape (D, D, D)
+        ``[z, y, x]``.
+    level : float
+        Iso-level, the map's units.
+    max_size : int
+        The map is block-averaged to at most this many voxels a side first (:func:`bin_volume`).
+    apix : float
+        Voxel size of ``volume``, A.
+
+    Returns
+    -------
+    vertices : ndarray, shape (V, 3), float32
+        ``x, y, z`` in A from the box's corner (voxel centres at ``(i + 0.5 f - 0.5) apix`` for a
+        binning factor ``f``, the original voxels' frame).
+    faces : ndarray, shape (F, 3), int32
+        Vertex indices of each triangle; both empty when the level is outside the map's range.
+    """
+    from skimage.measure import marching_cubes
+
+    small = bin_volume(volume, max_size)
+    factor = volume.shape[0] / small.shape[0]
+    if not small.min() < level < small.max():
+        return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32)
+    vertices, faces, _, _ = marching_cubes(small, level)
+    # marching cubes gives the array's (z, y, x): reversed to x, y, z, and a bin's centre placed in the original voxels
+    xyz = (vertices[:, ::-1] * factor + 0.5 * (factor - 1)) * apix
+    return xyz.astype(np.float32), faces.astype(np.int32)
+
+
 def central_slices(volume: np.ndarray) -> list[np.ndarray]:
     """The three central sections of a volume.
 
