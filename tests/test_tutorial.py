@@ -1,5 +1,6 @@
 """The tutorial notebook in docs/ runs from start to end on the built-in example."""
 
+import re
 import time
 from pathlib import Path
 
@@ -18,5 +19,8 @@ def test_tutorial_notebook_runs(tmp_path):
     text = "".join(output.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                    for output in cell.get("outputs", []))
     assert "latent vs true state" in text and "exported" in text and "epochs logged" in text
+    assert re.search(r"explorer: 2\d\d particles at the top of z1, their mean map \(32, 32, 32\)", text)
+    frames = [o for o in notebook.cells[-1].outputs if o.get("output_type") == "execute_result"]
+    assert frames and "<iframe" in frames[0]["data"]["text/html"]
     assert (tmp_path / "vae" / "z.npy").is_file() and (tmp_path / "high_z.star").is_file()
     print(f"tutorial executed in {elapsed:.1f} s")

@@ -213,3 +213,28 @@ def test_a_homogeneous_run_shows_its_one_map(toy_run, tmp_path):
         np.testing.assert_allclose(e.volume(e.request_map(None, "the run's map").id), Run(run).volume(), atol=1e-6)
     finally:
         e.close()
+
+
+def test_a_tilt_series_run_counts_particles_and_exports_whole_series(tmp_path):
+    from cryofield.examples import ADK_CLOSED, example_path
+
+    data = tmp_path / "et"
+    assert main(["simulate", "--pdb", str(example_path(ADK_CLOSED)), "--states", "1", "--box", "16", "--apix", "4",
+                 "-n", "30", "--tilt-series", "--tilt-range", "-20", "20", "--tilt-step", "10", "-o", str(data)]) == 0
+    run = tmp_path / "run"
+    assert main(["train-vae", str(data / "particles.star"), "--tilt-series", "-o", str(run), "--zdim", "2", "-n", "1",
+                 "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1", "--dec-layers", "1", "--ntilts", "3",
+                 "--tilt-emb-dim", "8"]) == 0
+    e = Explorer(run)
+    try:
+        assert e.n == 30 and len(e.colouring("defocus")[0]) == 30
+        name = e.store_selection(np.arange(0, 30, 3))
+        e.export(name, "every_third", "star")
+        kept = read_particles(run / "explore/every_third.star", tilt_series=True)
+        assert kept.tilts.n_particles == 10 and kept.n == 10 * 5  # every tilt image of each particle
+        images = read_particles(data / "particles.star", tilt_series=True)
+        least = images.tilts.members(1)[:, 0]  # each particle's least exposed tilt
+        shown = e.thumbnails(np.array([4]))[0]
+        assert shown["input_row"] == 4 and e._first_rows[4] == least[4]
+    finally:
+        e.close()
