@@ -178,3 +178,9 @@ def test_two_runs_side_by_side_and_saved_maps(toy_run, toy_run_b):
         page.wait_for_selector("#frame[data-frame='2']", timeout=30000)
         page.click("#play")
         _shot(page, "compare")
+        # the other run: its own scatter, nothing of the first run's path or selection left
+        page.select_option("#run", index=1)
+        page.wait_for_function("document.getElementById('run-summary').textContent.includes('run_b')")
+        page.wait_for_selector("#scatter[data-points='300']")
+        assert page.is_disabled("#play") and page.inner_text("#path-ends") == "start: – end: –"
+        assert "no analysis yet" in page.inner_text("#notes")

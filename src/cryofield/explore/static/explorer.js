@@ -6,8 +6,8 @@ const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b
 const LEVEL_PERCENTILES = ["90", "95", "98", "99", "99.5", "99.9"];
 const $ = (id) => document.getElementById(id);
 const state = {
-  runs: [], run: 0, info: null, xs: null, ys: null, active: null, page: 0,
-  map: null, meshes: new Map(), path: {start: null, end: null, maps: [], frame: -1, timer: null},
+  runs: [], run: 0, info: null, xs: null, ys: null, active: null, page: 0, pages: 1,
+  map: null, meshes: new Map(), path: {start: null, end: null, maps: [], rows: [], frame: -1, timer: null},
 };
 
 // ---- requests ----------------------------------------------------------------------------------
@@ -53,8 +53,13 @@ async function loadRuns() {
 }
 
 async function openRun(index) {
-  state.run = index;
-  state.info = state.runs[index];
+  stopPath();
+  Object.assign(state, {run: index, info: state.runs[index], active: null, page: 0, pages: 1, map: null,
+                        path: {start: null, end: null, maps: [], rows: [], frame: -1, timer: null}});
+  $("thumbnails").replaceChildren();
+  $("page").textContent = "";
+  $("path-ends").textContent = "start: – end: –";
+  for (const id of ["make-path", "play", "chimerax"]) $(id).disabled = true;
   const info = state.info;
   $("run-summary").textContent = `${info.particles} particles, zdim ${info.zdim}, ` +
     `${info.box} px at ${info.apix.toFixed(3)} A/px — ${info.path}`;
@@ -211,6 +216,7 @@ async function showThumbnails() {
   const per = 24;
   const result = await json(runPath(`thumbnails?selection=${quote(state.active)}&page=${state.page}&per=${per}`));
   const pages = Math.max(1, Math.ceil(result.total / per));
+  state.pages = pages;
   $("page").textContent = `page ${state.page + 1} of ${pages} (${result.total} particles)`;
   $("thumbnails").replaceChildren(...result.items.map((item) => {
     const figure = document.createElement("figure");
@@ -227,8 +233,10 @@ async function showThumbnails() {
 }
 
 async function turnPage(step) {
-  state.page = Math.max(0, state.page + step);
-  await showThumbnails().catch((e) => { state.page -= step; throw e; });
+  const page = Math.min(Math.max(0, state.page + step), (state.pages || 1) - 1);
+  if (page === state.page) return;
+  state.page = page;
+  await showThumbnails();
 }
 
 // ---- maps --------------------------------------------------------------------------------------
