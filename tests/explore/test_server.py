@@ -152,3 +152,39 @@ def test_show_puts_the_explorer_in_a_notebook_frame(toy_run):
         for server in _NOTEBOOK_SERVERS.values():
             server.close()
         _NOTEBOOK_SERVERS.clear()
+
+
+def test_the_server_answers_while_a_map_renders(toy_run, monkeypatch):
+    """Maps render on the explorer's worker: other requests are answered meanwhile, map requests wait their turn."""
+    import json
+    import urllib.request
+
+    from cryofield.train import Run
+
+    original = Run.volume
+
+    def slow(self, z=None, **options):
+        time.sleep(1.5)
+        return original(self, z, **options)
+
+    monkeypatch.setattr(Run, "volume", slow)
+    server = ExplorerServer([Explorer(toy_run)]).start()
+
+    def call(path, body=None):
+        request = urllib.request.Request(server.url + path, method="POST" if body else "GET",
+                                         data=None if body is None else json.dumps(body).encode())
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.load(response)
+
+    try:
+        first, second = call("api/0/map", {"row": 1}), call("api/0/map", {"row": 2})
+        start = time.perf_counter()
+        assert call("api/runs")[0]["particles"] == 300
+        assert time.perf_counter() - start < 0.5  # not behind the maps
+        state = call(f"api/0/map/{second['id']}")
+        assert state["state"] == "queued" and state["ahead"] == 1
+        while call(f"api/0/map/{second['id']}")["state"] != "done":
+            time.sleep(0.1)
+        assert call(f"api/0/map/{first['id']}")["state"] == "done"
+    finally:
+        server.close()

@@ -238,3 +238,24 @@ def test_a_tilt_series_run_counts_particles_and_exports_whole_series(tmp_path):
         assert shown["input_row"] == 4 and e._first_rows[4] == least[4]
     finally:
         e.close()
+
+
+def test_a_cryosparc_run_offers_its_cs_fields(toy_run, star_of, tmp_path):
+    cs = tmp_path / "particles.cs"
+    (tmp_path / "none.txt").write_text("")  # exclude nothing: every particle, as cryoSPARC would hold them
+    assert main(["select", str(star_of), "--exclude", str(tmp_path / "none.txt"), "-o", str(cs)]) == 0
+    run = tmp_path / "run"
+    assert main(["train-vae", str(cs), "-o", str(run), "--zdim", "2", "-n", "1", "--enc-dim", "16", "--dec-dim", "16",
+                 "--enc-layers", "1", "--dec-layers", "1", "--datadir", str(star_of.parent)]) == 0
+    e = Explorer(run)
+    try:
+        names = [c["name"] for c in e.colourings()]
+        assert "ctf/df1_A" in names and "defocus" in names
+        df1, kind = e.colouring("ctf/df1_A")
+        table = read_particles(star_of)
+        np.testing.assert_allclose(df1, table.ctf["defocus_u_angstrom"], rtol=1e-5)
+        name = e.store_selection(np.arange(10))
+        e.export(name, "ten", "cs")
+        assert read_particles(run / "explore/ten.cs", datadir=star_of.parent).n == 10
+    finally:
+        e.close()
