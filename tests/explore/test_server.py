@@ -177,7 +177,14 @@ def test_the_server_answers_while_a_map_renders(toy_run, monkeypatch):
             return json.load(response)
 
     try:
+        import threading
+
         first, second = call("api/0/map", {"row": 1}), call("api/0/map", {"row": 2})
+        # a script of both maps waits for them, in the thread pool: the event loop goes on
+        waiting = threading.Thread(target=call, args=("api/0/chimerax", {"maps": [first["id"], second["id"]],
+                                                                          "name": "both"}))
+        waiting.start()
+        time.sleep(0.2)
         start = time.perf_counter()
         assert call("api/runs")[0]["particles"] == 300
         assert time.perf_counter() - start < 0.5  # not behind the maps
@@ -186,5 +193,7 @@ def test_the_server_answers_while_a_map_renders(toy_run, monkeypatch):
         while call(f"api/0/map/{second['id']}")["state"] != "done":
             time.sleep(0.1)
         assert call(f"api/0/map/{first['id']}")["state"] == "done"
+        waiting.join(timeout=30)
+        assert (toy_run / "explore/both.cxc").is_file()
     finally:
         server.close()

@@ -16,8 +16,9 @@ number, from 0):
   ``GET /api/R/map/ID``,
   ``GET /api/R/map/ID/mesh``, ``GET /api/R/map/ID/mrc``; ``POST /api/R/path``, ``POST /api/R/chimerax``
 
-Blocking work runs in Starlette's thread pool and maps in each explorer's one worker, so the
-page stays responsive and map requests queue rather than compete for the CPU.
+Every endpoint's work runs in Starlette's thread pool (the event loop only reads requests) and
+maps on each explorer's one worker, so the page stays responsive and map requests queue rather
+than compete for the CPU.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -76,14 +78,19 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
             raise KeyError(f"no run {index}")
         return explorers[index]
 
-    async def body(request: Request) -> dict:
-        try:
-            data = json.loads(await request.body() or b"{}")
-        except json.JSONDecodeError as error:
-            raise ValueError(f"the request is not JSON: {error}") from None
-        if not isinstance(data, dict):
-            raise ValueError("the request must be a JSON object")
-        return data
+    def posted(work):
+        """A POST endpoint: its JSON body read on the event loop, ``work(request, data)`` in the thread pool."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                data = json.loads(await request.body() or b"{}")
+            except json.JSONDecodeError as error:
+                raise ValueError(f"the request is not JSON: {error}") from None
+            if not isinstance(data, dict):
+                raise ValueError("the request must be a JSON object")
+            return await run_in_threadpool(work, request, data)
+
+        return endpoint
 
     def index(request: Request) -> Response:
         return FileResponse(static_folder() / "index.html")
@@ -106,8 +113,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         return Response(np.asarray(values, "<f4").tobytes(), media_type="application/octet-stream",
                         headers={"X-Kind": kind})
 
-    async def select(request: Request) -> Response:
-        data = await body(request)
+    def select(request: Request, data: dict) -> Response:
         e = explorer(request)
         if "polygon" in data:
             rows = e.select_polygon(data["x"], data["y"], data["polygon"])
@@ -120,8 +126,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         name = e.store_selection(rows, data.get("name"))
         return JSONResponse({"name": name, "count": len(e.selection(name)), "selections": e.selections()})
 
-    async def combine(request: Request) -> Response:
-        data = await body(request)
+    def combine(request: Request, data: dict) -> Response:
         e = explorer(request)
         name = e.store_selection(e.combine(data["a"], data["b"], data["operation"]), data.get("name"))
         return JSONResponse({"name": name, "count": len(e.selection(name)), "selections": e.selections()})
@@ -130,8 +135,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         rows = explorer(request).selection(request.path_params["name"])
         return Response(np.asarray(rows, "<i4").tobytes(), media_type="application/octet-stream")
 
-    async def export(request: Request) -> Response:
-        data = await body(request)
+    def export(request: Request, data: dict) -> Response:
         e = explorer(request)
         files = e.export(data["selection"], data["name"], data["format"])
         return JSONResponse({"files": [f.name for f in files], "exports": e.exports()})
@@ -152,8 +156,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         chosen = rows[page * per:(page + 1) * per]
         return JSONResponse({"total": len(rows), "page": page, "per": per, "items": e.thumbnails(chosen)})
 
-    async def request_map(request: Request) -> Response:
-        data = await body(request)
+    def request_map(request: Request, data: dict) -> Response:
         e = explorer(request)
         if "row" in data:
             job = e.map_at_particle(int(data["row"]))
@@ -183,8 +186,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         return FileResponse(e.map_path(number), filename=f"{e.name}_map_{number:04d}.mrc",
                             media_type="application/octet-stream")
 
-    async def path(request: Request) -> Response:
-        data = await body(request)
+    def path(request: Request, data: dict) -> Response:
         e = explorer(request)
         rows, zs, how = e.path_latents(int(data["start"]), int(data["end"]), int(data.get("frames", 8)))
         jobs = [e.request_map(z, f"path {i + 1}/{len(rows)}: near particle {int(r)}") for i, (r, z) in
@@ -201,8 +203,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
             result[key] = base64.b64encode(np.asarray(result[key], "<i4").tobytes()).decode()
         return JSONResponse(result)
 
-    async def chimerax(request: Request) -> Response:
-        data = await body(request)
+    def chimerax(request: Request, data: dict) -> Response:
         e = explorer(request)
         level = data.get("level")
         script = e.chimerax_script([int(n) for n in data["maps"]], data["name"],
@@ -218,18 +219,18 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         Route("/api/compare", comparison),
         Route("/api/{run:int}/axis/{name:path}", axis),
         Route("/api/{run:int}/colour/{name:path}", colour),
-        Route("/api/{run:int}/select", select, methods=["POST"]),
-        Route("/api/{run:int}/combine", combine, methods=["POST"]),
+        Route("/api/{run:int}/select", posted(select), methods=["POST"]),
+        Route("/api/{run:int}/combine", posted(combine), methods=["POST"]),
         Route("/api/{run:int}/selection/{name}", selection),
-        Route("/api/{run:int}/export", export, methods=["POST"]),
+        Route("/api/{run:int}/export", posted(export), methods=["POST"]),
         Route("/api/{run:int}/files/{name}", files),
         Route("/api/{run:int}/thumbnails", thumbnails),
-        Route("/api/{run:int}/map", request_map, methods=["POST"]),
+        Route("/api/{run:int}/map", posted(request_map), methods=["POST"]),
         Route("/api/{run:int}/map/{id:int}", map_state),
         Route("/api/{run:int}/map/{id:int}/mesh", mesh),
         Route("/api/{run:int}/map/{id:int}/mrc", mrc),
-        Route("/api/{run:int}/path", path, methods=["POST"]),
-        Route("/api/{run:int}/chimerax", chimerax, methods=["POST"]),
+        Route("/api/{run:int}/path", posted(path), methods=["POST"]),
+        Route("/api/{run:int}/chimerax", posted(chimerax), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={
         KeyError: _error(404), ValueError: _error(400), InputError: _error(400), TypeError: _error(400)})
