@@ -54,6 +54,7 @@ async function loadRuns() {
 
 async function openRun(index) {
   stopPath();
+  state.runs = await json("runs");  // the run's selections and files as they are now
   Object.assign(state, {run: index, info: state.runs[index], active: null, page: 0, pages: 1, map: null,
                         path: {start: null, end: null, maps: [], rows: [], frame: -1, timer: null}});
   $("thumbnails").replaceChildren();
@@ -72,6 +73,8 @@ async function openRun(index) {
   showExports(info.exports);
   showSavedMaps(info.saved_maps || {});
   if (!info.axes.length) {  // a homogeneous run: its one map
+    Plotly.purge($("scatter"));
+    delete $("scatter").dataset.bound;
     $("scatter").textContent = "no latent space in this run";
     await requestMap({z: null, label: "the run's map"});
     return;
@@ -124,6 +127,7 @@ async function drawScatter() {
     plot.on("plotly_click", (event) => clickPoint(event).catch((e) => say(e.message)));
     plot.dataset.bound = "1";
   }
+  if (state.active) await highlight(state.active);  // the new trace keeps the active selection shown
   say(`${state.xs.length} particles`, true);
 }
 
@@ -283,6 +287,7 @@ async function meshOf(id, levelIndex) {
     const first = await json(runPath(`map/${id}/mesh`));  // its levels, at the 99th percentile
     const level = first.levels[LEVEL_PERCENTILES[levelIndex]];
     state.meshes.set(key, levelIndex === 3 ? first : await json(runPath(`map/${id}/mesh?level=${level}`)));
+    if (state.meshes.size > 64) state.meshes.delete(state.meshes.keys().next().value);  // the oldest
   }
   return state.meshes.get(key);
 }
