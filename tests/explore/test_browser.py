@@ -101,6 +101,7 @@ def test_load_colour_lasso_export_map_and_path(page, toy_run, star_of):
     for start, end in zip(points, np.roll(points, -1, axis=0)):
         for t in np.linspace(0, 1, 6)[1:]:
             page.mouse.move(*(start + t * (end - start)))
+    assert page.inner_text("#selection-count").startswith("selecting: ")  # counted live, before the release
     page.mouse.up()
     page.wait_for_selector("#selection-count[data-name='sel1']", timeout=20000)
     count = int(page.get_attribute("#selection-count", "data-count"))

@@ -123,6 +123,9 @@ async function drawScatter() {
   plot.dataset.points = String(state.xs.length);
   plot.dataset.colour = colour;
   if (!plot.dataset.bound) {
+    plot.on("plotly_selecting", (event) => {  // the count while the lasso or box is drawn
+      if (event && event.points) $("selection-count").textContent = `selecting: ${event.points.length} particles`;
+    });
     plot.on("plotly_selected", (event) => select(event).catch((e) => say(e.message)));
     plot.on("plotly_click", (event) => clickPoint(event).catch((e) => say(e.message)));
     plot.dataset.bound = "1";
