@@ -152,6 +152,21 @@ def test_load_colour_lasso_export_map_and_path(page, toy_run, star_of):
     assert "vseries true" in (toy_run / "explore/maps.cxc").read_text()
     _shot(page, "path")
 
+    # the commands that go on from here, once the selection is exported as indices
+    page.select_option("#export-format", "txt")
+    page.click("#export")
+    page.wait_for_selector("#exports a:text('lassoed.txt')")
+    page.wait_for_function("document.getElementById('commands').textContent.includes('lassoed.txt')")
+    commands = page.inner_text("#commands")
+    assert f"cryofield select {star_of} --ind {toy_run}/explore/lassoed.txt -o lassoed.star" in commands
+    assert "export the selection as .txt first" not in commands and "graph-traversal" in commands
+
+    # a 3-D view of three axes, and every pair of latent dimensions
+    page.select_option("#axis-z", "|z|")
+    page.wait_for_selector("#scatter[data-view='3d'] canvas")
+    page.click("#pairs")
+    page.wait_for_selector("#pairs-plot[data-panels='1']")
+
 
 def test_two_runs_side_by_side_and_saved_maps(toy_run, toy_run_b):
     from cryofield.explore.session import compare

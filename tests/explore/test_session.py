@@ -259,3 +259,26 @@ def test_a_cryosparc_run_offers_its_cs_fields(toy_run, star_of, tmp_path):
         assert read_particles(run / "explore/ten.cs", datadir=star_of.parent).n == 10
     finally:
         e.close()
+
+
+def test_commands_continue_from_a_selection_a_map_and_a_path(explorer, toy_run, star_of, tmp_path, monkeypatch):
+    import shlex
+
+    name = explorer.store_selection(np.arange(5, 25), "cmd")
+    before = explorer.commands(name)
+    assert [c["ready"] for c in before] == [False] * 4  # the .txt is not written yet
+    explorer.export(name, "cmd", "txt")
+    job = explorer.map_at_particle(7)
+    lines = explorer.commands(name, job.id, (3, 9))
+    assert all(c["ready"] for c in lines) and len(lines) == 6
+    monkeypatch.chdir(tmp_path)
+    for line in lines[:1] + lines[3:5]:  # select, eval-vol --mean-of, eval-vol --z: run them as printed
+        words = shlex.split(line["command"])
+        assert words[0] == "cryofield" and main(words[1:]) == 0, line
+    kept = read_particles(tmp_path / "cmd.star")
+    assert kept.n == 20
+    mean_map, _ = read_map(next((tmp_path / "cmd_mean").glob("*.mrc")))
+    np.testing.assert_allclose(mean_map, explorer.volume(explorer.map_at_selection(name).id), atol=2e-3)
+    again, _ = read_map(next((tmp_path / f"map_{job.id:04d}").glob("*.mrc")))
+    np.testing.assert_allclose(again, explorer.volume(job.id), atol=2e-3)
+    assert lines[5]["command"].endswith("--anchors 3 9 -o path/")

@@ -11,7 +11,8 @@ number, from 0):
 - ``GET /api/R/axis/NAME``, ``GET /api/R/colour/NAME``: values as little-endian float32 bytes
 - ``POST /api/R/select`` (polygon or box), ``POST /api/R/combine``, ``GET /api/R/selection/NAME``
 - ``POST /api/R/export``, ``GET /api/R/files/NAME`` (what ``RUN/explore/`` holds)
-- ``GET /api/R/thumbnails``: a page of a selection's images
+- ``GET /api/R/thumbnails``: a page of a selection's images; ``GET /api/R/commands``: the command
+  lines that continue from a selection, a map or a path
 - ``POST /api/R/map`` (a particle, a selection's mean, a latent, or a map the analyses saved),
   ``GET /api/R/map/ID``,
   ``GET /api/R/map/ID/mesh``, ``GET /api/R/map/ID/mrc``; ``POST /api/R/path``, ``POST /api/R/chimerax``
@@ -193,6 +194,12 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
                 enumerate(zip(rows, zs))]
         return JSONResponse({"rows": rows.tolist(), "how": how, "maps": [_job(e, j) for j in jobs]})
 
+    def commands(request: Request) -> Response:
+        query = request.query_params
+        path = tuple(int(query[key]) for key in ("start", "end")) if "start" in query and "end" in query else None
+        return JSONResponse(explorer(request).commands(query.get("selection") or None,
+                                                       int(query["map"]) if query.get("map") else None, path))
+
     def comparison(request: Request) -> Response:
         query = request.query_params
         a, b = (int(query.get(key, default)) for key, default in (("a", 0), ("b", 1)))
@@ -225,6 +232,7 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         Route("/api/{run:int}/export", posted(export), methods=["POST"]),
         Route("/api/{run:int}/files/{name}", files),
         Route("/api/{run:int}/thumbnails", thumbnails),
+        Route("/api/{run:int}/commands", commands),
         Route("/api/{run:int}/map", posted(request_map), methods=["POST"]),
         Route("/api/{run:int}/map/{id:int}", map_state),
         Route("/api/{run:int}/map/{id:int}/mesh", mesh),

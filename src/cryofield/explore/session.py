@@ -102,6 +102,7 @@ class Explorer:
         self._volumes: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_maps = cached_maps
         self._selections: dict[str, np.ndarray] = {}
+        self._indices_files: dict[str, Path] = {}  # each selection's last export as .txt
 
     # ---- the latent space -------------------------------------------------------------------
 
@@ -430,9 +431,56 @@ class Explorer:
         self.folder.mkdir(parents=True, exist_ok=True)
         if fmt == "txt":
             save_text(target, "".join(f"{int(i)}\n" for i in input_rows))
+            self._indices_files[selection] = target
         else:
             write_particles(subset, target)
         return outputs
+
+    def commands(self, selection: str | None = None, map_number: int | None = None,
+                 path: tuple[int, int] | None = None) -> list[dict]:
+        """The command lines that continue from what is on the page, each ``{"what", "command", "ready"}``.
+
+        For a selection: its particles as a ``.star``, a map backprojected from them, a new VAE
+        on them, the map at their mean latent (through its last export as ``.txt``, named as it
+        was); for a map: the same map from ``eval-vol``; for a path (two latent rows):
+        ``graph-traversal`` between them. ``ready`` is False where a command needs the selection
+        exported as ``.txt`` first (the export button).
+        """
+        import shlex
+
+        run = shlex.quote(str(self.root))
+        particles = shlex.quote(str(self.config.particles))
+        series = " --tilt-series" if getattr(self.config, "tilt_series", False) else ""
+        out = []
+        if selection is not None:
+            self.selection(selection)  # a KeyError when unknown
+            indices = self._indices_files.get(selection, self.folder / f"{selection}.txt")
+            ready = selection in self._indices_files and indices.is_file()
+            ind = shlex.quote(str(indices))
+            stem = indices.stem
+            star = f"{stem}.star"
+            out += [
+                {"what": f"{selection}'s particles as a .star (every column of the input kept)",
+                 "command": f"cryofield select {particles}{series} --ind {ind} -o {star}", "ready": ready},
+                {"what": "their consensus map, half maps and FSC",
+                 "command": f"cryofield backproject {star}{series} -o {stem}_map/", "ready": ready},
+                {"what": "a new VAE on them alone",
+                 "command": f"cryofield train-vae {star}{series} -o {stem}_vae/ --zdim {max(self.zdim, 1)}",
+                 "ready": ready},
+                {"what": "the map at their mean latent",
+                 "command": f"cryofield eval-vol {run} --mean-of {ind} -o {stem}_mean/", "ready": ready},
+            ]
+        if map_number is not None:
+            job = self.job(map_number)
+            if job.z is not None:
+                values = " ".join(f"{v:.6g}" for v in job.z)
+                out.append({"what": f"map {job.id} ({job.label}) again, from the command line",
+                            "command": f"cryofield eval-vol {run} --z {values} -o map_{job.id:04d}/", "ready": True})
+        if path is not None:
+            anchors = " ".join(str(int(self.rows[int(r)])) for r in path)
+            out.append({"what": "the path between the two particles, with its maps",
+                        "command": f"cryofield graph-traversal {run} --anchors {anchors} -o path/", "ready": True})
+        return out
 
     def exports(self) -> list[str]:
         """Files in :attr:`folder` (exports, scripts), by name."""

@@ -59,6 +59,7 @@ async function openRun(index) {
                         path: {start: null, end: null, maps: [], rows: [], frame: -1, timer: null}});
   $("thumbnails").replaceChildren();
   $("page").textContent = "";
+  $("commands").textContent = "select particles, show a map or make a path";
   $("path-ends").textContent = "start: – end: –";
   for (const id of ["make-path", "play", "chimerax"]) $(id).disabled = true;
   const info = state.info;
@@ -81,9 +82,12 @@ async function openRun(index) {
   }
   options($("axis-x"), info.axes, info.default_axes[0]);
   options($("axis-y"), info.axes, info.default_axes[1]);
+  options($("axis-z"), ["2-D", ...info.axes], "2-D");
   options($("colour"), ["none", ...info.colourings.map((c) => c.name)],
           info.colourings.length ? info.colourings[0].name : "none");
-  for (const id of ["axis-x", "axis-y", "colour"]) $(id).onchange = drawScatter;
+  for (const id of ["axis-x", "axis-y", "axis-z", "colour"]) $(id).onchange = drawScatter;
+  $("pairs-panel").hidden = info.zdim < 2;
+  Plotly.purge($("pairs-plot"));
   await drawScatter();
 }
 
@@ -101,27 +105,43 @@ function colourScale(kind, values) {
           colorbar: {tickvals: [...Array(Math.min(k, 30)).keys()], title: {text: ""}}};
 }
 
+async function colourValues(colour) {
+  // the marker colours of a colouring: values and their scale
+  if (colour === "none") return {color: "#3b6ea8"};
+  const response = await api(runPath(`colour/${quote(colour)}`));
+  const values = new Float32Array(await response.arrayBuffer());
+  const marker = Object.assign({color: values}, colourScale(response.headers.get("X-Kind"), values));
+  marker.colorbar = Object.assign(marker.colorbar || {}, {title: {text: colour}});
+  return marker;
+}
+
 async function drawScatter() {
-  const x = $("axis-x").value, y = $("axis-y").value, colour = $("colour").value;
+  const x = $("axis-x").value, y = $("axis-y").value, z = $("axis-z").value, colour = $("colour").value;
   say("loading the points…", true);
   [state.xs, state.ys] = await Promise.all([floats(runPath(`axis/${quote(x)}`)),
                                            floats(runPath(`axis/${quote(y)}`))]);
-  const marker = {size: state.xs.length > 50000 ? 2 : 4, opacity: 0.7, color: "#3b6ea8"};
-  if (colour !== "none") {
-    const response = await api(runPath(`colour/${quote(colour)}`));
-    const values = new Float32Array(await response.arrayBuffer());
-    Object.assign(marker, {color: values}, colourScale(response.headers.get("X-Kind"), values));
-    marker.colorbar = Object.assign(marker.colorbar || {}, {title: {text: colour}});
-  }
-  const trace = {type: "scattergl", mode: "markers", x: state.xs, y: state.ys, marker,
-                 hovertemplate: "particle %{pointNumber}<br>%{x:.3g}, %{y:.3g}<extra></extra>"};
-  const [path, here] = pathTraces();
-  const layout = {margin: {l: 50, r: 10, t: 10, b: 45}, dragmode: "lasso", hovermode: "closest", showlegend: false,
-                  xaxis: {title: {text: x}}, yaxis: {title: {text: y}}, uirevision: `${x}|${y}`};
+  state.is3d = z !== "2-D";
+  const marker = Object.assign({size: state.xs.length > 50000 ? 2 : 4, opacity: 0.7}, await colourValues(colour));
   const plot = $("scatter");
-  await Plotly.react(plot, [trace, path, here], layout, {displaylogo: false, responsive: true});
+  let traces, layout;
+  if (state.is3d) {  // a 3-D view: turn and click; selections are drawn in 2-D
+    const zs = await floats(runPath(`axis/${quote(z)}`));
+    traces = [{type: "scatter3d", mode: "markers", x: state.xs, y: state.ys, z: zs,
+               marker: Object.assign(marker, {size: 2}),
+               hovertemplate: "particle %{pointNumber}<extra></extra>"}];
+    layout = {margin: {l: 0, r: 0, t: 0, b: 0}, showlegend: false, uirevision: `${x}|${y}|${z}`,
+              scene: {xaxis: {title: {text: x}}, yaxis: {title: {text: y}}, zaxis: {title: {text: z}}}};
+  } else {
+    const trace = {type: "scattergl", mode: "markers", x: state.xs, y: state.ys, marker,
+                   hovertemplate: "particle %{pointNumber}<br>%{x:.3g}, %{y:.3g}<extra></extra>"};
+    traces = [trace, ...pathTraces()];
+    layout = {margin: {l: 50, r: 10, t: 10, b: 45}, dragmode: "lasso", hovermode: "closest", showlegend: false,
+              xaxis: {title: {text: x}}, yaxis: {title: {text: y}}, uirevision: `${x}|${y}`};
+  }
+  await Plotly.react(plot, traces, layout, {displaylogo: false, responsive: true});
   plot.dataset.points = String(state.xs.length);
   plot.dataset.colour = colour;
+  plot.dataset.view = state.is3d ? "3d" : "2d";
   if (!plot.dataset.bound) {
     plot.on("plotly_selecting", (event) => {  // the count while the lasso or box is drawn
       if (event && event.points) $("selection-count").textContent = `selecting: ${event.points.length} particles`;
@@ -130,8 +150,59 @@ async function drawScatter() {
     plot.on("plotly_click", (event) => clickPoint(event).catch((e) => say(e.message)));
     plot.dataset.bound = "1";
   }
-  if (state.active) await highlight(state.active);  // the new trace keeps the active selection shown
-  say(`${state.xs.length} particles`, true);
+  if (state.active && !state.is3d) await highlight(state.active);  // the new trace keeps the selection shown
+  say(`${state.xs.length} particles` + (state.is3d ? " (3-D: drag to turn; select in 2-D)" : ""), true);
+}
+
+async function drawPairs() {
+  // every pair of latent dimensions as small panels, on at most 20,000 random particles
+  const info = state.info, dims = Math.min(info.zdim, 8);
+  const zs = await Promise.all([...Array(dims).keys()].map((i) => floats(runPath(`axis/z${i + 1}`))));
+  const n = zs[0].length, keep = Math.min(n, 20000);
+  const rows = n === keep ? [...Array(n).keys()] : [...Array(keep)].map(() => Math.floor(Math.random() * n));
+  const colour = await colourValues($("colour").value);
+  const pick = (values) => rows.map((r) => values[r]);
+  const colours = colour.color instanceof Float32Array ? pick(colour.color) : colour.color;
+  const traces = [], layout = {grid: {rows: dims - 1, columns: dims - 1, pattern: "independent"}, showlegend: false,
+                               height: Math.max(320, 180 * (dims - 1)), margin: {l: 40, r: 10, t: 10, b: 30}};
+  for (let i = 0; i < dims - 1; i++) {
+    for (let j = i + 1; j < dims; j++) {
+      const k = i * (dims - 1) + (j - 1) + 1;  // the panel: row i, column j - 1
+      const suffix = k === 1 ? "" : String(k);
+      traces.push({type: "scattergl", mode: "markers", x: pick(zs[j]), y: pick(zs[i]), xaxis: `x${suffix}`,
+                   yaxis: `y${suffix}`, hoverinfo: "skip",
+                   marker: Object.assign({}, colour, {color: colours, size: 2, showscale: false})});
+      layout[`xaxis${suffix}`] = {title: {text: i === j - 1 ? `z${j + 1}` : ""}};
+      layout[`yaxis${suffix}`] = {title: {text: j === i + 1 ? `z${i + 1}` : ""}};
+    }
+  }
+  await Plotly.react($("pairs-plot"), traces, layout, {displaylogo: false, responsive: true});
+  $("pairs-plot").dataset.panels = String(traces.length);
+}
+
+// ---- commands ----------------------------------------------------------------------------------
+async function showCommands() {
+  const query = new URLSearchParams();
+  if (state.active) query.set("selection", state.active);
+  if (state.map !== null) query.set("map", state.map);
+  if (state.path.start !== null && state.path.end !== null) {
+    query.set("start", state.path.start);
+    query.set("end", state.path.end);
+  }
+  const lines = await json(runPath(`commands?${query}`));
+  const box = $("commands");
+  box.classList.toggle("muted", !lines.length);
+  if (!lines.length) { box.textContent = "select particles, show a map or make a path"; return; }
+  box.replaceChildren(...lines.map((line) => {
+    const item = document.createElement("div");
+    item.classList.toggle("not-ready", !line.ready);
+    const what = document.createElement("span");
+    what.textContent = line.what + (line.ready ? "" : " (export the selection as .txt first)");
+    const code = document.createElement("code");
+    code.textContent = line.command;
+    item.append(what, code);
+    return item;
+  }));
 }
 
 // ---- selections --------------------------------------------------------------------------------
@@ -168,6 +239,7 @@ function activate(name, count) {
     row.classList.toggle("active", row.dataset.name === name);
   }
   showThumbnails().catch((e) => say(e.message));
+  showCommands().catch((e) => say(e.message));
 }
 
 function showSelections(selections) {
@@ -215,6 +287,7 @@ async function exportSelection() {
                                                  format: $("export-format").value});
   showExports(result.exports);
   say(`wrote ${result.files.join(", ")} into the run's explore/ folder`, true);
+  await showCommands();
 }
 
 // ---- particles ---------------------------------------------------------------------------------
@@ -257,6 +330,7 @@ async function clickPoint(event) {
   $("path-ends").textContent = `start: ${state.path.start ?? "–"} end: ${state.path.end ?? "–"}`;
   $("make-path").disabled = state.path.start === null || state.path.end === null;
   if (mode === "start") $("click-mode").value = "end";
+  await showCommands();
 }
 
 async function waitForMap(job, status) {
@@ -282,6 +356,7 @@ async function requestMap(body) {
   status.dataset.state = "done";
   status.dataset.map = String(job.id);
   $("chimerax").disabled = false;
+  await showCommands();
 }
 
 async function meshOf(id, levelIndex) {
@@ -341,7 +416,7 @@ function pathTraces() {
 }
 
 async function drawPathOnScatter() {
-  if (!state.xs) return;
+  if (!state.xs || state.is3d) return;
   const [path, here] = pathTraces();
   await Plotly.restyle($("scatter"), {x: [path.x, here.x], y: [path.y, here.y]}, [1, 2]);
 }
@@ -487,5 +562,6 @@ on("make-path", makePath);
 on("play", playPath);
 on("chimerax", writeScript);
 on("compare", compareRuns);
+on("pairs", drawPairs);
 $("level").oninput = () => { if (state.map !== null) drawMap(state.map).catch((e) => say(e.message)); };
 loadRuns().catch((e) => say(e.message));
