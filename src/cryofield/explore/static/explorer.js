@@ -526,6 +526,7 @@ async function compareRuns() {
   const labels = fromBase64(result.labels_a, Int32Array);
   const line = $("compare-result");
   line.textContent = `${(100 * result.agreement).toFixed(1)} % of the particles in matched clusters (k = ${result.k})`;
+  $("compare-plots").hidden = false;  // shown before drawing, so that the plots take their boxes' sizes
   const colours = colourScale("category", labels);
   for (const [side, index] of [["a", a], ["b", b]]) {
     const run = state.runs[index];
