@@ -9,7 +9,7 @@ import numpy as np
 
 from cryofield.cli._common import progress_bar
 from cryofield.errors import InputError
-from cryofield.io import LatentPath, WorkDir, read_indices
+from cryofield.io import LatentPath, WorkDir
 
 
 def add_path_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,6 +23,7 @@ def add_path_arguments(parser: argparse.ArgumentParser) -> None:
 def load_run_latents(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """``(z, rows)``: the run's latents (N, zdim) and the input-file row of each (N,)."""
     from cryofield.train import TrainConfig
+    from cryofield.train.results import input_rows
 
     workdir = WorkDir(args.workdir).require_config()
     config = TrainConfig.load(workdir)
@@ -30,7 +31,7 @@ def load_run_latents(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(args.workdir, "a train-nn run has no latents")
     z = workdir.read_latents(config.zdim, args.z)
     z_file = args.z or workdir.latents
-    rows = read_indices(Path(config.ind), np.iinfo(np.int64).max) if config.ind else np.arange(len(z))
+    rows = input_rows(config, len(z))
     if len(rows) != len(z):
         raise InputError(z_file, f"{len(z)} latents for the run's {len(rows)} particles")
     return z, rows

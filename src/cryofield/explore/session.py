@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cryofield.errors import InputError
-from cryofield.io import LatentAnalysis, ParticleTable, read_indices, write_map, write_particles
+from cryofield.io import LatentAnalysis, ParticleTable, write_map, write_particles
 from cryofield.io._atomic import save_text
 from cryofield.io.export import output_paths
 
@@ -128,12 +128,10 @@ class Explorer:
         """Particles (latent rows); 0 without latents."""
         return 0 if self.z is None else len(self.z)
 
-    @cached_property
+    @property
     def rows(self) -> np.ndarray:
-        """The input-file row of each latent row, (N,) int64 (tilt series: the particle's)."""
-        if self.config.ind:
-            return read_indices(Path(self.config.ind), np.iinfo(np.int64).max)
-        return np.arange(self.n)
+        """The input-file row of each latent row, (N,) int64 (:attr:`cryofield.train.Run.input_rows`)."""
+        return self.run.input_rows if self.z is not None else np.zeros(0, np.int64)
 
     @cached_property
     def analysis(self) -> LatentAnalysis | None:

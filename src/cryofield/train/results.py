@@ -83,6 +83,15 @@ class Run:
         """Maps (M, D, D, D) float32 at latents (M, zdim)."""
         return self._volumes(zs, amp=self.config.amp if amp is None else amp)
 
+    @cached_property
+    def input_rows(self) -> np.ndarray:
+        """The row of the input file each particle of the run is, (N,) int64: ``config.ind``'s, else all of them.
+
+        Tilt series count particles. Indices a user writes (``select --ind``, ``graph-traversal
+        --anchors``) are these rows; the run's arrays (``z``) are in their order.
+        """
+        return input_rows(self.config, len(self.z))
+
     @property
     def pixel_size(self) -> float:
         """The maps' pixel size, Angstrom."""
@@ -97,6 +106,15 @@ class Run:
             table = read_particles(self.workdir.poses_star)
             return table.rotations, table.shifts_px
         return None
+
+
+def input_rows(config: TrainConfig, n: int) -> np.ndarray:
+    """The input-file row of each of a run's ``n`` particles, (n,) int64: ``config.ind``'s, else ``0 .. n - 1``."""
+    if config.ind:
+        from cryofield.io import read_indices
+
+        return read_indices(config.ind, np.iinfo(np.int64).max)
+    return np.arange(n)
 
 
 class _AtomicVolumes:
