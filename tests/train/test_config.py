@@ -91,3 +91,18 @@ def test_abinit_resume_refuses_another_schedule(tmp_path, capsys):
     assert "--kmax 8.0 differs from the run's 6.0" in capsys.readouterr().err
     assert (out / "config.json").read_text() == saved
     assert json.loads(saved)["epochs"] == 2
+
+
+def test_a_config_saved_before_tilt_weighting_loads_without_it(tmp_path):
+    """Runs trained before the tilt images' amplitude scale existed computed none: they load as "none"."""
+    import json
+
+    from cryofield.train import VaeConfig
+
+    config = VaeConfig(particles="p.star", outdir=str(tmp_path), zdim=2)
+    config.save(tmp_path / "config.json")
+    assert VaeConfig.load(tmp_path / "config.json").tilt_weighting == "auto"
+    values = json.loads((tmp_path / "config.json").read_text())
+    del values["tilt_weighting"]
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    assert VaeConfig.load(tmp_path / "config.json").tilt_weighting == "none"

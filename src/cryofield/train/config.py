@@ -205,13 +205,16 @@ class TrainConfig:
 
         A file without ``residual`` was written before that setting existed, by networks
         with ``"pre"`` blocks, and loads as ``"pre"`` so that its checkpoints compute what
-        they were trained to. Unknown keys (other methods' settings) are ignored.
+        they were trained to; likewise one without ``tilt_weighting`` was trained with no
+        amplitude scale on its tilt images and loads as ``"none"``. Unknown keys (other
+        methods' settings) are ignored.
         """
         if isinstance(where, WorkDir) or Path(where).is_dir():  # a cryoDRGN run's config.yaml too
             values = (where if isinstance(where, WorkDir) else WorkDir(where)).read_settings()
         else:
             values = read_json_object(where)
         values.setdefault("residual", "pre")
+        values.setdefault("tilt_weighting", "none")
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
