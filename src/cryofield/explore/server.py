@@ -241,7 +241,8 @@ def create_app(explorers: list[Explorer], *, token: str | None = None) -> Starle
         Route("/api/{run:int}/chimerax", posted(chimerax), methods=["POST"]),
     ]
     app = Starlette(routes=routes, exception_handlers={
-        KeyError: _error(404), ValueError: _error(400), InputError: _error(400), TypeError: _error(400)})
+        KeyError: _error(404), ValueError: _error(400), InputError: _error(400), TypeError: _error(400),
+        OSError: _error(400)})
     if token is not None:
         app.add_middleware(_TokenMiddleware, token=token)
     return app
