@@ -164,6 +164,10 @@ def test_load_colour_lasso_export_map_and_path(page, toy_run, star_of):
     # a 3-D view of three axes, and every pair of latent dimensions
     page.select_option("#axis-z", "|z|")
     page.wait_for_selector("#scatter[data-view='3d'] canvas")
+    page.select_option("#click-mode", "map")
+    page.evaluate("() => document.getElementById('scatter').emit('plotly_click', "
+                  "{points: [{curveNumber: 0, pointNumber: 7}]})")  # what plotly sends for a picked point
+    page.wait_for_function("document.getElementById('map-status').textContent.startsWith('particle 7 ')")
     page.click("#pairs")
     page.wait_for_selector("#pairs-plot[data-panels='1']")
 
