@@ -532,12 +532,23 @@ class Explorer:
             z = np.asarray(z, np.float32).reshape(-1)
             if z.shape != (self.zdim,) or not np.isfinite(z).all():
                 raise ValueError(f"a latent of {self.zdim} finite numbers is needed")
+        return self._queue(z, label, self._render, z)
+
+    def _queue(self, z: np.ndarray | None, label: str, work, argument) -> MapJob:
+        """Number a map job and queue ``work(number, argument)`` on the one worker."""
         with self._lock:
             number = len(self._jobs) + 1
-            job = MapJob(number, None if z is None else z, label, Future())
-            job.future = self._worker.submit(self._render, number, job.z)
+            job = MapJob(number, z, label, Future())
+            job.future = self._worker.submit(work, number, argument)
             self._jobs[number] = job
         return job
+
+    def _cache(self, number: int, volume: np.ndarray) -> None:
+        """Keep map ``number`` in memory, the oldest dropped beyond ``cached_maps``."""
+        with self._lock:
+            self._volumes[number] = volume
+            while len(self._volumes) > self._cached_maps:
+                self._volumes.popitem(last=False)
 
     def map_at_particle(self, row: int) -> MapJob:
         """Queue the map at one particle's latent (latent row)."""
@@ -571,10 +582,7 @@ class Explorer:
         path = self.map_path(number)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_map(path, volume, self.run.pixel_size)
-        with self._lock:
-            self._volumes[number] = volume
-            while len(self._volumes) > self._cached_maps:
-                self._volumes.popitem(last=False)
+        self._cache(number, volume)
         return path
 
     def volume(self, number: int) -> np.ndarray:
@@ -683,21 +691,12 @@ class Explorer:
         listed = {path for paths in self.saved_maps().values() for path in paths}
         if relative not in listed:
             raise KeyError(f"{relative!r} is not one of the run's saved maps")
-        with self._lock:
-            number = len(self._jobs) + 1
-            job = MapJob(number, None, relative, Future())
-            job.future = self._worker.submit(self._read_saved, number, self.root / relative)
-            self._jobs[number] = job
-        return job
+        return self._queue(None, relative, self._read_saved, self.root / relative)
 
     def _read_saved(self, number: int, path: Path) -> Path:
         from cryofield.io import read_map
 
-        volume = read_map(path)[0].astype(np.float32)
-        with self._lock:
-            self._volumes[number] = volume
-            while len(self._volumes) > self._cached_maps:
-                self._volumes.popitem(last=False)
+        self._cache(number, read_map(path)[0].astype(np.float32))
         return path
 
     def close(self) -> None:
