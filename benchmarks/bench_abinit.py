@@ -31,9 +31,9 @@ checkpoint is scored (its poses by `pose-error`; its map, once the poses are wit
 aligned onto the truth and scored by FSC AUC), and the wall time from the command's start to
 each epoch's end read from its `train.log`. The target: median rotation error below 0.03 and
 FSC AUC within 0.02 of `backproject` with the true poses. With the peer (``--peer``),
-`cryodrgn abinit` (its defaults, ``--zdim 0``) runs for at most ``--peer-window`` seconds and
-its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are scored the same way, timed by their
-files' modification times.
+`cryodrgn abinit` (its defaults, ``--zdim 0``, with a checkpoint every epoch as ours) runs for at
+most ``--peer-window`` seconds and its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are
+scored the same way, timed by their files' modification times.
 """
 
 from __future__ import annotations
@@ -350,7 +350,7 @@ def race(args, extra: list[str]) -> None:
     started = time.time()
     with open(theirs / "run.out", "w") as fh:
         process = subprocess.Popen([peer, "abinit", str(star), "--datadir", str(data), "--ctf", str(theirs / "ctf.pkl"),
-                                    "--zdim", "0",
+                                    "--zdim", "0", "--checkpoint", "1",  # a checkpoint each epoch, as ours
                                     "-o", str(theirs / "run"), "--seed", "0", "--no-analysis"],
                                    stdout=fh, stderr=subprocess.STDOUT)
         try:

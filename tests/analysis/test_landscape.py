@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from scipy.stats import spearmanr
 
-from cryofield.analysis.landscape import LandscapeSettings, landscape_analysis, threshold_mask, train_phi
+from cryofield.analysis.landscape import (
+    LandscapeSettings,
+    default_phi_samples,
+    landscape_analysis,
+    threshold_mask,
+    train_phi,
+)
 from cryofield.io import Landscape, read_map
 from cryofield.metrics import adjusted_rand_index
 
@@ -72,6 +78,22 @@ def test_phi_learns_a_smooth_map_and_reports_validation_r2():
     predicted = phi(test)
     assert predicted.shape == (50, 2)
     assert np.corrcoef(predicted[:, 0], 2 * test[:, 0] + test[:, 1])[0, 1] > 0.95
+
+
+def test_phi_samples_by_default_keep_the_rendering_time_of_2000_maps_at_64_px(tmp_path):
+    assert [default_phi_samples(box) for box in (16, 64, 80, 96, 128, 256)] == [2000, 2000, 1024, 593, 500, 500]
+    z = np.random.default_rng(0).normal(size=(60, 2))
+    rendered = []
+
+    def counted(latents):
+        rendered.append(len(latents))
+        return blob_maps(latents)
+
+    result = landscape_analysis(z, counted, tmp_path, apix=1.0, settings=LandscapeSettings(
+        sketch=10, states=2, n_pcs=2, phi_epochs=2, check_particles=3))
+    assert result.summary["phi"]["samples"] == 60  # all of them: fewer than 2,000 at 16 px
+    assert result.summary["settings"]["phi_samples"] is None
+    assert sum(rendered) >= 10 + 60
 
 
 def test_three_discrete_states_and_a_continuous_coordinate(tmp_path):

@@ -421,3 +421,64 @@ def test_latent_table_trains_with_the_pose_table_and_resumes(toy, tmp_path, kl):
     assert main(["abinit", str(toy), "-o", str(out), "--resume"]) == 0  # both tables' optimiser state restored
     again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
+
+
+def test_tables_on_disk_train_as_in_memory_and_resume(toy, tmp_path, monkeypatch):
+    """--table-storage disk: pose and latent tables and their moments in mapped files, the same numbers."""
+    from cryofield.train import tables
+
+    made = []
+    real = tables.mapped_tensor
+    monkeypatch.setattr(tables, "mapped_tensor", lambda values, folder=None: made.append(values.shape) or
+                        real(values, folder))
+    common = [str(toy), *SMALL, "--schedule", "table", "--pretrain-images", "32", "--epochs-search", "1",
+              "--epochs-table", "2", "--zdim", "2", "--z-table", "--z-table-kl", "--search-chunk", "48",
+              "--checkpoint", "1"]
+    states = {}
+    for where in ("memory", "disk"):
+        made.clear()
+        assert main(["abinit", *common, "-o", str(tmp_path / where), "--table-storage", where]) == 0
+        states[where] = torch.load(tmp_path / where / "checkpoints/last.pt", weights_only=True)
+        # in files: the latent table (means, log-variances), the pose table (rotations, shifts), two moments each
+        assert len(made) == (0 if where == "memory" else 12), made
+    for part in ("encoder", "poses"):
+        for name, value in states["memory"]["models"][part].items():
+            assert torch.equal(value, states["disk"]["models"][part][name]), (part, name)
+    moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in states["memory"]["pose_optimizer"]["state"].values()]
+    on_disk = [(s["exp_avg"], s["exp_avg_sq"]) for s in states["disk"]["pose_optimizer"]["state"].values()]
+    assert all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(moments, on_disk))
+    # resumed inside the table stage, from files again: the moments loaded go back into files
+    out = tmp_path / "disk"
+    last = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    (out / "checkpoints/last.pt").write_bytes((out / "checkpoints/epoch_0002.pt").read_bytes())
+    (out / "log.jsonl").write_text("\n".join((out / "log.jsonl").read_text().splitlines()[:3]) + "\n")
+    made.clear()
+    assert main(["abinit", str(toy), "-o", str(out), "--resume", "--table-storage", "disk"]) == 0
+    assert len(made) == 12  # the loaded moments copied into the files made for the fresh tables
+    again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
+    assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
+    resumed = torch.load(out / "checkpoints/last.pt", weights_only=True)["models"]["poses"]["rotation.weight"]
+    assert torch.allclose(resumed, states["memory"]["models"]["poses"]["rotation.weight"], atol=1e-6)
+
+
+def test_mapped_tensors_are_stepped_in_place_by_sparse_adam():
+    from cryofield.train.tables import MappedTables, is_mapped, mapped_tensor
+
+    values = torch.randn(6, 3)
+    mapped = mapped_tensor(values)
+    assert is_mapped(mapped) and not is_mapped(values) and torch.equal(mapped, values)
+    pair = [torch.nn.Embedding(6, 3, sparse=True) for _ in range(2)]
+    pair[1].load_state_dict(pair[0].state_dict())
+    optimizers = [torch.optim.SparseAdam(e.parameters(), lr=0.1) for e in pair]
+    storage = MappedTables()
+    assert storage.map_tables({"t": pair[1]}) == 1 and storage.map_moments(optimizers[1]) == 2
+    assert storage.map_tables({"t": pair[1]}) == 0 and storage.map_moments(optimizers[1]) == 0  # already there
+    for rows in ([1, 4], [4, 5], [0]):
+        for table, optimizer in zip(pair, optimizers):
+            optimizer.zero_grad()
+            table(torch.tensor(rows)).square().sum().backward()
+            optimizer.step()
+    state = optimizers[1].state[pair[1].weight]
+    assert is_mapped(pair[1].weight.data) and is_mapped(state["exp_avg"]) and state["step"] == 3
+    assert torch.equal(pair[0].weight, pair[1].weight)
+    assert torch.equal(optimizers[0].state[pair[0].weight]["exp_avg_sq"], state["exp_avg_sq"])

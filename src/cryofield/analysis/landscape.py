@@ -53,7 +53,8 @@ class LandscapeSettings:
     PCs kept (and predicted by phi); ``traverse_pcs``/``pc_points``: maps along the first PCs;
     ``states``/``linkage``: agglomerative clustering (Euclidean); ``check_clusters``/
     ``check_particles``: the sketch check; ``phi_samples``: particles whose maps train phi
-    (the seed's 25,000; 0 skips phi), split 3:1 into training and validation; ``phi_epochs``,
+    (the seed's 25,000; 0 skips phi; ``None``: :func:`default_phi_samples` of the maps' box),
+    split 3:1 into training and validation; ``phi_epochs``,
     ``phi_batch``, ``phi_lr``: its training; ``amp``: render the maps in bfloat16.
     """
 
@@ -68,13 +69,35 @@ class LandscapeSettings:
                            choices=["average", "ward", "complete", "single"])
     check_clusters: int = setting(3)
     check_particles: int = setting(20)
-    phi_samples: int = setting(2000, "particles whose maps train the z -> volume-PC network (default 2000; the seed "
-                                     "used 25,000; 0 skips it)")
+    phi_samples: int | None = setting(None, "particles whose maps train the z -> volume-PC network (default 2,000 for "
+                                            "maps of up to 64 px, fewer for larger maps, at least 500: the rendering "
+                                            "time of 2,000 maps at 64 px; the seed used 25,000; 0 skips it)")
     phi_epochs: int = setting(50, "its epochs (default 50)")
     phi_batch: int = setting(64)
     phi_lr: float = setting(1e-3)
     amp: bool = setting(True, "render the maps in float32 (slower; default bfloat16)", flags=("--no-amp",))
     seed: int = setting(0)
+
+
+def default_phi_samples(box: int) -> int:
+    """Phi's training maps when none are asked for: 2,000 at up to 64 px, fewer at larger boxes, at least 500.
+
+    A map costs about ``box^3`` (its lattice through the decoder), so the count keeps the
+    rendering time of 2,000 maps at 64 px down to the floor of 500, which placed every
+    particle as well as the sketch's own maps did (volume PC1's |Spearman| with a 1-D
+    motion 0.965 both ways; ``docs/benchmarks.md``).
+
+    Parameters
+    ----------
+    box : int
+        Edge of the rendered maps, pixels.
+
+    Returns
+    -------
+    int
+        2,000 for ``box <= 64``, ``2000 (64 / box)^3`` above it, never below 500 (128 px: 500).
+    """
+    return int(min(2000, max(500, round(2000 * (64 / box) ** 3))))
 
 
 def threshold_mask(maps: np.ndarray, fraction: float = 0.5, dilate: int = 0) -> np.ndarray:
@@ -188,7 +211,7 @@ def landscape_analysis(z: np.ndarray, maps_at: MapSource, outdir: str | os.PathL
                          "linkage": states.linkage}
     mds, umap = _sketch_embeddings(masked, s)
     z_vol_pc = None
-    if s.phi_samples > 0:
+    if s.phi_samples is None or s.phi_samples > 0:
         z_vol_pc, summary["phi"] = _fit_phi(z, pca, mask, render, rng, outdir, s)
         sketch_rho = _spearman(z_vol_pc[sketch.on_data, 0], sketch_pc[:, 0])
         summary["phi"]["sketch_pc1_spearman"] = round(float(sketch_rho), 4)
@@ -385,7 +408,8 @@ def _fit_phi(z: np.ndarray, pca, mask: np.ndarray, render, rng: np.random.Genera
     """Phi trained on maps of sampled particles, applied to every particle; ``phi.pt`` and ``phi.json``."""
     import torch
 
-    samples = rng.choice(len(z), min(s.phi_samples, len(z)), replace=False)
+    wanted = default_phi_samples(mask.shape[0]) if s.phi_samples is None else s.phi_samples
+    samples = rng.choice(len(z), min(wanted, len(z)), replace=False)
     targets = np.concatenate([pca.transform(render(z[part], "phi samples")[:, mask].astype(np.float64))
                               for part in np.array_split(samples, max(1, len(samples) // 64))])
     phi, record = train_phi(z[samples], targets, epochs=s.phi_epochs, batch=s.phi_batch, lr=s.phi_lr, seed=s.seed)

@@ -29,10 +29,11 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
                      "tilt_pooling", "tilt_emb_dim")
     add_settings(model, config, *DECODER)
     run = parser.add_argument_group("training")
-    add_settings(run, config, "epochs", *STEP, "compile_mode", "cuda_graph", "lazy", "buffer_size", "refine_poses",
-                 "pose_lr")
+    add_settings(run, config, "epochs", *STEP, "compile_mode", "cuda_graph", "lazy", "buffer_size", "table_storage",
+                 "refine_poses", "pose_lr")
     add_resume_argument(run, "continue a run in OUTDIR from its last checkpoint, with the run's own settings "
-                             "(only -n, --checkpoint, --device, --compile and --no-cuda-graph may change)")
+                             "(only -n and where it runs may change: --checkpoint, --device, --compile, "
+                             "--no-cuda-graph, --on-nan, --table-storage)")
     add_settings(run, config, "seed")
     remember_defaults(parser)
 

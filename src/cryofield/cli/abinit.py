@@ -54,7 +54,7 @@ def add_parser(subparsers):
     add_settings(search, config, "method", "pose_lr", "base_level", "keep", "rounds", "kmin", "kmax", "n_shifts",
                  "shift_extent_px", "oversample", "search_batch", "search_chunk", "search_groups")
     run = parser.add_argument_group("training")
-    add_settings(run, config, *STEP, "lazy", "buffer_size")
+    add_settings(run, config, *STEP, "lazy", "buffer_size", "table_storage")
     add_resume_argument(run, "continue the run in OUTDIR from its last checkpoint, with its own settings")
     add_settings(run, config, "seed")
     return remember_defaults(parser)

@@ -20,7 +20,7 @@ def add_parser(subparsers):
                             "clustering into states (centroid map and particle list per state), MDS and UMAP of the "
                             "sketch, and an MLP that places every particle in volume-PC space. Writes "
                             "WORKDIR/landscape/.", """
-        cryofield landscape run/                                  # sketch 500, 10 states, 2,000 phi samples
+        cryofield landscape run/                                  # sketch 500, 10 states, maps at 64 px
         cryofield landscape run/ --sketch 1000 -M 20 --linkage ward
         cryofield landscape run/ --mask focus.mrc --downsample 64 -o run/landscape_focus/
         cryofield landscape run/ --phi-samples 25000              # the seed's setting (slow on a CPU)
@@ -52,7 +52,7 @@ def run(args) -> None:
     for name in ("sketch", "n_pcs", "pc_points", "states", "phi_epochs"):
         if getattr(args, name) < 1:
             raise InputError(args.workdir, f"{flag_of(fields[name])} must be at least 1")
-    if args.phi_samples < 0 or args.dilate < 0 or not 0 < args.threshold < 1:
+    if (args.phi_samples or 0) < 0 or args.dilate < 0 or not 0 < args.threshold < 1:
         raise InputError(args.workdir, "--phi-samples and --dilate must be >= 0, --threshold between 0 and 1")
     if args.states > min(args.sketch, len(z)):
         raise InputError(args.workdir, f"-M {args.states} states from a sketch of {min(args.sketch, len(z))} maps")

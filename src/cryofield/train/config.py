@@ -135,6 +135,12 @@ class TrainConfig:
                                resume=RUNTIME, flags=("--no-cuda-graph",))
     lazy: bool = setting(False, "read images as needed through a shuffling buffer (memory independent of N)")
     buffer_size: int = setting(8192, "--lazy: images in the buffer (default 8192)")
+    table_storage: str = setting("auto", "where per-particle tables (pose corrections, ab initio's pose and latent "
+                                         "tables, their optimiser's moments) live: memory, or disk (files mapped "
+                                         "into memory, paged out when memory runs short; in TMPDIR; a run on a GPU "
+                                         "keeps them there); default auto: disk for a --lazy run on the CPU",
+                                 resume=RUNTIME,
+                                 choices=["auto", "memory", "disk"])
     ntilts: int = setting(10, "--tilt-series: the tilts of each particle encoded and decoded, lowest exposure "
                               "first (default 10; particles with fewer use theirs)")
     tilt_pooling: str = setting("concat", "--tilt-series: pool the tilts' embeddings by concatenation (in exposure "

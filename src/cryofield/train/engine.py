@@ -41,6 +41,7 @@ from cryofield.train.graphs import GraphedStep, can_graph
 from cryofield.train.host_memory import keep_freed_memory
 from cryofield.train.models import Models
 from cryofield.train.objective import Restraint, optimizer_step
+from cryofield.train.tables import MappedTables
 
 #: Returns to the last checkpoint a run with ``on_nan="rollback"`` makes before it stops.
 ROLLBACKS = 3
@@ -190,6 +191,20 @@ class Trainer:
         self.stops = _Stops()
         self._partial: dict | None = None  # a stopped epoch to continue (from a checkpoint)
         self._rollbacks = 0  # returns to the last checkpoint after a loss that is not finite
+        self.mapped = MappedTables() if self._tables_on_disk() else None  # per-particle tables in files
+
+    def _tables_on_disk(self) -> bool:
+        """Whether the per-particle tables live in mapped files (``config.table_storage``; auto: lazy on a CPU)."""
+        where = self.config.table_storage
+        if where == "auto":
+            return bool(self.config.lazy) and self.runtime.device.type == "cpu"
+        return where == "disk" and self.runtime.device.type == "cpu"
+
+    def _map_tables(self) -> None:
+        """Move the per-particle tables and their moments into mapped files, where the run keeps them there."""
+        if self.mapped is not None:
+            self.mapped.map_tables(self.models.tables())
+            self.mapped.map_moments(self.pose_optimizer)
 
     def fresh(self, stage: int = 1) -> None:
         """New networks for ``stage``, their optimisers and gradient scaler."""
@@ -203,6 +218,7 @@ class Trainer:
                    "lr": self.config.pose_lr if name == "poses" else self.config.z_lr}
                   for name, table in self.models.tables().items()]
         self.pose_optimizer = torch.optim.SparseAdam(groups) if groups else None
+        self._map_tables()
         # wrapped at once: a method that starts afresh mid-run (ab initio's reset) trains on
         self.net, self.graph = _wrap(self.models, self.runtime), None
 
@@ -221,6 +237,7 @@ class Trainer:
             self.pose_optimizer = torch.optim.SparseAdam([group])
         else:  # after a latent table's group, in the order fresh() makes them
             self.pose_optimizer.add_param_group(group)
+        self._map_tables()
         self.net = _wrap(self.models, self.runtime)
 
     def state(self, epoch: int) -> dict:
@@ -237,6 +254,7 @@ class Trainer:
         load_adam(self.optimizer, state["optimizer"], capturable=self.graphed)
         if self.pose_optimizer is not None:
             self.pose_optimizer.load_state_dict(state["pose_optimizer"])
+            self._map_tables()  # loading made the moments afresh in memory
         if state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         restore_rng(state["rng"], self.sampler)
