@@ -428,9 +428,9 @@ def test_tables_on_disk_train_as_in_memory_and_resume(toy, tmp_path, monkeypatch
     from cryofield.train import tables
 
     made = []
-    real = tables.mapped_tensor
-    monkeypatch.setattr(tables, "mapped_tensor", lambda values, folder=None: made.append(values.shape) or
-                        real(values, folder))
+    real = tables.mapped_zeros  # every file is made by it
+    monkeypatch.setattr(tables, "mapped_zeros", lambda shape, dtype, folder=None: made.append(shape) or
+                        real(shape, dtype, folder))
     common = [str(toy), *SMALL, "--schedule", "table", "--pretrain-images", "32", "--epochs-search", "1",
               "--epochs-table", "2", "--zdim", "2", "--z-table", "--z-table-kl", "--search-chunk", "48",
               "--checkpoint", "1"]

@@ -14,6 +14,7 @@ killed, and a checkpoint (which copies the tables out) remains the only record o
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import weakref
@@ -40,15 +41,20 @@ def mapped_tensor(values: torch.Tensor, folder: str | os.PathLike | None = None)
     Tensor
         Same shape and dtype as ``values``, contiguous; its pages are the file's.
     """
-    values = values.detach()
+    return mapped_zeros(values.shape, values.dtype, folder).copy_(values.detach())
+
+
+def mapped_zeros(shape: tuple[int, ...], dtype: torch.dtype, folder: str | os.PathLike | None = None) -> torch.Tensor:
+    """Zeros of ``shape`` and ``dtype`` in an unlinked file mapped into memory (a new file reads as zeros)."""
+    numel = math.prod(shape)
     descriptor, path = tempfile.mkstemp(prefix=".cryofield-table-", suffix=".bin", dir=folder)
     try:
-        os.ftruncate(descriptor, max(1, values.numel() * values.element_size()))
-        mapped = torch.from_file(path, shared=True, size=values.numel(), dtype=values.dtype)
+        os.ftruncate(descriptor, max(1, numel * torch.empty((), dtype=dtype).element_size()))
+        mapped = torch.from_file(path, shared=True, size=numel, dtype=dtype)
     finally:
         os.close(descriptor)
         os.unlink(path)  # the mapping keeps the file's pages; its name is not needed
-    return mapped.view(values.shape).copy_(values)
+    return mapped.view(shape)
 
 
 def is_mapped(tensor: torch.Tensor) -> bool:
@@ -117,10 +123,10 @@ class MappedTables:
                     value = state.get(name)
                     if value is not None and is_mapped(value):
                         continue
-                    value = torch.zeros_like(param.data) if value is None else value
-                    if name in kept and kept[name].shape == value.shape:
-                        state[name] = kept[name].copy_(value)
-                    else:
-                        state[name] = kept[name] = mapped_tensor(value, self.folder)
-                        moved += 1
+                    if name in kept and kept[name].shape == param.shape:  # the file made before
+                        state[name] = kept[name].zero_() if value is None else kept[name].copy_(value)
+                        continue
+                    state[name] = kept[name] = (mapped_zeros(param.shape, param.dtype, self.folder) if value is None
+                                                else mapped_tensor(value, self.folder))
+                    moved += 1
         return moved
