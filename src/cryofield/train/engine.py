@@ -196,9 +196,8 @@ class Trainer:
     def _tables_on_disk(self) -> bool:
         """Whether the per-particle tables live in mapped files (``config.table_storage``; auto: lazy on a CPU)."""
         where = self.config.table_storage
-        if where == "auto":
-            return bool(self.config.lazy) and self.runtime.device.type == "cpu"
-        return where == "disk" and self.runtime.device.type == "cpu"
+        wanted = self.config.lazy if where == "auto" else where == "disk"
+        return bool(wanted) and self.runtime.device.type == "cpu"
 
     def _map_tables(self) -> None:
         """Move the per-particle tables and their moments into mapped files, where the run keeps them there."""
