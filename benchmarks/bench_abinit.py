@@ -6,9 +6,10 @@
         [--peer PATH --peer-window SECONDS] [EXTRA abinit OPTIONS]
 
 Data: the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), or with
-``--data adk`` (abinit only) the closed form of adenylate kinase (the package's example
-``1ake_closed.pdb``, 2 A/px, box 64, seed 2); 10,000 images simulated by `cryofield
-simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px.
+``--data adk`` (abinit and race) the closed form of adenylate kinase (the package's example
+``1ake_closed.pdb``, 2 A/px, box 64, seed 2), or with ``--data motion`` (race) its closed -> open
+motion in 50 states (``1ake_closed.pdb`` to ``4ake_open_chainA_aligned.pdb``, likewise); 10,000
+images simulated by `cryofield simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px.
 
 search (the seed's table 5.5 protocol): each tool trains its own volume (256x3, Gaussian
 features) on the true poses for ``--pretrain-epochs`` epochs, then searches the poses of
@@ -34,6 +35,15 @@ FSC AUC within 0.02 of `backproject` with the true poses. With the peer (``--pee
 `cryodrgn abinit` (its defaults, ``--zdim 0``, with a checkpoint every epoch as ours) runs for at
 most ``--peer-window`` seconds and its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are
 scored the same way, timed by their files' modification times.
+
+The motion (``--data motion``; both tools get ``--zdim 8`` unless ``--zdim`` says otherwise) is
+scored at three states, the closed end, the middle and the open end (0, 24, 49): each
+checkpoint's map at the mean latent of that state's images (ours: `eval-images` then `eval-vol`
+on the checkpoint; the peer's: its ``z.N.pkl`` and `cryodrgn eval_vol` of ``weights.N.pkl``),
+aligned onto that state's true map; the FSC AUC is the mean over the three, and the reference
+the mean AUC of `backproject` with the true poses of each state's own images (200 of 10,000).
+Every scored checkpoint also gets |Spearman| of its latents' first principal component with
+the true coordinate.
 """
 
 from __future__ import annotations
@@ -74,9 +84,12 @@ def simulate(workdir: Path, n: int, kind: str = "hand") -> Path:
         if kind == "hand":
             source = ["--volume", str(HAND), "--apix", "6", "--seed", "0"]
         else:
-            from cryofield.examples import example_path
+            from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
 
-            source = ["--pdb", str(example_path("1ake_closed.pdb")), "--box", "64", "--apix", "2", "--seed", "2"]
+            source = ["--pdb", str(example_path(ADK_CLOSED))]
+            if kind == "motion":
+                source += ["--pdb", str(example_path(ADK_OPEN)), "--states", "50"]
+            source += ["--box", "64", "--apix", "2", "--seed", "2"]
         run([CRYOFIELD, "simulate", *source, "-n", str(n), "--snr", "0.1", "--shift-px", "5", "-o", str(data)])
     return data
 
@@ -235,15 +248,59 @@ def _checkpoint_poses(state: dict):
     return rotations.double().numpy(), shifts.double().numpy()
 
 
+MOTION_STATES = (0, 24, 49)  # the closed end, the middle and the open end of the 50-state motion
+
+
+class Truth:
+    """What the race scores against: the true map (or, for the motion, three states' maps and images)."""
+
+    def __init__(self, data: Path):
+        self.data = data
+        truth = np.load(data / "truth.npz")
+        self.states, self.coordinates = truth["state"], truth["coordinates"]
+        self.motion = len(np.unique(self.states)) > 1
+        maps = sorted((data / "truth_vols").glob("*.mrc"))
+        self.maps = [maps[s] for s in MOTION_STATES] if self.motion else maps[:1]
+
+    def reference_auc(self) -> float:
+        """FSC AUC of `backproject` with the true poses: of all images, or the mean of each state's own."""
+        aucs = []
+        for state, truth_map in zip(MOTION_STATES, self.maps):
+            out = self.data / (f"backproject_state{state:02d}" if self.motion else "backproject")
+            if not (out / "volume.mrc").is_file():
+                cmd = [CRYOFIELD, "backproject", str(self.data / "particles.star"), "-o", str(out)]
+                if self.motion:
+                    ind = self.data / f"state{state:02d}.ind.txt"
+                    np.savetxt(ind, np.flatnonzero(self.states == state), fmt="%d")
+                    cmd += ["--ind", str(ind)]
+                run(cmd)
+            aucs.append(fsc_auc(out / "volume.mrc", truth_map, align=False))
+        return float(np.mean(aucs))
+
+    def maps_auc(self, maps: list[Path]) -> float:
+        """Mean FSC AUC of ``maps`` (one per scored state, in order), each aligned onto its truth."""
+        return float(np.mean([fsc_auc(volume, truth_map) for volume, truth_map in zip(maps, self.maps)]))
+
+    def state_latents(self, z: np.ndarray) -> np.ndarray:
+        """The mean latent of each scored state's images, (3, zdim)."""
+        return np.stack([z[self.states == state].mean(0) for state in MOTION_STATES])
+
+    def spearman(self, z: np.ndarray) -> float:
+        """|Spearman| of the latents' first principal component with the true coordinate."""
+        from cryofield.metrics import latent_pc_spearman
+
+        return float(latent_pc_spearman(z, self.coordinates, 1)[0, 0])
+
+
 def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[dict]:
-    """Every epoch's checkpoint of a `cryofield abinit` run: time, rotation error; FSC AUC near the target and last."""
+    """Every epoch's checkpoint of a `cryofield abinit` run: time, rotation error; maps near the target and last."""
     import torch
 
     from cryofield.cli._common import load_table
 
     table = load_table(argparse.Namespace(input=data / "particles.star", datadir=None, poses=None, ctf=None,
                                           apix=None))
-    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
+    truth = Truth(data)
     times = _epoch_times(out / "train.log", started)
     rows = []
     for path in sorted((out / "checkpoints").glob("epoch_*.pt")):
@@ -255,42 +312,78 @@ def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[
         row = {"epoch": epoch, "seconds": times.get(epoch), "rot_median": pose_error(star, data / "particles.star")
                ["rot_median"]}
         if row["rot_median"] < TARGET_ROTATION and not any(r.get("auc", 0) >= target_auc for r in rows):
-            row["auc"] = _checkpoint_auc(out, path, truth_map)
+            row.update(_checkpoint_maps(out, path, truth))
         rows.append(row)
     if rows and "auc" not in rows[-1]:  # the final map's too
-        rows[-1]["auc"] = _checkpoint_auc(out, path, truth_map)
+        rows[-1].update(_checkpoint_maps(out, path, truth))
     return rows
 
 
-def _checkpoint_auc(out: Path, checkpoint: Path, truth_map: Path) -> float:
-    """FSC AUC of the map of one checkpoint (rendered by `eval-vol` from a copy of the run holding only it)."""
+def _checkpoint_maps(out: Path, checkpoint: Path, truth: Truth) -> dict:
+    """FSC AUC (and for the motion |Spearman|) of one checkpoint, from a copy of the run holding only it."""
     copy = out / "scored" / checkpoint.stem
     (copy / "checkpoints").mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "config.json", copy / "config.json")
     shutil.copy(checkpoint, copy / "checkpoints" / "last.pt")
-    run([CRYOFIELD, "eval-vol", str(copy), "-o", str(copy / "map")])
-    return fsc_auc(copy / "map" / "vol_000.mrc", truth_map)
+    if not truth.motion:
+        run([CRYOFIELD, "eval-vol", str(copy), "-o", str(copy / "map")])
+        return {"auc": truth.maps_auc([copy / "map" / "vol_000.mrc"])}
+    run([CRYOFIELD, "eval-images", str(copy), "-o", str(copy / "z.npy")])
+    z = np.load(copy / "z.npy")
+    np.savetxt(copy / "z_states.txt", truth.state_latents(z))
+    run([CRYOFIELD, "eval-vol", str(copy), "--z-file", str(copy / "z_states.txt"), "-o", str(copy / "map")])
+    return {"auc": truth.maps_auc(sorted((copy / "map").glob("vol_*.mrc"))), "spearman": truth.spearman(z)}
 
 
-def score_peer(out: Path, data: Path, started: float, target_auc: float, box: int) -> list[dict]:
-    """The peer's checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``), timed by when each file was written."""
-    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
+def score_peer(out: Path, data: Path, started: float, target_auc: float, box: int, peer: str) -> list[dict]:
+    """The peer's checkpoints (``pose.N.pkl``, its maps), timed by when each pose file was written."""
+    from cryofield.io import load_legacy_pickle
+
+    truth = Truth(data)
+    poses = sorted(out.glob("pose.*.pkl"), key=_epoch_of)
     rows = []
-    for path in sorted(out.glob("pose.*.pkl"), key=lambda p: int(p.stem.split(".")[1])):
-        epoch = int(path.stem.split(".")[1])
+    for path in poses:
+        epoch = _epoch_of(path)
         row = {"epoch": epoch, "seconds": path.stat().st_mtime - started,
                "rot_median": pose_error(path, data / "particles.star", "--box", str(box))["rot_median"]}
-        volume = out / f"reconstruct.{epoch}.mrc"
-        if row["rot_median"] < TARGET_ROTATION and volume.is_file():
-            row["auc"] = fsc_auc(volume, truth_map)
+        z_file = out / f"z.{epoch}.pkl"
+        if truth.motion and z_file.is_file():
+            row["spearman"] = truth.spearman(np.asarray(load_legacy_pickle(z_file)))
+        reached = any(r.get("auc", 0) >= target_auc for r in rows)
+        if (row["rot_median"] < TARGET_ROTATION and not reached) or path == poses[-1]:
+            row.update(_peer_maps(out, epoch, truth, peer, box))
         rows.append(row)
     return rows
+
+
+def _epoch_of(path: Path) -> int:
+    """The epoch of a peer checkpoint file (``pose.N.pkl``, ``weights.N.pkl``)."""
+    return int(path.stem.split(".")[1])
+
+
+def _peer_maps(out: Path, epoch: int, truth: Truth, peer: str, box: int) -> dict:
+    """FSC AUC of the peer's map(s) at one epoch: ``reconstruct.N.mrc``, or `eval_vol` at the states' latents."""
+    if not truth.motion:
+        volume = out / f"reconstruct.{epoch}.mrc"
+        return {"auc": truth.maps_auc([volume])} if volume.is_file() else {}
+    from cryofield.io import load_legacy_pickle
+
+    weights, z_file = out / f"weights.{epoch}.pkl", out / f"z.{epoch}.pkl"
+    if not (weights.is_file() and z_file.is_file()):
+        return {}
+    maps = out / "scored" / f"epoch_{epoch}"
+    maps.mkdir(parents=True, exist_ok=True)
+    np.savetxt(maps / "z_states.txt", truth.state_latents(np.asarray(load_legacy_pickle(z_file))))
+    run([peer, "eval_vol", str(weights), "-c", str(out / "config.yaml"), "--zfile", str(maps / "z_states.txt"),
+         "-o", str(maps), "--Apix", "2"])
+    return {"auc": truth.maps_auc([maps / f"vol_{i + 1:03d}.mrc" for i in range(len(MOTION_STATES))])}
 
 
 def _report(name: str, rows: list[dict], target_auc: float) -> None:
     print(f"{name}:")
     for row in rows:
         auc = f", FSC AUC {row['auc']:.3f}" if "auc" in row else ""
+        auc += f", |Spearman| {row['spearman']:.3f}" if "spearman" in row else ""
         seconds = "?" if row["seconds"] is None else f"{row['seconds']:.0f} s"
         print(f"  epoch {row['epoch'] + 1}: {seconds}, rotation error median {row['rot_median']:.4f}{auc}")
     reached = next((r for r in rows if r["rot_median"] < TARGET_ROTATION and r.get("auc", 0) >= target_auc), None)
@@ -320,18 +413,19 @@ def race(args, extra: list[str]) -> None:
     work = Path(args.workdir)
     data = simulate(work, args.n, args.data)
     star = data / "particles.star"
-    truth_map = sorted((data / "truth_vols").glob("*.mrc"))[0]
-    if not (data / "backproject" / "volume.mrc").is_file():
-        run([CRYOFIELD, "backproject", str(star), "-o", str(data / "backproject")])
-    reference = fsc_auc(data / "backproject" / "volume.mrc", truth_map, align=False)
+    truth = Truth(data)
+    zdim = args.zdim if args.zdim is not None else (8 if truth.motion else 0)
+    reference = truth.reference_auc()
     target_auc = reference - TARGET_AUC_GAP
-    print(f"backproject with the true poses: FSC AUC {reference:.3f}; target: median rotation error < "
+    what = "each scored state's own images (mean)" if truth.motion else "all images"
+    print(f"backproject with the true poses of {what}: FSC AUC {reference:.3f}; target: median rotation error < "
           f"{TARGET_ROTATION}, FSC AUC >= {target_auc:.3f}")
     for schedule in args.schedules:
         out = work / f"race_{schedule}_{args.data}_{args.n}"
         shutil.rmtree(out, ignore_errors=True)
         started = time.time()
-        cmd = [CRYOFIELD, "abinit", str(star), "-o", str(out), "--schedule", schedule, "--checkpoint", "1", *extra]
+        cmd = [CRYOFIELD, "abinit", str(star), "-o", str(out), "--schedule", schedule, "--checkpoint", "1",
+               "--zdim", str(zdim), *extra]
         if args.window:
             print(f"cryofield abinit --schedule {schedule}: {_windowed(cmd, out.with_suffix('.log'), args.window)}")
         else:
@@ -350,7 +444,7 @@ def race(args, extra: list[str]) -> None:
     started = time.time()
     with open(theirs / "run.out", "w") as fh:
         process = subprocess.Popen([peer, "abinit", str(star), "--datadir", str(data), "--ctf", str(theirs / "ctf.pkl"),
-                                    "--zdim", "0", "--checkpoint", "1",  # a checkpoint each epoch, as ours
+                                    "--zdim", str(zdim), "--checkpoint", "1",  # a checkpoint each epoch, as ours
                                     "-o", str(theirs / "run"), "--seed", "0", "--no-analysis"],
                                    stdout=fh, stderr=subprocess.STDOUT)
         try:
@@ -361,8 +455,8 @@ def race(args, extra: list[str]) -> None:
             print(f"cryodrgn abinit stopped at the window's end, {args.peer_window} s")
     from cryofield.io import read_map
 
-    box = read_map(truth_map)[0].shape[0]
-    _report("cryodrgn abinit", score_peer(theirs / "run", data, started, target_auc, box), target_auc)
+    box = read_map(truth.maps[0])[0].shape[0]
+    _report("cryodrgn abinit", score_peer(theirs / "run", data, started, target_auc, box, peer), target_auc)
 
 
 def main() -> None:
@@ -373,7 +467,9 @@ def main() -> None:
     parser.add_argument("--peer-window", type=float, default=0, help="race: seconds cryodrgn abinit may run")
     parser.add_argument("--window", type=float, default=0, help="race: seconds each cryofield run may take (0: all)")
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
-    parser.add_argument("--data", choices=["hand", "adk"], default="hand", help="abinit: the structure imaged")
+    parser.add_argument("--data", choices=["hand", "adk", "motion"], default="hand",
+                        help="abinit, race: the structure imaged (motion: race only)")
+    parser.add_argument("--zdim", type=int, help="race: latent dimension, both tools (default 8 for motion, else 0)")
     parser.add_argument("--n-search", type=int, default=1000)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--no-amp", action="store_true", help="search: the base step's products in fp32, not bf16")

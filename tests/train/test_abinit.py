@@ -439,11 +439,14 @@ def test_tables_on_disk_train_as_in_memory_and_resume(toy, tmp_path, monkeypatch
         made.clear()
         assert main(["abinit", *common, "-o", str(tmp_path / where), "--table-storage", where]) == 0
         states[where] = torch.load(tmp_path / where / "checkpoints/last.pt", weights_only=True)
-        # in files: the latent table (means, log-variances), the pose table (rotations, shifts), two moments each
-        assert len(made) == (0 if where == "memory" else 12), made
+        # in files: the latent table (means, log-variances), the pose table (rotations, shifts), two moments each;
+        # the searched poses (rotations, shifts): the random starts, then those the search filled
+        assert len(made) == (0 if where == "memory" else 12 + 2 + 2), made
     for part in ("encoder", "poses"):
         for name, value in states["memory"]["models"][part].items():
             assert torch.equal(value, states["disk"]["models"][part][name]), (part, name)
+    for name, value in states["memory"]["poses"].items():  # the searched poses, filled in files
+        assert torch.equal(value, states["disk"]["poses"][name]), name
     moments = [(s["exp_avg"], s["exp_avg_sq"]) for s in states["memory"]["pose_optimizer"]["state"].values()]
     on_disk = [(s["exp_avg"], s["exp_avg_sq"]) for s in states["disk"]["pose_optimizer"]["state"].values()]
     assert all(torch.equal(a, b) and torch.equal(c, d) for (a, c), (b, d) in zip(moments, on_disk))
@@ -454,7 +457,7 @@ def test_tables_on_disk_train_as_in_memory_and_resume(toy, tmp_path, monkeypatch
     (out / "log.jsonl").write_text("\n".join((out / "log.jsonl").read_text().splitlines()[:3]) + "\n")
     made.clear()
     assert main(["abinit", str(toy), "-o", str(out), "--resume", "--table-storage", "disk"]) == 0
-    assert len(made) == 12  # the loaded moments copied into the files made for the fresh tables
+    assert len(made) == 12 + 2  # the loaded moments copied into the files made for the fresh tables; the poses
     again = json.loads((out / "log.jsonl").read_text().splitlines()[-1])
     assert again["mse"] == pytest.approx(last["mse"], rel=1e-5)
     resumed = torch.load(out / "checkpoints/last.pt", weights_only=True)["models"]["poses"]["rotation.weight"]

@@ -68,10 +68,11 @@ class Abinit(Method):
                              "hierarchical search")
         super().__init__(config, data)
         n = len(data)
-        self.initial = Poses(random_rotations(n, generator=torch.Generator().manual_seed(config.seed),
-                                              dtype=torch.float32),
-                             torch.zeros(n, 2), None if data.tilted is None else torch.zeros(n, 2))
-        self.poses = self.initial
+        self.poses = Poses(random_rotations(n, generator=torch.Generator().manual_seed(config.seed),
+                                            dtype=torch.float32),
+                           torch.zeros(n, 2), None if data.tilted is None else torch.zeros(n, 2))
+        self.initial = self.poses if config.learns_poses else None  # the baselines' starts, corrected each epoch
+        self.on_disk = False  # the poses in mapped files, as the run's tables (:meth:`begin`)
         self._stalled_stages: set[int] = set()  # warned about once each
 
     def build_models(self, stage: int = 1) -> Models:
@@ -121,6 +122,8 @@ class Abinit(Method):
         self.tilt = None if self.data.tilted is None else rotation_about_x(config.tilt_deg,
                                                                            dtype=torch.float32).to(self.device)
         self.lazy = not self.data.random_access  # read from the stacks a buffer at a time
+        self.on_disk = trainer.mapped is not None  # where the run keeps its per-particle tables
+        self.poses = self._held(self.poses)
         self.raw = self.data if self.lazy else self.data.to(self.device)
         kind = BranchAndBound if config.method == "bnb" else PoseSearch
         options = {} if config.method == "bnb" else {"amp": config.amp}
@@ -129,6 +132,10 @@ class Abinit(Method):
         self.probe = torch.from_numpy(np.random.default_rng(config.seed).choice(n, min(n, 64), replace=False))
         # the baselines correct the random starts
         self.posed = self._centred(self.initial if config.learns_poses else self.poses)
+
+    def _held(self, poses: Poses) -> Poses:
+        """``poses`` where the run keeps its per-particle tables: moved into mapped files when it keeps them there."""
+        return poses.copy(mapped=True) if self.on_disk and not poses.mapped else poses
 
     def _centred(self, poses: Poses) -> ParticleSource:
         """Every particle centred by ``poses``: at once (images held ready), or when read (compact, lazy)."""
@@ -321,11 +328,10 @@ class Abinit(Method):
         started = time.perf_counter()
         resumed = trainer.take_partial()  # a search stopped between chunks, to continue
         if resumed is not None:
-            found, sums = Poses.from_state(resumed["found"]), dict(resumed["sums"])
+            found, sums = self._held(Poses.from_state(resumed["found"])), dict(resumed["sums"])
             skip, earlier = resumed["chunks"], resumed["seconds"]
         else:
-            found = Poses(poses.rotations.clone(), poses.shifts_px.clone(),
-                          None if poses.tilt_shifts_px is None else poses.tilt_shifts_px.clone())
+            found = poses.copy(mapped=self.on_disk)
             sums, skip, earlier = {"mse": 0.0, "kl": 0.0, "seconds": 0.0}, 0, 0.0
         # online, the bar follows the training of each chunk; at once, the search
         count = None if progress is None or online else _counter(progress, epoch, "search", n)

@@ -12,6 +12,7 @@ from cryofield.imaging import predict_images, shift_phase_at
 from cryofield.train.config import TrainConfig
 from cryofield.train.models import Models
 from cryofield.train.objective import encode
+from cryofield.train.tables import is_mapped, mapped_tensor
 
 
 @dataclass
@@ -30,6 +31,17 @@ class Poses:
         """The poses of particles ``where`` (indices on the CPU)."""
         return Poses(self.rotations[where], self.shifts_px[where],
                      None if self.tilt_shifts_px is None else self.tilt_shifts_px[where])
+
+    def copy(self, mapped: bool = False) -> Poses:
+        """A copy, in memory or (``mapped``) in files mapped into memory (:func:`.tables.mapped_tensor`)."""
+        copy = mapped_tensor if mapped else torch.clone
+        return Poses(copy(self.rotations), copy(self.shifts_px),
+                     None if self.tilt_shifts_px is None else copy(self.tilt_shifts_px))
+
+    @property
+    def mapped(self) -> bool:
+        """Whether the rotations and shifts live in mapped files."""
+        return is_mapped(self.rotations) and is_mapped(self.shifts_px)
 
     def state(self) -> dict:
         """Plain tensors, for checkpoints."""
