@@ -94,13 +94,24 @@ def test_compact_particles_keep_float32_beyond_float16s_range(toy, monkeypatch):
     torch.testing.assert_close(compact.load(np.arange(120)).images, prepare_particles(table).images)
 
 
-def test_train_vae_lazy(toy, tmp_path):
+def test_train_vae_lazy(toy, tmp_path, monkeypatch):
+    """A lazy run keeps the particles' metadata in mapped files (not with --table-storage memory): same numbers."""
+    from cryofield.io import ParticleTable
+    from cryofield.io.mapped import is_mapped_array
+
+    mapped = []
+    real = ParticleTable.in_mapped_files
+    monkeypatch.setattr(ParticleTable, "in_mapped_files", lambda self, *a: mapped.append(real(self, *a)) or mapped[-1])
+    args = ["train-vae", str(toy), "--zdim", "2", "-n", "2", "--lazy", "--buffer-size", "48"] + SMALL
     out = tmp_path / "lazy"
-    assert main(["train-vae", str(toy), "-o", str(out), "--zdim", "2", "-n", "2", "--lazy", "--buffer-size", "48"]
-                + SMALL) == 0
+    assert main(args + ["-o", str(out)]) == 0
     assert np.load(out / "z.npy").shape == (120, 2)
     config = json.loads((out / "config.json").read_text())
     assert config["lazy"] and config["buffer_size"] == 48 and config["device"] == "cpu"
+    assert len(mapped) == 1 and is_mapped_array(mapped[0].rotations) and is_mapped_array(mapped[0].ctf.to_numpy())
+    assert main(args + ["-o", str(tmp_path / "memory"), "--table-storage", "memory"]) == 0
+    assert len(mapped) == 1
+    assert np.array_equal(np.load(out / "z.npy"), np.load(tmp_path / "memory/z.npy"))
 
 
 def _in_two_processes(args: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -13,6 +14,7 @@ import pandas as pd
 
 from cryofield.conventions import CTF_COLUMNS
 from cryofield.errors import InputError
+from cryofield.io.mapped import mapped_array
 from cryofield.io.mrc import MrcStack
 from cryofield.io.star import StarBlock
 from cryofield.io.tilts import TiltSeries
@@ -388,6 +390,36 @@ class ParticleTable:
         never export (training) drop them so that memory does not grow with ``N`` needlessly.
         """
         return replace(self, record=SourceRecord("none", self.record.path, self.record.rows))
+
+    def in_mapped_files(self, folder: str | os.PathLike | None = None) -> ParticleTable:
+        """The same particles with their per-particle arrays in files mapped into memory.
+
+        Poses, CTF parameters, pixel and box sizes, optics groups and stack indices (about 180
+        bytes a particle, 180 MB at 10^6) are copied into unlinked files of ``folder`` (default
+        ``TMPDIR``) by :func:`~cryofield.io.mapped.mapped_array`, so that a long run holding the
+        table keeps them in the page cache instead of its own memory. Values are unchanged;
+        a tilt-series grouping stays in memory.
+
+        Parameters
+        ----------
+        folder : str or PathLike, optional
+            Where the files are made.
+
+        Returns
+        -------
+        ParticleTable
+        """
+        def mapped(values: np.ndarray | None) -> np.ndarray | None:
+            return None if values is None else mapped_array(values, folder)
+
+        ctf = self.ctf
+        if ctf is not None and all(dtype == np.float64 for dtype in ctf.dtypes):  # one mapped block
+            ctf = pd.DataFrame(mapped(ctf.to_numpy()), index=ctf.index, columns=ctf.columns, copy=False)
+        refs = replace(self.refs, stack_id=mapped(self.refs.stack_id), image_index=mapped(self.refs.image_index))
+        return replace(self, refs=refs, pixel_size_angstrom=mapped(self.pixel_size_angstrom),
+                       box_size_px=mapped(self.box_size_px), ctf=ctf,
+                       rotations_or_none=mapped(self.rotations_or_none), shifts_angstrom=mapped(self.shifts_angstrom),
+                       optics_group=mapped(self.optics_group))
 
     def present(self) -> dict[str, bool]:
         """Which metadata the table holds."""

@@ -138,7 +138,8 @@ class TrainConfig:
     table_storage: str = setting("auto", "where per-particle tables (pose corrections, ab initio's pose and latent "
                                          "tables, their optimiser's moments) live: memory, or disk (files mapped "
                                          "into memory, paged out when memory runs short; in TMPDIR; a run on a GPU "
-                                         "keeps them there); default auto: disk for a --lazy run on the CPU",
+                                         "keeps them there); default auto: disk for a --lazy run on the CPU (and "
+                                         "a --lazy run's particle metadata on any device)",
                                  resume=RUNTIME,
                                  choices=["auto", "memory", "disk"])
     ntilts: int = setting(10, "--tilt-series: the tilts of each particle encoded and decoded, lowest exposure "
@@ -193,6 +194,15 @@ class TrainConfig:
     def encodes_tilt_series(self) -> bool:
         """A VAE over tilt series: one latent per particle, from its tilts (``tilt_series`` and ``zdim``)."""
         return self.tilt_series and self.zdim > 0
+
+    @property
+    def metadata_in_files(self) -> bool:
+        """Whether the particles' metadata lives in mapped files: a ``--lazy`` run, unless ``--table-storage memory``.
+
+        On any device: the metadata is read on the host, and lazily read images leave it as the
+        only per-particle memory (:meth:`cryofield.io.ParticleTable.in_mapped_files`).
+        """
+        return self.lazy and self.table_storage != "memory"
 
     @property
     def input_files(self) -> tuple[str, ...]:

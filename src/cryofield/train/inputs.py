@@ -10,6 +10,7 @@ import numpy as np
 from cryofield.data import LazyParticles, ParticleSource, TiltSeriesParticles, prepare_particles, store_particles
 from cryofield.errors import InputError
 from cryofield.io import ParticleTable, read_indices, read_particles
+from cryofield.io.mapped import mapped_array
 from cryofield.so3 import rotation_about_x
 from cryofield.train.config import TrainConfig
 
@@ -103,6 +104,7 @@ def prepare(config: TrainConfig, table: ParticleTable, *, scale: float | None = 
     used = np.unique(members[members >= 0])
     if len(used) < table.n:  # only the tilts the encoder reads are read (and held)
         table = table.subset(used)
+        table = table.in_mapped_files() if config.metadata_in_files else table
         members = table.tilts.members(config.ntilts)
     data = _images(config, table, scale=scale, posed=posed, tilt=tilt, compact=compact, progress=progress)
     return TiltSeriesParticles(data, members)
@@ -118,9 +120,16 @@ def _images(config: TrainConfig, table: ParticleTable, *, scale: float | None, p
     if tilt is not None:
         tilt_poses = unposed if not posed else dict(zip(("rotations", "shifts_px"), tilted_poses(config, table, tilt)))
     if config.lazy:
+        poses = unposed
+        if config.metadata_in_files:  # the poses it would compute and hold (shifts in pixels), in files too
+            if posed and table.rotations_or_none is not None:
+                poses = {"shifts_px": table.shifts_px}
+            poses = {name: mapped_array(values) for name, values in poses.items()}
+            tilt_poses = {name: mapped_array(values) for name, values in tilt_poses.items()}
+            tilt = None if tilt is None else tilt.in_mapped_files()
         tilted = None if tilt is None else LazyParticles(tilt, invert=invert, window_r=window_r, scale=1.0,
                                                          **tilt_poses)
-        return LazyParticles(table, invert=invert, window_r=window_r, scale=scale, tilted=tilted, **unposed)
+        return LazyParticles(table, invert=invert, window_r=window_r, scale=scale, tilted=tilted, **poses)
     total = table.n * (2 if tilt is not None else 1)
     done = 0
 

@@ -102,6 +102,8 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     method.check(config, runtime)
     # no run exports the source rows (about 1 KB of strings per particle): not held for the whole run
     table = read_table(config).without_source_rows()
+    if config.metadata_in_files:  # the only per-particle memory a lazy run would hold
+        table = table.in_mapped_files()
     if not method.reads_tilt_series:  # its searches and restraints apply the CTF to raw images
         table.refuse_premultiplied(method.__name__)
     if not resume and method.reads_tilt_series and table.tilts is not None:

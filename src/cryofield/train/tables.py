@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import weakref
 
 import torch
 from torch import nn
+
+from cryofield.io.mapped import scratch_file
 
 #: the moments ``torch.optim.SparseAdam`` keeps per parameter, as large as the parameter
 _MOMENTS = ("exp_avg", "exp_avg_sq")
@@ -47,13 +48,8 @@ def mapped_tensor(values: torch.Tensor, folder: str | os.PathLike | None = None)
 def mapped_zeros(shape: tuple[int, ...], dtype: torch.dtype, folder: str | os.PathLike | None = None) -> torch.Tensor:
     """Zeros of ``shape`` and ``dtype`` in an unlinked file mapped into memory (a new file reads as zeros)."""
     numel = math.prod(shape)
-    descriptor, path = tempfile.mkstemp(prefix=".cryofield-table-", suffix=".bin", dir=folder)
-    try:
-        os.ftruncate(descriptor, max(1, numel * torch.empty((), dtype=dtype).element_size()))
+    with scratch_file(numel * torch.empty((), dtype=dtype).element_size(), folder) as path:
         mapped = torch.from_file(path, shared=True, size=numel, dtype=dtype)
-    finally:
-        os.close(descriptor)
-        os.unlink(path)  # the mapping keeps the file's pages; its name is not needed
     return mapped.view(shape)
 
 
