@@ -28,19 +28,10 @@ _MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
 def mapped_tensor(values: torch.Tensor, folder: str | os.PathLike | None = None) -> torch.Tensor:
-    """A copy of ``values`` in an unlinked file mapped into memory (``MAP_SHARED``).
+    """A copy of a CPU tensor ``values`` (any shape) in a mapped file (``folder``, default ``TMPDIR``).
 
-    Parameters
-    ----------
-    values : Tensor, any shape, on the CPU
-        What the new tensor holds.
-    folder : str or PathLike, optional
-        Where the file is made (default: the temporary folder, ``TMPDIR``).
-
-    Returns
-    -------
-    Tensor
-        Same shape and dtype as ``values``, contiguous; its pages are the file's.
+    The tensor counterpart of :func:`cryofield.io.mapped.mapped_array`. Returns a contiguous tensor of the same shape and dtype whose pages are the file's, and which
+    :func:`is_mapped` recognises.
     """
     return mapped_zeros(values.shape, values.dtype, folder).copy_(values.detach())
 
