@@ -30,8 +30,8 @@ _MOMENTS = ("exp_avg", "exp_avg_sq")
 def mapped_tensor(values: torch.Tensor, folder: str | os.PathLike | None = None) -> torch.Tensor:
     """A copy of a CPU tensor ``values`` (any shape) in a mapped file (``folder``, default ``TMPDIR``).
 
-    The tensor counterpart of :func:`cryofield.io.mapped.mapped_array`. Returns a contiguous tensor of the same shape and dtype whose pages are the file's, and which
-    :func:`is_mapped` recognises.
+    The tensor counterpart of :func:`cryofield.io.mapped.mapped_array`. Returns a contiguous tensor
+    of the same shape and dtype whose pages are the file's, and which :func:`is_mapped` recognises.
     """
     return mapped_zeros(values.shape, values.dtype, folder).copy_(values.detach())
 
