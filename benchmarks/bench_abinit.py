@@ -2,14 +2,15 @@
 
     python benchmarks/bench_abinit.py search [--n-search 1000] [--pretrain-epochs 10] [--workdir DIR] [--peer PATH]
     python benchmarks/bench_abinit.py abinit [--n 10000] [--data hand|adk] [--workdir DIR] [EXTRA abinit OPTIONS]
-    python benchmarks/bench_abinit.py race [--n 10000] [--data adk] [--schedules table search] [--window SECONDS]
-        [--peer PATH --peer-window SECONDS] [EXTRA abinit OPTIONS]
+    python benchmarks/bench_abinit.py race [--n 10000] [--data adk] [--box 64|128] [--schedules table search]
+        [--window SECONDS] [--peer PATH --peer-window SECONDS] [EXTRA abinit OPTIONS]
 
 Data: the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), or with
 ``--data adk`` (abinit and race) the closed form of adenylate kinase (the package's example
 ``1ake_closed.pdb``, 2 A/px, box 64, seed 2), or with ``--data motion`` (race) its closed -> open
 motion in 50 states (``1ake_closed.pdb`` to ``4ake_open_chainA_aligned.pdb``, likewise); 10,000
-images simulated by `cryofield simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px.
+images simulated by `cryofield simulate` with CTF, SNR 0.1 and shifts uniform in +-5 px (10 A).
+With ``--box 128`` adenylate kinase is imaged at 1 A/px in the same 128 A box, shifts +-10 px.
 
 search (the seed's table 5.5 protocol): each tool trains its own volume (256x3, Gaussian
 features) on the true poses for ``--pretrain-epochs`` epochs, then searches the poses of
@@ -77,9 +78,15 @@ def run(cmd: list[str], log: Path | None = None) -> float:
     return time.perf_counter() - started
 
 
-def simulate(workdir: Path, n: int, kind: str = "hand") -> Path:
-    """The dataset (``particles.star``, ``truth.npz``, ``truth_vols/``), simulated once."""
-    data = workdir / f"{kind}_{n}"
+def simulate(workdir: Path, n: int, kind: str = "hand", box: int = 64) -> Path:
+    """The dataset (``particles.star``, ``truth.npz``, ``truth_vols/``), simulated once.
+
+    Adenylate kinase (``adk``, ``motion``) is imaged in a 128 A box: ``box`` pixels of ``128 / box`` A
+    (64 px at 2 A/px, 128 px at 1 A/px); the hand has its map's 64 px.
+    """
+    if kind == "hand" and box != 64:
+        raise ValueError("the hand's map is 64 px; --box applies to --data adk and motion")
+    data = workdir / (f"{kind}_{n}" if box == 64 else f"{kind}_{n}_{box}px")
     if not (data / "particles.star").is_file():
         if kind == "hand":
             source = ["--volume", str(HAND), "--apix", "6", "--seed", "0"]
@@ -89,8 +96,10 @@ def simulate(workdir: Path, n: int, kind: str = "hand") -> Path:
             source = ["--pdb", str(example_path(ADK_CLOSED))]
             if kind == "motion":
                 source += ["--pdb", str(example_path(ADK_OPEN)), "--states", "50"]
-            source += ["--box", "64", "--apix", "2", "--seed", "2"]
-        run([CRYOFIELD, "simulate", *source, "-n", str(n), "--snr", "0.1", "--shift-px", "5", "-o", str(data)])
+            source += ["--box", str(box), "--apix", f"{128 / box:g}", "--seed", "2"]
+        shift_px = 5 * box // 64  # 10 A either way
+        run([CRYOFIELD, "simulate", *source, "-n", str(n), "--snr", "0.1", "--shift-px", str(shift_px), "-o",
+             str(data)])
     return data
 
 
@@ -411,7 +420,7 @@ def _windowed(cmd: list[str], log: Path, window: float) -> str:
 
 def race(args, extra: list[str]) -> None:
     work = Path(args.workdir)
-    data = simulate(work, args.n, args.data)
+    data = simulate(work, args.n, args.data, args.box)
     star = data / "particles.star"
     truth = Truth(data)
     zdim = args.zdim if args.zdim is not None else (8 if truth.motion else 0)
@@ -421,7 +430,7 @@ def race(args, extra: list[str]) -> None:
     print(f"backproject with the true poses of {what}: FSC AUC {reference:.3f}; target: median rotation error < "
           f"{TARGET_ROTATION}, FSC AUC >= {target_auc:.3f}")
     for schedule in args.schedules:
-        out = work / f"race_{schedule}_{args.data}_{args.n}"
+        out = work / f"race_{schedule}_{data.name}"
         shutil.rmtree(out, ignore_errors=True)
         started = time.time()
         cmd = [CRYOFIELD, "abinit", str(star), "-o", str(out), "--schedule", schedule, "--checkpoint", "1",
@@ -436,7 +445,7 @@ def race(args, extra: list[str]) -> None:
     if not peer or not args.peer_window:
         print("cryodrgn abinit not run (no --peer or --peer-window 0)")
         return
-    theirs = work / f"race_cryodrgn_{args.data}_{args.n}"
+    theirs = work / f"race_cryodrgn_{data.name}"
     theirs.mkdir(parents=True, exist_ok=True)
     if not (theirs / "ctf.pkl").is_file():
         run([peer, "parse_ctf_star", str(star), "-o", str(theirs / "ctf.pkl")])
@@ -469,6 +478,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
     parser.add_argument("--data", choices=["hand", "adk", "motion"], default="hand",
                         help="abinit, race: the structure imaged (motion: race only)")
+    parser.add_argument("--box", type=int, default=64,
+                        help="race: adenylate kinase's box in pixels, in 128 A (default 64 at 2 A/px; 128 at 1 A/px)")
     parser.add_argument("--zdim", type=int, help="race: latent dimension, both tools (default 8 for motion, else 0)")
     parser.add_argument("--n-search", type=int, default=1000)
     parser.add_argument("--pretrain-epochs", type=int, default=10)
