@@ -215,7 +215,7 @@ def test_a_homogeneous_run_shows_its_one_map(toy_run, tmp_path):
         e.close()
 
 
-def test_a_tilt_series_run_counts_particles_and_exports_whole_series(tmp_path):
+def test_a_tilt_series_run_counts_particles_and_exports_whole_series(tmp_path, capsys):
     from cryofield.examples import ADK_CLOSED, example_path
 
     data = tmp_path / "et"
@@ -225,6 +225,12 @@ def test_a_tilt_series_run_counts_particles_and_exports_whole_series(tmp_path):
     assert main(["train-vae", str(data / "particles.star"), "--tilt-series", "-o", str(run), "--zdim", "2", "-n", "1",
                  "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1", "--dec-layers", "1", "--ntilts", "3",
                  "--tilt-emb-dim", "8"]) == 0
+    # analyze's clusters and the report count particles (30), not tilt images (150)
+    assert main(["analyze", str(run), "--ksample", "3", "--no-umap", "--no-maps", "--pc", "1"]) == 0
+    clusters = [np.loadtxt(f, dtype=int, ndmin=1) for f in sorted((run / "analysis/kmeans3").glob("cluster_*.ind.txt"))]
+    assert sorted(np.concatenate(clusters).tolist()) == list(range(30))
+    assert main(["report", str(run)]) == 0
+    assert "30 of 30 particles" in capsys.readouterr().out
     e = Explorer(run)
     try:
         assert e.n == 30 and len(e.colouring("defocus")[0]) == 30

@@ -105,3 +105,17 @@ def test_info_and_select_on_tilt_series(data, tmp_path, capsys):
     assert main(["select", str(data / TILTS), "--tilt-series", "--ind", str(tmp_path / "bad.txt"),
                  "-o", str(tmp_path / "x.star")]) == 2
     assert not (tmp_path / "x.star").exists()
+
+
+def test_train_vae_runs_on_real_tilt_series(data, tmp_path):
+    """The real Warp tilt series train: one latent per ribosome, its exposure and tilt weights from the file."""
+    import json
+
+    run = tmp_path / "vae"
+    assert main(["train-vae", str(data / TILTS), "--tilt-series", "--datadir", str(data / "tilt"), "-o", str(run),
+                 "-n", "1", "--zdim", "2", "--ntilts", "10", "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1",
+                 "--dec-layers", "1", "--tilt-emb-dim", "8", "-b", "2"]) == 0
+    z = np.load(run / "z.npy")
+    assert z.shape == (6, 2) and np.isfinite(z).all()
+    config = json.loads((run / "config.json").read_text())
+    assert config["data_exposure_weighted"] and config["data_tilt_amplitude"] == "_rlnCtfScalefactor"
