@@ -1,5 +1,7 @@
 """Tilt series read from per-tilt-image STAR files: grouping, exposure, tilt, per-particle selection."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -109,8 +111,6 @@ def test_info_and_select_on_tilt_series(data, tmp_path, capsys):
 
 def test_train_vae_runs_on_real_tilt_series(data, tmp_path):
     """The real Warp tilt series train: one latent per ribosome, its exposure and tilt weights from the file."""
-    import json
-
     run = tmp_path / "vae"
     assert main(["train-vae", str(data / TILTS), "--tilt-series", "--datadir", str(data / "tilt"), "-o", str(run),
                  "-n", "1", "--zdim", "2", "--ntilts", "10", "--enc-dim", "16", "--dec-dim", "16", "--enc-layers", "1",
