@@ -133,10 +133,60 @@ def has_metadata(table: ParticleTable) -> bool:
     return table.record.kind != "none" or any(table.present().values())
 
 
-def progress_bar(total: int, description: str, unit: str = "img") -> tqdm:
-    """A progress bar on stderr with ETA and throughput (``unit`` per second; images by default)."""
+LOG_PROGRESS_SECONDS = 60.0  # a line of progress this often when stderr is a file (a cluster job's log)
+
+
+def progress_bar(total: int, description: str, unit: str = "img") -> tqdm | LogProgress:
+    """Progress with ETA and throughput (``unit`` per second; images by default) on stderr.
+
+    A bar redrawn in place on a terminal; where stderr is not one (a batch job's log file), a line
+    every :data:`LOG_PROGRESS_SECONDS` instead, so that a long epoch shows in the log as it goes.
+    """
+    if not sys.stderr.isatty():
+        return LogProgress(total, description, unit)
     return tqdm(total=total, desc=description, unit=unit, unit_scale=True, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1, disable=None)
+                dynamic_ncols=True, smoothing=0.1)
+
+
+class LogProgress:
+    """:func:`progress_bar` for a log: tqdm's meter as a line of its own, at most every ``interval`` seconds.
+
+    Work shorter than ``interval`` writes nothing; longer work ends with a last line at its close.
+    Offers what the commands use of a tqdm bar: ``n``, ``update``, ``close`` and ``with``.
+    """
+
+    def __init__(self, total: int, description: str, unit: str = "img", interval: float | None = None):
+        self.total, self.description, self.unit = total, description, unit
+        self.interval = LOG_PROGRESS_SECONDS if interval is None else interval
+        self.n, self.started = 0, time.perf_counter()
+        self.last = self.started
+        self.lines = 0
+
+    def update(self, count: int = 1) -> None:
+        """``count`` more done; a line when ``interval`` seconds have passed since the last."""
+        self.n += count
+        if time.perf_counter() - self.last >= self.interval:
+            self._line()
+
+    def close(self) -> None:
+        """A last line, if any was written or the work outlasted ``interval``."""
+        if self.lines or time.perf_counter() - self.started >= self.interval:
+            self._line()
+        self.lines = -1  # closed: nothing more
+
+    def _line(self) -> None:
+        if self.lines < 0:
+            return
+        now = time.perf_counter()
+        print(tqdm.format_meter(self.n, self.total or None, now - self.started, prefix=self.description,
+                                unit=self.unit, unit_scale=True, ascii=True, ncols=100), file=sys.stderr, flush=True)
+        self.last, self.lines = now, self.lines + 1
+
+    def __enter__(self) -> LogProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def add_output_arguments(parser: argparse.ArgumentParser) -> None:

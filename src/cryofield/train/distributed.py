@@ -83,6 +83,16 @@ def init_runtime(device: str = "auto") -> Runtime:
     return Runtime(resolved, dist.get_rank(), dist.get_world_size())
 
 
+def release_runtime(runtime: Runtime) -> None:
+    """Leave the process group that :func:`init_runtime` joined (nothing in a single process).
+
+    Destroyed here rather than at the interpreter's exit, where gloo's worker threads, torn down
+    unjoined, now and then aborted a finished rank ("terminate called without an active exception").
+    """
+    if runtime.world_size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
     """Mixed precision for the networks: bf16 on CPUs and on GPUs that have it, fp16 on older GPUs.
 

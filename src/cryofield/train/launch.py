@@ -14,12 +14,14 @@ import os
 import warnings
 from dataclasses import replace
 
+import torch.distributed
+
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
 from cryofield.train.abinit import Abinit, AbinitConfig
 from cryofield.train.config import TrainConfig, VaeConfig
 from cryofield.train.cryofold import Cryofold, CryofoldConfig
-from cryofield.train.distributed import Runtime, init_runtime
+from cryofield.train.distributed import Runtime, init_runtime, release_runtime
 from cryofield.train.engine import Callbacks, Method, Trainer
 from cryofield.train.inputs import read_table
 from cryofield.train.neural_volume import NeuralVolume
@@ -72,7 +74,8 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     callbacks : Callbacks, optional
         Progress of the reading and the epochs, each epoch's record, found poses.
     runtime : Runtime, optional
-        Device and process group (default: ``config.device``, joining ``torchrun``'s group).
+        Device and process group (default: ``config.device``, joining ``torchrun``'s group for
+        the run and leaving it at the end; a group the caller joined is left to the caller).
     resume : bool
         ``config`` is a resumed run's (:func:`resume` passes it); continue from its checkpoint.
 
@@ -98,7 +101,18 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     if workdir.root.is_dir():
         with workdir.locked():  # refused at once when another process writes the folder
             pass
-    runtime = runtime or init_runtime(config.device)
+    if runtime is not None or torch.distributed.is_initialized():  # the caller's runtime or process group
+        return _train(method, workdir, config, callbacks, runtime or init_runtime(config.device), resume)
+    runtime = init_runtime(config.device)
+    try:
+        return _train(method, workdir, config, callbacks, runtime, resume)
+    finally:
+        release_runtime(runtime)  # the group this call joined (under torchrun)
+
+
+def _train(method: type[Method], workdir: WorkDir, config: TrainConfig, callbacks: Callbacks | None,
+           runtime: Runtime, resume: bool) -> Run:
+    """:func:`run` once the work directory is checked and the runtime joined."""
     method.check(config, runtime)
     # no run exports the source rows (about 1 KB of strings per particle): not held for the whole run
     table = read_table(config).without_source_rows()
