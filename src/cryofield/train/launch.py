@@ -104,10 +104,9 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     if runtime is not None or torch.distributed.is_initialized():  # the caller's runtime or process group
         return _train(method, workdir, config, callbacks, runtime or init_runtime(config.device), resume)
     runtime = init_runtime(config.device)
-    try:
-        return _train(method, workdir, config, callbacks, runtime, resume)
-    finally:
-        release_runtime(runtime)  # the group this call joined (under torchrun)
+    result = _train(method, workdir, config, callbacks, runtime, resume)
+    release_runtime(runtime)  # the group this call joined (under torchrun), once every rank is done
+    return result
 
 
 def _train(method: type[Method], workdir: WorkDir, config: TrainConfig, callbacks: Callbacks | None,
