@@ -14,7 +14,7 @@ import os
 import warnings
 from dataclasses import replace
 
-import torch.distributed
+from torch import distributed as dist
 
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
@@ -101,17 +101,8 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
     if workdir.root.is_dir():
         with workdir.locked():  # refused at once when another process writes the folder
             pass
-    if runtime is not None or torch.distributed.is_initialized():  # the caller's runtime or process group
-        return _train(method, workdir, config, callbacks, runtime or init_runtime(config.device), resume)
-    runtime = init_runtime(config.device)
-    result = _train(method, workdir, config, callbacks, runtime, resume)
-    release_runtime(runtime)  # the group this call joined (under torchrun), once every rank is done
-    return result
-
-
-def _train(method: type[Method], workdir: WorkDir, config: TrainConfig, callbacks: Callbacks | None,
-           runtime: Runtime, resume: bool) -> Run:
-    """:func:`run` once the work directory is checked and the runtime joined."""
+    joins = runtime is None and not dist.is_initialized()  # else the caller's runtime or process group
+    runtime = runtime or init_runtime(config.device)
     method.check(config, runtime)
     # no run exports the source rows (about 1 KB of strings per particle): not held for the whole run
     table = read_table(config).without_source_rows()
@@ -139,6 +130,8 @@ def _train(method: type[Method], workdir: WorkDir, config: TrainConfig, callback
         trainer = Trainer(instance, runtime=runtime, callbacks=callbacks)
         trainer.fit(resume)
         written = instance.write_outputs(trainer, table) if runtime.is_main else []
+    if joins:
+        release_runtime(runtime)  # the group this call joined (under torchrun), once every rank is done
     return Run(workdir, written=written, config=config)
 
 
