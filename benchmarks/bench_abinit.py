@@ -3,7 +3,7 @@
     python benchmarks/bench_abinit.py search [--n-search 1000] [--pretrain-epochs 10] [--workdir DIR] [--peer PATH]
     python benchmarks/bench_abinit.py abinit [--n 10000] [--data hand|adk] [--workdir DIR] [EXTRA abinit OPTIONS]
     python benchmarks/bench_abinit.py race [--n 10000] [--data adk] [--box 64|128] [--schedules table search]
-        [--window SECONDS] [--peer PATH --peer-window SECONDS] [EXTRA abinit OPTIONS]
+        [--window SECONDS] [--peer PATH --peer-window SECONDS [--peer-window-factor 3]] [EXTRA abinit OPTIONS]
 
 Data: the seed's "hand" (``../shared/data/maps/hand-vol.mrc`` at 6 A/px, box 64), or with
 ``--data adk`` (abinit and race) the closed form of adenylate kinase (the package's example
@@ -388,7 +388,8 @@ def _peer_maps(out: Path, epoch: int, truth: Truth, peer: str, box: int) -> dict
     return {"auc": truth.maps_auc([maps / f"vol_{i + 1:03d}.mrc" for i in range(len(MOTION_STATES))])}
 
 
-def _report(name: str, rows: list[dict], target_auc: float) -> None:
+def _report(name: str, rows: list[dict], target_auc: float) -> float | None:
+    """Print a run's scored epochs; the seconds at which it reached the target (None: it did not)."""
     print(f"{name}:")
     for row in rows:
         auc = f", FSC AUC {row['auc']:.3f}" if "auc" in row else ""
@@ -398,6 +399,7 @@ def _report(name: str, rows: list[dict], target_auc: float) -> None:
     reached = next((r for r in rows if r["rot_median"] < TARGET_ROTATION and r.get("auc", 0) >= target_auc), None)
     when = "no" if reached is None else f"epoch {reached['epoch'] + 1}, {reached['seconds']:.0f} s"
     print(f"  target reached: {when}")
+    return None if reached is None else reached["seconds"]
 
 
 def _windowed(cmd: list[str], log: Path, window: float) -> str:
@@ -429,6 +431,7 @@ def race(args, extra: list[str]) -> None:
     what = "each scored state's own images (mean)" if truth.motion else "all images"
     print(f"backproject with the true poses of {what}: FSC AUC {reference:.3f}; target: median rotation error < "
           f"{TARGET_ROTATION}, FSC AUC >= {target_auc:.3f}")
+    reached = []  # when each of our schedules reached the target
     for schedule in args.schedules:
         out = work / f"race_{schedule}_{data.name}"
         shutil.rmtree(out, ignore_errors=True)
@@ -440,11 +443,17 @@ def race(args, extra: list[str]) -> None:
         else:
             seconds = run(cmd, out.with_suffix(".log"))
             print(f"cryofield abinit --schedule {schedule}: {seconds:.0f} s in all")
-        _report(f"cryofield --schedule {schedule}", score_run(out, data, started, target_auc), target_auc)
+        reached.append(_report(f"cryofield --schedule {schedule}", score_run(out, data, started, target_auc),
+                               target_auc))
     peer = shutil.which(args.peer) or (args.peer if Path(args.peer).exists() else None)
     if not peer or not args.peer_window:
         print("cryodrgn abinit not run (no --peer or --peer-window 0)")
         return
+    peer_window = args.peer_window
+    if args.peer_window_factor and reached and reached[0] is not None:  # enough to see the ratio asked for
+        peer_window = min(peer_window, args.peer_window_factor * reached[0] + 30)
+        print(f"cryodrgn abinit's window: {peer_window:.0f} s ({args.peer_window_factor:g}x cryofield's "
+              f"{reached[0]:.0f} s to the target, and 30 s)")
     theirs = work / f"race_cryodrgn_{data.name}"
     theirs.mkdir(parents=True, exist_ok=True)
     if not (theirs / "ctf.pkl").is_file():
@@ -457,11 +466,11 @@ def race(args, extra: list[str]) -> None:
                                     "-o", str(theirs / "run"), "--seed", "0", "--no-analysis"],
                                    stdout=fh, stderr=subprocess.STDOUT)
         try:
-            process.wait(timeout=args.peer_window)
+            process.wait(timeout=peer_window)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-            print(f"cryodrgn abinit stopped at the window's end, {args.peer_window} s")
+            print(f"cryodrgn abinit stopped at the window's end, {peer_window:.0f} s")
     from cryofield.io import read_map
 
     box = read_map(truth.maps[0])[0].shape[0]
@@ -474,6 +483,9 @@ def main() -> None:
     parser.add_argument("--schedules", nargs="*", default=["table", "search"],
                         help="race: cryofield's schedules (none: the peer alone)")
     parser.add_argument("--peer-window", type=float, default=0, help="race: seconds cryodrgn abinit may run")
+    parser.add_argument("--peer-window-factor", type=float, default=0,
+                        help="race: at most this many times the first cryofield schedule's time to the target (and "
+                             "30 s), when it reached it: enough to show that ratio (0: --peer-window alone)")
     parser.add_argument("--window", type=float, default=0, help="race: seconds each cryofield run may take (0: all)")
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
     parser.add_argument("--data", choices=["hand", "adk", "motion"], default="hand",

@@ -1,6 +1,7 @@
 """Neural training benchmarks: `cryofield train-vae` against `cryodrgn train_vae`, and lazy-loading memory.
 
-    python benchmarks/bench_train.py speed [--data DIR] [--n 2000] [--epochs 2] [--batch-size 8] [--peer PATH]
+    python benchmarks/bench_train.py speed [--data DIR | --box 64] [--n 2000] [--epochs 2] [--batch-size 8]
+        [--peer PATH]
     python benchmarks/bench_train.py memory [--workdir DIR]
     python benchmarks/bench_train.py homogeneous [--n 5000] [--epochs 20]
     python benchmarks/bench_train.py accuracy --n 10000 --epochs 10 [--zdims 1 8] [--refine-z 10]
@@ -10,12 +11,13 @@ speed: both tools train a VAE with the same architecture (encoder and decoder 25
 zdim 8, Gaussian features, Fourier domain, batch 8, lr 1e-4) on the same first ``--n``
 particles of a `cryofield simulate` dataset (default: adenylate kinase closed -> open,
 50 states, 10,000 images, 64^2, SNR 0.1, CTF, shifts +-3 px; simulated if ``--data`` is not
-given), for the same epochs. Throughput is images x epochs / wall time of the training
+given; with ``--box`` 128 or 256 only the first ``--n``, at that size in the same 96 A box), for the
+same epochs. Throughput is images x epochs / wall time of the training
 command (start-up and data loading included for both). Both runs are scored the same way:
 |Spearman| of latent PC1 with the true coordinate and the per-image FSC (the seed's
 protocol, 100 images along the coordinate) of maps generated at each image's z (cryoDRGN's
 through its own eval_vol). Also prints the fraction of the machine's bf16 matmul peak
-that cryofield's training step reaches.
+that cryofield's training step reaches, and on a GPU each tool's peak GPU memory (nvidia-smi).
 
 memory: peak RSS of `train-vae --lazy` and `abinit --lazy` (small networks) on 10,000 and
 100,000 particles of the same simulation, and of `abinit` in memory for comparison, each run
@@ -84,15 +86,45 @@ def timed(cmd: list[str], limit_s: float | None = None) -> tuple[float, float]:
     return seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0) -> Path:
-    """The accuracy dataset of issue 4: a 1-D adenylate kinase motion in 50 states, 64^2, SNR 0.1."""
+def simulate_accuracy_dataset(outdir: Path, n: int = 10000, seed: int = 0, box: int = 64) -> Path:
+    """The accuracy dataset of issue 4: a 1-D adenylate kinase motion in 50 states, 64^2, SNR 0.1.
+
+    Other ``box`` sizes image the same 96 A box more finely (1.5 A/px at 64 px, 0.75 at 128), shifts
+    likewise (+-3 px at 64 px).
+    """
     from cryofield.examples import ADK_CLOSED, ADK_OPEN, example_path
 
     if not (outdir / "truth.npz").is_file():
         subprocess.run([CRYOFIELD, "simulate", *MOLMAP, "--pdb", str(example_path(ADK_CLOSED)), "--pdb",
-                        str(example_path(ADK_OPEN)), "--states", "50", "--box", "64", "--apix", "1.5", "-n", str(n),
-                        "--snr", "0.1", "--shift-px", "3", "--seed", str(seed), "-o", str(outdir)], check=True)
+                        str(example_path(ADK_OPEN)), "--states", "50", "--box", str(box), "--apix", f"{96 / box:g}",
+                        "-n", str(n), "--snr", "0.1", "--shift-px", str(3 * box // 64), "--seed", str(seed), "-o",
+                        str(outdir)], check=True)
     return outdir
+
+
+class GpuMemory:
+    """Peak GPU memory in use while the ``with`` block runs, in MB, sampled by ``nvidia-smi`` every 100 ms.
+
+    Measured from outside, the same way for any program (CUDA context included); ``peak_mb`` is None
+    where there is no ``nvidia-smi``.
+    """
+
+    def __enter__(self) -> GpuMemory:
+        self.peak_mb, self._sampler = None, None
+        if shutil.which("nvidia-smi"):
+            self._sampler = subprocess.Popen(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits",
+                                              "-lms", "100"], stdout=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._sampler is None:
+            return
+        self._sampler.terminate()
+        samples = [float(line.split()[0]) for line in self._sampler.communicate()[0].splitlines() if line.strip()]
+        self.peak_mb = max(samples, default=None)
+
+    def __str__(self) -> str:
+        return "" if self.peak_mb is None else f", GPU memory at peak {self.peak_mb:.0f} MB (nvidia-smi)"
 
 
 def first_particles(data: Path, n: int, work: Path) -> tuple[Path, Path]:
@@ -264,7 +296,12 @@ def run_peer(peer: str, star: Path, theirs: Path, data: Path, rows: np.ndarray, 
 def speed(args) -> None:
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
-    data = Path(args.data) if args.data else simulate_accuracy_dataset(work / "data")
+    if args.data:
+        data = Path(args.data)
+    elif args.box == 64:
+        data = simulate_accuracy_dataset(work / "data")
+    else:  # only what is trained on: larger images take long to simulate
+        data = simulate_accuracy_dataset(work / f"data_{args.box}px_{args.n}", n=args.n, box=args.box)
     rows = np.arange(args.n)
     star, _ = first_particles(data, args.n, work)
     ours = work / "cryofield"
@@ -272,8 +309,9 @@ def speed(args) -> None:
         shutil.rmtree(ours)
     arch = with_batch_size(ARCH, args.batch_size)
     compile_flag = ["--compile", args.compile] if args.compile else []
-    t_ours, rss_ours = timed([CRYOFIELD, "train-vae", str(star), "-o", str(ours), "-n", str(args.epochs)] + arch
-                             + compile_flag + shlex.split(args.cryofield_args))
+    with GpuMemory() as gpu_ours:
+        t_ours, rss_ours = timed([CRYOFIELD, "train-vae", str(star), "-o", str(ours), "-n", str(args.epochs)] + arch
+                                 + compile_flag + shlex.split(args.cryofield_args))
     rate_ours = args.n * args.epochs / t_ours
     log = [json.loads(line) for line in (ours / "log.jsonl").read_text().splitlines()]
     rate_loop = np.mean([r["images_per_second"] for r in log])
@@ -289,7 +327,8 @@ def speed(args) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     peak = bf16_peak_gflops(device)
     print(f"cryofield train-vae: {box} px, {t_ours:.1f} s for {args.n} x {args.epochs} epochs = "
-          f"{rate_ours:.1f} images/s (training loop alone {rate_loop:.1f} images/s), peak RSS {rss_ours:.0f} MB")
+          f"{rate_ours:.1f} images/s (training loop alone {rate_loop:.1f} images/s), peak RSS {rss_ours:.0f} MB"
+          f"{gpu_ours}")
     if score_ours:
         print(describe(score_ours))
     print(f"  matmul work {gflop:.2f} GFLOP per image -> {gflop * rate_loop:.0f} GFLOP/s in the loop; "
@@ -299,12 +338,13 @@ def speed(args) -> None:
     if not peer or args.no_peer:
         print("cryodrgn not found or not asked for: no comparison")
         return
-    t_peer, rss_peer, score_peer = run_peer(peer, star, work / "cryodrgn", data, rows, args.epochs, arch,
-                                            score=not args.no_score)
+    with GpuMemory() as gpu_peer:  # its training, and with scores its eval_vol too
+        t_peer, rss_peer, score_peer = run_peer(peer, star, work / "cryodrgn", data, rows, args.epochs, arch,
+                                                score=not args.no_score)
     rate_peer = args.n * args.epochs / t_peer
     rate_peer_loop = args.n / np.mean(peer_epoch_seconds(work / "cryodrgn" / "run"))
     print(f"cryodrgn train_vae: {t_peer:.1f} s = {rate_peer:.1f} images/s (its epochs alone, each with its full "
-          f"encoder pass, {rate_peer_loop:.1f} images/s), peak RSS {rss_peer:.0f} MB")
+          f"encoder pass, {rate_peer_loop:.1f} images/s), peak RSS {rss_peer:.0f} MB{gpu_peer}")
     if score_peer:
         print(describe(score_peer))
     print(f"throughput ratio cryofield/cryodrgn: {rate_ours / rate_peer:.2f}x whole commands, "
@@ -449,6 +489,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8, help="speed: images per step, both tools")
+    parser.add_argument("--box", type=int, default=64,
+                        help="speed without --data: image size of the simulated dataset (the same 96 A box)")
     parser.add_argument("--compile", help="speed: cryofield's --compile MODE")
     parser.add_argument("--no-score", action="store_true", help="speed: time only, no maps or scores")
     parser.add_argument("--no-peer", action="store_true", help="speed: cryofield alone")
