@@ -32,7 +32,10 @@ after every epoch (for at most ``--window`` seconds, then stopped by SIGINT); af
 checkpoint is scored (its poses by `pose-error`; its map, once the poses are within the target,
 aligned onto the truth and scored by FSC AUC), and the wall time from the command's start to
 each epoch's end read from its `train.log`. The target: median rotation error below 0.03 and
-FSC AUC within 0.02 of `backproject` with the true poses. With the peer (``--peer``),
+FSC AUC within 0.02 of `backproject` with the true poses. A checkpoint's map is read as every
+reader of a run reads it (from the running average of the weights, ``--ema-decay``); the last
+step's weights are scored beside it, which is what the run would give without the average (the
+average does not change the training). With the peer (``--peer``),
 `cryodrgn abinit` (its defaults, ``--zdim 0``, with a checkpoint every epoch as ours) runs for at
 most ``--peer-window`` seconds and its checkpoints (``pose.N.pkl``, ``reconstruct.N.mrc``) are
 scored the same way, timed by their files' modification times.
@@ -329,8 +332,27 @@ def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[
 
 
 def _checkpoint_maps(out: Path, checkpoint: Path, truth: Truth) -> dict:
-    """FSC AUC (and for the motion |Spearman|) of one checkpoint, from a copy of the run holding only it."""
-    copy = out / "scored" / checkpoint.stem
+    """FSC AUC (and for the motion |Spearman|) of one checkpoint, from a copy of the run holding only it.
+
+    The maps come from the running average of the weights where the run kept one (what every
+    reader of a run loads); the last step's weights are then scored too (``auc_live``,
+    ``spearman_live``), from a copy without the average.
+    """
+    import torch
+
+    scores = _copy_maps(out, checkpoint, out / "scored" / checkpoint.stem, truth)
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    if "averaged" in state:
+        del state["averaged"]
+        live = out / "scored" / f"{checkpoint.stem}_live.pt"
+        torch.save(state, live)
+        scores |= {f"{key}_live": value for key, value in _copy_maps(out, live, live.with_suffix(""), truth).items()}
+        live.unlink()
+    return scores
+
+
+def _copy_maps(out: Path, checkpoint: Path, copy: Path, truth: Truth) -> dict:
+    """Score ``checkpoint`` as the only checkpoint of ``copy``, a copy of the run ``out``."""
     (copy / "checkpoints").mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "config.json", copy / "config.json")
     shutil.copy(checkpoint, copy / "checkpoints" / "last.pt")
@@ -394,6 +416,9 @@ def _report(name: str, rows: list[dict], target_auc: float) -> float | None:
     for row in rows:
         auc = f", FSC AUC {row['auc']:.3f}" if "auc" in row else ""
         auc += f", |Spearman| {row['spearman']:.3f}" if "spearman" in row else ""
+        if "auc_live" in row:  # the run's last weights, without the average
+            auc += f" (last step's weights: {row['auc_live']:.3f}" + (
+                f", {row['spearman_live']:.3f})" if "spearman_live" in row else ")")
         seconds = "?" if row["seconds"] is None else f"{row['seconds']:.0f} s"
         print(f"  epoch {row['epoch'] + 1}: {seconds}, rotation error median {row['rot_median']:.4f}{auc}")
     reached = next((r for r in rows if r["rot_median"] < TARGET_ROTATION and r.get("auc", 0) >= target_auc), None)

@@ -43,10 +43,11 @@ def test_a_signal_mid_epoch_then_resume_ends_as_an_uninterrupted_run(toy, tmp_pa
     state = torch.load(tmp_path / "stopped/checkpoints/last.pt", weights_only=True)
     assert state["epoch"] == 0 and state["partial"]["batches"] == 3
     resumed = resume(tmp_path / "stopped")
-    for name, tensor in torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["models"][
-            "decoder"].items():
-        torch.testing.assert_close(torch.load(tmp_path / "stopped/checkpoints/last.pt", weights_only=True)[
-            "models"]["decoder"][name], tensor, atol=0, rtol=0)
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped/checkpoints/last.pt", weights_only=True)
+    for networks in ("models", "averaged"):  # the weights and their running average
+        for name, tensor in a[networks]["decoder"].items():
+            torch.testing.assert_close(b[networks]["decoder"][name], tensor, atol=0, rtol=0)
     np.testing.assert_array_equal(resumed.z, straight.z)
     assert [r["epoch"] for r in resumed.log] == [0, 1, 2]  # the stopped epoch logged once, whole
     assert resumed.log[1]["mse"] == pytest.approx(straight.log[1]["mse"], rel=1e-6)
@@ -94,11 +95,12 @@ def test_ab_initio_stopped_mid_pass_resumes_exactly(toy, tmp_path, schedule, epo
         run(AbinitConfig(outdir=str(tmp_path / "stopped"), **settings), callbacks=Callbacks(
             progress=_once(lambda done, total, e, at: e == epoch and at == stage and done >= 16)))
     resumed = resume(tmp_path / "stopped")
-    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["models"]
-    b = torch.load(tmp_path / "stopped/checkpoints/last.pt", weights_only=True)["models"]
-    for part in a:
-        for name, tensor in a[part].items():
-            torch.testing.assert_close(b[part][name], tensor, atol=0, rtol=0, msg=f"{part}.{name}")
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "stopped/checkpoints/last.pt", weights_only=True)
+    for networks in ("models", "averaged"):  # the weights and their running average
+        for part in a[networks]:
+            for name, tensor in a[networks][part].items():
+                torch.testing.assert_close(b[networks][part][name], tensor, atol=0, rtol=0, msg=f"{part}.{name}")
     np.testing.assert_array_equal(resumed.poses()[0], straight.poses()[0])
     assert [r["mse"] for r in resumed.log] == pytest.approx([r["mse"] for r in straight.log], rel=1e-6)
     for key in ("reset", "table_start", "search_kmax", "pose_change_deg_median"):  # what came before the stop

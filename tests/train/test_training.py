@@ -40,11 +40,12 @@ def test_resume_continues_exactly(toy, tmp_path):
     assert main(args + ["-o", str(tmp_path / "resumed"), "-n", "2"]) == 0
     # --resume takes the run's own settings: only the epochs are given again
     assert main(["train-vae", str(toy), "-o", str(tmp_path / "resumed"), "-n", "3", "--resume"]) == 0
-    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)["models"]
-    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)["models"]
-    for part in ("decoder", "encoder"):
-        for name, tensor in a[part].items():
-            torch.testing.assert_close(b[part][name], tensor, atol=0, rtol=0)
+    a = torch.load(tmp_path / "straight/checkpoints/last.pt", weights_only=True)
+    b = torch.load(tmp_path / "resumed/checkpoints/last.pt", weights_only=True)
+    for networks in ("models", "averaged"):  # the weights and their running average
+        for part in ("decoder", "encoder"):
+            for name, tensor in a[networks][part].items():
+                torch.testing.assert_close(b[networks][part][name], tensor, atol=0, rtol=0)
     np.testing.assert_array_equal(np.load(tmp_path / "straight/z.npy"), np.load(tmp_path / "resumed/z.npy"))
 
 

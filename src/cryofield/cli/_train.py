@@ -40,7 +40,7 @@ def add_training_arguments(parser: argparse.ArgumentParser, vae: bool) -> None:
 
 #: The volume decoder's settings, and those of an optimiser step, in the order every trainer shows them.
 DECODER = ("dec_dim", "dec_layers", "pe_type", "pe_dim", "feat_sigma", "domain", "residual")
-STEP = ("batch_size", "lr", "checkpoint", "on_nan", "amp", "device")
+STEP = ("batch_size", "lr", "ema_decay", "checkpoint", "on_nan", "amp", "device")
 
 
 def add_resume_argument(group, help: str) -> None:

@@ -22,5 +22,5 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "posterior_means": ".inference", "prepare": ".inputs", "read_table": ".inputs", "refine_latents": ".latents",
     "register_method": ".launch", "resolve_device": ".distributed", "resume": ".launch", "run": ".launch",
     "run_epoch": ".engine", "save_checkpoint": ".checkpoint", "setting": ".config", "step_loss": ".objective",
-    "tilt_partners": ".inputs", "write_volumes": ".volumes",
+    "tilt_partners": ".inputs", "WeightAverage": ".averaging", "write_volumes": ".volumes",
 })

@@ -115,6 +115,10 @@ class TrainConfig:
     epochs: int = setting(20, "epochs (default 20)", resume=MAY_CHANGE, flags=("-n", "--epochs"))
     batch_size: int = setting(8, "images per step (tilt series: particles; default 8)", flags=("-b", "--batch-size"))
     lr: float = setting(1e-4, "Adam learning rate (default 1e-4)")
+    ema_decay: float = setting(0.99, "the maps and latents a run writes (and every later reader of it) come from "
+                                     "the running average of the networks' weights over about 1/(1 - D) steps "
+                                     "(default 0.99: the last 100); 0: from the last step's weights, as cryoDRGN",
+                               metavar="D")
     beta: float | None = setting(None, "KL weight (default 1/zdim)")
     uninvert_data: bool = setting(False, "do not flip the data's contrast")
     window_r: float = setting(0.85, "soft real-space window radius (default 0.85)")
@@ -183,6 +187,8 @@ class TrainConfig:
         """Settings out of range, as an :class:`InputError` (the methods' configs add theirs)."""
         if self.epochs < 0 or self.batch_size < 1 or self.checkpoint < 1:
             raise InputError(self.outdir, "need --epochs >= 0, --batch-size and --checkpoint >= 1")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise InputError(self.outdir, f"need 0 <= --ema-decay < 1, not {self.ema_decay}")
         if self.encodes_tilt_series:
             if self.ntilts < 1 or self.tilt_emb_dim < 1:
                 raise InputError(self.outdir, "need --ntilts and --tilt-emb-dim >= 1")
@@ -222,7 +228,8 @@ class TrainConfig:
         A file without ``residual`` was written before that setting existed, by networks
         with ``"pre"`` blocks, and loads as ``"pre"`` so that its checkpoints compute what
         they were trained to; likewise one without ``tilt_weighting`` was trained with no
-        amplitude scale on its tilt images and loads as ``"none"``. Unknown keys (other
+        amplitude scale on its tilt images and loads as ``"none"``; one without ``ema_decay``
+        kept no average of its weights and loads as 0. Unknown keys (other
         methods' settings) are ignored.
         """
         if isinstance(where, WorkDir) or Path(where).is_dir():  # a cryoDRGN run's config.yaml too
@@ -231,6 +238,7 @@ class TrainConfig:
             values = read_json_object(where)
         values.setdefault("residual", "pre")
         values.setdefault("tilt_weighting", "none")
+        values.setdefault("ema_decay", 0.0)  # runs before 2026-12-07 (and cryoDRGN's) kept no average
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

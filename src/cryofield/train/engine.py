@@ -2,8 +2,9 @@
 
 :class:`Trainer` owns what every run shares: the device and the process group, mixed
 precision and its gradient scaler, ``DistributedDataParallel``, CUDA graphs,
-``torch.compile``, the optimisers, the epoch order, checkpoints and exact resume (model,
-optimisers, scaler, epoch and RNG state), ``log.jsonl`` and ``train.log``, and the callbacks
+``torch.compile``, the optimisers, the running average of the weights (:class:`WeightAverage`:
+what a run's maps come from), the epoch order, checkpoints and exact resume (model,
+optimisers, average, scaler, epoch and RNG state), ``log.jsonl`` and ``train.log``, and the callbacks
 that report progress. A :class:`Method` says what differs: its networks (``build_models``, by stage),
 its loss (``restraint``), its schedule (``epoch``: a training pass by default; ab initio
 searches poses and resets the model; Cryofold warms up first) and the state it adds to a
@@ -34,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from cryofield.data import CompactParticles, ParticleSource, PreparedParticles, TiltSeriesParticles, epoch_plan
 from cryofield.errors import RunInterrupted, RunStopped
 from cryofield.io import WorkDir
+from cryofield.train.averaging import WeightAverage
 from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cryofield.train.config import TrainConfig
 from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_device
@@ -172,6 +174,8 @@ class Trainer:
     ----------
     models : Models
         The networks being trained, on the runtime's device.
+    average : WeightAverage or None
+        The running average of their weights (``config.ema_decay``; None when 0).
     net : Models
         The same networks as this process calls them (wrapped for distributed training).
     data : ParticleSource
@@ -217,6 +221,7 @@ class Trainer:
                    "lr": self.config.pose_lr if name == "poses" else self.config.z_lr}
                   for name, table in self.models.tables().items()]
         self.pose_optimizer = torch.optim.SparseAdam(groups) if groups else None
+        self.average = WeightAverage(self.models, self.config.ema_decay) if self.config.ema_decay else None
         self._map_tables()
         # wrapped at once: a method that starts afresh mid-run (ab initio's reset) trains on
         self.net, self.graph = _wrap(self.models, self.runtime), None
@@ -239,10 +244,21 @@ class Trainer:
         self._map_tables()
         self.net = _wrap(self.models, self.runtime)
 
+    @property
+    def averaged(self) -> Models:
+        """The networks a run reads its maps, latents and searches from: the running average, else the live ones.
+
+        The averaged networks share the live per-particle tables, and follow the live weights
+        step by step (:meth:`WeightAverage.update`): a reference taken once stays current.
+        """
+        return self.models if self.average is None else self.average.models()
+
     def state(self, epoch: int) -> dict:
-        """The checkpoint after ``epoch``: networks, optimisers, scaler, RNG and the method's state."""
+        """The checkpoint after ``epoch``: networks (and their average), optimisers, scaler, RNG, the method's state."""
         state = {"models": self.models.parts_state(), "optimizer": self.optimizer.state_dict(), "epoch": epoch,
                  "scaler": self.scaler.state_dict(), "rng": rng_state(self.sampler)}
+        if self.average is not None:
+            state |= {"averaged": self.average.state_dict(), "averaged_steps": self.average.steps}
         if self.pose_optimizer is not None:
             state["pose_optimizer"] = self.pose_optimizer.state_dict()
         return state | self.method.extra_state()
@@ -250,6 +266,11 @@ class Trainer:
     def restore(self, state: dict) -> int:
         """Load a checkpoint into the networks, optimisers, scaler and RNG; returns the next epoch."""
         self.models.load_parts_state(state["models"])
+        if self.average is not None and "averaged" in state:
+            self.average.load_state_dict(state["averaged"])
+            self.average.steps = int(state["averaged_steps"])
+        elif self.average is not None:  # a checkpoint that kept none: the average starts here
+            self.average.reset()
         load_adam(self.optimizer, state["optimizer"], capturable=self.graphed)
         if self.pose_optimizer is not None:
             self.pose_optimizer.load_state_dict(state["pose_optimizer"])
@@ -292,7 +313,7 @@ class Trainer:
         rows, before = self._table_rows(data)
         record = run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
                            epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
-                           restraint=self.method.restraint(self.models),
+                           restraint=self.method.restraint(self.models), average=self.average,
                            stop=self.stops.requested if stoppable else None, partial=partial)
         if before is not None:
             self._merge_table_rows(rows, before)
@@ -469,7 +490,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
               scaler: torch.amp.GradScaler, sampler: torch.Generator, runtime: Runtime, *, epoch: int = 0,
               pose_optimizer: torch.optim.Optimizer | None = None, graph: GraphedStep | None = None,
               progress: Callable[[int, int], None] | None = None, restraint: Restraint | None = None,
-              stop: Callable[[], bool] | None = None, partial: dict | None = None) -> dict:
+              stop: Callable[[], bool] | None = None, partial: dict | None = None,
+              average: WeightAverage | None = None) -> dict:
     """One pass over the particles in the order of :func:`epoch_plan`, one optimiser step per batch.
 
     Parameters
@@ -500,6 +522,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     partial : dict, optional
         Continue a pass stopped that way: its first ``batches`` steps were taken (the
         sampler must be at the epoch's start again, the global generator where it stopped).
+    average : WeightAverage, optional
+        Updated after each step.
 
     Returns
     -------
@@ -557,6 +581,8 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
                                       indices=torch.from_numpy(rows), n_pixels=data.n_pixels, restraint=restraint)
 
             losses = step(batch) if graph is None else graph(step, batch)
+            if average is not None:
+                average.update()
             sums += losses.double() * len(indices)  # no sync
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(losses).all(), steps - 1, first_bad)
             seen_here += len(indices)

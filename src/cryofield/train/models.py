@@ -111,6 +111,9 @@ def load_models(workdir: str | os.PathLike | WorkDir, box: int, n_pixels: int,
                 device: str | torch.device = "cpu") -> tuple[TrainConfig, Models]:
     """The configuration and trained networks of a work directory (last checkpoint), pose corrections excluded.
 
+    The networks are the running average of the weights where the run kept one
+    (:func:`checkpoint_networks`).
+
     Parameters
     ----------
     workdir : str, PathLike or WorkDir
@@ -129,12 +132,28 @@ def load_models(workdir: str | os.PathLike | WorkDir, box: int, n_pixels: int,
     if workdir.is_cryodrgn():
         return config, Models(load_cryodrgn_decoder(workdir)).to(torch.device(device))
     models = build_models(replace(config, refine_poses=False), box, n_pixels)
-    state = load_checkpoint(workdir, device)["models"]
+    state = checkpoint_networks(load_checkpoint(workdir, device))
     latents = state.get("encoder") or {}
     if "mean.weight" in latents:  # ab initio's latent table (--z-table) in place of an encoder
         models.encoder = LatentTable(*latents["mean.weight"].shape, variational="logvar.weight" in latents)
     models.load_parts_state(state)
     return config, models.to(torch.device(device))
+
+
+def checkpoint_networks(state: dict) -> dict[str, dict]:
+    """A checkpoint's networks as a run reads them out: the running average of each where it kept one.
+
+    Parameters
+    ----------
+    state : dict
+        A checkpoint (``models``, and ``averaged`` when the run averaged its weights).
+
+    Returns
+    -------
+    dict
+        ``{part: state_dict}`` for :meth:`Models.load_parts_state`.
+    """
+    return state["models"] | state.get("averaged", {})
 
 
 def load_cryodrgn_decoder(workdir: WorkDir, epoch: int | None = None) -> CryodrgnDecoder:

@@ -41,8 +41,11 @@ class NeuralVolume(Method):
         return prepare(config, table, scale=scale, tilt=tilt, progress=progress)
 
     def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
-        """``poses.npz`` (pose refinement), then ``z.npy`` (a VAE) or ``volume.mrc``; ``(path, what)`` of each."""
-        workdir, models, data = WorkDir(self.config.outdir), trainer.models, self.data
+        """``poses.npz`` (pose refinement), then ``z.npy`` (a VAE) or ``volume.mrc``; ``(path, what)`` of each.
+
+        The latents and the map come from the running average of the weights (:attr:`Trainer.averaged`).
+        """
+        workdir, models, data = WorkDir(self.config.outdir), trainer.averaged, self.data
         written = []
         if models.poses is not None:
             d_rotation, d_shift = (t.cpu().double().numpy() for t in models.poses.all())

@@ -271,7 +271,7 @@ class Abinit(Method):
         self._warn_if_stalled(workdir, record)
         if not self._last_of_stage(epoch):
             return
-        models, device = trainer.models, trainer.runtime.device
+        models, device = trainer.averaged, trainer.runtime.device
         z = None
         if models.encoder is not None:
             means = posterior_means(models, self.posed, chunk_size=self.config.buffer_size, amp=self.config.amp)
@@ -316,6 +316,8 @@ class Abinit(Method):
         search drawn within each buffer, as training's batches are, :func:`epoch_plan`).
         """
         config, poses, tilt, progress = self.config, self.poses, self.tilt, trainer.callbacks.progress
+        # the references come from the live weights: the average lags the model by ~1 / (1 - decay) steps,
+        # and the first search, whose references take shape within its epoch, then fails (docs/benchmarks.md)
         models = trainer.models
         n = len(self.raw)
         chunk = config.search_chunk or n

@@ -31,6 +31,9 @@ class CryofoldConfig(TrainConfig):
     dec_layers: int = setting(3, "offset decoder residual layers (default 3)")
     epochs: int = setting(10, "epochs after the warm-up (default 10)", resume=MAY_CHANGE, flags=("-n", "--epochs"))
     amp: bool = setting(True, "the encoder in fp32 instead of bf16/fp16", flags=("--no-amp",))
+    ema_decay: float = setting(0.0, "the structure, map and latents from the running average of the networks' "
+                                    "weights over about 1/(1 - D) steps (default 0: the last step's; the average is "
+                                    "not measured on Cryofold yet)", metavar="D")
     lazy: bool = setting(False, "read images through a shuffling buffer")
     # the run's reference (its checksum is checked on --resume)
     pdb: str = setting("", "reference structure (PDB or mmCIF), in the frame of the particles' poses (see --center)",

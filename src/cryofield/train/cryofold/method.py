@@ -19,7 +19,7 @@ from cryofield.train.cryofold.config import INITS, CryofoldConfig
 from cryofield.train.engine import Callbacks, Method, Trainer
 from cryofield.train.inference import posterior_means
 from cryofield.train.inputs import Progress, prepare
-from cryofield.train.models import Models
+from cryofield.train.models import Models, checkpoint_networks
 from cryofield.train.objective import Restraint
 
 
@@ -182,11 +182,11 @@ class Cryofold(Method):
         written = []
         z = None
         if config.zdim:
-            latents = posterior_means(trainer.models, data, amp=config.amp)
+            latents = posterior_means(trainer.averaged, data, amp=config.amp)
             workdir.write_latents(latents)
             written.append((str(workdir.latents), f"posterior means, {len(data)} x {config.zdim}"))
             z = torch.from_numpy(np.median(latents, axis=0)).float()[None]
-        decoder = trainer.models.decoder.cpu()
+        decoder = trainer.averaged.decoder.cpu()
         with torch.no_grad():
             positions = decoder.positions_angstrom(z, self.center).reshape(-1, 3).numpy()
             volume = render_volume(decoder, data.box, z) * data.scale
@@ -206,5 +206,5 @@ def load_cryofold(outdir: str | os.PathLike,
     coarse, center = reference_model(config)
     n_pixels = int(half_lattice_mask(config.box).sum())
     models = build_cryofold(config, coarse, center, config.box, n_pixels, config.data_pixel_size)
-    models.load_parts_state(load_checkpoint(workdir, device)["models"])
+    models.load_parts_state(checkpoint_networks(load_checkpoint(workdir, device)))
     return config, coarse, models.to(torch.device(device))
