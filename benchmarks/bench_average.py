@@ -1,6 +1,6 @@
 """The running average of the weights (``--ema-decay``) against the last step's weights, epoch by epoch.
 
-    python benchmarks/bench_average.py nn [--n 10000] [--epochs 3] [--workdir DIR]
+    python benchmarks/bench_average.py nn [--n 10000] [--box 64|128] [--epochs 3] [--workdir DIR]
     python benchmarks/bench_average.py vae [--n 10000] [--epochs 3] [--workdir DIR]
 
 The average does not change the training (the steps move the live weights; the average only
@@ -9,9 +9,9 @@ each epoch, holding both), and each epoch's checkpoint is scored twice, read as 
 of a run reads it (the average) and from a copy without the average (the last step's weights,
 what the run gives with ``--ema-decay 0``).
 
-nn: `train-nn` (256 x 3, the true poses) on the closed form of adenylate kinase, 64 px at 2 A/px,
-SNR 0.1, CTF, shifts (bench_abinit's race data), scored by the FSC AUC of its map against the
-true map; `backproject` with the same poses beside it.
+nn: `train-nn` (256 x 3, the true poses) on the closed form of adenylate kinase, 64 px at 2 A/px
+(or ``--box 128`` at 1 A/px), SNR 0.1, CTF, shifts (bench_abinit's race data), scored by the FSC
+AUC of its map against the true map; `backproject` with the same poses beside it.
 
 vae: `train-vae --zdim 8` (256 x 3 encoder and decoder) on the 50-state closed -> open motion
 (bench_train's accuracy data, 64 px), scored by `cryofield evaluate` (|Spearman| of latent PC1
@@ -62,7 +62,7 @@ def train(cmd: list[str], log: Path) -> float:
 
 
 def homogeneous(args) -> None:
-    data = simulate(Path(args.workdir), args.n, "adk", 64)
+    data = simulate(Path(args.workdir), args.n, "adk", args.box)
     truth = Truth(data)
     print(f"backproject with the true poses: FSC AUC {truth.reference_auc():.4f}", flush=True)
     out = Path(args.workdir) / "train_nn"
@@ -100,6 +100,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=["nn", "vae"])
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
+    parser.add_argument("--box", type=int, default=64, help="nn: 64 (2 A/px) or 128 (1 A/px), in 128 A")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--workdir", default="/tmp/bench_average")
     args = parser.parse_args()

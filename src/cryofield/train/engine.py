@@ -246,7 +246,7 @@ class Trainer:
 
     @property
     def averaged(self) -> Models:
-        """The networks a run reads its maps, latents and searches from: the running average, else the live ones.
+        """The networks a run reads its maps and latents from: the running average, else the live ones.
 
         The averaged networks share the live per-particle tables, and follow the live weights
         step by step (:meth:`WeightAverage.update`): a reference taken once stays current.
