@@ -1,13 +1,14 @@
 """A running average of the networks' weights: the model a run's maps and latents come from.
 
-Adam at a fixed step size leaves the weights jittering about the fit: with 8 noisy images per
-step, every step moves the decoder by about as much as it learns. The exponential moving
-average of the weights over the last ``1 / (1 - decay)`` steps cancels that jitter at the cost
-of one in-place interpolation per step, so the averaged model's maps are better than the
-last step's at every epoch (measured: ``docs/benchmarks.md``, "weight averaging"). Training
-itself steps the live weights; only what a run reads out of its networks uses the average.
-Ab initio's searches use the live weights too: the average lags them by about ``1 / (1 - decay)``
-steps, and the first search, whose references take shape within its epoch, then failed.
+Adam at a fixed step size leaves the weights jittering about the fit: each step follows the
+noise of its 8 images. The exponential moving average of the weights over the last
+``1 / (1 - decay)`` steps cancels much of that jitter at the cost of one in-place interpolation
+per step: at equal epochs the averaged model's maps were as good as the last step's or better in every
+run measured (``docs/benchmarks.md``, "The maps from the running average of the weights").
+Training itself steps the live weights; only what a run reads out of its networks uses the
+average. Ab initio's searches use the live weights too: the average lags them by about
+``1 / (1 - decay)`` steps, and the first search, whose references take shape within its epoch,
+then failed.
 The per-particle tables (pose and latent tables, pose corrections) are not averaged: each row
 is stepped only when its particle is in a batch.
 """
@@ -59,9 +60,7 @@ class WeightAverage:
 
     def _pair_tensors(self) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
         """(averaged params, live params, averaged buffers, live buffers), in matching order."""
-        live = {name: part for name, part in self._live.named_children() if name in self.parts}
-        if live.keys() != self.parts.keys():
-            raise ValueError(f"the averaged parts {sorted(self.parts)} are not the networks' {sorted(live)}")
+        live = dict(self._live.named_children())
         avg_params, live_params, avg_buffers, live_buffers = [], [], [], []
         for name, part in self.parts.items():
             avg_params += [p.data for p in part.parameters()]
