@@ -338,24 +338,38 @@ def _checkpoint_maps(out: Path, checkpoint: Path, truth: Truth) -> dict:
     reader of a run loads); the last step's weights are then scored too (``auc_live``,
     ``spearman_live``), from a copy without the average.
     """
-    import torch
-
-    scores = _copy_maps(out, checkpoint, out / "scored" / checkpoint.stem, truth)
-    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    if "averaged" in state:
-        del state["averaged"]
-        live = out / "scored" / f"{checkpoint.stem}_live.pt"
-        torch.save(state, live)
-        scores |= {f"{key}_live": value for key, value in _copy_maps(out, live, live.with_suffix(""), truth).items()}
-        live.unlink()
+    copies = checkpoint_copies(out, checkpoint)
+    scores = _copy_maps(copies["averaged"], truth)
+    if "last step" in copies:
+        scores |= {f"{key}_live": value for key, value in _copy_maps(copies["last step"], truth).items()}
     return scores
 
 
-def _copy_maps(out: Path, checkpoint: Path, copy: Path, truth: Truth) -> dict:
-    """Score ``checkpoint`` as the only checkpoint of ``copy``, a copy of the run ``out``."""
-    (copy / "checkpoints").mkdir(parents=True, exist_ok=True)
-    shutil.copy(out / "config.json", copy / "config.json")
-    shutil.copy(checkpoint, copy / "checkpoints" / "last.pt")
+def checkpoint_copies(out: Path, checkpoint: Path) -> dict[str, Path]:
+    """Copies of the run ``out`` holding only ``checkpoint``, by how they read its networks.
+
+    ``"averaged"``: the checkpoint as saved (read as every reader of a run reads it: from the
+    running average of the weights where it kept one); and where it kept one, ``"last step"``:
+    the checkpoint without it (the last step's weights, what the run gives with ``--ema-decay 0``).
+    """
+    import torch
+
+    state = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    variants = {"averaged": state}
+    if "averaged" in state:
+        variants["last step"] = {key: value for key, value in state.items() if key != "averaged"}
+    copies = {}
+    for name, variant in variants.items():
+        copy = out / "scored" / (checkpoint.stem + ("_live" if name == "last step" else ""))
+        (copy / "checkpoints").mkdir(parents=True, exist_ok=True)
+        shutil.copy(out / "config.json", copy / "config.json")
+        torch.save(variant, copy / "checkpoints" / "last.pt")
+        copies[name] = copy
+    return copies
+
+
+def _copy_maps(copy: Path, truth: Truth) -> dict:
+    """Score the only checkpoint of ``copy``, a copy of a run (:func:`checkpoint_copies`)."""
     if not truth.motion:
         run([CRYOFIELD, "eval-vol", str(copy), "-o", str(copy / "map")])
         return {"auc": truth.maps_auc([copy / "map" / "vol_000.mrc"])}

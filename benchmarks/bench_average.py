@@ -30,28 +30,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_abinit import CRYOFIELD, Truth, fsc_auc, run, simulate  # noqa: E402
+from bench_abinit import CRYOFIELD, Truth, checkpoint_copies, fsc_auc, run, simulate  # noqa: E402
 from bench_train import simulate_accuracy_dataset  # noqa: E402
 
 ARCH = ["--dec-dim", "256", "--dec-layers", "3", "--pe-type", "gaussian", "--domain", "fourier"]
 
 
 def readouts(out: Path, epoch: int) -> dict[str, Path]:
-    """Copies of the run holding only epoch ``epoch``'s checkpoint: as saved, and without its average."""
-    import torch
-
-    state = torch.load(out / "checkpoints" / f"epoch_{epoch:04d}.pt", weights_only=True, map_location="cpu")
-    if "averaged" not in state:
+    """Copies of the run holding only epoch ``epoch``'s checkpoint: as saved (the average), and without it."""
+    copies = checkpoint_copies(out, out / "checkpoints" / f"epoch_{epoch:04d}.pt")
+    if "last step" not in copies:
         raise SystemExit(f"{out} kept no average of its weights (trained with --ema-decay 0?)")
-    copies = {}
-    for name in ("averaged", "last step"):
-        copy = out / "scored" / f"epoch{epoch:02d}_{name.replace(' ', '_')}"
-        (copy / "checkpoints").mkdir(parents=True, exist_ok=True)
-        shutil.copy(out / "config.json", copy / "config.json")
-        if name == "last step":
-            state = {key: value for key, value in state.items() if key != "averaged"}
-        torch.save(state, copy / "checkpoints" / "last.pt")
-        copies[name] = copy
     return copies
 
 

@@ -266,11 +266,12 @@ class Trainer:
     def restore(self, state: dict) -> int:
         """Load a checkpoint into the networks, optimisers, scaler and RNG; returns the next epoch."""
         self.models.load_parts_state(state["models"])
-        if self.average is not None and "averaged" in state:
-            self.average.load_state_dict(state["averaged"])
-            self.average.steps = int(state["averaged_steps"])
-        elif self.average is not None:  # a checkpoint that kept none: the average starts here
-            self.average.reset()
+        if self.average is not None:
+            if "averaged" in state:
+                self.average.load_state_dict(state["averaged"])
+                self.average.steps = int(state["averaged_steps"])
+            else:  # a checkpoint that kept none: the average starts here
+                self.average.reset()
         load_adam(self.optimizer, state["optimizer"], capturable=self.graphed)
         if self.pose_optimizer is not None:
             self.pose_optimizer.load_state_dict(state["pose_optimizer"])
