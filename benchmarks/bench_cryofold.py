@@ -1,7 +1,7 @@
 """Cryofold benchmarks on adenylate kinase: the seed's tables 7.1 and 7.2, its figure 7-5, and epoch cost.
 
     python benchmarks/bench_cryofold.py homogeneous [--n 10000] [--epochs 10] [--rows exact noisy open random
-        no-side-chains no-bonds no-images] [--workdir DIR]
+        no-side-chains no-bonds no-images] [--train-args '--ema-decay 0.99'] [--workdir DIR]
     python benchmarks/bench_cryofold.py heterogeneous [--n 10000] [--epochs 10] [--populations uniform
         barrier-low barrier-high clusters] [--train-args '--lr 3e-5'] [--workdir DIR]
     python benchmarks/bench_cryofold.py compare [--n 10000] [--epochs 10]
@@ -111,6 +111,11 @@ def _nmse(volume: np.ndarray, truth: np.ndarray) -> float:
     return float(((scale * volume - truth) ** 2).sum() / (truth**2).sum())
 
 
+def _tag(train_args: str) -> str:
+    """A folder-name suffix for runs with more options (``'--ema-decay 0.99'`` -> ``'_ema-decay_0.99'``)."""
+    return "".join("_" + word.lstrip("-") for word in shlex.split(train_args))
+
+
 def homogeneous(args) -> None:
     from cryofield.io import read_atomic_model, read_map
     from cryofield.metrics import compare_ca
@@ -128,9 +133,10 @@ def homogeneous(args) -> None:
     print("|---|---|---|---|---|")
     for name in args.rows:
         reference, extra = ROWS[name]
-        out = work / name
+        out = work / (name + _tag(args.train_args))
         seconds = run([CRYOFIELD, "train-cryofold", str(data / "particles.star"), "--pdb", str(models[reference]),
-                       "-o", str(out), "-n", str(args.epochs), "--center", *center, *extra], work / f"{name}.log")
+                       "-o", str(out), "-n", str(args.epochs), "--center", *center, *extra,
+                       *shlex.split(args.train_args)], out.with_suffix(".log"))
         score = compare_ca(truth, read_atomic_model(out / "structure.pdb"), superpose=False)
         nmse = _nmse(read_map(out / "volume.mrc")[0], truth_map)
         result = {"row": name, "rmsd": score.rmsd_angstrom, "within_3a": score.within_3a, "nmse": nmse,
@@ -251,7 +257,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
-    parser.add_argument("--train-args", default="", help="heterogeneous: more train-cryofold options ('--lr 3e-5')")
+    parser.add_argument("--train-args", default="",
+                        help="homogeneous, heterogeneous: more train-cryofold options ('--lr 3e-5')")
     parser.add_argument("--populations", nargs="+", choices=list(POPULATIONS), default=list(POPULATIONS))
     args = parser.parse_args()
     {"homogeneous": homogeneous, "heterogeneous": heterogeneous, "compare": compare, "speed": speed}[args.what](args)
