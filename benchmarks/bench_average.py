@@ -1,13 +1,14 @@
 """The running average of the weights (``--ema-decay``) against the last step's weights, epoch by epoch.
 
-    python benchmarks/bench_average.py nn [--n 10000] [--box 64|128] [--epochs 3] [--workdir DIR]
-    python benchmarks/bench_average.py vae [--n 10000] [--epochs 3] [--workdir DIR]
+    python benchmarks/bench_average.py nn [--n 10000] [--box 64|128] [--epochs 3] [--lr 1e-4 4e-4] [--workdir DIR]
+    python benchmarks/bench_average.py vae [--n 10000] [--epochs 3] [--lr 1e-4 4e-4] [--workdir DIR]
 
 The average does not change the training (the steps move the live weights; the average only
 follows them), so one run answers the question: it is trained with the default (a checkpoint
 each epoch, holding both), and each epoch's checkpoint is scored twice, read as every reader
 of a run reads it (the average) and from a copy without the average (the last step's weights,
-what the run gives with ``--ema-decay 0``).
+what the run gives with ``--ema-decay 0``). ``--lr`` trains once at each Adam step size given
+(default: once, at the product's default).
 
 nn: `train-nn` (256 x 3, the true poses) on the closed form of adenylate kinase, 64 px at 2 A/px
 (or ``--box 128`` at 1 A/px), SNR 0.1, CTF, shifts (bench_abinit's race data), scored by the FSC
@@ -54,12 +55,22 @@ def homogeneous(args) -> None:
     data = simulate(Path(args.workdir), args.n, "adk", args.box)
     truth = Truth(data)
     print(f"backproject with the true poses: FSC AUC {truth.reference_auc():.4f}", flush=True)
-    out = Path(args.workdir) / "train_nn"
-    shutil.rmtree(out, ignore_errors=True)
-    seconds = train([CRYOFIELD, "train-nn", str(data / "particles.star"), "-o", str(out), "-n", str(args.epochs),
-                     "--checkpoint", "1", *ARCH], out.with_suffix(".log"))
-    print(f"train-nn, {args.n} images x {args.epochs} epochs: {seconds:.0f} s", flush=True)
-    for epoch in range(args.epochs):
+    for suffix, lr in _step_sizes(args.lr):
+        out = Path(args.workdir) / ("train_nn" + suffix)
+        shutil.rmtree(out, ignore_errors=True)
+        seconds = train([CRYOFIELD, "train-nn", str(data / "particles.star"), "-o", str(out), "-n", str(args.epochs),
+                         "--checkpoint", "1", *ARCH, *lr], out.with_suffix(".log"))
+        print(f"train-nn {' '.join(lr)}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s", flush=True)
+        _score_nn(out, truth, args.epochs)
+
+
+def _step_sizes(values: list[str]) -> list[tuple[str, list[str]]]:
+    """(folder suffix, options) of one run per ``--lr`` value; one run at the product's default if none."""
+    return [(f"_lr{lr}", ["--lr", lr]) for lr in values] or [("", [])]
+
+
+def _score_nn(out: Path, truth: Truth, epochs: int) -> None:
+    for epoch in range(epochs):
         scores = {}
         for name, copy in readouts(out, epoch).items():
             run([CRYOFIELD, "eval-vol", str(copy), "-o", str(copy / "map")])
@@ -70,13 +81,19 @@ def homogeneous(args) -> None:
 
 def heterogeneous(args) -> None:
     data = simulate_accuracy_dataset(Path(args.workdir) / "motion", n=args.n)
-    out = Path(args.workdir) / "train_vae"
-    shutil.rmtree(out, ignore_errors=True)
-    seconds = train([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(out), "-n", str(args.epochs),
-                     "--checkpoint", "1", "--zdim", "8", "--enc-dim", "256", "--enc-layers", "3", *ARCH],
-                    out.with_suffix(".log"))
-    print(f"train-vae --zdim 8, {args.n} images x {args.epochs} epochs: {seconds:.0f} s", flush=True)
-    for epoch in range(args.epochs):
+    for suffix, lr in _step_sizes(args.lr):
+        out = Path(args.workdir) / ("train_vae" + suffix)
+        shutil.rmtree(out, ignore_errors=True)
+        seconds = train([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(out), "-n", str(args.epochs),
+                         "--checkpoint", "1", "--zdim", "8", "--enc-dim", "256", "--enc-layers", "3", *ARCH, *lr],
+                        out.with_suffix(".log"))
+        print(f"train-vae --zdim 8 {' '.join(lr)}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
+              flush=True)
+        _score_vae(out, data, args.epochs)
+
+
+def _score_vae(out: Path, data: Path, epochs: int) -> None:
+    for epoch in range(epochs):
         for name, copy in readouts(out, epoch).items():
             run([CRYOFIELD, "eval-images", str(copy), "-o", str(copy / "z.npy")])
             scores = json.loads(subprocess.run([CRYOFIELD, "evaluate", str(copy), "--truth", str(data), "--z",
@@ -91,6 +108,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=10000, help="particles simulated")
     parser.add_argument("--box", type=int, default=64, help="nn: 64 (2 A/px) or 128 (1 A/px), in 128 A")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", nargs="*", default=[], help="Adam step sizes, one run each (default: the product's)")
     parser.add_argument("--workdir", default="/tmp/bench_average")
     args = parser.parse_args()
     Path(args.workdir).mkdir(parents=True, exist_ok=True)

@@ -114,7 +114,8 @@ class TrainConfig:
     feat_sigma: float = setting(0.5, "gaussian features' scale (default 0.5)")
     epochs: int = setting(20, "epochs (default 20)", resume=MAY_CHANGE, flags=("-n", "--epochs"))
     batch_size: int = setting(8, "images per step (tilt series: particles; default 8)", flags=("-b", "--batch-size"))
-    lr: float = setting(1e-4, "Adam learning rate (default 1e-4)")
+    lr: float = setting(4e-4, "Adam learning rate (default 4e-4, chosen with the running average of the weights; "
+                              "cryoDRGN's is 1e-4)")
     ema_decay: float = setting(0.99, "the maps and latents a run writes (and every later reader of it) come from "
                                      "the running average of the networks' weights over about 1/(1 - D) steps "
                                      "(default 0.99: the last 100); 0: from the last step's weights, as cryoDRGN",

@@ -30,6 +30,7 @@ class CryofoldConfig(TrainConfig):
     dec_dim: int = setting(256, "offset decoder width (default 256)")
     dec_layers: int = setting(3, "offset decoder residual layers (default 3)")
     epochs: int = setting(10, "epochs after the warm-up (default 10)", resume=MAY_CHANGE, flags=("-n", "--epochs"))
+    lr: float = setting(1e-4, "Adam learning rate (default 1e-4, the seed's)")
     amp: bool = setting(True, "the encoder in fp32 instead of bf16/fp16", flags=("--no-amp",))
     ema_decay: float = setting(0.0, "the structure, map and latents from the running average of the networks' "
                                     "weights over about 1/(1 - D) steps (default 0: the last step's; the average is "
