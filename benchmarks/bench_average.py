@@ -60,7 +60,7 @@ def homogeneous(args) -> None:
         shutil.rmtree(out, ignore_errors=True)
         seconds = train([CRYOFIELD, "train-nn", str(data / "particles.star"), "-o", str(out), "-n", str(args.epochs),
                          "--checkpoint", "1", *ARCH, *lr], out.with_suffix(".log"))
-        print(f"train-nn {' '.join(lr)}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s", flush=True)
+        print(f"{' '.join(['train-nn', *lr])}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s", flush=True)
         _score_nn(out, truth, args.epochs)
 
 
@@ -70,6 +70,7 @@ def _step_sizes(values: list[str]) -> list[tuple[str, list[str]]]:
 
 
 def _score_nn(out: Path, truth: Truth, epochs: int) -> None:
+    """Print each epoch's FSC AUC against the true map, from the average and from the last step's weights."""
     for epoch in range(epochs):
         scores = {}
         for name, copy in readouts(out, epoch).items():
@@ -87,12 +88,13 @@ def heterogeneous(args) -> None:
         seconds = train([CRYOFIELD, "train-vae", str(data / "particles.star"), "-o", str(out), "-n", str(args.epochs),
                          "--checkpoint", "1", "--zdim", "8", "--enc-dim", "256", "--enc-layers", "3", *ARCH, *lr],
                         out.with_suffix(".log"))
-        print(f"train-vae --zdim 8 {' '.join(lr)}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
+        print(f"{' '.join(['train-vae --zdim 8', *lr])}, {args.n} images x {args.epochs} epochs: {seconds:.0f} s",
               flush=True)
         _score_vae(out, data, args.epochs)
 
 
 def _score_vae(out: Path, data: Path, epochs: int) -> None:
+    """Print each epoch's `cryofield evaluate` scores, from the average and from the last step's weights."""
     for epoch in range(epochs):
         for name, copy in readouts(out, epoch).items():
             run([CRYOFIELD, "eval-images", str(copy), "-o", str(copy / "z.npy")])
