@@ -31,7 +31,9 @@ race (issue 25): each schedule of `cryofield abinit` (``--schedules``) runs with
 after every epoch (for at most ``--window`` seconds, then stopped by SIGINT); afterwards every
 checkpoint is scored (its poses by `pose-error`; its map, once the poses are within the target,
 aligned onto the truth and scored by FSC AUC), and the wall time from the command's start to
-each epoch's end read from its `train.log`. The target: median rotation error below 0.03 and
+each epoch's end read from its `train.log`. A run of one volume reconstructs its map from its
+poses at each checkpoint (``maps/reconstruction_epochNNN.mrc``, within the epoch's time): that
+map is the one scored, its network's map beside it. The target: median rotation error below 0.03 and
 FSC AUC within 0.02 of `backproject` with the true poses. A checkpoint's map is read as every
 reader of a run reads it (from the running average of the weights, ``--ema-decay``); the last
 step's weights are scored beside it, which is what the run would give without the average (the
@@ -324,11 +326,26 @@ def score_run(out: Path, data: Path, started: float, target_auc: float) -> list[
         row = {"epoch": epoch, "seconds": times.get(epoch), "rot_median": pose_error(star, data / "particles.star")
                ["rot_median"]}
         if row["rot_median"] < TARGET_ROTATION and not any(r.get("auc", 0) >= target_auc for r in rows):
-            row.update(_checkpoint_maps(out, path, truth))
+            row.update(_run_maps(out, path, epoch, truth))
         rows.append(row)
     if rows and "auc" not in rows[-1]:  # the final map's too
-        rows[-1].update(_checkpoint_maps(out, path, truth))
+        rows[-1].update(_run_maps(out, path, rows[-1]["epoch"], truth))
     return rows
+
+
+def _run_maps(out: Path, checkpoint: Path, epoch: int, truth: Truth) -> dict:
+    """The scores of a run's map after ``epoch``: one volume's reconstruction from its poses, where the run made one.
+
+    `abinit` of one volume reconstructs its map from the poses at each checkpoint (inside the
+    epoch's time); the network's map is then scored beside it (``auc_network``). Otherwise the
+    checkpoint's maps (:func:`_checkpoint_maps`).
+    """
+    reconstruction = out / "maps" / f"reconstruction_epoch{epoch + 1:03d}.mrc"
+    if truth.motion or not reconstruction.is_file():
+        return _checkpoint_maps(out, checkpoint, truth)
+    copies = checkpoint_copies(out, checkpoint)
+    return {"auc": truth.maps_auc([reconstruction]),
+            "auc_network": _copy_maps(copies["averaged"], truth)["auc"]}
 
 
 def _checkpoint_maps(out: Path, checkpoint: Path, truth: Truth) -> dict:
@@ -430,6 +447,8 @@ def _report(name: str, rows: list[dict], target_auc: float) -> float | None:
     for row in rows:
         auc = f", FSC AUC {row['auc']:.3f}" if "auc" in row else ""
         auc += f", |Spearman| {row['spearman']:.3f}" if "spearman" in row else ""
+        if "auc_network" in row:  # one volume's map came from the poses; the network's beside it
+            auc += f" (the network's map: {row['auc_network']:.3f})"
         if "auc_live" in row:  # the run's last weights, without the average
             auc += f" (last step's weights: {row['auc_live']:.3f}" + (
                 f", {row['spearman_live']:.3f})" if "spearman_live" in row else ")")

@@ -50,16 +50,28 @@ def test_abinit_writes_poses_maps_and_resumes(toy, tmp_path, capsys):
     assert [r["stage"] for r in records] == [1, 1, 1, 2, 3]
     assert [("search_seconds" in r) for r in records] == [False, True, False, False, True]
     assert records[3].get("reset") and all(r["grad_high"] > 0 for r in records)
-    assert sorted(p.name for p in (out / "maps").iterdir()) == ["stage1.mrc", "stage2.mrc", "stage3.mrc"]
+    # one volume's map from the poses at each checkpoint (every second epoch and each stage's last)
+    assert sorted(p.name for p in (out / "maps").iterdir()) == [
+        *(f"reconstruction_epoch{e:03d}.mrc" for e in (2, 3, 4, 5)), "stage1.mrc", "stage2.mrc", "stage3.mrc"]
+    assert [("reconstruction_angstrom" in r) for r in records] == [False, True, True, True, True]
+    printed = capsys.readouterr().out
+    assert "map from the poses: " in printed and "% moved > 5 deg" in printed
     assert len(list((out / "poses").glob("directions_epoch*.png"))) == 2
     assert (out / "convergence.png").stat().st_size > 10_000
     assert all(0 <= r["pose_moved_fraction"] <= 1 for r in records if "search_seconds" in r)
-    assert "% moved > 5 deg" in capsys.readouterr().out
     volume, apix = read_map(out / "volume.mrc")
     assert volume.shape == (24, 24, 24) and apix == pytest.approx(5.0)
     posed = read_particles(out / "poses.star")  # absolute stack paths: readable from anywhere
     assert posed.n == 96 and np.allclose(np.linalg.det(posed.rotations), 1, atol=1e-6)
     assert posed.images(np.arange(2)).shape == (2, 24, 24)
+    # the final reconstruction is backproject's of the poses written, half maps and FSC included
+    assert main(["backproject", str(out / "poses.star"), "-o", str(tmp_path / "bp")]) == 0
+    for mine, theirs in (("reconstruction.mrc", "volume.mrc"), ("reconstruction_half_a.mrc", "half_a.mrc")):
+        (ours, apix), (reference, _) = read_map(out / mine), read_map(tmp_path / "bp" / theirs)
+        assert apix == pytest.approx(5.0) and np.allclose(ours, reference, atol=1e-5 * np.abs(reference).max())
+    assert np.allclose(np.loadtxt(out / "reconstruction_fsc.txt"), np.loadtxt(tmp_path / "bp" / "fsc.txt"))
+    assert np.array_equal(read_map(out / "maps" / "reconstruction_epoch005.mrc")[0],
+                          read_map(out / "reconstruction.mrc")[0])
     # resume from the epoch-4 checkpoint reproduces the last epoch exactly
     last = (out / "log.jsonl").read_text().splitlines()[-1]
     (out / "checkpoints/last.pt").write_bytes((out / "checkpoints/epoch_0003.pt").read_bytes())
@@ -289,6 +301,17 @@ def test_table_schedule_epochs_stages_and_band():
     assert [config.stage(e) for e in (0, 3, 4, 30)] == [1, 1, 2, 2]
     assert not any(config.resets(e) for e in range(config.epochs))
     assert config.search_kmax(1, 64) == pytest.approx(12 + 20 / 3) and config.search_kmax(3, 64) == 32
+    # one volume's decoder fit as far as the next search looks in the pretraining and each search epoch but the
+    # last (at 128 px bands 24, 36, 48, then every pixel); with --zdim (its maps are the decoder's) every pixel
+    assert config.train_band == "search"
+    assert [config.train_band_px(e, 128) for e in (0, 1, 2, 3, 4)] == [24, 36, 48, None, None]
+    assert [config.train_band_px(e, 64) for e in (0, 1, 2)] == [pytest.approx(12 + 20 / 3), pytest.approx(12 + 40 / 3),
+                                                               None]  # 32 is every pixel
+    vae = AbinitConfig(particles="p", outdir="o", schedule="table", zdim=8)
+    full = AbinitConfig(particles="p", outdir="o", schedule="table", train_band="full")
+    searched = AbinitConfig(particles="p", outdir="o", schedule="search")
+    assert vae.train_band == "full" and searched.train_band == "full"
+    assert not any(c.train_band_px(e, 128) for c in (vae, full, searched) for e in range(4))
     with pytest.raises(ValueError, match="no reset or refinement stage"):
         AbinitConfig(particles="p", outdir="o", schedule="table", epochs_fixed=2)
     with pytest.raises(ValueError, match="belongs to the table schedule"):
@@ -330,6 +353,48 @@ def test_pose_table_starts_at_the_searched_poses_with_sparse_steps():
     assert not torch.allclose(moved[:4], rotations[:4]) and shifts.shape == (20, 2)
 
 
+def test_decoder_fit_inside_a_band_sees_its_pixels_and_the_encoder_all(tmp_path):
+    from cryofield.data import PreparedParticles
+    from cryofield.fourier import lattice
+    from cryofield.imaging import half_lattice_mask
+    from cryofield.so3 import random_rotations
+    from cryofield.train.config import TrainConfig
+    from cryofield.train.models import build_models
+    from cryofield.train.objective import band_pixels, step_loss
+
+    half = half_lattice_mask(12)
+    coords = lattice(12, 2, normalized=False)[half]
+    rotations = random_rotations(4, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    batch = PreparedParticles(torch.randn(4, len(coords), dtype=torch.complex64), coords, rotations,
+                              torch.rand(4, len(coords)), 1.0, 12, 2.0)
+    pixels = band_pixels(coords, 3.5)
+    assert 0 < len(pixels) < len(coords) and bool((coords[pixels].norm(dim=1) < 3.5).all())
+    config = TrainConfig(particles="p", outdir="o", dec_dim=16, dec_layers=1, amp=False)
+    models = build_models(config, 12, len(coords))
+    with torch.no_grad():
+        inside = float(step_loss(models, batch, config, pixels=pixels)[0])
+        assert inside == pytest.approx(float(step_loss(models, batch.band_limited(3.5), config)[0]), rel=1e-6)
+        assert inside != pytest.approx(float(step_loss(models, batch, config)[0]), rel=1e-3)
+    # with an image encoder: z from every pixel, the decoder fit inside the band
+    vae = TrainConfig(particles="p", outdir="o", dec_dim=16, dec_layers=1, enc_dim=16, enc_layers=1, zdim=2, amp=False)
+    models = build_models(vae, 12, len(coords))
+    mse, kl, _ = step_loss(models, batch, vae, sample=False, pixels=pixels)
+    mse.backward()
+    assert float(kl.detach()) > 0 and next(models.encoder.parameters()).grad is not None
+
+
+def test_runs_saved_before_a_setting_load_as_they_ran(tmp_path):
+    """A config without ``train_band`` (runs before it existed) fits every pixel; one without ``residual``, pre."""
+    AbinitConfig(particles="p", outdir=str(tmp_path)).save(tmp_path)
+    values = json.loads((tmp_path / "config.json").read_text())
+    assert values["train_band"] == "search"
+    del values["train_band"], values["residual"]
+    (tmp_path / "config.json").write_text(json.dumps(values))
+    old = AbinitConfig.load(tmp_path)
+    assert (old.train_band, old.residual) == ("full", "pre")
+    assert old.train_band_px(0, 128) is None
+
+
 def test_table_schedule_runs_lazily_writes_poses_and_resumes(toy, tmp_path, monkeypatch, capsys):
     """Pretraining on some particles, searches, the table's epochs; exact resume inside either stage."""
     from cryofield.data import LazyParticles
@@ -347,8 +412,12 @@ def test_table_schedule_runs_lazily_writes_poses_and_resumes(toy, tmp_path, monk
     assert records[0]["pretrain_images"] == 40 and "search_seconds" not in records[0]
     assert all("search_seconds" in r for r in records[1:3]) and records[3].get("table_start")
     assert all(r["pose_change_deg_median"] >= 0 and 0 <= r["pose_moved_fraction"] <= 1 for r in records[1:])
+    # by default one volume's pretraining is fit up to the first search's band, the first search epoch up to the
+    # second's; its map reconstructed from the poses at each checkpoint but the pretraining's
+    assert [r.get("train_band_px") for r in records] == [pytest.approx(7.5), 10, None, None, None]
     assert "pose table started: median change" in capsys.readouterr().out
-    assert sorted(p.name for p in (out / "maps").iterdir()) == ["stage1.mrc", "stage2.mrc"]
+    assert sorted(p.name for p in (out / "maps").iterdir()) == [
+        *(f"reconstruction_epoch{e:03d}.mrc" for e in (2, 3, 4, 5)), "stage1.mrc", "stage2.mrc"]
     state = torch.load(out / "checkpoints/last.pt", weights_only=True)
     table = state["models"]["poses"]["rotation.weight"]
     posed = read_particles(out / "poses.star")  # the table's poses, not the last search's

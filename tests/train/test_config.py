@@ -75,7 +75,7 @@ def test_each_option_is_its_settings_declaration(command, config):
         if default is not dataclasses.MISSING and not options[f.name].required:
             assert options[f.name].default == default, f.name
         assert options[f.name].help == f.metadata["help"], f.name
-    assert declared == {"train-nn": 29, "train-vae": 38, "abinit": 52, "train-cryofold": 33}[command]
+    assert declared == {"train-nn": 29, "train-vae": 38, "abinit": 53, "train-cryofold": 33}[command]
 
 
 def test_abinit_resume_refuses_another_schedule(tmp_path, capsys):

@@ -46,7 +46,7 @@ def add_parser(subparsers):
                  "tilt_deg", *DECODER)
     schedule = parser.add_argument_group("schedule (search: cryoDRGN2 +r; table: cryoDRGN-AI)")
     add_settings(schedule, config, "schedule", "epochs_search", "epochs_fixed", "epochs_refine", "pretrain_images",
-                 "epochs_table")
+                 "epochs_table", "train_band")
     schedule.add_argument("--no-reset", action="store_true", help="search schedule, stage 1 only (same as "
                           "--epochs-fixed 0 --epochs-refine 0)")
     add_settings(schedule, config, "search_every", "kmax_ramp_epochs")
@@ -89,8 +89,12 @@ def run(args) -> None:
         elif "pose_change_deg_median" in record and not searched:
             searched = (f", pose table{' started' if record.get('table_start') else ''}: median change "
                         f"{record['pose_change_deg_median']:.2f} deg{moved}")
+        band = f", decoder fit at k < {record['train_band_px']:g}" if "train_band_px" in record else ""
+        if "reconstruction_angstrom" in record:
+            searched += (f"; map from the poses: {record['reconstruction_angstrom']:.2f} A at half-map FSC 0.143 "
+                         f"({record['reconstruction_seconds']:.0f} s)")
         return (f"epoch {record['epoch'] + 1} (stage {record['stage']}{', reset' if record.get('reset') else ''}): "
-                f"mse {record['mse']:.5f}, high-frequency gradient {record['grad_high']:.2e}{searched}")
+                f"mse {record['mse']:.5f}{band}, high-frequency gradient {record['grad_high']:.2e}{searched}")
 
     run_trainer(args, config, changes, describe, label=lambda epoch, what, n: f"epoch {epoch + 1}/{n} {what}",
                 poses_found=poses_found, after_epoch=plot_convergence)

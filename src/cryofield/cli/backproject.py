@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from cryofield.cli._common import (
     add_input_arguments,
     add_tilt_series_argument,
@@ -45,7 +43,6 @@ def add_parser(subparsers):
 def run(args) -> None:
     import torch
 
-    from cryofield.io import write_map
     from cryofield.io._atomic import atomic_outputs
     from cryofield.recon import backproject_table
     from cryofield.reports import plot_fsc
@@ -68,13 +65,8 @@ def run(args) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     apix = result.pixel_size_angstrom
     with atomic_outputs(*(outdir / n for n in names)) as temps:
-        for temp, volume in zip(temps[:3], (result.volume, result.half_a, result.half_b)):
-            write_map(temp, volume.cpu().numpy(), apix)
+        result.write(*temps[:4])
         freqs_a = result.freqs / apix
-        with np.errstate(divide="ignore"):
-            resolution = np.where(freqs_a > 0, 1 / np.maximum(freqs_a, 1e-12), np.inf)
-        np.savetxt(temps[3], np.column_stack([np.arange(len(freqs_a)), freqs_a, resolution, result.fsc]),
-                   fmt=["%d", "%.6f", "%.3f", "%.6f"], header="shell  freq_1/A  resolution_A  fsc_half_maps")
         plot_fsc(temps[4], freqs_a, {f"half maps ({result.counts[0]} + {result.counts[1]} particles)": result.fsc},
                  title=f"{table.source.name}: {result.resolution_angstrom(0.143):.2f} A at FSC 0.143")
     count = f"{table.n} particles" if table.tilts is None else (

@@ -127,6 +127,17 @@ class WorkDir:
         """``maps/stageN.mrc``."""
         return self.stage_maps / f"stage{stage}.mrc"
 
+    def reconstruction_map(self, epoch: int) -> Path:
+        """``maps/reconstruction_epochNNN.mrc``: one volume's map from its poses after 0-based ``epoch``."""
+        return self.stage_maps / f"reconstruction_epoch{epoch + 1:03d}.mrc"
+
+    @property
+    def reconstruction(self) -> tuple[Path, Path, Path, Path]:
+        """``reconstruction.mrc``, its two half maps and ``reconstruction_fsc.txt``: the final poses' map."""
+        names = ("reconstruction.mrc", "reconstruction_half_a.mrc", "reconstruction_half_b.mrc",
+                 "reconstruction_fsc.txt")
+        return tuple(self.root / name for name in names)
+
     @property
     def convergence_plot(self) -> Path:
         """``convergence.png``: ab initio's loss, pose changes and gradient per epoch."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import torch
 from cryofield.errors import InputError
 from cryofield.fourier import fft_center, radius
 from cryofield.imaging import Backprojector, ctf_on_lattice, exposure_weights, shift_phase
-from cryofield.io import ParticleTable
+from cryofield.io import ParticleTable, write_map
 from cryofield.metrics import fsc, resolution_at
 
 
@@ -44,6 +45,21 @@ class VoxelReconstruction:
     def resolution_angstrom(self, threshold: float = 0.143) -> float:
         """Resolution where the half-map FSC falls below ``threshold``, Angstrom."""
         return self.pixel_size_angstrom / resolution_at(self.freqs, self.fsc, threshold)
+
+    def write(self, volume: str | os.PathLike, half_a: str | os.PathLike, half_b: str | os.PathLike,
+              fsc_text: str | os.PathLike) -> None:
+        """Write the three maps (with the pixel size) and the half-map FSC as a table.
+
+        ``fsc_text`` has one row per shell: its number, frequency (1/A), resolution (A) and
+        the FSC. The caller names the files (temporary names for an atomic write).
+        """
+        for path, density in zip((volume, half_a, half_b), (self.volume, self.half_a, self.half_b)):
+            write_map(path, density.cpu().numpy(), self.pixel_size_angstrom)
+        freqs = self.freqs / self.pixel_size_angstrom
+        with np.errstate(divide="ignore"):
+            resolution = np.where(freqs > 0, 1 / np.maximum(freqs, 1e-12), np.inf)
+        np.savetxt(fsc_text, np.column_stack([np.arange(len(freqs)), freqs, resolution, self.fsc]),
+                   fmt=["%d", "%.6f", "%.3f", "%.6f"], header="shell  freq_1/A  resolution_A  fsc_half_maps")
 
 
 def common_pixel_size(table: ParticleTable) -> float:

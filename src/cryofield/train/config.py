@@ -24,7 +24,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from cryofield.errors import InputError
 from cryofield.io import WorkDir
@@ -87,6 +87,10 @@ class TrainConfig:
     ``"post"``, the seed's and cryoDRGN's ``relu(W h + b + h)``, or ``"pre"``,
     ``h + relu(W h + b)``, which runs saved before the setting existed use.
     """
+
+    # what a run saved before a setting existed did, where that is not the setting's default (:meth:`load`)
+    # (ema_decay: runs before 2026-12-07, and cryoDRGN's, kept no average)
+    LEGACY_DEFAULTS: ClassVar[dict[str, Any]] = {"residual": "pre", "tilt_weighting": "none", "ema_decay": 0.0}
 
     particles: str = setting(resume=KEPT, path=True)  # IN on the command line; checked by its checksum
     outdir: str = setting(help="work directory", resume=KEPT, path=True, flags=("-o", "--outdir"))
@@ -226,20 +230,18 @@ class TrainConfig:
     def load(cls: type[C], where: str | os.PathLike | WorkDir) -> C:
         """Read a config written by :meth:`save`, from a work directory or a file (or a cryoDRGN run's).
 
-        A file without ``residual`` was written before that setting existed, by networks
-        with ``"pre"`` blocks, and loads as ``"pre"`` so that its checkpoints compute what
-        they were trained to; likewise one without ``tilt_weighting`` was trained with no
-        amplitude scale on its tilt images and loads as ``"none"``; one without ``ema_decay``
-        kept no average of its weights and loads as 0. Unknown keys (other
+        A setting missing from the file was added after the run was made, and loads as
+        :attr:`LEGACY_DEFAULTS` says where the run behaved otherwise than the default now does:
+        without ``residual`` it was trained with ``"pre"`` blocks, so that its checkpoints compute
+        what they were trained to; without ``tilt_weighting``, with no amplitude scale on its
+        tilt images; without ``ema_decay``, with no average of its weights. Unknown keys (other
         methods' settings) are ignored.
         """
         if isinstance(where, WorkDir) or Path(where).is_dir():  # a cryoDRGN run's config.yaml too
             values = (where if isinstance(where, WorkDir) else WorkDir(where)).read_settings()
         else:
             values = read_json_object(where)
-        values.setdefault("residual", "pre")
-        values.setdefault("tilt_weighting", "none")
-        values.setdefault("ema_decay", 0.0)  # runs before 2026-12-07 (and cryoDRGN's) kept no average
+        values = cls.LEGACY_DEFAULTS | values
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 

@@ -34,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cryofield.data import CompactParticles, ParticleSource, PreparedParticles, TiltSeriesParticles, epoch_plan
 from cryofield.errors import RunInterrupted, RunStopped
-from cryofield.io import WorkDir
+from cryofield.io import ParticleTable, WorkDir
 from cryofield.train.averaging import WeightAverage
 from cryofield.train.checkpoint import adam, load_adam, load_checkpoint, restore_rng, rng_state, save_checkpoint
 from cryofield.train.config import TrainConfig
@@ -42,7 +42,7 @@ from cryofield.train.distributed import Runtime, needs_grad_scaler, resolve_devi
 from cryofield.train.graphs import GraphedStep, can_graph
 from cryofield.train.host_memory import keep_freed_memory
 from cryofield.train.models import Models
-from cryofield.train.objective import Restraint, optimizer_step
+from cryofield.train.objective import Restraint, band_pixels, optimizer_step
 from cryofield.train.tables import MappedTables
 
 #: Returns to the last checkpoint a run with ``on_nan="rollback"`` makes before it stops.
@@ -102,6 +102,9 @@ class Method:
     #: Whether particles read as tilt series are trained on as such (``config.tilt_series``), not image by image,
     #: and their images may have been multiplied by their CTF when extracted (``imaging.ctf_at_pixels``).
     reads_tilt_series = False
+    #: The particles' metadata, one row per item of ``data`` (:func:`cryofield.train.run` sets it before
+    #: :meth:`begin`; ``None`` for a method made without it).
+    table: ParticleTable | None = None
 
     def __init__(self, config: TrainConfig, data: ParticleSource):
         self.config, self.data = config, data
@@ -301,13 +304,15 @@ class Trainer:
             self.graph = GraphedStep(self.optimizer, self.config.batch_size, self.runtime.device)
 
     def train_pass(self, data: ParticleSource, epoch: int,
-                   progress: Callable[[int, int], None] | None = None, stoppable: bool | None = None) -> dict:
+                   progress: Callable[[int, int], None] | None = None, stoppable: bool | None = None,
+                   band_px: float | None = None) -> dict:
         """One pass of the optimisers over ``data`` (:func:`run_epoch`) with the trainer's state.
 
         A method that :attr:`Method.stops_mid_epoch` makes one pass per epoch: a signal ends
         it after the current step (the record then holds the ``partial`` pass), and a
         checkpoint continues it exactly. ``stoppable`` overrides that for one pass (ab
         initio's whole-data passes stop mid-pass, its online search's chunk passes do not).
+        ``band_px`` limits the pixels the decoder is fit at (:func:`run_epoch`).
         """
         stoppable = self.method.stops_mid_epoch if stoppable is None else stoppable
         partial = self.take_partial() if stoppable else None
@@ -315,7 +320,7 @@ class Trainer:
         record = run_epoch(self.net, data, self.config, self.optimizer, self.scaler, self.sampler, self.runtime,
                            epoch=epoch, pose_optimizer=self.pose_optimizer, graph=self.graph, progress=progress,
                            restraint=self.method.restraint(self.models), average=self.average,
-                           stop=self.stops.requested if stoppable else None, partial=partial)
+                           stop=self.stops.requested if stoppable else None, partial=partial, band_px=band_px)
         if before is not None:
             self._merge_table_rows(rows, before)
         return record
@@ -492,7 +497,7 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
               pose_optimizer: torch.optim.Optimizer | None = None, graph: GraphedStep | None = None,
               progress: Callable[[int, int], None] | None = None, restraint: Restraint | None = None,
               stop: Callable[[], bool] | None = None, partial: dict | None = None,
-              average: WeightAverage | None = None) -> dict:
+              average: WeightAverage | None = None, band_px: float | None = None) -> dict:
     """One pass over the particles in the order of :func:`epoch_plan`, one optimiser step per batch.
 
     Parameters
@@ -525,6 +530,9 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
         sampler must be at the epoch's start again, the global generator where it stopped).
     average : WeightAverage, optional
         Updated after each step.
+    band_px : float, optional
+        Fit the decoder at the pixels with ``|k| < band_px`` (cycles per box) only (ab initio's
+        passes before its full-resolution stage); every pixel without.
 
     Returns
     -------
@@ -552,6 +560,7 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
     first_bad = torch.full((), -1, dtype=torch.long, device=runtime.device)  # first step with a non-finite loss
     seen_here, steps, done = partial["seen"], 0, 0
     images_here = partial.get("images", seen_here)  # tilt images (padding left out); else the particles
+    pixels, n_pixels = None, data.n_pixels  # the pixels fit (a band's, found at the first batch), and their count
 
     def images_of(indices: np.ndarray) -> int:
         return int((data.members[indices] >= 0).sum()) if per_item > 1 else len(indices)
@@ -574,12 +583,17 @@ def run_epoch(net: Models, data: ParticleSource, config: TrainConfig, optimizer:
             if steps <= partial["batches"]:
                 continue
             batch = (data.load(indices) if per_batch else buffer.subset(where)).to(runtime.device)
+            if band_px is not None and pixels is None:
+                pixels = band_pixels(batch.coords, band_px)
+                n_pixels = len(pixels)
 
             rows = indices if particle_indices is None else particle_indices[indices]
 
-            def step(batch: PreparedParticles, rows: np.ndarray = rows) -> torch.Tensor:
+            def step(batch: PreparedParticles, rows: np.ndarray = rows, pixels: torch.Tensor | None = pixels,
+                     n_pixels: int = n_pixels) -> torch.Tensor:
                 return optimizer_step(net, batch, config, optimizer, scaler, pose_optimizer,
-                                      indices=torch.from_numpy(rows), n_pixels=data.n_pixels, restraint=restraint)
+                                      indices=torch.from_numpy(rows), n_pixels=n_pixels, restraint=restraint,
+                                      pixels=pixels)
 
             losses = step(batch) if graph is None else graph(step, batch)
             if average is not None:

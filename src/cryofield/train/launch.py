@@ -127,6 +127,7 @@ def run(config: TrainConfig, *, callbacks: Callbacks | None = None, runtime: Run
         if callbacks.start is not None:
             callbacks.start(config)
         instance = method(config, data)
+        instance.table = table
         trainer = Trainer(instance, runtime=runtime, callbacks=callbacks)
         trainer.fit(resume)
         written = instance.write_outputs(trainer, table) if runtime.is_main else []

@@ -30,8 +30,8 @@ Restraint = Callable[[torch.Tensor | None], torch.Tensor]
 
 
 def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, indices: torch.Tensor | None = None,
-              sample: bool = True, amp: bool | None = None,
-              restraint: Restraint | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+              sample: bool = True, amp: bool | None = None, restraint: Restraint | None = None,
+              pixels: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(mse, kl, restraint)`` of a batch, means over its images.
 
     A batch of tilt series (``batch.tilt_mask``) has one latent per particle, decoded for
@@ -54,6 +54,9 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
         Mixed precision (default ``config.amp``).
     restraint : callable, optional
         ``restraint(z)``, an energy added to the loss (0 without).
+    pixels : Tensor, shape (P',), optional
+        Positions in ``batch.coords`` of the pixels the decoder is fit at (a band limit:
+        :func:`band_pixels`); every pixel without. The encoder sees every pixel.
 
     Returns
     -------
@@ -91,7 +94,11 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
             shifts = None if shifts is None else torch.cat([shifts, torch.zeros_like(shifts)])
             images = torch.cat([images, tilted.images])
             ctf = None if ctf is None else torch.cat([ctf, tilted.ctf])
-        predicted = predict_images(net.decoder, batch.coords, rotations, batch.box, z=z, ctf=ctf, shifts_px=shifts)
+        coords = batch.coords
+        if pixels is not None:  # the decoder fit inside a band only
+            coords, images = coords[pixels], images[..., pixels]
+            ctf = None if ctf is None else ctf[..., pixels]
+        predicted = predict_images(net.decoder, coords, rotations, batch.box, z=z, ctf=ctf, shifts_px=shifts)
     if series is None:
         mse = (predicted - images).abs().pow(2).mean()
     else:  # the tilt images only, not the padding
@@ -99,6 +106,22 @@ def step_loss(net: Models, batch: PreparedParticles, config: TrainConfig, *, ind
         mse = ((predicted - images).abs().pow(2).mean(-1) * weight).sum() / weight.sum()
     energy = restraint(z) if restraint is not None else torch.zeros((), device=device)
     return mse, kl, energy
+
+
+def band_pixels(coords: torch.Tensor, radius_px: float) -> torch.Tensor:
+    """Positions of the pixels with ``|k| < radius_px`` (cycles per box), for :func:`step_loss`'s ``pixels``.
+
+    Parameters
+    ----------
+    coords : Tensor, shape (P, 2)
+        ``(kx, ky)`` of each pixel, cycles per box.
+    radius_px : float
+
+    Returns
+    -------
+    Tensor, shape (P',), int64, on ``coords``' device
+    """
+    return torch.nonzero(coords.norm(dim=1) < radius_px).squeeze(1)
 
 
 def encode(net: Models, batch: PreparedParticles,
@@ -124,7 +147,7 @@ def encode(net: Models, batch: PreparedParticles,
 def optimizer_step(net: Models, batch: PreparedParticles, config: TrainConfig, optimizer: torch.optim.Optimizer,
                    scaler: torch.amp.GradScaler, pose_optimizer: torch.optim.Optimizer | None = None, *,
                    indices: torch.Tensor | None = None, n_pixels: int,
-                   restraint: Restraint | None = None) -> torch.Tensor:
+                   restraint: Restraint | None = None, pixels: torch.Tensor | None = None) -> torch.Tensor:
     """One step of the optimisers on a batch.
 
     Without a gradient scaler (fp16) or pose corrections (SparseAdam), nothing in it waits
@@ -144,8 +167,8 @@ def optimizer_step(net: Models, batch: PreparedParticles, config: TrainConfig, o
     indices : Tensor, shape (B,), optional
         The batch's particle indices (for pose corrections).
     n_pixels : int
-        Half-lattice pixels per image, ``P`` (for the objective's weights).
-    restraint : callable, optional
+        Half-lattice pixels fit per image, ``P`` (for the objective's weights).
+    restraint, pixels
         As in :func:`step_loss`.
 
     Returns
@@ -153,7 +176,7 @@ def optimizer_step(net: Models, batch: PreparedParticles, config: TrainConfig, o
     Tensor, shape (3,)
         The batch's ``mse``, ``kl`` and ``restraint``, detached, on the device.
     """
-    mse, kl, energy = step_loss(net, batch, config, indices=indices, restraint=restraint)
+    mse, kl, energy = step_loss(net, batch, config, indices=indices, restraint=restraint, pixels=pixels)
     loss = config.objective(mse, kl, energy, n_pixels)
     optimizer.zero_grad(set_to_none=True)
     if pose_optimizer is not None:

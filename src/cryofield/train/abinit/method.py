@@ -18,6 +18,7 @@ from cryofield.io._atomic import atomic_outputs
 from cryofield.io.export import write_particles
 from cryofield.nn import LatentTable, PoseTable
 from cryofield.posesearch import BranchAndBound, PoseSearch, TiltedViews, render_lattice
+from cryofield.recon import backproject_table
 from cryofield.so3 import geodesic_distance, random_rotations, rotation_about_x
 from cryofield.train.abinit.config import AbinitConfig
 from cryofield.train.abinit.poses import (
@@ -171,7 +172,8 @@ class Abinit(Method):
             data = self._pretraining_set() if pretraining else self.posed
             trained = trainer.train_pass(data, epoch, stoppable=True,
                                          progress=callbacks.progress_of(len(data), "pretrain" if pretraining
-                                                                        else "train"))
+                                                                        else "train"),
+                                         band_px=config.train_band_px(epoch, self.data.box))
             if "partial" in trained:
                 where = f"after step {trained['partial']['batches']} of epoch {epoch + 1}"
                 return {"epoch": epoch, "partial": trained["partial"] | {
@@ -186,12 +188,19 @@ class Abinit(Method):
                                                       or epoch + 1 == config.epochs):
                 callbacks.poses_found(epoch, self.poses)
         probe = centred(self._uncentred(self.probe.numpy()), self.poses.subset(self.probe), self.tilt)
+        band = config.train_band_px(epoch, self.data.box)
+        if band is not None:
+            record["train_band_px"] = round(band, 2)
         record |= {"mse": trained["mse"], "train_seconds": trained["seconds"],
                    "grad_high": high_frequency_gradient(models, probe, config, self.probe),
                    "seconds": round(time.perf_counter() - started + earlier, 3)}
         if models.encoder is not None or models.pose_encoder is not None:
             record["kl"] = trained["kl"]
         record["images_per_second"] = round(record.get("pretrain_images", len(self.data)) / record["seconds"], 1)
+        # (not from the first epoch's random poses: the first search comes before the second)
+        posed = epoch > 0 or config.learns_poses
+        if self.reconstructs and posed and trainer.runtime.is_main and self.checkpoint_due(epoch):
+            record |= self._reconstruct(trainer, epoch)
         return record
 
     def _before_training(self, trainer: Trainer, epoch: int) -> tuple[dict, dict | None, Poses | None, float]:
@@ -282,6 +291,40 @@ class Abinit(Method):
             volume = render_volume(models.decoder, self.data.box, z, device=device) * self.data.scale
         write_map(workdir.stage_map(self.config.stage(epoch)), volume.cpu().numpy(), self.data.pixel_size_angstrom)
 
+    @property
+    def reconstructs(self) -> bool:
+        """Whether the run reconstructs its map from its poses: one volume (no ``zdim``), its particles' table known."""
+        return not self.config.zdim and self.table is not None
+
+    def _reconstruct(self, trainer: Trainer, epoch: int) -> dict:
+        """One volume's map from every particle's current pose, by backprojection with the CTF (rank 0).
+
+        Run after each epoch that ends with a checkpoint (:meth:`epoch`), but the first (its
+        poses are the random starts, but for the baselines'). A search or the pose
+        table finds each particle's pose with a decoder fit only as far as it needs; the map
+        then comes from the images themselves (:func:`cryofield.recon.backproject_table`: two
+        random half sets, a Wiener filter), as homogeneous refinement makes it after ab initio.
+        Written to ``maps/reconstruction_epochNNN.mrc``; after the last epoch also
+        ``reconstruction.mrc``, its half maps and their FSC (:attr:`WorkDir.reconstruction`).
+        Tilt pairs: from the untilted images. Returns the epoch record's ``reconstruction_angstrom`` (half-map FSC
+        0.143) and ``reconstruction_seconds``.
+        """
+        config, workdir = self.config, WorkDir(self.config.outdir)
+        poses = self.current_poses(trainer.models)
+        table = _posed(self.table, poses.rotations, poses.shifts_px, self.data.pixel_size_angstrom)
+        progress = trainer.callbacks.progress
+        started = time.perf_counter()
+        result = backproject_table(table, invert=not config.uninvert_data, seed=config.seed,
+                                   device=trainer.runtime.device,
+                                   progress=None if progress is None else _counter(progress, epoch, "reconstruct",
+                                                                                   table.n))
+        write_map(workdir.reconstruction_map(epoch), result.volume.cpu().numpy(), result.pixel_size_angstrom)
+        if epoch + 1 == config.epochs:
+            with atomic_outputs(*workdir.reconstruction) as paths:
+                result.write(*paths)
+        return {"reconstruction_angstrom": round(result.resolution_angstrom(0.143), 3),
+                "reconstruction_seconds": round(time.perf_counter() - started, 3)}
+
     def _warn_if_stalled(self, workdir: WorkDir, record: dict, epochs: int = STALLED_EPOCHS) -> None:
         """Warn (once per stage) when the loss has not improved by 0.1 % in ``epochs`` epochs of this stage."""
         stage = record["stage"]
@@ -320,6 +363,7 @@ class Abinit(Method):
         # and the first search, whose references take shape within its epoch, then fails (docs/benchmarks.md)
         models = trainer.models
         n = len(self.raw)
+        band = config.train_band_px(epoch, self.data.box)  # the pixels the chunks' training fits
         chunk = config.search_chunk or n
         online = chunk < n
         if online:
@@ -359,7 +403,7 @@ class Abinit(Method):
                 self._search_chunk(models, part, where, found, kmax, count, trainer.runtime)
                 if online:  # the chunk's particles, so that their rows of a latent table are stepped
                     chunk_data = IndexedParticles(centred(part, found.subset(where), tilt), indices)
-                    trained = trainer.train_pass(chunk_data, epoch,
+                    trained = trainer.train_pass(chunk_data, epoch, band_px=band,
                                                  progress=None if progress is None
                                                  else (lambda d, e, s=done: progress(s + d, n, e, "search + train")))
                     for key in ("mse", "kl"):
@@ -403,7 +447,11 @@ class Abinit(Method):
                     table[where] = runtime.merge_rows(table[where], mine)
 
     def write_outputs(self, trainer: Trainer, table: ParticleTable) -> list[tuple[str, str]]:
-        """``poses.star`` (and ``poses_tilt.star`` for tilt pairs) and ``volume.mrc``, the last stage's map."""
+        """``poses.star`` (and ``poses_tilt.star`` for tilt pairs) and ``volume.mrc``, the last stage's map.
+
+        A run of one volume has also written the map reconstructed from its final poses
+        (:meth:`_reconstruct`), which is listed.
+        """
         config, poses, workdir = self.config, self.current_poses(trainer.models), WorkDir(self.config.outdir)
         apix = self.data.pixel_size_angstrom
         outputs = {workdir.poses_star: _posed(table, poses.rotations, poses.shifts_px, apix)}
@@ -419,6 +467,9 @@ class Abinit(Method):
         written.append((str(workdir.volume), f"{self.data.box}^3, {apix:.4f} A/px"))
         if config.zdim:
             written.append((str(workdir.latents), f"posterior means, {table.n} x {config.zdim}"))
+        if self.reconstructs and workdir.reconstruction[0].is_file():
+            written.append((str(workdir.reconstruction[0]), f"{self.data.box}^3, {apix:.4f} A/px: the map from the "
+                            "final poses; its half maps and their FSC beside it"))
         return written
 
 
