@@ -158,6 +158,7 @@ class Abinit(Method):
         """
         config, callbacks = self.config, trainer.callbacks
         started = time.perf_counter()
+        band = config.train_band_px(epoch, self.data.box)  # the pixels this epoch's passes fit (None: all)
         resumed = trainer.pending_partial
         if resumed is not None and "record" in resumed:  # a training pass stopped mid-way: after the search
             record, earlier = dict(resumed["record"]), resumed["seconds"]
@@ -173,7 +174,7 @@ class Abinit(Method):
             trained = trainer.train_pass(data, epoch, stoppable=True,
                                          progress=callbacks.progress_of(len(data), "pretrain" if pretraining
                                                                         else "train"),
-                                         band_px=config.train_band_px(epoch, self.data.box))
+                                         band_px=band)
             if "partial" in trained:
                 where = f"after step {trained['partial']['batches']} of epoch {epoch + 1}"
                 return {"epoch": epoch, "partial": trained["partial"] | {
@@ -188,7 +189,6 @@ class Abinit(Method):
                                                       or epoch + 1 == config.epochs):
                 callbacks.poses_found(epoch, self.poses)
         probe = centred(self._uncentred(self.probe.numpy()), self.poses.subset(self.probe), self.tilt)
-        band = config.train_band_px(epoch, self.data.box)
         if band is not None:
             record["train_band_px"] = round(band, 2)
         record |= {"mse": trained["mse"], "train_seconds": trained["seconds"],
@@ -197,8 +197,7 @@ class Abinit(Method):
         if models.encoder is not None or models.pose_encoder is not None:
             record["kl"] = trained["kl"]
         record["images_per_second"] = round(record.get("pretrain_images", len(self.data)) / record["seconds"], 1)
-        # (not from the first epoch's random poses: the first search comes before the second)
-        posed = epoch > 0 or config.learns_poses
+        posed = epoch > 0 or config.learns_poses  # the first epoch's poses are random starts: no map from them
         if self.reconstructs and posed and trainer.runtime.is_main and self.checkpoint_due(epoch):
             record |= self._reconstruct(trainer, epoch)
         return record
@@ -299,15 +298,21 @@ class Abinit(Method):
     def _reconstruct(self, trainer: Trainer, epoch: int) -> dict:
         """One volume's map from every particle's current pose, by backprojection with the CTF (rank 0).
 
-        Run after each epoch that ends with a checkpoint (:meth:`epoch`), but the first (its
-        poses are the random starts, but for the baselines'). A search or the pose
-        table finds each particle's pose with a decoder fit only as far as it needs; the map
-        then comes from the images themselves (:func:`cryofield.recon.backproject_table`: two
-        random half sets, a Wiener filter), as homogeneous refinement makes it after ab initio.
-        Written to ``maps/reconstruction_epochNNN.mrc``; after the last epoch also
-        ``reconstruction.mrc``, its half maps and their FSC (:attr:`WorkDir.reconstruction`).
-        Tilt pairs: from the untilted images. Returns the epoch record's ``reconstruction_angstrom`` (half-map FSC
-        0.143) and ``reconstruction_seconds``.
+        Run after each epoch that ends with a checkpoint (:meth:`epoch`), except the first,
+        whose poses are random starts (the baselines' first epoch already learns them). A search
+        or the pose table finds each particle's pose with a decoder fit only as far as it
+        needs; the map then comes from the images themselves
+        (:func:`cryofield.recon.backproject_table`: two random half sets, a Wiener filter), as
+        homogeneous refinement makes it after ab initio. Written to
+        ``maps/reconstruction_epochNNN.mrc``; after the last epoch also ``reconstruction.mrc``,
+        its half maps and their FSC (:attr:`WorkDir.reconstruction`). Tilt pairs: from the
+        untilted images.
+
+        Returns
+        -------
+        dict
+            The epoch record's ``reconstruction_angstrom`` (half-map FSC 0.143, Angstrom) and
+            ``reconstruction_seconds``.
         """
         config, workdir = self.config, WorkDir(self.config.outdir)
         poses = self.current_poses(trainer.models)
